@@ -1,0 +1,5 @@
+//! `vanctl` subcommands, one module per area; `src/bin/vanctl.rs` only wires them together.
+
+pub mod devices;
+pub mod journal;
+pub mod render;

@@ -1,0 +1,508 @@
+//! Configuration: TOML, validated at start. Every error names the file, the line and the key.
+//!
+//! `config/sim.toml` is compiled in as the default (`vand` with no `--config`), so a fresh clone
+//! runs in simulation with state under `./var`. `config/vand.toml` is the documented production
+//! template. Relative paths are taken relative to the working directory of the process (the
+//! systemd unit sets `WorkingDirectory=/var/lib/mtu`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The simulation configuration compiled into the binaries.
+pub const EMBEDDED_SIM: &str = include_str!("../config/sim.toml");
+/// Name shown in messages for the embedded configuration.
+pub const EMBEDDED_SIM_NAME: &str = "<embedded config/sim.toml>";
+
+/// A configuration error with its place.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax or type error, or an invalid value: `key` is the dotted path (`devices.card.baud`).
+    #[error("{file}:{line}:{column}: {key}: {message}")]
+    Invalid { file: String, line: usize, column: usize, key: String, message: String },
+}
+
+/// Whether the van runs on real hardware or in simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Real devices; the signing key must already exist (`vanctl keygen`).
+    Production,
+    /// Simulated devices; a missing signing key is created on first start.
+    Simulation,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub mode: Mode,
+    pub van: VanConfig,
+    pub paths: PathsConfig,
+    #[serde(default)]
+    pub journal: JournalConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub service: ServiceConfig,
+    #[serde(default)]
+    pub devices: DevicesConfig,
+    #[serde(default)]
+    pub gpio: GpioConfig,
+    #[serde(default)]
+    pub documents: DocumentsConfig,
+    /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// Identity of the van.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VanConfig {
+    /// Van id as enrolled at HQ: 1–32 characters of `A–Z a–z 0–9 - _ .`.
+    pub id: String,
+    /// Issuing unit's name in Arabic, printed on documents.
+    #[serde(default)]
+    pub unit_name_ar: String,
+    /// Issuing unit's name in Latin script.
+    #[serde(default)]
+    pub unit_name_en: String,
+}
+
+/// Where state lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    /// Folder for the journal, key and runtime files; created if missing.
+    pub state_dir: PathBuf,
+    /// The journal database. Default: `<state_dir>/journal.db`.
+    pub journal: Option<PathBuf>,
+    /// The Ed25519 signing key (PKCS#8 PEM, mode 0600). Default: `<state_dir>/van.key`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl PathsConfig {
+    /// The journal database path.
+    pub fn journal_path(&self) -> PathBuf {
+        self.journal.clone().unwrap_or_else(|| self.state_dir.join("journal.db"))
+    }
+    /// The signing key path.
+    pub fn key_path(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| self.state_dir.join("van.key"))
+    }
+}
+
+/// Journal tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Records between verified checkpoints (start-up verifies only the records after the last one).
+    pub checkpoint_every: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig { checkpoint_every: 1000 }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter, e.g. `info` or `mtu=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `auto` (journald when started by systemd, text otherwise), `journald` or `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Auto }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Auto,
+    Journald,
+    Text,
+}
+
+/// Service hours and time zone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// tz database zone used for display and service hours.
+    pub timezone: String,
+    /// Opening time, local `HH:MM`.
+    pub opens: String,
+    /// Closing time, local `HH:MM`.
+    pub closes: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { timezone: "Africa/Cairo".into(), opens: "10:00".into(), closes: "22:00".into() }
+    }
+}
+
+/// Serial line parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+/// Serial line settings shared by all devices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// Device path: a udev symlink (`/dev/van/payment`) or `/dev/serial/by-id/…`.
+    pub path: PathBuf,
+    pub baud: u32,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default = "default_parity")]
+    pub parity: Parity,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// Per-request answer timeout in milliseconds (protocol timeouts are in the drivers).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_parity() -> Parity {
+    Parity::None
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// One device section: its driver name, serial settings and driver-specific options.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceConfig {
+    /// Driver name: `zvt` (payment), `evolis` (card), `zpl` (sticker), `mercury` (rfid).
+    pub driver: String,
+    /// When false the device is reported absent and never opened.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub serial: SerialConfig,
+    /// Driver-specific options (documented in `docs/config.md`), checked by the driver at start.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The four serial devices; each optional (a missing device is reported, not fatal).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    pub payment: Option<DeviceConfig>,
+    pub card: Option<DeviceConfig>,
+    pub sticker: Option<DeviceConfig>,
+    pub rfid: Option<DeviceConfig>,
+}
+
+/// GPIO backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GpioBackend {
+    /// rppal on a Raspberry Pi.
+    Rppal,
+    /// In-process simulation (driven by `van-sim` or tests).
+    #[default]
+    Sim,
+    /// No GPIO at all.
+    None,
+}
+
+/// GPIO lines by name (BCM numbers).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    #[serde(default)]
+    pub backend: GpioBackend,
+    /// Debounce for inputs, milliseconds.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: u64,
+    /// Named lines: `ready_led`, `offline_led`, `fault_led`, `buzzer`, `tamper`, `power_fail`.
+    #[serde(default)]
+    pub lines: BTreeMap<String, GpioLine>,
+}
+
+fn default_debounce_ms() -> u64 {
+    30
+}
+
+/// One GPIO line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioLine {
+    /// BCM pin number.
+    pub pin: u8,
+    /// Logic level that means "on"/"active".
+    #[serde(default = "default_true")]
+    pub active_high: bool,
+}
+
+/// Document rendering settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentsConfig {
+    /// Sticker printer resolution: 203 or 300 dpi.
+    pub sticker_dpi: u32,
+}
+
+impl Default for DocumentsConfig {
+    fn default() -> Self {
+        DocumentsConfig { sticker_dpi: 203 }
+    }
+}
+
+impl Config {
+    /// Loads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Self::parse(&text, &file)
+    }
+
+    /// The embedded simulation configuration.
+    pub fn embedded_sim() -> Config {
+        Self::parse(EMBEDDED_SIM, EMBEDDED_SIM_NAME).expect("embedded config/sim.toml is valid (tested)")
+    }
+
+    /// Loads `path`, or the embedded simulation configuration when `None`.
+    pub fn load_or_embedded(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Self::load(p),
+            None => Ok(Self::embedded_sim()),
+        }
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, file, "", &e))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            toml_error(text, file, &key, e.inner())
+        })?;
+        config.source = file.to_owned();
+        config.validate().map_err(|(key, message)| {
+            let (line, column) = locate_key(text, &key).unwrap_or((1, 1));
+            ConfigError::Invalid { file: file.to_owned(), line, column, key, message }
+        })?;
+        Ok(config)
+    }
+
+    /// Semantic checks; returns the dotted key and what is wrong with it.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let id = &self.van.id;
+        if id.is_empty()
+            || id.len() > 32
+            || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err((
+                "van.id".into(),
+                format!("{id:?} is not a van id: use 1–32 characters of A–Z a–z 0–9 - _ ."),
+            ));
+        }
+        if self.journal.checkpoint_every == 0 {
+            return Err(("journal.checkpoint_every".into(), "must be at least 1".into()));
+        }
+        if jiff::tz::TimeZone::get(&self.service.timezone).is_err() {
+            return Err((
+                "service.timezone".into(),
+                format!("{:?} is not in the tz database (e.g. \"Africa/Cairo\")", self.service.timezone),
+            ));
+        }
+        let opens = parse_hhmm(&self.service.opens).ok_or_else(|| {
+            ("service.opens".to_string(), format!("{:?} is not a time HH:MM", self.service.opens))
+        })?;
+        let closes = parse_hhmm(&self.service.closes).ok_or_else(|| {
+            ("service.closes".to_string(), format!("{:?} is not a time HH:MM", self.service.closes))
+        })?;
+        if closes <= opens {
+            return Err(("service.closes".into(), "must be later than service.opens".into()));
+        }
+        let devices = [
+            ("payment", &self.devices.payment, "zvt"),
+            ("card", &self.devices.card, "evolis"),
+            ("sticker", &self.devices.sticker, "zpl"),
+            ("rfid", &self.devices.rfid, "mercury"),
+        ];
+        for (name, dev, known) in devices {
+            let Some(dev) = dev else { continue };
+            if dev.driver != known {
+                return Err((
+                    format!("devices.{name}.driver"),
+                    format!("unknown driver {:?}; this build has {known:?}", dev.driver),
+                ));
+            }
+            let s = &dev.serial;
+            if !matches!(s.baud, 1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 | 921600) {
+                return Err((format!("devices.{name}.baud"), format!("{} is not a standard baud rate", s.baud)));
+            }
+            if !(5..=8).contains(&s.data_bits) {
+                return Err((format!("devices.{name}.data_bits"), "must be 5, 6, 7 or 8".into()));
+            }
+            if !(1..=2).contains(&s.stop_bits) {
+                return Err((format!("devices.{name}.stop_bits"), "must be 1 or 2".into()));
+            }
+            if s.timeout_ms == 0 || s.timeout_ms > 600_000 {
+                return Err((format!("devices.{name}.timeout_ms"), "must be 1 … 600000".into()));
+            }
+            if s.path.as_os_str().is_empty() {
+                return Err((format!("devices.{name}.path"), "must not be empty".into()));
+            }
+        }
+        if !matches!(self.documents.sticker_dpi, 203 | 300) {
+            return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));
+        }
+        for (name, line) in &self.gpio.lines {
+            const KNOWN: [&str; 6] = ["ready_led", "offline_led", "fault_led", "buzzer", "tamper", "power_fail"];
+            if !KNOWN.contains(&name.as_str()) {
+                return Err((format!("gpio.lines.{name}"), format!("unknown line; known: {}", KNOWN.join(", "))));
+            }
+            if line.pin > 53 {
+                return Err((format!("gpio.lines.{name}.pin"), format!("BCM pin {} does not exist", line.pin)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `HH:MM` into minutes after midnight.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+fn toml_error(text: &str, file: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = match e.span() {
+        Some(span) => line_col(text, span.start),
+        None => locate_key(text, key).unwrap_or((1, 1)),
+    };
+    let key = if key.is_empty() { "(document)".to_owned() } else { key.to_owned() };
+    ConfigError::Invalid { file: file.to_owned(), line, column, key, message: e.message().trim().to_owned() }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Finds where a dotted key is written (the deepest part of it that exists).
+fn locate_key(text: &str, key: &str) -> Option<(usize, usize)> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut found = None;
+    for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        found = Some(k.span().start);
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found.map(|off| line_col(text, off))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_sim_config_is_valid() {
+        let c = Config::embedded_sim();
+        assert_eq!(c.mode, Mode::Simulation);
+    }
+
+    #[test]
+    fn production_template_is_valid() {
+        let text = include_str!("../config/vand.toml");
+        let c = Config::parse(text, "config/vand.toml").unwrap();
+        assert_eq!(c.mode, Mode::Production);
+    }
+
+    fn err(text: &str) -> (usize, String, String) {
+        match Config::parse(text, "t.toml").unwrap_err() {
+            ConfigError::Invalid { line, key, message, file, .. } => {
+                assert_eq!(file, "t.toml");
+                (line, key, message)
+            }
+            e => panic!("{e}"),
+        }
+    }
+
+    const BASE: &str = "mode = \"simulation\"\n[van]\nid = \"MTU-1\"\n[paths]\nstate_dir = \"var\"\n";
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let text = format!("{BASE}[devices.card]\ndriver = \"evolis\"\npath = \"/dev/x\"\nbaud = \"fast\"\n");
+        let (line, key, msg) = err(&text);
+        assert_eq!(line, 9, "{msg}");
+        assert_eq!(key, "devices.card.baud");
+    }
+
+    #[test]
+    fn invalid_value_names_line_and_key() {
+        let text = format!("{BASE}[devices.card]\ndriver = \"evolis\"\npath = \"/dev/x\"\nbaud = 1234\n");
+        let (line, key, msg) = err(&text);
+        assert_eq!((line, key.as_str()), (9, "devices.card.baud"), "{msg}");
+        let text = BASE.replace("MTU-1", "bad id!");
+        let (line, key, _) = err(&text);
+        assert_eq!((line, key.as_str()), (3, "van.id"));
+    }
+
+    #[test]
+    fn unknown_key_and_syntax_errors_are_placed() {
+        let (line, _, msg) = err(&format!("{BASE}colour = 3\n"));
+        assert_eq!(line, 6, "{msg}");
+        assert!(msg.contains("colour"), "{msg}");
+        let (line, _, _) = err("mode = \"simulation\"\n[van\n");
+        assert_eq!(line, 2);
+        let (_, key, msg) = err("mode = \"simulation\"\n[paths]\nstate_dir=\"v\"\n");
+        assert!(msg.contains("van"), "{key}: {msg}");
+    }
+
+    #[test]
+    fn service_hours_checked() {
+        let text = format!("{BASE}[service]\nopens = \"22:00\"\ncloses = \"10:00\"\n");
+        let (line, key, _) = err(&text);
+        assert_eq!((line, key.as_str()), (8, "service.closes"));
+        assert_eq!(parse_hhmm("10:00"), Some(600));
+        assert_eq!(parse_hhmm("24:00"), None);
+    }
+}

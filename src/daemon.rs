@@ -1,0 +1,1 @@
+//! The daemon: open the journal, verify its tail, run until SIGTERM/SIGINT.

@@ -1,0 +1,2 @@
+//! The serial transport shared by every driver: exclusive open, line settings, deadlines,
+//! unplug detection and reopen with backoff.
