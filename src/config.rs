@@ -286,7 +286,8 @@ impl Config {
     /// Loads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { file: file.clone(), source })?;
         Self::parse(&text, &file)
     }
 
@@ -364,8 +365,14 @@ impl Config {
                 ));
             }
             let s = &dev.serial;
-            if !matches!(s.baud, 1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 | 921600) {
-                return Err((format!("devices.{name}.baud"), format!("{} is not a standard baud rate", s.baud)));
+            if !matches!(
+                s.baud,
+                1200 | 2400 | 4800 | 9600 | 19200 | 38400 | 57600 | 115200 | 230400 | 460800 | 921600
+            ) {
+                return Err((
+                    format!("devices.{name}.baud"),
+                    format!("{} is not a standard baud rate", s.baud),
+                ));
             }
             if !(5..=8).contains(&s.data_bits) {
                 return Err((format!("devices.{name}.data_bits"), "must be 5, 6, 7 or 8".into()));
@@ -384,12 +391,19 @@ impl Config {
             return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));
         }
         for (name, line) in &self.gpio.lines {
-            const KNOWN: [&str; 6] = ["ready_led", "offline_led", "fault_led", "buzzer", "tamper", "power_fail"];
+            const KNOWN: [&str; 6] =
+                ["ready_led", "offline_led", "fault_led", "buzzer", "tamper", "power_fail"];
             if !KNOWN.contains(&name.as_str()) {
-                return Err((format!("gpio.lines.{name}"), format!("unknown line; known: {}", KNOWN.join(", "))));
+                return Err((
+                    format!("gpio.lines.{name}"),
+                    format!("unknown line; known: {}", KNOWN.join(", ")),
+                ));
             }
             if line.pin > 53 {
-                return Err((format!("gpio.lines.{name}.pin"), format!("BCM pin {} does not exist", line.pin)));
+                return Err((
+                    format!("gpio.lines.{name}.pin"),
+                    format!("BCM pin {} does not exist", line.pin),
+                ));
             }
         }
         Ok(())

@@ -99,8 +99,8 @@ impl VanKey {
             fs::read_to_string(path)
                 .map_err(|source| KeyError::Unreadable { path: path.to_owned(), source })?,
         );
-        let signing = SigningKey::from_pkcs8_pem(&text)
-            .map_err(|_| KeyError::Malformed { path: path.to_owned() })?;
+        let signing =
+            SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Malformed { path: path.to_owned() })?;
         Ok(VanKey { signing })
     }
 
@@ -194,8 +194,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("van.key");
         assert!(matches!(VanKey::load(&path), Err(KeyError::Missing { .. })));
-        OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).unwrap()
-            .write_all(b"not a key").unwrap();
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap()
+            .write_all(b"not a key")
+            .unwrap();
         let err = VanKey::load(&path).unwrap_err();
         assert!(matches!(err, KeyError::Malformed { .. }));
         assert!(err.to_string().contains(path.to_str().unwrap()));

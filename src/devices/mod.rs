@@ -62,3 +62,46 @@ pub enum Health {
     /// Port not open (unplugged or not yet found); retrying.
     Disconnected { why: String },
 }
+
+pub mod card;
+pub mod evolis;
+pub mod gpio;
+pub mod manager;
+pub mod mercury;
+pub mod payment;
+pub mod rfid;
+pub mod sticker;
+pub mod zpl;
+pub mod zvt;
+
+/// A device operation that did not succeed, with what a person should know to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The link failed (timeout, unplug, open failure).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The device spoke, but not the protocol (bad frames after all retries, unexpected replies).
+    #[error("{device}: protocol error: {detail}")]
+    Protocol { device: String, detail: String },
+    /// The device reports a condition that needs a person (ribbon ended, cover open, no tag …).
+    #[error("{device}: {fault} — {action}")]
+    Fault { device: String, fault: String, action: String },
+    /// A driver option in the configuration is invalid.
+    #[error("{device}: configuration option {key}: {message}")]
+    Config { device: String, key: String, message: String },
+    /// The operation is not offered by this device or driver.
+    #[error("{device}: not supported: {what}")]
+    Unsupported { device: String, what: String },
+}
+
+/// Result of `vanctl devices self-test` for one device: only safe queries (version, status);
+/// nothing is printed, encoded or charged.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SelfTestReport {
+    /// Device name (`payment`, `card`, `sticker`, `rfid`, `gpio`).
+    pub device: String,
+    /// Whether every check passed.
+    pub ok: bool,
+    /// One line per check, readable by a technician.
+    pub lines: Vec<String>,
+}

@@ -36,3 +36,9 @@ pub trait SimDevice: Send {
     /// State for `van-sim status` and tests (counts, last transaction, tags in field, …).
     fn status(&self) -> serde_json::Value;
 }
+
+pub mod card;
+pub mod host;
+pub mod payment;
+pub mod rfid;
+pub mod sticker;

@@ -1,0 +1,1 @@
+//! Evolis card printer command protocol: codec, job builder and driver.

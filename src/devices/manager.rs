@@ -1,0 +1,1 @@
+//! Device manager: one thread owns each port; health as events; async handles for the daemon.

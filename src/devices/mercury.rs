@@ -1,0 +1,1 @@
+//! ThingMagic Mercury serial protocol (UHF EPC Gen2): codec and driver.

@@ -1,0 +1,1 @@
+//! ZVT (ECR ↔ terminal) over serial: codec, transaction state machine and driver.
