@@ -1,0 +1,1 @@
+//! The daemon's local control socket (`<state_dir>/vand.sock`): JSON lines for vanctl.
