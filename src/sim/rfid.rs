@@ -874,6 +874,28 @@ mod tests {
         assert!(MercurySim::from_options(&bad).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_and_commands_never_panic(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            op in proptest::prelude::any::<u8>(),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+        ) {
+            let _ = MercurySim::new().receive(&noise, Instant::now());
+            let mut sim = MercurySim::new();
+            let _ = send(&mut sim, &hex("FF 00 04 1D 0B"));
+            let _ = send(&mut sim, &hex("FF 01 97 08 4B B5"));
+            let mut frame = vec![0xFF, data.len() as u8, op];
+            frame.extend_from_slice(&data);
+            let crc = sim_crc(&frame[1..]);
+            frame.extend_from_slice(&crc.to_be_bytes());
+            let reply = send(&mut sim, &frame);
+            // Every well-formed command gets exactly one well-formed answer with its opcode.
+            proptest::prop_assert!(reply.len() >= 7);
+            proptest::prop_assert_eq!(reply[2], op);
+        }
+    }
+
     #[test]
     fn timing_produces_waits_only_when_scaled() {
         let mut sim = MercurySim::new();
