@@ -22,10 +22,7 @@ fn main() {
     std::fs::set_permissions(&secret_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let options: toml::Table =
         format!("password_file = {:?}", secret_path.to_str().expect("utf-8 path")).parse().expect("options");
-    let data = TagData {
-        epc: hex::decode("3034257BF400B7800004CB2F").expect("hex"),
-        user: vec![0x5A; 64],
-    };
+    let data = TagData { epc: hex::decode("3034257BF400B7800004CB2F").expect("hex"), user: vec![0x5A; 64] };
 
     let mut walls = Vec::new();
     let mut last = None;

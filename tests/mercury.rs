@@ -24,7 +24,10 @@ fn setup(extra: &str) -> Setup {
     let path = dir.path().join("tag-secret");
     std::fs::write(&path, "000102030405060708090a0b0c0d0e0f\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = format!("password_file = {:?}\ntag_op_timeout_ms = 200\ninventory_ms = 50\n{extra}", path.to_str().unwrap());
+    let text = format!(
+        "password_file = {:?}\ntag_op_timeout_ms = 200\ninventory_ms = 50\n{extra}",
+        path.to_str().unwrap()
+    );
     Setup { _dir: dir, options: text.parse().unwrap() }
 }
 
@@ -117,7 +120,9 @@ fn through_the_trait_and_config() {
     let mut bad = cfg.clone();
     bad.driver = "acme".into();
     let (link, _served) = serve(sim(""));
-    assert!(matches!(driver_from_config(&bad, Box::new(link)), Err(DeviceError::Config { key, .. }) if key == "driver"));
+    assert!(
+        matches!(driver_from_config(&bad, Box::new(link)), Err(DeviceError::Config { key, .. }) if key == "driver")
+    );
 }
 
 #[test]

@@ -629,10 +629,9 @@ pub fn parse_read_data(data: &[u8]) -> Result<Vec<u8>, CodecError> {
             opcode: opcode::READ_TAG_DATA,
             detail: format!("odd number of data bytes ({})", words.len()),
         }),
-        None => Err(CodecError::BadResponse {
-            opcode: opcode::READ_TAG_DATA,
-            detail: "empty response".into(),
-        }),
+        None => {
+            Err(CodecError::BadResponse { opcode: opcode::READ_TAG_DATA, detail: "empty response".into() })
+        }
     }
 }
 
@@ -757,9 +756,7 @@ impl Command {
             | Command::ClearTagBuffer => {}
             Command::SetRegion(r) => d.push(r.0),
             Command::SetProtocol(p) => d.extend_from_slice(&p.to_be_bytes()),
-            Command::SetReadPower(p) | Command::SetWritePower(p) => {
-                d.extend_from_slice(&p.to_be_bytes())
-            }
+            Command::SetReadPower(p) | Command::SetWritePower(p) => d.extend_from_slice(&p.to_be_bytes()),
             Command::ReadTagMultiple { timeout_ms } => {
                 d.push(0); // option: no select, no metadata
                 d.extend_from_slice(&0u16.to_be_bytes()); // search flags
@@ -872,8 +869,8 @@ mod tests {
     fn crc_from_the_c_source_nibble_table() {
         // Re-derive with the 4-bit table and loop of `tm_crc` in serial_reader_l3.c.
         const TABLE: [u16; 16] = [
-            0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7, 0x8108, 0x9129, 0xa14a,
-            0xb16b, 0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
+            0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7, 0x8108, 0x9129, 0xa14a, 0xb16b,
+            0xc18c, 0xd1ad, 0xe1ce, 0xf1ef,
         ];
         let tm = |bytes: &[u8]| {
             let mut crc: u16 = 0xFFFF;

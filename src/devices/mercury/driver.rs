@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::codec::{
-    Bank, Command, PROTOCOL_GEN2, Password, Region, Response, ResponseDecoder, Select, Status,
-    VersionInfo, opcode, parse_read_data, parse_tag_count,
+    Bank, Command, PROTOCOL_GEN2, Password, Region, Response, ResponseDecoder, Select, Status, VersionInfo,
+    opcode, parse_read_data, parse_tag_count,
 };
 use super::profile::{TagPasswords, TagProfile, TagSecret};
 use crate::devices::rfid::{EncodedTag, TagData, TagEncoder};
@@ -64,7 +64,9 @@ impl MercuryError {
             MercuryError::WriteFailed { .. } | MercuryError::VerifyFailed { .. } => {
                 "hold the sticker still on the antenna and retry; if it fails again, void it and use a new one"
             }
-            MercuryError::LockFailed { .. } => "retry; if it fails again, void this sticker and use a new one",
+            MercuryError::LockFailed { .. } => {
+                "retry; if it fails again, void this sticker and use a new one"
+            }
             MercuryError::WrongPassword => "this sticker was encoded elsewhere: use a blank sticker",
             MercuryError::WrongRegion { .. } => {
                 "set devices.rfid.options.region to a region this module supports"
@@ -115,7 +117,12 @@ pub struct MercuryEncoder {
 impl MercuryEncoder {
     /// A driver with an explicit profile and secret; `answer_timeout` is added to each command's own
     /// tag timeout to wait for its response.
-    pub fn new(link: Box<dyn Link>, profile: TagProfile, secret: TagSecret, answer_timeout: Duration) -> Self {
+    pub fn new(
+        link: Box<dyn Link>,
+        profile: TagProfile,
+        secret: TagSecret,
+        answer_timeout: Duration,
+    ) -> Self {
         MercuryEncoder {
             link,
             profile,
@@ -256,7 +263,11 @@ impl MercuryEncoder {
     }
 
     /// Maps the status of a tag operation: no tag, wrong password, wrong region, or `other`.
-    fn tag_status(&self, status: Status, other: impl FnOnce(Status) -> MercuryError) -> Result<(), MercuryError> {
+    fn tag_status(
+        &self,
+        status: Status,
+        other: impl FnOnce(Status) -> MercuryError,
+    ) -> Result<(), MercuryError> {
         match status {
             Status::OK => Ok(()),
             Status::NO_TAGS_FOUND => Err(MercuryError::NoTag),
@@ -279,7 +290,8 @@ impl MercuryEncoder {
             1 => {}
             n => return Err(MercuryError::MultipleTags { count: n }),
         }
-        let tid = self.read_words(Bank::Tid, 0, self.profile.tid_words.into(), Password::ZERO, None, "TID")?;
+        let tid =
+            self.read_words(Bank::Tid, 0, self.profile.tid_words.into(), Password::ZERO, None, "TID")?;
         Ok(tid)
     }
 
@@ -405,12 +417,20 @@ impl MercuryEncoder {
             return Err(MercuryError::VerifyFailed { what: "EPC" });
         }
         if !user.is_empty() {
-            let back = self.read_words(Bank::User, 0, user.len() / 2, access, Some(&select), "user memory")?;
+            let back =
+                self.read_words(Bank::User, 0, user.len() / 2, access, Some(&select), "user memory")?;
             if back != user {
                 return Err(MercuryError::VerifyFailed { what: "user memory" });
             }
         }
-        let back = zeroize::Zeroizing::new(self.read_words(Bank::Reserved, 0, 4, access, Some(&select), "passwords")?);
+        let back = zeroize::Zeroizing::new(self.read_words(
+            Bank::Reserved,
+            0,
+            4,
+            access,
+            Some(&select),
+            "passwords",
+        )?);
         if back[..] != passwords.reserved_bank()[..] {
             return Err(MercuryError::VerifyFailed { what: "passwords" });
         }

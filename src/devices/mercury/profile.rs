@@ -102,13 +102,17 @@ fn config_err(key: &str, message: impl Into<String>) -> DeviceError {
     DeviceError::Config { device: "rfid".into(), key: key.into(), message: message.into() }
 }
 
-fn int_option(options: &toml::Table, key: &str, default: i64, min: i64, max: i64) -> Result<i64, DeviceError> {
+fn int_option(
+    options: &toml::Table,
+    key: &str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, DeviceError> {
     match options.get(key) {
         None => Ok(default),
         Some(toml::Value::Integer(v)) if (min..=max).contains(v) => Ok(*v),
-        Some(toml::Value::Integer(v)) => {
-            Err(config_err(key, format!("{v} is outside {min}..={max}")))
-        }
+        Some(toml::Value::Integer(v)) => Err(config_err(key, format!("{v} is outside {min}..={max}"))),
         Some(other) => Err(config_err(key, format!("expected an integer, found {}", other.type_str()))),
     }
 }
@@ -137,10 +141,14 @@ impl TagProfile {
             Some(toml::Value::String(name)) => Region::from_name(name)
                 .ok_or_else(|| config_err("region", format!("unknown region {name:?} (e.g. eu3, na, in)")))?,
             Some(toml::Value::Integer(v)) => Region(
-                u8::try_from(*v).map_err(|_| config_err("region", format!("{v} is not a region number 0..=255")))?,
+                u8::try_from(*v)
+                    .map_err(|_| config_err("region", format!("{v} is not a region number 0..=255")))?,
             ),
             Some(other) => {
-                return Err(config_err("region", format!("expected a name or number, found {}", other.type_str())));
+                return Err(config_err(
+                    "region",
+                    format!("expected a name or number, found {}", other.type_str()),
+                ));
             }
         };
         let read_power_cdbm = int_option(options, "read_power_cdbm", 2000, 0, 3200)? as u16;
@@ -156,7 +164,8 @@ impl TagProfile {
             Some(toml::Value::Array(items)) => {
                 let mut out = Vec::new();
                 for item in items {
-                    let name = item.as_str().ok_or_else(|| config_err("lock", "expected a list of bank names"))?;
+                    let name =
+                        item.as_str().ok_or_else(|| config_err("lock", "expected a list of bank names"))?;
                     let target = LockTarget::from_name(name).ok_or_else(|| {
                         config_err("lock", format!("unknown bank {name:?}; use epc, user, tid, access, kill"))
                     })?;
@@ -174,7 +183,10 @@ impl TagProfile {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
             Some(other) => {
-                return Err(config_err("permalock", format!("expected true or false, found {}", other.type_str())));
+                return Err(config_err(
+                    "permalock",
+                    format!("expected true or false, found {}", other.type_str()),
+                ));
             }
         };
         let password_file = match options.get("password_file") {
@@ -270,7 +282,8 @@ impl TagSecret {
                 "permissions {mode:04o} let group or others read it; run chmod 600 on it"
             )));
         }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?);
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?);
         let bytes = Zeroizing::new(
             hex::decode(text.trim()).map_err(|_| err("expected the secret as hexadecimal text".into()))?,
         );
@@ -308,7 +321,9 @@ mod tests {
         let (mask, action) = p.lock_payload();
         let want = lock_bits::EPC | lock_bits::USER | lock_bits::ACCESS | lock_bits::KILL;
         assert_eq!((mask, action), (want, want));
-        let p = TagProfile::from_options(&table("password_file = \"/x\"\nlock = [\"user\"]\npermalock = true")).unwrap();
+        let p =
+            TagProfile::from_options(&table("password_file = \"/x\"\nlock = [\"user\"]\npermalock = true"))
+                .unwrap();
         assert_eq!(p.lock_payload(), (0b11, 0b11));
     }
 
