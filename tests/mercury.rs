@@ -31,8 +31,10 @@ fn setup(extra: &str) -> Setup {
     Setup { _dir: dir, options: text.parse().unwrap() }
 }
 
+/// The simulator with the given scenario options and no waits.
 fn sim(options: &str) -> Box<dyn mtu::sim::SimDevice> {
-    mtu::sim::rfid::simulator(&options.parse().unwrap()).unwrap()
+    let text = format!("timing_scale = 0\n{options}");
+    mtu::sim::rfid::simulator(&text.parse().unwrap()).unwrap()
 }
 
 fn encoder(s: &Setup, sim_options: &str) -> (MercuryEncoder, Served) {

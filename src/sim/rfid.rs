@@ -315,10 +315,10 @@ fn password_option(table: &toml::Table, key: &str) -> Result<[u8; 4], String> {
 }
 
 impl MercurySim {
-    /// A module in its bootloader with one blank tag, no waits.
+    /// A module in its bootloader with one blank tag and realistic timing (scale 1).
     pub fn new() -> MercurySim {
         MercurySim {
-            timing_scale: 0.0,
+            timing_scale: 1.0,
             in_app: false,
             region: 0,
             protocol: 0,
@@ -807,6 +807,8 @@ mod tests {
         assert_eq!(sim_crc(&[0x00, 0x04]), 0x1D0B);
         assert_eq!(sim_crc(&[0x01, 0x97, 0x01]), 0x4BBC);
         assert_eq!(sim_crc(&[0x01, 0x97, 0x02]), 0x4BBF);
+        // A Read Tag ID Multiple frame captured from Universal Reader Assistant.
+        assert_eq!(sim_crc(&hex("08 22 88 10 0013 03E8 0057")), 0x1FDF);
     }
 
     #[test]
@@ -898,10 +900,10 @@ mod tests {
 
     #[test]
     fn timing_produces_waits_only_when_scaled() {
-        let mut sim = MercurySim::new();
+        let mut sim = MercurySim::from_options(&"timing_scale = 0".parse().unwrap()).unwrap();
         let outs = sim.receive(&hex("FF 00 04 1D 0B"), Instant::now());
         assert!(outs.iter().all(|o| matches!(o, SimOut::Send(_))));
-        let mut sim = MercurySim::from_options(&"timing_scale = 1.0".parse().unwrap()).unwrap();
+        let mut sim = MercurySim::new();
         let outs = sim.receive(&hex("FF 00 04 1D 0B"), Instant::now());
         assert!(matches!(outs[0], SimOut::Wait(d) if d == Duration::from_millis(250)));
     }

@@ -859,6 +859,22 @@ mod tests {
     }
 
     #[test]
+    fn captured_frames_from_universal_reader_assistant() {
+        // Two Read Tag ID Multiple frames captured from ThingMagic's Universal Reader Assistant
+        // (published in notes on extending the SparkFun library): multi-select option 0x88,
+        // metadata, and the second one with a select on the EPC (password, bit pointer 0x20,
+        // 24 bits 98 12 AB, target/action/end 04 00 00). Their CRCs check ours independently.
+        let plain = hex("FF 08 22 88 10 0013 03E8 0057 1FDF");
+        let select = hex("FF 17 22 88 14 0013 03E8 0057 00000000 00000020 18 9812AB 040000 39B2");
+        for frame in [plain, select] {
+            let n = frame.len();
+            assert_eq!(usize::from(frame[1]) + COMMAND_OVERHEAD, n);
+            assert_eq!(crc16(&frame[1..n - 2]).to_be_bytes(), [frame[n - 2], frame[n - 1]]);
+            assert_eq!(encode_command(frame[2], &frame[3..n - 2]).unwrap(), frame);
+        }
+    }
+
+    #[test]
     fn crc_is_not_ccitt_false() {
         // The catalogue CRC-16/IBM-3740 gives 0x2D6C for `00 03`, the module wants 0x1D0C.
         assert_eq!(crc::Crc::<u16>::new(&crc::CRC_16_IBM_3740).checksum(&[0x00, 0x03]), 0x2D6C);

@@ -180,6 +180,7 @@ impl MercuryEncoder {
         self.link.write_all(&frame)?;
         self.stats.bytes_out += frame.len() as u64;
         self.stats.round_trips += 1;
+        let noise_before = self.decoder.stats();
         let deadline = Instant::now() + self.answer_timeout + Self::command_timeout(cmd);
         let mut buf = [0u8; 512];
         loop {
@@ -208,12 +209,12 @@ impl MercuryEncoder {
                 Err(LinkError::Timeout { device, path, waited_ms }) => {
                     self.dirty = true;
                     let s = self.decoder.stats();
-                    if s.discarded > 0 || s.bad_crc > 0 || self.decoder.pending() > 0 {
+                    let noise = s.discarded - noise_before.discarded + self.decoder.pending() as u64;
+                    let bad_crc = s.bad_crc - noise_before.bad_crc;
+                    if noise > 0 || bad_crc > 0 {
                         return Err(MercuryError::Protocol(format!(
-                            "no valid answer to 0x{:02X}: {} bytes of noise, {} frames with a bad CRC",
+                            "no valid answer to 0x{:02X}: {noise} bytes of noise, {bad_crc} frames with a bad CRC",
                             cmd.opcode(),
-                            s.discarded + self.decoder.pending() as u64,
-                            s.bad_crc
                         )));
                     }
                     return Err(MercuryError::Link(LinkError::Timeout { device, path, waited_ms }));
