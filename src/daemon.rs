@@ -48,8 +48,12 @@ pub fn open_journal(config: &Config) -> anyhow::Result<(JournalOwner, OpenReport
             let (current, staged) = key_rotation_paths(&config.paths.key_path());
             let new_key = VanKey::load(&staged).context("journal key differs from the key file")?;
             let opened = Journal::open(&path, new_key, &opts)?;
-            std::fs::rename(&staged, &current).with_context(|| format!("finishing key rotation: {}", staged.display()))?;
-            tracing::warn!("finished an interrupted key rotation: {} now holds the journal's key", current.display());
+            std::fs::rename(&staged, &current)
+                .with_context(|| format!("finishing key rotation: {}", staged.display()))?;
+            tracing::warn!(
+                "finished an interrupted key rotation: {} now holds the journal's key",
+                current.display()
+            );
             Ok(opened)
         }
         other => Ok(other?),
@@ -63,6 +67,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     unsafe { libc::umask(0o027) };
     std::fs::create_dir_all(&config.paths.state_dir)
         .with_context(|| format!("creating state folder {}", config.paths.state_dir.display()))?;
+    // Handlers first: a SIGTERM right after "ready" must reach the clean-stop path.
+    let signals = Signals::install()?;
     let cfg = config.clone();
     let (journal, report) = tokio::task::spawn_blocking(move || open_journal(&cfg)).await??;
     let previous = match (report.created, report.last_kind.as_deref()) {
@@ -96,7 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    let reason = wait_for_stop().await;
+    let reason = signals.wait_for_stop().await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!(%reason, "stopping");
     let stop = journal.append_async(kinds::DAEMON_STOP, &serde_json::json!({ "reason": reason })).await;
@@ -109,22 +115,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT, sending watchdog pings meanwhile when systemd asks for them.
-async fn wait_for_stop() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stopping");
-        return "signal-setup-failed";
-    };
-    let watchdog_timeout = sd_notify::watchdog_enabled();
-    let watchdog = watchdog_timeout.is_some();
-    let period = watchdog_timeout.unwrap_or(Duration::from_secs(2)).max(Duration::from_millis(200)) / 2;
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            _ = term.recv() => return "SIGTERM",
-            _ = int.recv() => return "SIGINT",
-            _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+/// SIGTERM and SIGINT, caught from start-up on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, sending watchdog pings meanwhile when systemd asks for them.
+    async fn wait_for_stop(self) -> &'static str {
+        let Signals { mut term, mut int } = self;
+        let watchdog_timeout = sd_notify::watchdog_enabled();
+        let watchdog = watchdog_timeout.is_some();
+        let period = watchdog_timeout.unwrap_or(Duration::from_secs(2)).max(Duration::from_millis(200)) / 2;
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+            }
         }
     }
 }

@@ -68,7 +68,10 @@ pub fn pubkey(config: &Config, json: bool) -> anyhow::Result<()> {
     let public = hex::encode(key.verifying_key().as_bytes());
     let id = hex::encode(key.key_id());
     if json {
-        println!("{}", serde_json::json!({"van_id": config.van.id, "key_id": id, "public_key": public, "algorithm": "ed25519"}));
+        println!(
+            "{}",
+            serde_json::json!({"van_id": config.van.id, "key_id": id, "public_key": public, "algorithm": "ed25519"})
+        );
     } else {
         println!("{} {} {}", config.van.id, id, public);
     }
@@ -121,7 +124,10 @@ pub fn run(cmd: &JournalCmd, config: &Config) -> anyhow::Result<u8> {
             match reader.verify_all(trusted) {
                 Ok(n) => {
                     let tail = reader.tail()?.map(|r| hex::encode(r.hash)).unwrap_or_default();
-                    println!("OK: {n} records verified in {:.2} s; last hash {tail}", started.elapsed().as_secs_f64());
+                    println!(
+                        "OK: {n} records verified in {:.2} s; last hash {tail}",
+                        started.elapsed().as_secs_f64()
+                    );
                     Ok(0)
                 }
                 Err(JournalError::Integrity { error, .. }) => {
@@ -158,7 +164,11 @@ pub fn run(cmd: &JournalCmd, config: &Config) -> anyhow::Result<u8> {
             println!("record     {}", r.seq);
             println!("van        {}", r.van_id);
             println!("kind       {}", r.kind);
-            println!("time       {}  ({})", clock::format_utc_us(r.time_us), clock::format_cairo_us(r.time_us));
+            println!(
+                "time       {}  ({})",
+                clock::format_utc_us(r.time_us),
+                clock::format_cairo_us(r.time_us)
+            );
             println!("boot       {} +{:.3} s", hex::encode(r.boot_id), r.boot_us as f64 / 1e6);
             println!("key id     {}", hex::encode(r.key_id));
             let pretty = serde_json::from_slice::<serde_json::Value>(&r.payload)

@@ -18,7 +18,8 @@ struct Line {
     van_id: String,
     key_id: String,
     time_us: i64,
-    #[serde(default, skip_deserializing)]
+    /// Informational RFC 3339 rendering of `time_us`; ignored when reading.
+    #[serde(default)]
     time: String,
     boot_id: String,
     boot_us: u64,
@@ -59,8 +60,13 @@ pub fn write_line(out: &mut impl Write, rec: &Record) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-fn hex_field<const N: usize>(line: usize, field: &'static str, text: &str) -> Result<[u8; N], ExportLineError> {
-    let bytes = hex::decode(text).map_err(|e| ExportLineError::Field { line, field, detail: e.to_string() })?;
+fn hex_field<const N: usize>(
+    line: usize,
+    field: &'static str,
+    text: &str,
+) -> Result<[u8; N], ExportLineError> {
+    let bytes =
+        hex::decode(text).map_err(|e| ExportLineError::Field { line, field, detail: e.to_string() })?;
     <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| ExportLineError::Field {
         line,
         field,
@@ -70,8 +76,8 @@ fn hex_field<const N: usize>(line: usize, field: &'static str, text: &str) -> Re
 
 /// Parses one export line (`line_no` is for messages). Never panics on any input.
 pub fn parse_line(text: &str, line_no: usize) -> Result<Record, ExportLineError> {
-    let l: Line =
-        serde_json::from_str(text).map_err(|e| ExportLineError::Json { line: line_no, detail: e.to_string() })?;
+    let l: Line = serde_json::from_str(text)
+        .map_err(|e| ExportLineError::Json { line: line_no, detail: e.to_string() })?;
     Ok(Record {
         seq: l.seq,
         van_id: l.van_id,

@@ -101,7 +101,9 @@ pub fn check_van_id(id: &str) -> Result<(), FieldError> {
 pub fn check_kind(kind: &str) -> Result<(), FieldError> {
     let ok = !kind.is_empty()
         && kind.len() <= MAX_KIND
-        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
     if ok { Ok(()) } else { Err(FieldError::Kind(kind.to_owned())) }
 }
 
@@ -129,7 +131,9 @@ fn encode_body(
     payload: &[u8],
     prev_hash: &[u8; 32],
 ) {
-    out.reserve(RECORD_DOMAIN.len() + 8 + 1 + van_id.len() + 8 + 8 + 16 + 8 + 1 + kind.len() + 4 + payload.len() + 32);
+    out.reserve(
+        RECORD_DOMAIN.len() + 8 + 1 + van_id.len() + 8 + 8 + 16 + 8 + 1 + kind.len() + 4 + payload.len() + 32,
+    );
     out.extend_from_slice(RECORD_DOMAIN);
     out.extend_from_slice(&seq.to_be_bytes());
     out.push(van_id.len() as u8);
@@ -220,7 +224,12 @@ impl Record {
 }
 
 /// Bytes a new key signs to prove it accepts the chain at a rotation record (docs/journal-format.md).
-pub fn rotation_proof_bytes(van_id: &str, seq: u64, old_key_id: &[u8; KEY_ID_LEN], new_key: &VerifyingKey) -> Vec<u8> {
+pub fn rotation_proof_bytes(
+    van_id: &str,
+    seq: u64,
+    old_key_id: &[u8; KEY_ID_LEN],
+    new_key: &VerifyingKey,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(ROTATION_DOMAIN.len() + 1 + van_id.len() + 8 + KEY_ID_LEN + 32);
     out.extend_from_slice(ROTATION_DOMAIN);
     out.push(van_id.len() as u8);

@@ -72,7 +72,9 @@ fn map_sqlite(path: &Path, e: rusqlite::Error) -> JournalError {
         Some(ErrorCode::ReadOnly) => JournalError::ReadOnly { path, detail },
         Some(ErrorCode::NotADatabase) => JournalError::NotAJournal { path, detail },
         Some(ErrorCode::DatabaseCorrupt) => JournalError::Corrupt { path, detail },
-        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => JournalError::Open { path, detail },
+        Some(ErrorCode::CannotOpen) | Some(ErrorCode::PermissionDenied) => {
+            JournalError::Open { path, detail }
+        }
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => JournalError::InUse { path },
         _ => JournalError::Storage { path, detail },
     }
@@ -161,6 +163,7 @@ enum Cmd {
     Append { kind: String, payload: Vec<u8>, reply: Reply<Appended> },
     Rotate { new_key: Box<VanKey>, reply: Reply<Appended> },
     Checkpoint { reply: Reply<u64> },
+    Quota { max_pages: Option<u64>, reply: Reply<()> },
 }
 
 /// Handle to the journal's single writer thread. Cloning shares the same writer.
@@ -242,6 +245,31 @@ fn lock_file(path: &Path) -> Result<File, JournalError> {
     Ok(file)
 }
 
+/// Refuses early, with a clear message, when the journal file or its folder cannot be written
+/// (read-only filesystem, wrong owner): SQLite would otherwise fail later with a vaguer error.
+fn check_writable(path: &Path) -> Result<(), JournalError> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_owned(),
+        None => PathBuf::from("."),
+    };
+    for target in [path, dir.as_path()] {
+        if target != dir.as_path() && !target.exists() {
+            continue;
+        }
+        let Ok(c) = std::ffi::CString::new(target.as_os_str().as_bytes()) else { continue };
+        // SAFETY: access() only reads the NUL-terminated path we pass.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(JournalError::ReadOnly {
+                path: path.to_owned(),
+                detail: format!("{} is not writable: {err}", target.display()),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Applies the per-connection pragmas and checks the file is a journal (or empty).
 fn prepare(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), JournalError> {
     let m = |e| map_sqlite(path, e);
@@ -257,9 +285,13 @@ fn prepare(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), Journ
     }
     conn.busy_timeout(Duration::from_secs(5)).map_err(m)?;
     if writer {
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(m)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(m)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(JournalError::Open { path: path.to_owned(), detail: format!("cannot enable WAL (got {mode})") });
+            return Err(JournalError::Open {
+                path: path.to_owned(),
+                detail: format!("cannot enable WAL (got {mode})"),
+            });
         }
         conn.pragma_update(None, "synchronous", "FULL").map_err(m)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(m)?;
@@ -276,9 +308,15 @@ fn prepare(conn: &mut Connection, path: &Path, writer: bool) -> Result<(), Journ
     Ok(())
 }
 
-const RECORD_COLUMNS: &str = "seq, van_id, key_id, time_us, boot_id, boot_us, kind, payload, prev_hash, hash, sig";
+const RECORD_COLUMNS: &str =
+    "seq, van_id, key_id, time_us, boot_id, boot_us, kind, payload, prev_hash, hash, sig";
 
-fn blob<const N: usize>(row: &rusqlite::Row<'_>, idx: usize, seq: u64, name: &str) -> rusqlite::Result<[u8; N]> {
+fn blob<const N: usize>(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    seq: u64,
+    name: &str,
+) -> rusqlite::Result<[u8; N]> {
     let v: Vec<u8> = row.get(idx)?;
     <[u8; N]>::try_from(v.as_slice()).map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -340,14 +378,17 @@ fn for_each_record(
 ) -> Result<(), JournalError> {
     let mut next = from.max(1);
     let mut stmt = conn
-        .prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq"))
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq"
+        ))
         .map_err(|e| map_sqlite(path, e))?;
     while next <= to {
         let end = to.min(next.saturating_add(READ_CHUNK - 1));
         let mut rows = stmt.query(params![next as i64, end as i64]).map_err(|e| map_sqlite(path, e))?;
         let mut last = None;
         while let Some(row) = rows.next().map_err(|e| map_sqlite(path, e))? {
-            let rec = row_to_record(row).map_err(|e| JournalError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
+            let rec = row_to_record(row)
+                .map_err(|e| JournalError::Corrupt { path: path.to_owned(), detail: e.to_string() })?;
             last = Some(rec.seq);
             if !f(rec)? {
                 return Ok(());
@@ -364,9 +405,13 @@ fn for_each_record(
 }
 
 fn tail_of(conn: &Connection, path: &Path) -> Result<Option<Record>, JournalError> {
-    conn.query_row(&format!("SELECT {RECORD_COLUMNS} FROM records ORDER BY seq DESC LIMIT 1"), [], row_to_record)
-        .optional()
-        .map_err(|e| map_sqlite(path, e))
+    conn.query_row(
+        &format!("SELECT {RECORD_COLUMNS} FROM records ORDER BY seq DESC LIMIT 1"),
+        [],
+        row_to_record,
+    )
+    .optional()
+    .map_err(|e| map_sqlite(path, e))
 }
 
 fn load_checkpoint(conn: &Connection, path: &Path, van_id: &str) -> Result<Option<ChainState>, JournalError> {
@@ -377,7 +422,10 @@ fn load_checkpoint(conn: &Connection, path: &Path, van_id: &str) -> Result<Optio
         .optional()
         .map_err(|e| map_sqlite(path, e))?;
     let Some((seq, hash, key)) = row else { return Ok(None) };
-    let bad = |what: &str| JournalError::Corrupt { path: path.to_owned(), detail: format!("checkpoint row: {what}") };
+    let bad = |what: &str| JournalError::Corrupt {
+        path: path.to_owned(),
+        detail: format!("checkpoint row: {what}"),
+    };
     let hash: [u8; 32] = hash.try_into().map_err(|_| bad("hash length"))?;
     let key: [u8; 32] = key.try_into().map_err(|_| bad("key length"))?;
     let key = VerifyingKey::from_bytes(&key).map_err(|_| bad("public key"))?;
@@ -404,9 +452,15 @@ fn save_checkpoint(conn: &Connection, state: &ChainState) -> rusqlite::Result<()
 }
 
 /// Verifies the stored records after `from` (a verified state) up to the end.
-fn verify_from(conn: &Connection, path: &Path, from: ChainState, trusted: Option<VerifyingKey>) -> Result<(ChainState, u64), JournalError> {
+fn verify_from(
+    conn: &Connection,
+    path: &Path,
+    from: ChainState,
+    trusted: Option<VerifyingKey>,
+) -> Result<(ChainState, u64), JournalError> {
     let start = from.seq + 1;
-    let mut verifier = if from.seq == 0 { ChainVerifier::from_genesis(trusted) } else { ChainVerifier::resume(from) };
+    let mut verifier =
+        if from.seq == 0 { ChainVerifier::from_genesis(trusted) } else { ChainVerifier::resume(from) };
     let mut count = 0u64;
     let mut failure = None;
     for_each_record(conn, path, start, u64::MAX, |rec| match verifier.check(&rec) {
@@ -428,15 +482,24 @@ fn verify_from(conn: &Connection, path: &Path, from: ChainState, trusted: Option
 impl Journal {
     /// Opens (or creates) the journal at `path` as its only writer, verifies the records since
     /// the last checkpoint, and starts the writer thread. A new journal gets its genesis record.
-    pub fn open(path: &Path, key: VanKey, opts: &JournalOptions) -> Result<(JournalOwner, OpenReport), JournalError> {
+    pub fn open(
+        path: &Path,
+        key: VanKey,
+        opts: &JournalOptions,
+    ) -> Result<(JournalOwner, OpenReport), JournalError> {
         let started = Instant::now();
         super::record::check_van_id(&opts.van_id)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| JournalError::Open { path: path.to_owned(), detail: e.to_string() })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| JournalError::Open { path: path.to_owned(), detail: e.to_string() })?;
         }
+        check_writable(path)?;
         let lock = lock_file(path)?;
-        let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
-            .map_err(|e| map_sqlite(path, e))?;
+        let mut conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )
+        .map_err(|e| map_sqlite(path, e))?;
         prepare(&mut conn, path, true)?;
         if let Some(pages) = opts.max_pages {
             conn.pragma_update(None, "max_page_count", pages as i64).map_err(|e| map_sqlite(path, e))?;
@@ -450,7 +513,11 @@ impl Journal {
         if let Some(found) = &stored_van
             && found != &opts.van_id
         {
-            return Err(JournalError::ForeignVan { path: path.to_owned(), expected: opts.van_id.clone(), found: found.clone() });
+            return Err(JournalError::ForeignVan {
+                path: path.to_owned(),
+                expected: opts.van_id.clone(),
+                found: found.clone(),
+            });
         }
         let tail = tail_of(&conn, path)?;
         let last_kind = tail.as_ref().map(|r| r.kind.clone());
@@ -485,7 +552,11 @@ impl Journal {
                 "public_key": hex::encode(writer.key.verifying_key().as_bytes()),
                 "van_id": writer.van_id,
             });
-            writer.commit_batch(&mut vec![(kinds::GENESIS.to_owned(), payload.to_string().into_bytes(), None)])?;
+            writer.commit_batch(&mut vec![(
+                kinds::GENESIS.to_owned(),
+                payload.to_string().into_bytes(),
+                None,
+            )])?;
             writer
                 .conn
                 .execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('van_id', ?1)", [&writer.van_id])
@@ -493,13 +564,14 @@ impl Journal {
         }
         save_checkpoint(&writer.conn, &writer.tail).map_err(|e| map_sqlite(path, e))?;
         writer.checkpoint = writer.tail.clone();
-        let report = OpenReport { created, records: writer.tail.seq, verified, last_kind, elapsed: started.elapsed() };
+        let report =
+            OpenReport { created, records: writer.tail.seq, verified, last_kind, elapsed: started.elapsed() };
 
         let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| JournalError::Open { path: path.to_owned(), detail: format!("writer thread: {e}") })?;
+        let thread =
+            std::thread::Builder::new().name("journal-writer".into()).spawn(move || writer.run(rx)).map_err(
+                |e| JournalError::Open { path: path.to_owned(), detail: format!("writer thread: {e}") },
+            )?;
         Ok((JournalOwner { handle: Journal { tx, path: path.to_owned() }, thread: Some(thread) }, report))
     }
 
@@ -508,7 +580,10 @@ impl Journal {
         &self.path
     }
 
-    fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<oneshot::Receiver<Result<T, JournalError>>, JournalError> {
+    fn send<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> Result<oneshot::Receiver<Result<T, JournalError>>, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).map_err(|_| JournalError::Closed)?;
         Ok(rx)
@@ -519,11 +594,17 @@ impl Journal {
     pub fn append(&self, kind: &str, payload: &serde_json::Value) -> Result<Appended, JournalError> {
         let payload = payload.to_string().into_bytes();
         let kind = kind.to_owned();
-        self.send(|reply| Cmd::Append { kind, payload, reply })?.blocking_recv().map_err(|_| JournalError::Closed)?
+        self.send(|reply| Cmd::Append { kind, payload, reply })?
+            .blocking_recv()
+            .map_err(|_| JournalError::Closed)?
     }
 
     /// Appends a record and waits (asynchronously) until it is durably committed.
-    pub async fn append_async(&self, kind: &str, payload: &serde_json::Value) -> Result<Appended, JournalError> {
+    pub async fn append_async(
+        &self,
+        kind: &str,
+        payload: &serde_json::Value,
+    ) -> Result<Appended, JournalError> {
         let payload = payload.to_string().into_bytes();
         let kind = kind.to_owned();
         self.send(|reply| Cmd::Append { kind, payload, reply })?.await.map_err(|_| JournalError::Closed)?
@@ -533,13 +614,22 @@ impl Journal {
     /// carries the new public key and the new key's proof. The caller saves the new key file first.
     pub fn rotate_key(&self, new_key: VanKey) -> Result<Appended, JournalError> {
         let new_key = Box::new(new_key);
-        self.send(|reply| Cmd::Rotate { new_key, reply })?.blocking_recv().map_err(|_| JournalError::Closed)?
+        self.send(|reply| Cmd::Rotate { new_key, reply })?
+            .blocking_recv()
+            .map_err(|_| JournalError::Closed)?
     }
 
     /// Re-reads and verifies the records since the last checkpoint from storage and advances the
     /// checkpoint to the tail. Returns the checkpoint's sequence number.
     pub fn checkpoint(&self) -> Result<u64, JournalError> {
         self.send(|reply| Cmd::Checkpoint { reply })?.blocking_recv().map_err(|_| JournalError::Closed)?
+    }
+
+    /// Changes the size cap (`None` lifts it); see [`JournalOptions::max_pages`].
+    pub fn set_max_pages(&self, max_pages: Option<u64>) -> Result<(), JournalError> {
+        self.send(|reply| Cmd::Quota { max_pages, reply })?
+            .blocking_recv()
+            .map_err(|_| JournalError::Closed)?
     }
 
     /// Async form of [`Journal::checkpoint`].
@@ -565,6 +655,12 @@ impl Writer {
                     Cmd::Checkpoint { reply } => {
                         self.flush(&mut batch);
                         let _ = reply.send(self.advance_checkpoint());
+                    }
+                    Cmd::Quota { max_pages, reply } => {
+                        self.flush(&mut batch);
+                        let pages = max_pages.map_or(i64::from(u32::MAX), |p| p as i64);
+                        let r = self.conn.pragma_update(None, "max_page_count", pages);
+                        let _ = reply.send(r.map_err(|e| map_sqlite(&self.path, e)));
                     }
                 }
                 if batch.len() < MAX_BATCH {
@@ -637,7 +733,16 @@ impl Writer {
         let (time_us, boot_id, boot_us) = (clock::now_utc_us(), clock::boot_id(), clock::boottime_us());
         let mut seal_insert = |kind: &str, payload: &[u8]| -> Result<Appended, JournalError> {
             seq += 1;
-            let draft = Draft { seq, van_id: &self.van_id, time_us, boot_id, boot_us, kind, payload, prev_hash: prev };
+            let draft = Draft {
+                seq,
+                van_id: &self.van_id,
+                time_us,
+                boot_id,
+                boot_us,
+                kind,
+                payload,
+                prev_hash: prev,
+            };
             let rec = draft.seal(&self.key)?;
             insert(&tx, &rec).map_err(|e| map_sqlite(&path, e))?;
             prev = rec.hash;
@@ -666,7 +771,12 @@ impl Writer {
 
     fn rotate(&mut self, new_key: VanKey) -> Result<Appended, JournalError> {
         let seq = self.tail.seq + 1;
-        let proof = new_key.sign(&rotation_proof_bytes(&self.van_id, seq, &self.key.key_id(), &new_key.verifying_key()));
+        let proof = new_key.sign(&rotation_proof_bytes(
+            &self.van_id,
+            seq,
+            &self.key.key_id(),
+            &new_key.verifying_key(),
+        ));
         let payload = serde_json::json!({
             "new_key_id": hex::encode(new_key.key_id()),
             "new_public_key": hex::encode(new_key.verifying_key().as_bytes()),
@@ -695,8 +805,12 @@ impl Writer {
 /// A copy of a storage error for each caller of a failed batch.
 fn clone_error(e: &JournalError, journal: &Path) -> JournalError {
     match e {
-        JournalError::DiskFull { path, detail } => JournalError::DiskFull { path: path.clone(), detail: detail.clone() },
-        JournalError::ReadOnly { path, detail } => JournalError::ReadOnly { path: path.clone(), detail: detail.clone() },
+        JournalError::DiskFull { path, detail } => {
+            JournalError::DiskFull { path: path.clone(), detail: detail.clone() }
+        }
+        JournalError::ReadOnly { path, detail } => {
+            JournalError::ReadOnly { path: path.clone(), detail: detail.clone() }
+        }
         JournalError::InUse { path } => JournalError::InUse { path: path.clone() },
         other => JournalError::Storage { path: journal.to_owned(), detail: other.to_string() },
     }
@@ -714,7 +828,8 @@ impl JournalReader {
         if !path.exists() {
             return Err(JournalError::Open { path: path.to_owned(), detail: "file does not exist".into() });
         }
-        let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| map_sqlite(path, e))?;
+        let mut conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| map_sqlite(path, e))?;
         prepare(&mut conn, path, false)?;
         Ok(JournalReader { conn, path: path.to_owned() })
     }
@@ -727,14 +842,23 @@ impl JournalReader {
     /// One record by sequence number.
     pub fn get(&self, seq: u64) -> Result<Record, JournalError> {
         self.conn
-            .query_row(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE seq = ?1"), [seq as i64], row_to_record)
+            .query_row(
+                &format!("SELECT {RECORD_COLUMNS} FROM records WHERE seq = ?1"),
+                [seq as i64],
+                row_to_record,
+            )
             .optional()
             .map_err(|e| map_sqlite(&self.path, e))?
             .ok_or(JournalError::NotFound { path: self.path.clone(), seq })
     }
 
     /// Streams records `from..=to` in order with constant memory; `f` returns false to stop.
-    pub fn for_each(&self, from: u64, to: u64, f: impl FnMut(Record) -> Result<bool, JournalError>) -> Result<(), JournalError> {
+    pub fn for_each(
+        &self,
+        from: u64,
+        to: u64,
+        f: impl FnMut(Record) -> Result<bool, JournalError>,
+    ) -> Result<(), JournalError> {
         for_each_record(&self.conn, &self.path, from, to, f)
     }
 

@@ -100,7 +100,11 @@ impl ChainVerifier {
             return Err(VerifyError::Reorder { seq, expected });
         }
         if seq > 1 && rec.van_id != self.state.van_id {
-            return Err(VerifyError::ForeignVan { seq, expected: self.state.van_id.clone(), found: rec.van_id.clone() });
+            return Err(VerifyError::ForeignVan {
+                seq,
+                expected: self.state.van_id.clone(),
+                found: rec.van_id.clone(),
+            });
         }
         if rec.prev_hash != self.state.hash {
             return Err(VerifyError::ChainBroken { seq });
@@ -110,12 +114,16 @@ impl ChainVerifier {
             return Err(VerifyError::HashMismatch { seq });
         }
         let malformed = |what: String| VerifyError::Malformed { seq, what };
-        let payload: serde_json::Value =
-            serde_json::from_slice(&rec.payload).map_err(|e| malformed(format!("payload is not JSON: {e}")))?;
+        let payload: serde_json::Value = serde_json::from_slice(&rec.payload)
+            .map_err(|e| malformed(format!("payload is not JSON: {e}")))?;
 
         let key = if seq == 1 {
             if rec.kind != kinds::GENESIS {
-                return Err(malformed(format!("record 1 must be {:?}, found {:?}", kinds::GENESIS, rec.kind)));
+                return Err(malformed(format!(
+                    "record 1 must be {:?}, found {:?}",
+                    kinds::GENESIS,
+                    rec.kind
+                )));
             }
             let key = key_from_payload(&payload, "public_key").map_err(malformed)?;
             if let Some(trusted) = &self.trusted
@@ -139,7 +147,11 @@ impl ChainVerifier {
         };
         let key_id = key_id_of(&key);
         if rec.key_id != key_id {
-            return Err(VerifyError::WrongKey { seq, expected: hex::encode(key_id), found: hex::encode(rec.key_id) });
+            return Err(VerifyError::WrongKey {
+                seq,
+                expected: hex::encode(key_id),
+                found: hex::encode(rec.key_id),
+            });
         }
         if key.verify_strict(&self.buf, &rec.signature()).is_err() {
             return Err(VerifyError::BadSignature { seq });
@@ -172,7 +184,8 @@ fn key_from_payload(payload: &serde_json::Value, field: &str) -> Result<Verifyin
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| format!("payload field {field:?} is not a 32-byte hex public key"))?;
-    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| format!("payload field {field:?} is not a valid Ed25519 key"))?;
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| format!("payload field {field:?} is not a valid Ed25519 key"))?;
     if key.is_weak() {
         return Err(format!("payload field {field:?} is a weak (small-order) key"));
     }
