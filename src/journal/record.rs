@@ -283,3 +283,49 @@ mod tests {
         assert!(matches!(d.seal(&key), Err(FieldError::VanId(_))));
     }
 }
+
+#[cfg(test)]
+mod worked_example {
+    //! The worked example of docs/journal-format.md: the document must show exactly these values.
+    use super::*;
+
+    pub(crate) fn example() -> (VanKey, Record) {
+        let key = VanKey::from_seed(&[0x4d; 32]);
+        let rec = Draft {
+            seq: 2,
+            van_id: "MTU-CAI-0001",
+            time_us: 1_795_464_000_000_000,
+            boot_id: *b"\x93\x55\x33\x7b\x13\x00\x43\x28\x8e\x5b\xe4\xf2\x72\xa8\xdd\x7b",
+            boot_us: 1_384_654_357,
+            kind: kinds::DAEMON_START,
+            payload: br#"{"mode":"production","previous_stop":"clean"}"#,
+            prev_hash: [0xab; 32],
+        }
+        .seal(&key)
+        .unwrap();
+        (key, rec)
+    }
+
+    #[test]
+    fn document_shows_the_real_values() {
+        let (key, rec) = example();
+        let doc = include_str!("../../docs/journal-format.md");
+        let body = hex::encode(rec.signed_bytes());
+        let want = [
+            ("public key", hex::encode(key.verifying_key().as_bytes())),
+            ("key id", hex::encode(rec.key_id)),
+            ("signed bytes", body),
+            ("hash", hex::encode(rec.hash)),
+            ("signature", hex::encode(rec.sig)),
+        ];
+        if std::env::var_os("PRINT_EXAMPLE").is_some() {
+            for (w, v) in &want {
+                println!("{w}: {v}");
+            }
+        }
+        let flat: String = doc.split_whitespace().collect();
+        for (what, value) in want {
+            assert!(flat.contains(&value), "docs/journal-format.md lacks the example's {what}: {value}");
+        }
+    }
+}
