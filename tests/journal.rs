@@ -500,3 +500,54 @@ fn vanctl_verify_names_first_bad_record() {
     assert_eq!(text.lines().count(), 4);
     assert!(text.starts_with("{\"seq\":3,"));
 }
+
+/// The Python verifier in tools/ was written from docs/journal-format.md alone; it must accept an
+/// export with a key rotation and reject a tampered one. Skipped (with a notice) where Python's
+/// `cryptography` package is missing.
+#[test]
+fn independent_python_verifier_agrees() {
+    let ok = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED: python3 with the cryptography package is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    j.append("test.append", &serde_json::json!({"name": "محمد \"الأول\""})).unwrap();
+    j.rotate_key(VanKey::from_seed(&[44u8; 32])).unwrap();
+    j.append("test.append", &serde_json::json!({"after": true})).unwrap();
+    j.close();
+    let mut out = Vec::new();
+    JournalReader::open(&path)
+        .unwrap()
+        .for_each(1, u64::MAX, |r| Ok(export::write_line(&mut out, &r).is_ok()))
+        .unwrap();
+    let export_path = dir.path().join("export.jsonl");
+    std::fs::write(&export_path, &out).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/verify_journal.py");
+    let pubkey = hex::encode(key().verifying_key().as_bytes());
+    let run =
+        |p: &Path| Command::new("python3").arg(script).arg(p).args(["--pubkey", &pubkey]).output().unwrap();
+    let good = run(&export_path);
+    assert!(
+        good.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&good.stdout),
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&good.stdout).trim(), "OK: 4 records");
+    let tampered = String::from_utf8(out).unwrap().replace("\\\"after\\\":true", "\\\"after\\\":false");
+    std::fs::write(&export_path, tampered).unwrap();
+    let bad = run(&export_path);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("FAILED at record 4"),
+        "{}",
+        String::from_utf8_lossy(&bad.stdout)
+    );
+}

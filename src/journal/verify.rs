@@ -196,3 +196,83 @@ fn key_from_payload(payload: &serde_json::Value, field: &str) -> Result<Verifyin
 pub fn key_id_hex(id: &[u8; KEY_ID_LEN]) -> String {
     hex::encode(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::Draft;
+    use crate::keys::VanKey;
+    use proptest::prelude::*;
+
+    fn chain(n: u64) -> Vec<Record> {
+        let key = VanKey::from_seed(&[5; 32]);
+        let genesis = serde_json::json!({"format": 1, "public_key": hex::encode(key.verifying_key().as_bytes()), "van_id": "V"});
+        let mut prev = [0u8; 32];
+        (1..=n)
+            .map(|seq| {
+                let payload = if seq == 1 { genesis.to_string() } else { format!("{{\"n\":{seq}}}") };
+                let kind = if seq == 1 { kinds::GENESIS } else { "test.append" };
+                let r = Draft {
+                    seq,
+                    van_id: "V",
+                    time_us: 0,
+                    boot_id: [0; 16],
+                    boot_us: 0,
+                    kind,
+                    payload: payload.as_bytes(),
+                    prev_hash: prev,
+                }
+                .seal(&key)
+                .unwrap();
+                prev = r.hash;
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gap_reorder_and_foreign_van_are_named() {
+        let recs = chain(4);
+        let mut v = ChainVerifier::from_genesis(None);
+        v.check(&recs[0]).unwrap();
+        v.check(&recs[1]).unwrap();
+        assert_eq!(v.check(&recs[3]), Err(VerifyError::Gap { seq: 4, expected: 3 }));
+        assert_eq!(v.check(&recs[1]), Err(VerifyError::Reorder { seq: 2, expected: 3 }));
+        let mut other = recs[2].clone();
+        other.van_id = "W".into();
+        assert!(matches!(v.check(&other), Err(VerifyError::ForeignVan { seq: 3, .. })));
+        v.check(&recs[2]).unwrap();
+    }
+
+    #[test]
+    fn record_one_must_be_genesis() {
+        let key = VanKey::from_seed(&[5; 32]);
+        let rec = Draft {
+            seq: 1,
+            van_id: "V",
+            time_us: 0,
+            boot_id: [0; 16],
+            boot_us: 0,
+            kind: "test.append",
+            payload: b"{}",
+            prev_hash: [0; 32],
+        }
+        .seal(&key)
+        .unwrap();
+        assert!(matches!(
+            ChainVerifier::from_genesis(None).check(&rec),
+            Err(VerifyError::Malformed { seq: 1, .. })
+        ));
+    }
+
+    proptest! {
+        /// Arbitrary field values never panic the verifier; they are rejected.
+        #[test]
+        fn arbitrary_records_are_rejected_not_panicking(seq in 0u64..4, van in "[A-Z]{0,40}", kind in ".{0,70}",
+                payload in proptest::collection::vec(any::<u8>(), 0..64), sig in proptest::collection::vec(any::<u8>(), 64)) {
+            let rec = Record { seq, van_id: van, key_id: [0; 8], time_us: 0, boot_id: [0; 16], boot_us: 0, kind,
+                payload, prev_hash: [0; 32], hash: [0; 32], sig: sig.try_into().unwrap() };
+            prop_assert!(ChainVerifier::from_genesis(None).check(&rec).is_err());
+        }
+    }
+}
