@@ -149,6 +149,8 @@ impl EvolisPrinter {
 
     /// Reads firmware, serial, state, feeder and ribbon.
     pub fn read_status(&mut self) -> Result<CardPrinterStatus, DeviceError> {
+        // Stale bytes from an earlier, aborted exchange must not pass for answers.
+        self.link.discard_input()?;
         self.reader.clear();
         let mut faults = Vec::new();
         let firmware = self.text_query(query::FIRMWARE, &mut faults)?.unwrap_or_default();
@@ -182,6 +184,7 @@ impl EvolisPrinter {
     pub fn print_card(&mut self, card: &CardJob) -> Result<PrintReceipt, DeviceError> {
         let commands = build_job(&self.settings, card)
             .map_err(|e| DeviceError::Unsupported { device: self.device.clone(), what: e.to_string() })?;
+        self.link.discard_input()?;
         self.reader.clear();
         self.bytes_sent = 0;
         self.round_trips = 0;
