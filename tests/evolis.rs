@@ -9,9 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mtu::config::DeviceConfig;
-use mtu::devices::card::{
-    Bitmap1, CardFault, CardJob, CardSide, ColourPlanes, Plane8, driver_from_config,
-};
+use mtu::devices::card::{Bitmap1, CardFault, CardJob, CardSide, ColourPlanes, Plane8, driver_from_config};
 use mtu::devices::evolis::job::{JobSettings, Ribbon, build_job};
 use mtu::devices::evolis::raster::Levels;
 use mtu::devices::{DeviceError, Link, LinkError};
@@ -54,7 +52,8 @@ impl Link for PtyLink {
             match self.port.read(buf) {
                 Ok(0) => return Err(LinkError::Unplugged { device: "card".into(), path: self.path.clone() }),
                 Ok(n) => return Ok(n),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
                 Err(e) => return Err(self.io(e)),
             }
         }
@@ -115,7 +114,8 @@ fn serve<S: SimDevice + 'static>(sim: S) -> (PtyLink, Served<S>) {
                     }
                 }
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
+                Err(e)
+                    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
                 Err(_) => break,
             }
         }

@@ -279,8 +279,16 @@ enum Armed {
 }
 
 /// Names accepted by [`SimDevice::apply_fault`].
-pub const FAULT_NAMES: [&str; 8] =
-    ["card_jam", "ribbon_ended", "feeder_empty", "cover_open", "no_ribbon", "card_rejected", "ribbon_jam", "feeder_error"];
+pub const FAULT_NAMES: [&str; 8] = [
+    "card_jam",
+    "ribbon_ended",
+    "feeder_empty",
+    "cover_open",
+    "no_ribbon",
+    "card_rejected",
+    "ribbon_jam",
+    "feeder_error",
+];
 
 /// The simulated printer.
 pub struct EvolisSim {
@@ -534,7 +542,8 @@ impl EvolisSim {
         self.feeder_cards -= 1;
         self.ribbon_remaining -= sides;
         let number = self.printed.len() as u32 + 1;
-        let card = SimCard { number, front: std::mem::take(&mut self.front), back: std::mem::take(&mut self.back) };
+        let card =
+            SimCard { number, front: std::mem::take(&mut self.front), back: std::mem::take(&mut self.back) };
         self.save(&card);
         self.printed.push(card);
         tracing::debug!(card = number, panels, "simulated card printed");
@@ -553,7 +562,9 @@ impl EvolisSim {
                         .and_then(|px| px.save_png(&path).map_err(|e| e.to_string()));
                     match saved {
                         Ok(()) => self.files.push(path.display().to_string()),
-                        Err(e) => tracing::warn!(path = %path.display(), error = %e, "card simulator cannot save PNG"),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "card simulator cannot save PNG")
+                        }
                     }
                 } else {
                     self.files.push(format!("memory:{name}"));

@@ -37,7 +37,8 @@ pub fn command(name: &str, params: &[&str]) -> Vec<u8> {
 /// `ESC name ;p1 … ;data CR`. The receiver knows the data length from the other parameters,
 /// so CR bytes inside the data are not ambiguous.
 pub fn command_with_data(name: &str, params: &[&str], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + name.len() + data.len() + params.iter().map(|p| p.len() + 1).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(8 + name.len() + data.len() + params.iter().map(|p| p.len() + 1).sum::<usize>());
     out.push(ESC);
     out.extend_from_slice(name.as_bytes());
     for p in params {
@@ -58,7 +59,12 @@ pub enum Reply {
     /// Any other text: the answer to a read command.
     Value(String),
     /// An error reply (`ERROR …` / `ERR …`), with the fault it names if we recognise one.
-    Error { text: String, fault: Option<CardFault> },
+    Error {
+        /// The reply as received, for logs and error messages.
+        text: String,
+        /// The fault it names, `None` for command/syntax errors.
+        fault: Option<CardFault>,
+    },
 }
 
 /// A reply that is not a reply.

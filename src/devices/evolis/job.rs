@@ -193,7 +193,12 @@ fn side_commands(
     Ok(())
 }
 
-fn mono_command(settings: &JobSettings, side: &str, panel: &str, b: &Bitmap1) -> Result<JobCommand, JobError> {
+fn mono_command(
+    settings: &JobSettings,
+    side: &str,
+    panel: &str,
+    b: &Bitmap1,
+) -> Result<JobCommand, JobError> {
     let lines = mono_lines(&format!("{side} {panel} bitmap"), b)?;
     let plain = pack_mono(&lines);
     let label = format!("{side}:{panel}");
@@ -279,7 +284,10 @@ mod tests {
         let labels: Vec<_> = cmds.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
             labels,
-            ["Pr", "Pmi", "Pc", "Ss", "Sr", "front:y", "front:m", "front:c", "front:k", "front:o", "Sv", "back:k", "Se"]
+            [
+                "Pr", "Pmi", "Pc", "Ss", "Sr", "front:y", "front:m", "front:c", "front:k", "front:o", "Sv",
+                "back:k", "Se"
+            ]
         );
         assert!(cmds[5].bytes.starts_with(b"\x1bDb;y;32;"));
         assert_eq!(cmds[5].bytes.len(), b"\x1bDb;y;32;".len() + 423_120 + 1);

@@ -42,7 +42,8 @@ pub mod query {
 const FEEDER_LOADED_MV: u32 = 1000;
 
 /// Driver options (`[devices.card.options]`), with defaults.
-const OPTION_KEYS: [&str; 6] = ["ribbon", "insertion", "contrast", "colour_levels", "compression", "print_timeout_ms"];
+const OPTION_KEYS: [&str; 6] =
+    ["ribbon", "insertion", "contrast", "colour_levels", "compression", "print_timeout_ms"];
 
 /// The Evolis driver over one link.
 pub struct EvolisPrinter {
@@ -58,7 +59,12 @@ pub struct EvolisPrinter {
 
 impl EvolisPrinter {
     /// A driver with explicit settings.
-    pub fn new(link: Box<dyn Link>, settings: JobSettings, reply_timeout: Duration, print_timeout: Duration) -> Self {
+    pub fn new(
+        link: Box<dyn Link>,
+        settings: JobSettings,
+        reply_timeout: Duration,
+        print_timeout: Duration,
+    ) -> Self {
         let device = format!("card printer on {}", link.path());
         EvolisPrinter {
             link,
@@ -133,7 +139,11 @@ impl EvolisPrinter {
         Ok(())
     }
 
-    fn text_query(&mut self, q: (&str, &[&str]), faults: &mut Vec<CardFault>) -> Result<Option<String>, DeviceError> {
+    fn text_query(
+        &mut self,
+        q: (&str, &[&str]),
+        faults: &mut Vec<CardFault>,
+    ) -> Result<Option<String>, DeviceError> {
         match self.query(q)? {
             Reply::Value(v) => Ok(Some(v)),
             Reply::Ok => Ok(Some("OK".into())),
@@ -161,7 +171,9 @@ impl EvolisPrinter {
             Reply::Error { text, fault: None } => {
                 return Err(self.protocol(format!("state read answered with an unknown error {text:?}")));
             }
-            Reply::Value(v) => return Err(self.protocol(format!("state read answered {v:?}, expected OK or ERROR"))),
+            Reply::Value(v) => {
+                return Err(self.protocol(format!("state read answered {v:?}, expected OK or ERROR")));
+            }
         }
         let feeder_loaded = match self.text_query(query::FEEDER, &mut faults)? {
             Some(v) => codec::parse_volts(&v).map(|mv| mv >= FEEDER_LOADED_MV),
@@ -254,8 +266,9 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
                     .ok_or_else(|| config_error(key, format!("{value} is not 32, 64 or 128")))?;
             }
             "compression" => {
-                s.compress =
-                    value.as_bool().ok_or_else(|| config_error(key, format!("{value} is not true or false")))?;
+                s.compress = value
+                    .as_bool()
+                    .ok_or_else(|| config_error(key, format!("{value} is not true or false")))?;
             }
             "print_timeout_ms" => {
                 let ms = value
@@ -265,7 +278,10 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
                 print_timeout = Duration::from_millis(ms as u64);
             }
             other => {
-                return Err(config_error(other, format!("unknown option (known: {})", OPTION_KEYS.join(", "))));
+                return Err(config_error(
+                    other,
+                    format!("unknown option (known: {})", OPTION_KEYS.join(", ")),
+                ));
             }
         }
     }
@@ -325,7 +341,8 @@ mod tests {
         assert_eq!(s.colour_levels, Levels::L128);
         assert!(!s.compress);
         assert_eq!(t, Duration::from_secs(5));
-        for bad in ["ribbon = \"rgb\"", "contrast = 99", "colour_levels = 2", "colour = 1", "compression = 1"] {
+        for bad in ["ribbon = \"rgb\"", "contrast = 99", "colour_levels = 2", "colour = 1", "compression = 1"]
+        {
             match settings_from_options(&table(bad)) {
                 Err(DeviceError::Config { key, .. }) => {
                     let name = bad.split(' ').next().unwrap();

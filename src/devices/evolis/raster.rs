@@ -109,11 +109,7 @@ fn orientation(what: &str, width: u32, height: u32) -> Result<bool, RasterError>
 /// Source coordinates of printer pixel `col` on printer line `line`. A landscape image is
 /// turned a quarter clockwise: its left column becomes the first line.
 fn source_xy(landscape: bool, line: usize, col: usize) -> (u32, u32) {
-    if landscape {
-        (line as u32, (LINE_PIXELS - 1 - col) as u32)
-    } else {
-        (col as u32, line as u32)
-    }
+    if landscape { (line as u32, (LINE_PIXELS - 1 - col) as u32) } else { (col as u32, line as u32) }
 }
 
 /// A K or O bitmap in printer line order: 1016 lines × 81 bytes, MSB first, 1 = ink.
