@@ -243,6 +243,13 @@ fn status_and_self_test_never_print() {
     let report = printer.self_test().unwrap();
     assert!(report.ok, "{:?}", report.lines);
     served.lock().apply_fault("cover_open").unwrap();
+    assert_eq!(
+        printer.status().unwrap().health(),
+        mtu::devices::Health::Fault {
+            why: "printer cover open".into(),
+            action: "close the printer cover".into()
+        }
+    );
     let report = printer.self_test().unwrap();
     assert!(!report.ok);
     assert!(report.lines.iter().any(|l| l.contains("close the printer cover")), "{:?}", report.lines);

@@ -3,7 +3,7 @@
 //! The input types are deliberately plain (width, height, pixel buffers) so the document renderer
 //! can fill them without knowing any printer protocol.
 
-use super::{DeviceError, Link, SelfTestReport};
+use super::{DeviceError, Health, Link, SelfTestReport};
 use crate::config::DeviceConfig;
 
 /// Width of a CR-80 card image at 300 dpi in the printer's line direction (pixels per line).
@@ -225,6 +225,16 @@ pub struct CardPrinterStatus {
     pub feeder_loaded: Option<bool>,
     /// Active faults; empty when ready.
     pub faults: Vec<CardFault>,
+}
+
+impl CardPrinterStatus {
+    /// The state to show officers: ready, or the first fault with what to do.
+    pub fn health(&self) -> Health {
+        match self.faults.first() {
+            None => Health::Connected,
+            Some(f) => Health::Fault { why: f.what().into(), action: f.action().into() },
+        }
+    }
 }
 
 /// What a finished print reports.

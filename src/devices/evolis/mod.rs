@@ -79,7 +79,11 @@ impl EvolisPrinter {
     }
 
     /// Builds the driver from its configuration section; a bad option is a
-    /// [`DeviceError::Config`] naming the key.
+    /// [`DeviceError::Config`] naming the key. Options (`[devices.card.options]`):
+    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`feeder` default,
+    /// `manual`, `auto`), `contrast` (0–20, default 10), `colour_levels` (32 default, 64, 128),
+    /// `compression` (K/O `Dbc`, default true), `print_timeout_ms` (default 120000). The reply
+    /// timeout is the serial section's `timeout_ms`.
     pub fn from_config(cfg: &DeviceConfig, link: Box<dyn Link>) -> Result<Self, DeviceError> {
         let (settings, print_timeout) = settings_from_options(&cfg.options)?;
         Ok(Self::new(link, settings, Duration::from_millis(cfg.serial.timeout_ms), print_timeout))
