@@ -238,3 +238,19 @@ fn profile_mismatch_is_refused_before_touching_the_tag() {
     assert!(matches!(enc.encode_tag(&data), Err(MercuryError::BadRequest(_))));
     assert_eq!(served.status()["commands"], 0);
 }
+
+#[test]
+fn void_kills_only_with_the_derived_password() {
+    let s = setup("");
+    let (mut enc, served) = encoder(&s, "");
+    // A blank tag has kill password 0: Gen2 refuses to kill it.
+    let tid = hex::decode(SIM_TID).unwrap();
+    assert!(matches!(enc.kill_tag(&tid), Err(MercuryError::WrongPassword)));
+    enc.encode_tag(&vehicle()).unwrap();
+    assert_eq!(served.status()["tags"][0]["kill_password_set"], true);
+    enc.kill_tag(&tid).unwrap();
+    let st = served.status();
+    assert_eq!(st["killed"], 1);
+    assert_eq!(st["tags"].as_array().unwrap().len(), 0);
+    assert!(matches!(enc.kill_tag(&tid), Err(MercuryError::NoTag)));
+}

@@ -28,6 +28,9 @@ pub trait TagEncoder: Send {
     /// Encodes the only tag in the field: passwords, EPC, user memory, read-back, lock.
     /// Fails with a clear cause when there is no tag or more than one.
     fn encode(&mut self, data: &TagData) -> Result<EncodedTag, DeviceError>;
+    /// Permanently disables the tag with this TID (Gen2 Kill), e.g. a sticker that failed
+    /// verification, so it can never pass as a valid one.
+    fn void(&mut self, tid: &[u8]) -> Result<(), DeviceError>;
     /// Safe checks only (version, region); never writes a tag.
     fn self_test(&mut self) -> Result<SelfTestReport, DeviceError>;
 }

@@ -217,10 +217,13 @@ impl MercuryEncoder {
                             cmd.opcode(),
                         )));
                     }
+                    // The module may have restarted into its bootloader: start it again next time.
+                    self.ready = false;
                     return Err(MercuryError::Link(LinkError::Timeout { device, path, waited_ms }));
                 }
                 Err(e) => {
                     self.dirty = true;
+                    self.ready = false;
                     return Err(e.into());
                 }
             }
@@ -451,6 +454,24 @@ impl MercuryEncoder {
         Ok(EncodedTag { tid, epc: data.epc.clone() })
     }
 
+    /// Kills the tag with this TID (Gen2 Kill with its derived kill password), so that a sticker
+    /// that failed half-way can never be read as valid. The tag must be the one in the field.
+    pub fn kill_tag(&mut self, tid: &[u8]) -> Result<(), MercuryError> {
+        if !self.ready {
+            self.start()?;
+        }
+        let passwords = self.secret.passwords_for(tid);
+        let resp = self.exchange(&Command::Kill {
+            timeout_ms: self.profile.tag_op_timeout_ms,
+            kill_password: passwords.kill,
+            select: Some(Select::tid(tid)),
+        })?;
+        match resp.status {
+            Status::INVALID_KILL_PASSWORD => Err(MercuryError::WrongPassword),
+            status => self.tag_status(status, |status| MercuryError::Module { what: "kill", status }),
+        }
+    }
+
     /// Version and region only; never touches a tag.
     pub fn check(&mut self) -> Result<SelfTestReport, MercuryError> {
         let mut lines = Vec::new();
@@ -503,6 +524,11 @@ impl TagEncoder for MercuryEncoder {
     fn encode(&mut self, data: &TagData) -> Result<EncodedTag, DeviceError> {
         let path = self.link.path().to_string();
         self.encode_tag(data).map_err(|e| e.into_device_error(&path))
+    }
+
+    fn void(&mut self, tid: &[u8]) -> Result<(), DeviceError> {
+        let path = self.link.path().to_string();
+        self.kill_tag(tid).map_err(|e| e.into_device_error(&path))
     }
 
     fn self_test(&mut self) -> Result<SelfTestReport, DeviceError> {
