@@ -254,3 +254,16 @@ fn void_kills_only_with_the_derived_password() {
     assert_eq!(st["tags"].as_array().unwrap().len(), 0);
     assert!(matches!(enc.kill_tag(&tid), Err(MercuryError::NoTag)));
 }
+
+#[test]
+fn permalocked_tag_cannot_be_reencoded() {
+    let s = setup("permalock = true");
+    let (mut enc, served) = encoder(&s, "");
+    enc.encode_tag(&vehicle()).unwrap();
+    assert_eq!(served.status()["tags"][0]["locks"]["epc"], "permalocked");
+    let mut other = vehicle();
+    other.epc[0] = 0x31;
+    let err = enc.encode_tag(&other).unwrap_err();
+    assert!(matches!(err, MercuryError::PermanentlyLocked), "{err:?}");
+    assert_eq!(served.status()["tags"][0]["epc"], "3034257BF400B7800004CB2F");
+}

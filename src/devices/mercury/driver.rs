@@ -37,6 +37,9 @@ pub enum MercuryError {
     /// The tag is locked with an access password we do not have.
     #[error("the tag is locked with a different access password")]
     WrongPassword,
+    /// The tag accepts our password but a bank to write is permanently locked.
+    #[error("the tag is permanently locked (already encoded)")]
+    PermanentlyLocked,
     /// The module refuses the configured region or its radio is off.
     #[error("region {configured}: module status {status}")]
     WrongRegion { configured: String, status: Status },
@@ -68,6 +71,9 @@ impl MercuryError {
                 "retry; if it fails again, void this sticker and use a new one"
             }
             MercuryError::WrongPassword => "this sticker was encoded elsewhere: use a blank sticker",
+            MercuryError::PermanentlyLocked => {
+                "this sticker was already encoded and permanently locked: void it and use a blank one"
+            }
             MercuryError::WrongRegion { .. } => {
                 "set devices.rfid.options.region to a region this module supports"
             }
@@ -364,8 +370,26 @@ impl MercuryEncoder {
         match self.write_words(Bank::Reserved, 0, &reserved, Password::ZERO, select, "passwords") {
             Ok(()) => Ok(pw.access),
             Err(MercuryError::WrongPassword) => {
-                self.write_words(Bank::Reserved, 0, &reserved, pw.access, select, "passwords")?;
-                Ok(pw.access)
+                match self.write_words(Bank::Reserved, 0, &reserved, pw.access, select, "passwords") {
+                    Ok(()) => Ok(pw.access),
+                    // Permalocked passwords cannot be rewritten: fine if they already are ours.
+                    Err(MercuryError::WrongPassword) => {
+                        let back = zeroize::Zeroizing::new(self.read_words(
+                            Bank::Reserved,
+                            0,
+                            4,
+                            pw.access,
+                            Some(select),
+                            "passwords",
+                        )?);
+                        if back[..] == reserved[..] {
+                            Ok(pw.access)
+                        } else {
+                            Err(MercuryError::WrongPassword)
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
@@ -398,7 +422,23 @@ impl MercuryEncoder {
         let select = Select::tid(&tid);
         let passwords = self.secret.passwords_for(&tid);
         let access = self.write_passwords(&passwords, &select)?;
+        // From here the tag accepts our password: "memory locked" means permanently locked.
+        self.write_verify_lock(data, &user, &passwords, access, select).map_err(|e| match e {
+            MercuryError::WrongPassword => MercuryError::PermanentlyLocked,
+            other => other,
+        })?;
+        tracing::info!("rfid: encoded and locked tag TID {}", hex::encode_upper(&tid));
+        Ok(EncodedTag { tid, epc: data.epc.clone() })
+    }
 
+    fn write_verify_lock(
+        &mut self,
+        data: &TagData,
+        user: &[u8],
+        passwords: &TagPasswords,
+        access: Password,
+        select: Select,
+    ) -> Result<(), MercuryError> {
         let resp = self.exchange(&Command::WriteEpc {
             timeout_ms: self.profile.tag_op_timeout_ms,
             epc: data.epc.clone(),
@@ -407,7 +447,7 @@ impl MercuryEncoder {
         })?;
         self.tag_status(resp.status, |status| MercuryError::WriteFailed { what: "EPC", status })?;
         if !user.is_empty() {
-            self.write_words(Bank::User, 0, &user, access, &select, "user memory")?;
+            self.write_words(Bank::User, 0, user, access, &select, "user memory")?;
         }
 
         // Read back everything written.
@@ -450,8 +490,7 @@ impl MercuryEncoder {
             })?;
             self.tag_status(resp.status, |status| MercuryError::LockFailed { status })?;
         }
-        tracing::info!("rfid: encoded and locked tag TID {}", hex::encode_upper(&tid));
-        Ok(EncodedTag { tid, epc: data.epc.clone() })
+        Ok(())
     }
 
     /// Kills the tag with this TID (Gen2 Kill with its derived kill password), so that a sticker
