@@ -457,13 +457,14 @@ impl MercurySim {
             }),
             0x2A => Some((OK, Vec::new(), 1.0)),
             0x22 | 0x23 | 0x24 | 0x25 | 0x26 | 0x28 => {
+                // The radio stays off until a region is set; no protocol, no tag operation.
                 if self.region == 0 || self.faults.wrong_region {
-                    Some((AFE_NOT_ON, Vec::new(), 1.0))
-                } else if self.protocol != 0x0005 {
-                    Some((NO_PROTOCOL, Vec::new(), 1.0))
-                } else {
-                    self.tag_op(op, &mut r)
+                    return (AFE_NOT_ON, Vec::new(), 1.0);
                 }
+                if self.protocol != 0x0005 {
+                    return (NO_PROTOCOL, Vec::new(), 1.0);
+                }
+                self.tag_op(op, &mut r)
             }
             _ => Some((INVALID_OPCODE, Vec::new(), 1.0)),
         };
@@ -841,6 +842,72 @@ mod tests {
         let reply = send(&mut sim, &hex("33 FF 00 03 1D 0C"));
         assert_eq!(reply[2], 0x03);
         assert_eq!(sim.status()["bad_frames"], 1);
+    }
+
+    /// A host frame built by hand (layouts from serial_reader_l3.c), CRC from the verified identity.
+    fn cmd(op: u8, data: &str) -> Vec<u8> {
+        let data = hex(data);
+        let mut f = vec![0xFF, data.len() as u8, op];
+        f.extend_from_slice(&data);
+        let crc = sim_crc(&f[1..]);
+        f.extend_from_slice(&crc.to_be_bytes());
+        f
+    }
+
+    fn status_of(reply: &[u8]) -> u16 {
+        u16::from_be_bytes([reply[3], reply[4]])
+    }
+
+    #[test]
+    fn gen2_rules_on_hand_built_frames() {
+        let options: toml::Table = r#"
+            timing_scale = 0
+            start = "app"
+            [[tags]]
+            tid = "E2801170200000000000AAAA"
+            access_password = "12345678"
+            locked = ["user"]
+        "#
+        .parse()
+        .unwrap();
+        let mut sim = MercurySim::from_options(&options).unwrap();
+        // Tag operations need a region first.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x22, "00 0000 0064"))), AFE_NOT_ON);
+        send(&mut sim, &hex("FF 01 97 01 4B BC"));
+        send(&mut sim, &cmd(0x93, "0005"));
+        // Inventory: one tag (option, search flags, count).
+        let reply = send(&mut sim, &cmd(0x22, "00 0000 0064"));
+        assert_eq!(&reply[1..9], &hex("04 22 0000 00 0000 01")[..]);
+        // Read the TID (bank 2, word 0, 6 words): option echoed, then the words.
+        let reply = send(&mut sim, &cmd(0x28, "03E8 00 02 00000000 06"));
+        assert_eq!(status_of(&reply), OK);
+        assert_eq!(&reply[5..18], &hex("00 E2801170200000000000AAAA")[..]);
+        // Write user word 0, select on TID (option 2), no password: memory locked.
+        let sel = "00000000 60 E2801170200000000000AAAA";
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 00000000 {sel} BEEF")));
+        assert_eq!(status_of(&reply), MEMORY_LOCKED);
+        // Wrong password: refused as well.
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 11111111 {sel} BEEF")));
+        assert_eq!(status_of(&reply), MEMORY_LOCKED);
+        // Right password: written.
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 12345678 {sel} BEEF")));
+        assert_eq!(status_of(&reply), OK);
+        assert!(sim.status()["tags"][0]["user"].as_str().unwrap().starts_with("BEEF"));
+        // A select that matches no tag: no tag found.
+        let reply = send(&mut sim, &cmd(0x24, "03E8 02 00000000 03 12345678 00000000 08 E3 BEEF"));
+        assert_eq!(status_of(&reply), NO_TAGS);
+        // Write EPC without select: option 0 and an RFU byte; PC length bits follow the EPC.
+        let reply = send(&mut sim, &cmd(0x23, "03E8 05 12345678 11112222"));
+        assert_eq!(status_of(&reply), OK);
+        assert_eq!(sim.status()["tags"][0]["pc"], "1000");
+        // Permalock the user bank (mask = action = USER | USER_PERM), then no write is allowed.
+        let reply = send(&mut sim, &cmd(0x25, &format!("03E8 02 12345678 0003 0003 {sel}")));
+        assert_eq!(status_of(&reply), OK);
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 12345678 {sel} 0001")));
+        assert_eq!(status_of(&reply), MEMORY_LOCKED);
+        // Unknown opcode and wrong data length.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x55, ""))), INVALID_OPCODE);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x97, ""))), WRONG_DATA);
     }
 
     #[test]
