@@ -267,3 +267,28 @@ fn permalocked_tag_cannot_be_reencoded() {
     assert!(matches!(err, MercuryError::PermanentlyLocked), "{err:?}");
     assert_eq!(served.status()["tags"][0]["epc"], "3034257BF400B7800004CB2F");
 }
+
+#[test]
+fn silent_or_vanished_module_is_a_link_error() {
+    let s = setup("");
+    let (link, served) = serve(sim(""));
+    let profile = TagProfile::from_options(&s.options).unwrap();
+    let secret = TagSecret::load(&profile.password_file).unwrap();
+    let mut enc = MercuryEncoder::new(Box::new(link), profile, secret, Duration::from_millis(50));
+    enc.start().unwrap();
+    served.fault("mute");
+    match enc.encode_tag(&vehicle()) {
+        Err(MercuryError::Link(mtu::devices::LinkError::Timeout { .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    // After a link failure the driver starts the module again before the next job.
+    served.sim.lock().unwrap().clear_faults();
+    enc.encode_tag(&vehicle()).unwrap();
+    let sent = served.from_host.lock().unwrap().clone();
+    let boots = sent.windows(5).filter(|w| *w == [0xFF, 0x00, 0x04, 0x1D, 0x0B]).count();
+    assert_eq!(boots, 2);
+    // The far end goes away: a link error, never a hang.
+    drop(served);
+    let err = enc.encode(&vehicle()).unwrap_err();
+    assert!(matches!(err, DeviceError::Link(_)), "{err}");
+}

@@ -20,13 +20,13 @@
 //! locked = []                        # epc, user, tid, access, kill
 //! ```
 //! Faults: `no_tag`, `two_tags`, `write_fail`, `lock_fail`, `wrong_region`, `garbage` (noise and a
-//! corrupted copy before every response).
+//! corrupted copy before every response), `mute` (answers nothing).
 
 use std::time::{Duration, Instant};
 
 use super::{SimDevice, SimOut};
 
-const FAULTS: &[&str] = &["no_tag", "two_tags", "write_fail", "lock_fail", "wrong_region", "garbage"];
+const FAULTS: &[&str] = &["no_tag", "two_tags", "write_fail", "lock_fail", "wrong_region", "garbage", "mute"];
 
 // Status words (tmr_status.h).
 const OK: u16 = 0x0000;
@@ -279,6 +279,7 @@ struct Faults {
     lock_fail: bool,
     wrong_region: bool,
     garbage: bool,
+    mute: bool,
 }
 
 /// The simulated module.
@@ -709,6 +710,9 @@ impl SimDevice for MercurySim {
     }
 
     fn receive(&mut self, bytes: &[u8], _now: Instant) -> Vec<SimOut> {
+        if self.faults.mute {
+            return Vec::new();
+        }
         self.rx.extend_from_slice(bytes);
         let mut outs = Vec::new();
         for (op, data) in self.frames() {
@@ -740,6 +744,7 @@ impl SimDevice for MercurySim {
             "lock_fail" => self.faults.lock_fail = true,
             "wrong_region" => self.faults.wrong_region = true,
             "garbage" => self.faults.garbage = true,
+            "mute" => self.faults.mute = true,
             other => return Err(format!("rfid: unknown fault {other:?}; known: {}", FAULTS.join(", "))),
         }
         Ok(())
@@ -758,6 +763,7 @@ impl SimDevice for MercurySim {
             (f.lock_fail, "lock_fail"),
             (f.wrong_region, "wrong_region"),
             (f.garbage, "garbage"),
+            (f.mute, "mute"),
         ]
         .iter()
         .filter(|(on, _)| *on)
