@@ -292,3 +292,19 @@ fn silent_or_vanished_module_is_a_link_error() {
     let err = enc.encode(&vehicle()).unwrap_err();
     assert!(matches!(err, DeviceError::Link(_)), "{err}");
 }
+
+#[test]
+fn a_corrupted_answer_is_asked_again() {
+    let s = setup("");
+    let (link, served) = serve(sim(""));
+    let profile = TagProfile::from_options(&s.options).unwrap();
+    let secret = TagSecret::load(&profile.password_file).unwrap();
+    let mut enc = MercuryEncoder::new(Box::new(link), profile, secret, Duration::from_millis(50));
+    enc.start().unwrap();
+    let trips = enc.wire_stats().round_trips;
+    served.fault("corrupt_next");
+    enc.encode_tag(&vehicle()).unwrap();
+    // 11 exchanges for an encode, plus the repeated inventory.
+    assert_eq!(enc.wire_stats().round_trips - trips, 12);
+    assert_eq!(served.status()["bad_frames"], 0, "the host never sent a bad frame");
+}

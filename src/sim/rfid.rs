@@ -20,13 +20,15 @@
 //! locked = []                        # epc, user, tid, access, kill
 //! ```
 //! Faults: `no_tag`, `two_tags`, `write_fail`, `lock_fail`, `wrong_region`, `garbage` (noise and a
-//! corrupted copy before every response), `mute` (answers nothing).
+//! corrupted copy before every response), `mute` (answers nothing), `corrupt_next` (the next
+//! response arrives with a wrong CRC and nothing else).
 
 use std::time::{Duration, Instant};
 
 use super::{SimDevice, SimOut};
 
-const FAULTS: &[&str] = &["no_tag", "two_tags", "write_fail", "lock_fail", "wrong_region", "garbage", "mute"];
+const FAULTS: &[&str] =
+    &["no_tag", "two_tags", "write_fail", "lock_fail", "wrong_region", "garbage", "mute", "corrupt_next"];
 
 // Status words (tmr_status.h).
 const OK: u16 = 0x0000;
@@ -280,6 +282,7 @@ struct Faults {
     wrong_region: bool,
     garbage: bool,
     mute: bool,
+    corrupt_next: bool,
 }
 
 /// The simulated module.
@@ -720,7 +723,13 @@ impl SimDevice for MercurySim {
             if let Some(w) = self.wait(ms) {
                 outs.push(w);
             }
-            let frame = response_frame(op, status, &reply);
+            let mut frame = response_frame(op, status, &reply);
+            if self.faults.corrupt_next {
+                self.faults.corrupt_next = false;
+                if let Some(last) = frame.last_mut() {
+                    *last ^= 0x01;
+                }
+            }
             if self.faults.garbage {
                 // Noise with a false header claiming 64 bytes, then a corrupted copy.
                 let mut noise = vec![0x00, 0x13, 0xFF, 0x40, 0x7E];
@@ -745,6 +754,7 @@ impl SimDevice for MercurySim {
             "wrong_region" => self.faults.wrong_region = true,
             "garbage" => self.faults.garbage = true,
             "mute" => self.faults.mute = true,
+            "corrupt_next" => self.faults.corrupt_next = true,
             other => return Err(format!("rfid: unknown fault {other:?}; known: {}", FAULTS.join(", "))),
         }
         Ok(())
@@ -764,6 +774,7 @@ impl SimDevice for MercurySim {
             (f.wrong_region, "wrong_region"),
             (f.garbage, "garbage"),
             (f.mute, "mute"),
+            (f.corrupt_next, "corrupt_next"),
         ]
         .iter()
         .filter(|(on, _)| *on)

@@ -175,8 +175,21 @@ impl MercuryEncoder {
         Duration::from_millis(u64::from(ms))
     }
 
-    /// Sends one command and waits for the response with the same opcode.
+    /// Sends one command and waits for the response with the same opcode. When only noise or
+    /// corrupted frames came back, the command is sent once more: every command this driver sends
+    /// has the same effect when repeated, except Kill (a second Kill finds no tag), which is not
+    /// repeated.
     fn exchange(&mut self, cmd: &Command) -> Result<Response, MercuryError> {
+        match self.exchange_once(cmd) {
+            Err(MercuryError::Protocol(detail)) if !matches!(cmd, Command::Kill { .. }) => {
+                tracing::warn!("rfid: {detail}; sending the command again");
+                self.exchange_once(cmd)
+            }
+            other => other,
+        }
+    }
+
+    fn exchange_once(&mut self, cmd: &Command) -> Result<Response, MercuryError> {
         let frame = cmd.encode().map_err(|e| MercuryError::BadRequest(e.to_string()))?;
         if self.dirty {
             self.link.discard_input()?;
