@@ -277,6 +277,7 @@ pub struct ZvtSim {
     batch: Vec<SimTx>,
     commands: BTreeMap<&'static str, u32>,
     bad_frames: u32,
+    naks_received: u32,
 }
 
 impl ZvtSim {
@@ -299,6 +300,7 @@ impl ZvtSim {
             batch: Vec::new(),
             commands: BTreeMap::new(),
             bad_frames: 0,
+            naks_received: 0,
         }
     }
 
@@ -646,6 +648,7 @@ impl SimDevice for ZvtSim {
                     }
                 }
                 Rx::Nak => {
+                    self.naks_received += 1;
                     if let Some((f, _)) = &self.awaiting_ack {
                         out.push(SimOut::Send(f.clone()));
                     }
@@ -699,6 +702,7 @@ impl SimDevice for ZvtSim {
             "totals": { "count": live.len(), "amount": live.iter().map(|t| t.amount).sum::<u64>() },
             "commands": self.commands,
             "bad_frames": self.bad_frames,
+            "naks_received": self.naks_received,
         })
     }
 }
