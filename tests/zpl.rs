@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mtu::devices::sticker::{
-    LabelElement, MonoBitmap, QrLevel, StickerFault, StickerLabel, StickerPrinter, TagLock,
-    TagPassword, TagWrite,
+    LabelElement, MonoBitmap, QrLevel, StickerFault, StickerLabel, StickerPrinter, TagLock, TagPassword,
+    TagWrite,
 };
 use mtu::devices::zpl::label::{compress_rows, graphic_field, qr_field};
 use mtu::devices::zpl::status::{parse_host_status_reply, take_tag_lines};
@@ -130,6 +130,31 @@ proptest! {
     #[test]
     fn sim_gf_decoder_never_panics(text in "[A,0-9GYgz!:, ]{0,200}") {
         let _ = decode_gf(&text);
+    }
+
+    #[test]
+    fn simulator_survives_any_stream(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("^XA".to_string()), Just("^XZ".to_string()), Just("~HS".to_string()),
+                Just("^FS".to_string()), Just("^RS8".to_string()),
+                "\\^(FO|GF|BQ|FD|RF|RL|HV|FN|FH|LL|PW|PQ)[A-Z0-9,:!_\\[\\]]{0,30}",
+                proptest::collection::vec(any::<u8>(), 0..20)
+                    .prop_map(|v| String::from_utf8_lossy(&v).into_owned()),
+            ],
+            0..30,
+        )
+    ) {
+        let options = SimOptions {
+            dpi: 203, rfid: true, output_dir: None, timing_scale: 0.0, silent_faults: false,
+        };
+        let mut sim = StickerSim::new(options);
+        let now = Instant::now();
+        for p in parts {
+            let _ = sim.receive(p.as_bytes(), now);
+        }
+        let _ = sim.poll(now);
+        let _ = sim.status();
     }
 
     #[test]
@@ -396,10 +421,9 @@ fn garbage_replies_are_protocol_errors() {
 
 #[test]
 fn driver_from_config_names_bad_options() {
-    let cfg: mtu::config::DeviceConfig = toml::from_str(
-        "driver = \"zpl\"\npath = \"/dev/null\"\nbaud = 9600\n[options]\ndpi = 250\n",
-    )
-    .unwrap();
+    let cfg: mtu::config::DeviceConfig =
+        toml::from_str("driver = \"zpl\"\npath = \"/dev/null\"\nbaud = 9600\n[options]\ndpi = 250\n")
+            .unwrap();
     let (host, _dev) = TTYPort::pair().unwrap();
     match mtu::devices::sticker::driver_from_config(&cfg, Box::new(PtyLink(host))) {
         Err(DeviceError::Config { key, .. }) => assert_eq!(key, "devices.sticker.options.dpi"),

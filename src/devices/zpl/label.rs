@@ -185,13 +185,7 @@ fn level_letter(level: QrLevel) -> char {
 /// data (`^FDQA,…` = level Q, automatic input). Automatic input cannot carry bytes 0x80–0x9F and
 /// 0xE0–0xFF; we accept printable ASCII only (our payloads are base64url) and no `^`/`~`, which
 /// would end the field.
-pub fn qr_field(
-    x: u32,
-    y: u32,
-    data: &str,
-    magnification: u8,
-    level: QrLevel,
-) -> Result<String, LabelError> {
+pub fn qr_field(x: u32, y: u32, data: &str, magnification: u8, level: QrLevel) -> Result<String, LabelError> {
     if !(1..=10).contains(&magnification) {
         return Err(LabelError::BadQr { detail: format!("magnification {magnification} (1 to 10)") });
     }
@@ -356,9 +350,7 @@ fn rfid_commands(tag: &TagWrite) -> Result<String, LabelError> {
             // The guide: L and U need an access password other than the default 00000000.
             let ok = tag.access_password.as_ref().is_some_and(|p| p.expose() != [0; 4]);
             if !ok {
-                return Err(LabelError::BadTag {
-                    detail: "locking needs a non-zero access password".into(),
-                });
+                return Err(LabelError::BadTag { detail: "locking needs a non-zero access password".into() });
             }
             out.push_str("^RLM,L,L,L,L^FS");
         }

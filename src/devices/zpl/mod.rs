@@ -10,9 +10,7 @@ pub mod status;
 
 use std::time::{Duration, Instant};
 
-use super::sticker::{
-    StickerFault, StickerLabel, StickerPrinter, StickerStatus, TagWrite, Tid,
-};
+use super::sticker::{StickerFault, StickerLabel, StickerPrinter, StickerStatus, TagWrite, Tid};
 use super::{DeviceError, Link, LinkError, SelfTestReport};
 pub use label::{GfEncoding, LabelError, ZplJob, encode_label};
 pub use status::{HostIdentification, HostStatus, ReplyError};
@@ -152,10 +150,7 @@ impl ZplPrinter {
     }
 
     fn protocol(&self, detail: impl Into<String>) -> DeviceError {
-        DeviceError::Protocol {
-            device: format!("{DEVICE} on {}", self.link.path()),
-            detail: detail.into(),
-        }
+        DeviceError::Protocol { device: format!("{DEVICE} on {}", self.link.path()), detail: detail.into() }
     }
 
     /// Sends `cmd` and reads `count` framed strings; silence is `Ok(None)`.
@@ -403,10 +398,7 @@ impl StickerPrinter for ZplPrinter {
         if epc != tag.epc {
             return Err(DeviceError::Fault {
                 device: DEVICE.into(),
-                fault: format!(
-                    "RFID tag {} read back a different EPC than written",
-                    hex::encode_upper(&tid)
-                ),
+                fault: format!("RFID tag {} read back a different EPC than written", hex::encode_upper(&tid)),
                 action: "discard this sticker and print again".into(),
             });
         }

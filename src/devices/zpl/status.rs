@@ -181,11 +181,14 @@ pub struct HostStatus {
     pub static_ram_installed: bool,
 }
 
+/// Complete frame bodies and the number of bytes they took.
+pub type Frames<'a> = (Vec<&'a [u8]>, usize);
+
 /// The three strings `~HS` returns, or fewer when `buf` does not hold them all yet.
 ///
 /// Returns `Ok(None)` while the reply is incomplete, `Ok(Some((frames, used)))` once three frames
 /// are present; bytes before the first STX or between frames are a framing error.
-pub fn take_frames(buf: &[u8], count: usize) -> Result<Option<(Vec<&[u8]>, usize)>, ReplyError> {
+pub fn take_frames(buf: &[u8], count: usize) -> Result<Option<Frames<'_>>, ReplyError> {
     let mut frames = Vec::with_capacity(count);
     let mut pos = 0;
     while frames.len() < count {
@@ -254,16 +257,17 @@ fn number(s: &str, string: u8, field: &'static str) -> Result<u32, ReplyError> {
     if s.is_empty() || s.len() > 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ReplyError::Field { string, field, detail: format!("{s:?} is not a number") });
     }
-    s.parse::<u32>()
-        .map_err(|_| ReplyError::Field { string, field, detail: format!("{s:?} is not a number") })
+    s.parse::<u32>().map_err(|_| ReplyError::Field {
+        string,
+        field,
+        detail: format!("{s:?} is not a number"),
+    })
 }
 
 /// Parses the three `~HS` strings (their bodies, without STX/ETX CR LF).
 pub fn parse_host_status(frames: &[&[u8]]) -> Result<HostStatus, ReplyError> {
     let [s1, s2, s3] = frames else {
-        return Err(ReplyError::Framing {
-            detail: format!("expected 3 strings, got {}", frames.len()),
-        });
+        return Err(ReplyError::Framing { detail: format!("expected 3 strings, got {}", frames.len()) });
     };
     let f1 = fields(s1, 1, 12)?;
     let f2 = fields(s2, 2, 11)?;
@@ -386,9 +390,10 @@ pub fn parse_host_identification(body: &[u8]) -> Result<HostIdentification, Repl
             detail: format!("identification has {} fields, expected at least 3", parts.len()),
         });
     }
-    let dots_per_mm = parts[2].trim().parse::<u32>().map_err(|_| ReplyError::Framing {
-        detail: format!("dots per mm {:?} is not a number", parts[2]),
-    })?;
+    let dots_per_mm = parts[2]
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| ReplyError::Framing { detail: format!("dots per mm {:?} is not a number", parts[2]) })?;
     Ok(HostIdentification {
         model: parts[0].trim().to_string(),
         firmware: parts[1].trim().to_string(),
@@ -424,11 +429,9 @@ pub fn take_tag_lines(buf: &[u8]) -> Result<(Vec<TagLine>, usize), ReplyError> {
 
 /// Parses one `NAME[hex]` line (without CR LF).
 pub fn parse_tag_line(line: &[u8]) -> Result<TagLine, ReplyError> {
-    let text = std::str::from_utf8(line)
-        .map_err(|_| ReplyError::TagLine { detail: "not ASCII".into() })?;
-    let (header, rest) = text
-        .split_once('[')
-        .ok_or_else(|| ReplyError::TagLine { detail: format!("no '[' in {text:?}") })?;
+    let text = std::str::from_utf8(line).map_err(|_| ReplyError::TagLine { detail: "not ASCII".into() })?;
+    let (header, rest) =
+        text.split_once('[').ok_or_else(|| ReplyError::TagLine { detail: format!("no '[' in {text:?}") })?;
     let hex_part = rest
         .strip_suffix(']')
         .ok_or_else(|| ReplyError::TagLine { detail: format!("no closing ']' in {text:?}") })?;

@@ -34,13 +34,8 @@ pub struct SimOptions {
 impl SimOptions {
     /// Reads the options table; unknown keys are errors that list the known ones.
     pub fn from_table(options: &toml::Table) -> Result<Self, String> {
-        let mut o = SimOptions {
-            dpi: 203,
-            rfid: false,
-            output_dir: None,
-            timing_scale: 1.0,
-            silent_faults: false,
-        };
+        let mut o =
+            SimOptions { dpi: 203, rfid: false, output_dir: None, timing_scale: 1.0, silent_faults: false };
         for (key, value) in options {
             match key.as_str() {
                 "dpi" => match value.as_integer() {
@@ -49,8 +44,7 @@ impl SimOptions {
                 },
                 "rfid" => o.rfid = value.as_bool().ok_or("sticker.rfid: must be true or false")?,
                 "silent_faults" => {
-                    o.silent_faults =
-                        value.as_bool().ok_or("sticker.silent_faults: must be true or false")?
+                    o.silent_faults = value.as_bool().ok_or("sticker.silent_faults: must be true or false")?
                 }
                 "output_dir" => {
                     o.output_dir =
@@ -183,7 +177,8 @@ impl StickerSim {
     }
 
     fn scaled(&self, ms: u64) -> Duration {
-        Duration::from_secs_f64(ms as f64 / 1000.0 * self.opts.timing_scale)
+        let secs = (ms as f64 / 1000.0 * self.opts.timing_scale).clamp(0.0, 3600.0);
+        Duration::from_secs_f64(secs)
     }
 
     fn stopped(&self) -> bool {
@@ -244,7 +239,8 @@ impl StickerSim {
                 out.push(SimOut::Send(replies));
             }
             self.store(label);
-            let print_time = self.scaled(u64::from(self.label_length) * 10 * u64::from(copies) / 8);
+            let print_time =
+                self.scaled(u64::from(self.label_length).saturating_mul(10 * u64::from(copies)) / 8);
             if !print_time.is_zero() {
                 self.printing = Some((now + print_time, copies));
                 return;
@@ -459,10 +455,10 @@ impl StickerSim {
                 let source: &[u8] = match bank {
                     "2" => &t.tid,
                     "1" => {
-                        let from = b.checked_sub(2).ok_or("EPC reads start at word 2")? * 2;
+                        let from = b.checked_sub(2).ok_or("EPC reads start at word 2")?.saturating_mul(2);
                         return t
                             .epc
-                            .get(from..from + n)
+                            .get(from..from.saturating_add(n))
                             .map(|s| Some(hex::encode_upper(s)))
                             .ok_or_else(|| "read past the EPC".to_string());
                     }
@@ -470,7 +466,7 @@ impl StickerSim {
                     other => return Err(format!("read of bank {other:?} not simulated")),
                 };
                 source
-                    .get(b * 2..b * 2 + n)
+                    .get(b.saturating_mul(2)..b.saturating_mul(2).saturating_add(n))
                     .map(|s| Some(hex::encode_upper(s)))
                     .ok_or_else(|| format!("read past the end of bank {bank}"))
             }
@@ -480,7 +476,7 @@ impl StickerSim {
                 }
                 let (b, n) = (block.ok_or("^RF write: bad block")?, count.ok_or("^RF write: bad count")?);
                 let bytes = hex::decode(data.unwrap_or("")).map_err(|_| "write data is not hex")?;
-                if bytes.len() != n {
+                if bytes.len() != n || b > 4096 {
                     return Err(format!("^RF write: {} bytes of data for n = {n}", bytes.len()));
                 }
                 match bank {
@@ -524,7 +520,7 @@ fn render_png(label: &SimLabel) -> Option<Vec<u8>> {
             for col in 0..g.graphic.bytes_per_row * 8 {
                 let byte = g.graphic.data[row * g.graphic.bytes_per_row + col / 8];
                 if byte & (0x80 >> (col % 8)) != 0 {
-                    black(g.x + col as u32, g.y + row as u32);
+                    black(g.x.saturating_add(col as u32), g.y.saturating_add(row as u32));
                 }
             }
         }
@@ -546,7 +542,7 @@ fn render_png(label: &SimLabel) -> Option<Vec<u8>> {
                 let (mx, my) = ((i % n) as u32, (i / n) as u32);
                 for dy in 0..mag {
                     for dx in 0..mag {
-                        black(q.x + mx * mag + dx, q.y + my * mag + dy);
+                        black(q.x.saturating_add(mx * mag + dx), q.y.saturating_add(my * mag + dy));
                     }
                 }
             }

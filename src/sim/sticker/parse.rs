@@ -22,8 +22,7 @@ pub fn tokenize(buf: &[u8]) -> (Vec<Command>, usize) {
     let mut out = Vec::new();
     let mut pos = 0;
     loop {
-        let Some(start) = buf[pos..].iter().position(|&b| b == b'^' || b == b'~').map(|p| p + pos)
-        else {
+        let Some(start) = buf[pos..].iter().position(|&b| b == b'^' || b == b'~').map(|p| p + pos) else {
             return (out, buf.len());
         };
         let prefix = buf[start];
@@ -42,9 +41,7 @@ pub fn tokenize(buf: &[u8]) -> (Vec<Command>, usize) {
             pos = params_at;
             continue;
         }
-        let Some(end) =
-            buf[params_at.min(buf.len())..].iter().position(|&b| b == b'^' || b == b'~')
-        else {
+        let Some(end) = buf[params_at.min(buf.len())..].iter().position(|&b| b == b'^' || b == b'~') else {
             return (out, start);
         };
         let end = params_at + end;
