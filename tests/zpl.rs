@@ -106,6 +106,22 @@ fn figures_for_a_typical_sticker() {
     println!("typical sticker: {plain} bytes hex, {packed} bytes compressed, auto {auto}");
     assert!(packed < plain / 2, "compression pays on text bitmaps: {packed} vs {plain}");
     assert_eq!(auto, packed.min(plain));
+
+    // Worst case: the same sticker with a noisy bitmap (about 30 % ink, no long runs).
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let noisy = MonoBitmap::from_fn(600, 200, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % 10 < 3
+    });
+    let mut label = StickerLabel::new_mm(203, 100.0, 60.0);
+    label.elements.push(LabelElement::Bitmap { x: 0, y: 0, bitmap: noisy });
+    let hex = encode_label(&label, None, GfEncoding::Hex).unwrap().len();
+    let comp = encode_label(&label, None, GfEncoding::Compressed).unwrap().len();
+    let auto = encode_label(&label, None, GfEncoding::Auto).unwrap().len();
+    println!("noisy 600x200 bitmap: {hex} bytes hex, {comp} bytes compressed, auto {auto}");
+    assert_eq!(auto, hex.min(comp), "auto never sends the longer form");
 }
 
 // ---------------------------------------------------------------- parsers never panic

@@ -232,7 +232,8 @@ impl ZplPrinter {
 
     /// Polls `~HS` until no format is queued and no label remains, or a fault or the deadline.
     fn wait_printed(&mut self, copies: u32) -> Result<(), DeviceError> {
-        let deadline = Instant::now() + self.options.print_timeout * copies.clamp(1, 100);
+        let allowed = self.options.print_timeout * copies.clamp(1, 100);
+        let deadline = Instant::now() + allowed;
         loop {
             let s = self.query_host_status().map_err(|e| match e {
                 DeviceError::Fault { device, fault, action } => DeviceError::Fault {
@@ -254,7 +255,7 @@ impl ZplPrinter {
                     device: DEVICE.into(),
                     fault: format!(
                         "label not finished after {} s ({} formats queued, {} labels remaining)",
-                        deadline.saturating_duration_since(Instant::now()).as_secs(),
+                        allowed.as_secs(),
                         s.formats_in_buffer,
                         s.labels_remaining
                     ),
