@@ -97,7 +97,10 @@ fn main() {
         return; // `cargo test --benches` probes harness=false benches with --list.
     }
     let records: u64 = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string())).unwrap();
+    let dir = tempfile::tempdir_in(
+        std::env::var("BENCH_DIR").unwrap_or_else(|_| std::env::temp_dir().display().to_string()),
+    )
+    .unwrap();
     durable_appends(dir.path(), 2_000);
 
     let key = VanKey::from_seed(&SEED);

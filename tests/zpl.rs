@@ -260,8 +260,13 @@ impl Drop for Bench {
 }
 
 fn bench(rfid: bool, timeout_ms: u64) -> (Bench, ZplPrinter) {
+    bench_with(rfid, timeout_ms, true)
+}
+
+fn bench_with(rfid: bool, timeout_ms: u64, silent_faults: bool) -> (Bench, ZplPrinter) {
     let (host, mut dev) = TTYPort::pair().expect("pty pair");
-    let table: toml::Table = toml::from_str(&format!("timing_scale = 0\nrfid = {rfid}")).unwrap();
+    let table: toml::Table =
+        toml::from_str(&format!("timing_scale = 0\nrfid = {rfid}\nsilent_faults = {silent_faults}")).unwrap();
     let sim = Arc::new(Mutex::new(StickerSim::new(SimOptions::from_table(&table).unwrap())));
     let stop = Arc::new(AtomicBool::new(false));
     let garbage: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
@@ -369,8 +374,22 @@ fn paper_out_silence_is_a_fault() {
 }
 
 #[test]
+fn head_open_silence_is_a_fault() {
+    // Current guide, ~HS: no response with MEDIA OUT, RIBBON OUT, HEAD OPEN, REWINDER FULL or
+    // HEAD OVER-TEMPERATURE.
+    let (bench, mut printer) = bench(false, 300);
+    bench.sim.lock().unwrap().apply_fault("head_open").unwrap();
+    let err = printer.print_label(&small_label()).unwrap_err().to_string();
+    assert!(err.contains("no answer") && err.contains("print head"), "{err}");
+    assert!(bench.sim.lock().unwrap().labels().is_empty());
+    bench.sim.lock().unwrap().clear_faults();
+    printer.print_label(&small_label()).unwrap();
+}
+
+#[test]
 fn head_open_and_ribbon_out_are_reported() {
-    let (bench, mut printer) = bench(false, 500);
+    // Older firmware answers ~HS with the head-up and ribbon-out flags set.
+    let (bench, mut printer) = bench_with(false, 500, false);
     bench.sim.lock().unwrap().apply_fault("head_open").unwrap();
     let err = printer.print_label(&small_label()).unwrap_err().to_string();
     assert!(err.contains("print head open") && err.contains("close the print head"), "{err}");

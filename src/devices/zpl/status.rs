@@ -90,7 +90,17 @@ pub enum PrintMode {
     Cutter,
     /// 4
     Applicator,
-    /// A value newer printers add (kept as sent).
+    /// 5
+    DelayedCut,
+    /// 6
+    LinerlessPeel,
+    /// 7
+    LinerlessRewind,
+    /// 8
+    PartialCutter,
+    /// 9
+    Rfid,
+    /// Letters the guide lists for kiosk and stream modes (`K`, `S`, `A`), or newer values.
     Other(char),
 }
 
@@ -293,6 +303,11 @@ pub fn parse_host_status(frames: &[&[u8]]) -> Result<HostStatus, ReplyError> {
         "2" => PrintMode::TearOff,
         "3" => PrintMode::Cutter,
         "4" => PrintMode::Applicator,
+        "5" => PrintMode::DelayedCut,
+        "6" => PrintMode::LinerlessPeel,
+        "7" => PrintMode::LinerlessRewind,
+        "8" => PrintMode::PartialCutter,
+        "9" => PrintMode::Rfid,
         s if s.len() == 1 && s.bytes().all(|b| b.is_ascii_alphanumeric()) => {
             PrintMode::Other(s.chars().next().unwrap_or('?'))
         }

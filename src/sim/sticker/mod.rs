@@ -27,7 +27,8 @@ pub struct SimOptions {
     pub output_dir: Option<PathBuf>,
     /// Multiplier for realistic delays (0 = instant, for tests).
     pub timing_scale: f64,
-    /// Newer firmware: no `~HS` answer at all with the head open or the ribbon out.
+    /// No `~HS` answer at all with the head open or the ribbon out, as the current guide says
+    /// (default); `false` answers with the head-up / ribbon-out flags set, as older firmware did.
     pub silent_faults: bool,
 }
 
@@ -35,7 +36,7 @@ impl SimOptions {
     /// Reads the options table; unknown keys are errors that list the known ones.
     pub fn from_table(options: &toml::Table) -> Result<Self, String> {
         let mut o =
-            SimOptions { dpi: 203, rfid: false, output_dir: None, timing_scale: 1.0, silent_faults: false };
+            SimOptions { dpi: 203, rfid: false, output_dir: None, timing_scale: 1.0, silent_faults: true };
         for (key, value) in options {
             match key.as_str() {
                 "dpi" => match value.as_integer() {
