@@ -264,9 +264,14 @@ fn bench(rfid: bool, timeout_ms: u64) -> (Bench, ZplPrinter) {
 }
 
 fn bench_with(rfid: bool, timeout_ms: u64, silent_faults: bool) -> (Bench, ZplPrinter) {
+    bench_timed(rfid, timeout_ms, silent_faults, 0.0)
+}
+
+fn bench_timed(rfid: bool, timeout_ms: u64, silent: bool, scale: f64) -> (Bench, ZplPrinter) {
     let (host, mut dev) = TTYPort::pair().expect("pty pair");
     let table: toml::Table =
-        toml::from_str(&format!("timing_scale = 0\nrfid = {rfid}\nsilent_faults = {silent_faults}")).unwrap();
+        toml::from_str(&format!("timing_scale = {scale:?}\nrfid = {rfid}\nsilent_faults = {silent}"))
+            .unwrap();
     let sim = Arc::new(Mutex::new(StickerSim::new(SimOptions::from_table(&table).unwrap())));
     let stop = Arc::new(AtomicBool::new(false));
     let garbage: Arc<Mutex<Option<Vec<u8>>>> = Arc::new(Mutex::new(None));
@@ -356,6 +361,21 @@ fn prints_a_label_and_the_simulator_decodes_it() {
     };
     assert!(report.ok, "{report:?}");
     assert_eq!(bench.sim.lock().unwrap().labels().len(), 1, "self-test never prints");
+}
+
+#[test]
+fn waits_while_the_printer_is_busy() {
+    // With realistic timing (scaled down) the first status polls report the label still printing;
+    // the driver returns only once the printer reports the batch done.
+    let (bench, mut printer) = bench_timed(true, 1000, true, 0.1);
+    let mut label = small_label();
+    label.copies = 2;
+    printer.print_label(&label).unwrap();
+    let st = printer.host_status().unwrap();
+    assert_eq!((st.formats_queued, st.labels_remaining), (0, 0));
+    let tid = printer.print_rfid_label(&small_label(), &tag()).unwrap();
+    assert_eq!(tid.0.len(), 12);
+    assert_eq!(bench.sim.lock().unwrap().labels().len(), 2);
 }
 
 #[test]

@@ -710,4 +710,19 @@ mod tests {
         assert_eq!(s.labels().len(), 1);
         assert!(s.apply_fault("melted").unwrap_err().contains("paper_out"));
     }
+
+    #[test]
+    fn labels_go_to_output_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = toml::Table::new();
+        t.insert("timing_scale".into(), toml::Value::Integer(0));
+        t.insert("output_dir".into(), toml::Value::String(dir.path().display().to_string()));
+        let mut s = StickerSim::new(SimOptions::from_table(&t).unwrap());
+        s.receive(b"^XA^PW100^LL50^FO0,0^GFA,4,4,1,F0F0F0F0^FS^RFW,H,P^FD12345678^FS^XZ", Instant::now());
+        let zpl = std::fs::read_to_string(dir.path().join("label-0001.zpl")).unwrap();
+        assert!(zpl.contains("^GFA,4,4,1,F0F0F0F0") && !zpl.contains("12345678"), "{zpl}");
+        let png = std::fs::read(dir.path().join("label-0001.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG"));
+        assert!(SimOptions::from_table(&toml::from_str("speed = 3").unwrap()).is_err());
+    }
 }
