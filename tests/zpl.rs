@@ -67,6 +67,15 @@ fn guide_rfid_password_and_lock_forms() {
 }
 
 #[test]
+fn guide_graphic_field_example() {
+    // ^GF example: "^FO100,100^GFA,8000,8000,80,ASCII data" — 80 bytes per row (640 dots), 100 rows.
+    let bm = MonoBitmap::from_fn(640, 100, |x, _| x % 3 == 0);
+    let f = graphic_field(100, 100, &bm, GfEncoding::Hex);
+    assert!(f.starts_with("^FO100,100^GFA,8000,8000,80,"), "{}", &f[..40]);
+    assert_eq!(f.len(), "^FO100,100^GFA,8000,8000,80,".len() + 16_000 + "^FS".len());
+}
+
+#[test]
 fn gf_lengths_for_widths_not_multiple_of_8() {
     for width in [1u32, 7, 9, 15, 17, 601] {
         let bm = MonoBitmap::from_fn(width, 3, |x, y| (x + y) % 2 == 0);
@@ -472,6 +481,16 @@ fn garbage_replies_are_protocol_errors() {
     let err = printer.print_label(&small_label()).unwrap_err();
     assert!(matches!(err, DeviceError::Protocol { .. }), "{err}");
     assert!(bench.sim.lock().unwrap().labels().is_empty(), "nothing sent after a bad status");
+}
+
+#[test]
+fn driver_from_config_builds_the_zpl_driver() {
+    let cfg: mtu::config::DeviceConfig = toml::from_str(
+        "driver = \"zpl\"\npath = \"/dev/null\"\nbaud = 9600\n[options]\ndpi = 300\nrfid = true\n",
+    )
+    .unwrap();
+    let (host, _dev) = TTYPort::pair().unwrap();
+    assert!(mtu::devices::sticker::driver_from_config(&cfg, Box::new(PtyLink(host))).is_ok());
 }
 
 #[test]
