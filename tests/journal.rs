@@ -551,3 +551,31 @@ fn independent_python_verifier_agrees() {
         String::from_utf8_lossy(&bad.stdout)
     );
 }
+
+#[test]
+fn key_rotation_from_the_cli_and_interrupted_rotation_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    let state = dir.path().join("state");
+    assert!(vanctl(&cfg).args(["journal", "append-loop", "--count", "2"]).status().unwrap().success());
+    let old = std::fs::read(state.join("van.key")).unwrap();
+    let out = vanctl(&cfg).args(["key", "rotate"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rotated at record 4"));
+    assert_ne!(std::fs::read(state.join("van.key")).unwrap(), old);
+    assert!(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]).status().unwrap().success());
+
+    // Interrupted: the rotation record committed but the new key is still staged as van.key.new.
+    let out = vanctl(&cfg).args(["key", "rotate"]).output().unwrap();
+    assert!(out.status.success());
+    std::fs::rename(state.join("van.key"), state.join("van.key.new")).unwrap();
+    let prev = dir.path().join("prev.key");
+    std::fs::write(&prev, &old).unwrap(); // any key other than the journal's
+    std::fs::set_permissions(&prev, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::rename(&prev, state.join("van.key")).unwrap();
+    let out = vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!state.join("van.key.new").exists());
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

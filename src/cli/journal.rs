@@ -7,7 +7,7 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::clock;
 use crate::config::Config;
-use crate::journal::{Journal, JournalError, JournalOptions, JournalReader, export};
+use crate::journal::{JournalError, JournalReader, export};
 use crate::keys::VanKey;
 
 /// `vanctl journal` subcommands.
@@ -185,13 +185,7 @@ pub fn run(cmd: &JournalCmd, config: &Config) -> anyhow::Result<u8> {
             if config.mode != crate::config::Mode::Simulation {
                 bail!("append-loop writes test records: only allowed with a simulation configuration");
             }
-            let key = crate::daemon::load_key(config)?;
-            let opts = JournalOptions {
-                van_id: config.van.id.clone(),
-                checkpoint_every: config.journal.checkpoint_every,
-                max_pages: None,
-            };
-            let (journal, _) = Journal::open(&path, key, &opts)?;
+            let (journal, _) = crate::daemon::open_journal(config)?;
             let stdout = std::io::stdout();
             let mut n = 0u64;
             while *count == 0 || n < *count {

@@ -552,7 +552,7 @@ impl Journal {
                 "public_key": hex::encode(writer.key.verifying_key().as_bytes()),
                 "van_id": writer.van_id,
             });
-            writer.commit_batch(&mut vec![(
+            writer.commit_batch(&mut [(
                 kinds::GENESIS.to_owned(),
                 payload.to_string().into_bytes(),
                 None,
