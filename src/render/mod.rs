@@ -8,6 +8,7 @@
 
 pub mod documents;
 pub mod font;
+pub mod output;
 pub mod pdf;
 pub mod photo;
 pub mod qr;
