@@ -155,12 +155,18 @@ fn extract(pdf: &[u8]) -> Vec<String> {
                 "Tf" => current = op.operands[0].as_name().ok().map(|n| n.to_vec()),
                 "BT" => text.clear(),
                 "ET" => out.push(std::mem::take(&mut text)),
-                "Tj" => {
-                    let bytes = op.operands[0].as_str().unwrap();
+                "Tj" | "TJ" => {
                     let map = current.as_ref().and_then(|c| maps.get(c)).expect("font with ToUnicode");
-                    for pair in bytes.chunks(2) {
-                        let code = u16::from_be_bytes([pair[0], pair[1]]);
-                        text.push_str(map.get(&code).map_or("\u{FFFD}", |s| s.as_str()));
+                    let strings: Vec<&[u8]> = match &op.operands[0] {
+                        lopdf::Object::Array(items) => items.iter().filter_map(|o| o.as_str().ok()).collect(),
+                        other => vec![other.as_str().unwrap()],
+                    };
+                    for bytes in strings {
+                        for pair in bytes.chunks(2) {
+                            let code = u16::from_be_bytes([pair[0], pair[1]]);
+                            // Second and later glyphs of a cluster deliberately have no entry.
+                            text.push_str(map.get(&code).map_or("", |s| s.as_str()));
+                        }
                     }
                 }
                 _ => {}

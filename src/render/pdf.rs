@@ -4,7 +4,7 @@
 //! Glyphs are written in logical order (each with its own text matrix), so a reader extracting text
 //! in content order gets the logical Arabic string, while the positions draw it in visual order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use printpdf::{
     Codepoint, Color, LinePoint, Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage,
@@ -51,33 +51,52 @@ fn fill(rings: Vec<PolygonRing>) -> Op {
 pub fn to_pdf(title: &str, scenes: &[Scene]) -> Result<Vec<u8>, RenderError> {
     let font = Font::amiri()?;
     let upem = font.units_per_em();
-    // Glyphs used, and one extraction text per glyph id (the first non-empty cluster text).
-    let mut remapper = subsetter::GlyphRemapper::new();
-    let mut gid_text: BTreeMap<u16, String> = BTreeMap::new();
+    // ToUnicode maps a glyph code to one text, but one glyph can stand for different texts (a
+    // parenthesis drawn mirrored in Arabic is the logical ")" there and "(" in Latin). Each
+    // (glyph, text) pair goes to the first font slot where that glyph is free or means the same;
+    // conflicting pairs go to a second subset of the same font.
+    let mut slots: Vec<BTreeMap<u16, String>> = vec![BTreeMap::new()];
+    let mut slot_of: HashMap<(u16, String), usize> = HashMap::new();
     for scene in scenes {
         for item in &scene.items {
             if let Item::Glyphs { line, .. } = item {
                 for g in &line.glyphs {
-                    remapper.remap(g.gid);
-                    let e = gid_text.entry(g.gid).or_default();
-                    if e.is_empty() {
-                        e.clone_from(&g.text);
+                    if slot_of.contains_key(&(g.gid, g.text.clone())) {
+                        continue;
                     }
+                    let i = match slots.iter().position(|m| m.get(&g.gid).is_none_or(|t| *t == g.text)) {
+                        Some(i) => i,
+                        None => {
+                            slots.push(BTreeMap::new());
+                            slots.len() - 1
+                        }
+                    };
+                    slots[i].insert(g.gid, g.text.clone());
+                    slot_of.insert((g.gid, g.text.clone()), i);
                 }
             }
         }
     }
-    // A subset keeps the receipt small; if subsetting fails, the whole font is the defined fallback.
-    let (program, subset) = match subsetter::subset(AMIRI_TTF, 0, &remapper) {
-        Ok(bytes) => (bytes, true),
-        Err(_) => (AMIRI_TTF.to_vec(), false),
-    };
-    let code = |gid: u16| if subset { remapper.get(gid).unwrap_or(0) } else { gid };
-    let mut warnings = Vec::new();
-    let parsed = ParsedFont::from_bytes(&program, 0, &mut warnings).ok_or(RenderError::FontUnusable)?;
-
     let mut doc = PdfDocument::new(title);
-    let font_id = doc.add_font(&parsed);
+    let mut fonts = Vec::new();
+    for glyphs in &slots {
+        let mut remapper = subsetter::GlyphRemapper::new();
+        for &gid in glyphs.keys() {
+            remapper.remap(gid);
+        }
+        // A subset keeps the receipt small; if subsetting fails, the whole font is the defined fallback.
+        let (program, subset) = match subsetter::subset(AMIRI_TTF, 0, &remapper) {
+            Ok(bytes) => (bytes, true),
+            Err(_) => (AMIRI_TTF.to_vec(), false),
+        };
+        let mut warnings = Vec::new();
+        let parsed = ParsedFont::from_bytes(&program, 0, &mut warnings).ok_or(RenderError::FontUnusable)?;
+        fonts.push((doc.add_font(&parsed), remapper, subset));
+    }
+    let code = |slot: usize, gid: u16| {
+        let (_, remapper, subset) = &fonts[slot];
+        if *subset { remapper.get(gid).unwrap_or(0) } else { gid }
+    };
     let mut pages = Vec::new();
     for scene in scenes {
         let ph = scene.height;
@@ -87,20 +106,24 @@ pub fn to_pdf(title: &str, scenes: &[Scene]) -> Result<Vec<u8>, RenderError> {
                 Item::Glyphs { x, baseline, size_mm, line, colour: c, .. } => {
                     ops.push(Op::SetFillColor { col: colour(*c) });
                     ops.push(Op::StartTextSection);
-                    ops.push(Op::SetFont {
-                        font: PdfFontHandle::External(font_id.clone()),
-                        size: Pt(size_mm * PT_PER_MM),
-                    });
                     let mut order: Vec<usize> = (0..line.glyphs.len()).collect();
                     order.sort_by_key(|&i| line.glyphs[i].logical);
+                    let mut current = usize::MAX;
                     for i in order {
                         let g = &line.glyphs[i];
+                        let slot = slot_of.get(&(g.gid, g.text.clone())).copied().unwrap_or(0);
+                        if slot != current {
+                            ops.push(Op::SetFont {
+                                font: PdfFontHandle::External(fonts[slot].0.clone()),
+                                size: Pt(size_mm * PT_PER_MM),
+                            });
+                            current = slot;
+                        }
                         let gx = (x + g.x * size_mm / upem) * PT_PER_MM;
                         let gy = (ph - baseline + g.y * size_mm / upem) * PT_PER_MM;
                         ops.push(Op::SetTextMatrix { matrix: TextMatrix::Raw([1.0, 0.0, 0.0, 1.0, gx, gy]) });
-                        let text = gid_text.get(&g.gid).cloned().unwrap_or_default();
                         ops.push(Op::ShowText {
-                            items: vec![TextItem::GlyphIds(vec![Codepoint::with_cid(code(g.gid), 0.0, text)])],
+                            items: vec![TextItem::GlyphIds(vec![Codepoint::with_cid(code(slot, g.gid), 0.0, g.text.clone())])],
                         });
                     }
                     ops.push(Op::EndTextSection);
