@@ -137,14 +137,23 @@ pub fn to_pdf(title: &str, scenes: &[Scene]) -> Result<Vec<u8>, RenderError> {
                         continue;
                     }
                     let m = size / *width as f32;
-                    let rings = modules
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, d)| **d)
-                        .map(|(i, _)| {
-                            rect_ring(ph, x + (i % width) as f32 * m, y + (i / width) as f32 * m, m, m)
-                        })
-                        .collect();
+                    // One rectangle per horizontal run of dark modules keeps the page small and fast.
+                    let mut rings = Vec::new();
+                    for (row, cells) in modules.chunks(*width).enumerate() {
+                        let mut col = 0;
+                        while col < cells.len() {
+                            if !cells[col] {
+                                col += 1;
+                                continue;
+                            }
+                            let start = col;
+                            while col < cells.len() && cells[col] {
+                                col += 1;
+                            }
+                            let (rx, ry) = (x + start as f32 * m, y + row as f32 * m);
+                            rings.push(rect_ring(ph, rx, ry, (col - start) as f32 * m, m));
+                        }
+                    }
                     ops.push(Op::SetFillColor { col: colour(Rgb::BLACK) });
                     ops.push(fill(rings));
                 }
