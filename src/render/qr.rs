@@ -353,6 +353,35 @@ mod tests {
         assert_eq!(body.len(), after + 4 + 8);
     }
 
+    /// The worked example of docs/qr-payload.md, byte for byte (public test seed 0x42 × 32).
+    #[test]
+    fn documented_worked_example() {
+        let key = VanKey::from_seed(&[0x42; 32]);
+        assert_eq!(
+            hex::encode(key.verifying_key().as_bytes()),
+            "2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12"
+        );
+        let p = QrPayload {
+            doc_type: DocType::VehicleLicence,
+            key_id: key.key_id(),
+            journal_seq: 4710,
+            van_id: "CAI-07".into(),
+            key_field: "أ ب ج 1234".into(),
+            expiry: Some(jiff::civil::date(2029, 11, 22)),
+            short_hash: short_hash(b"sample record 4710"),
+        };
+        assert_eq!(
+            hex::encode(p.body().unwrap()),
+            "01023097e2dee2cb4a340000000000001266064341492d30370dd8a320d8a820d8ac203132333401359e32e861292974dc3ef1"
+        );
+        let text = p.sign(&key).unwrap();
+        assert_eq!(
+            text,
+            "MTU1:X50J66SUS9US6H9000000000UE2SZ0IB83W58/6JHR%64KBLSHR634QF6%P61Z6RJ6XCC$A5.$RFOUAXBAA59TLTKO:\
+             OTBLNAN8.MMPAKJ$0QLR:4GZ3CPK2AMV5BS HLV9008J$NJF9I X545QPY4GWFQ+OBLPR%LNX8%O4-2LC0"
+        );
+    }
+
     #[test]
     fn rejects_malformed() {
         assert_eq!(QrPayload::parse("HELLO").unwrap_err(), PayloadError::Prefix);
