@@ -56,7 +56,8 @@ fn main() {
         report(&format!("{} bitmap", kind.name()), took, target);
     }
     for kind in DocKind::ALL {
-        let target = matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80).then_some(20.0);
+        let target =
+            matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80).then_some(20.0);
         let took = median(|| {
             let s = scenes(kind);
             pdf_of(kind, &s).expect("pdf");
@@ -84,11 +85,16 @@ fn main() {
     println!();
     for kind in DocKind::ALL {
         let size = pdf_of(kind, &scenes(kind)).expect("pdf").len();
-        let target = matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80).then_some(60_000);
+        let target =
+            matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80).then_some(60_000);
         match target {
             Some(t) => {
                 let verdict = if size <= t { "ok" } else { "OVER TARGET" };
-                println!("{:<38} {:>8} bytes   target < {t} bytes   {verdict}", format!("{} PDF size", kind.name()), size);
+                println!(
+                    "{:<38} {:>8} bytes   target < {t} bytes   {verdict}",
+                    format!("{} PDF size", kind.name()),
+                    size
+                );
             }
             None => println!("{:<38} {:>8} bytes", format!("{} PDF size", kind.name()), size),
         }

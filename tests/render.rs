@@ -55,11 +55,19 @@ fn golden_images_of_every_document() {
             std::fs::write(&path, &png).unwrap();
             continue;
         }
-        let golden = std::fs::read(&path).unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+        let golden = std::fs::read(&path)
+            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
         let want = tiny_skia::Pixmap::decode_png(&golden).unwrap();
         let got = tiny_skia::Pixmap::decode_png(&png).unwrap();
         if (want.width(), want.height()) != (got.width(), got.height()) {
-            failures.push(format!("{}: size {}×{} vs golden {}×{}", kind.name(), got.width(), got.height(), want.width(), want.height()));
+            failures.push(format!(
+                "{}: size {}×{} vs golden {}×{}",
+                kind.name(),
+                got.width(),
+                got.height(),
+                want.width(),
+                want.height()
+            ));
             continue;
         }
         let share = differing_share(&want, &got);
@@ -76,16 +84,22 @@ fn golden_images_of_every_document() {
 fn golden_comparison_catches_a_changed_name() {
     let mut d = sample::driving_licence();
     d.qr = "MTU1:TEST".into();
-    let a = raster::rasterize(&documents::driving_licence_front(&d, DocOptions::default()).unwrap(), 300.0, None).unwrap();
+    let a =
+        raster::rasterize(&documents::driving_licence_front(&d, DocOptions::default()).unwrap(), 300.0, None)
+            .unwrap();
     d.name_ar = "محمود حسن".into();
-    let b = raster::rasterize(&documents::driving_licence_front(&d, DocOptions::default()).unwrap(), 300.0, None).unwrap();
+    let b =
+        raster::rasterize(&documents::driving_licence_front(&d, DocOptions::default()).unwrap(), 300.0, None)
+            .unwrap();
     assert!(differing_share(&a, &b) > 0.002);
 }
 
 #[test]
 fn card_panels_have_the_printer_frame() {
     for kind in [DocKind::DrivingLicenceFront, DocKind::DrivingLicenceBack, DocKind::VehicleLicence] {
-        let PrinterOutput::Card(p) = printer_output(kind, &scenes(kind), 203).unwrap() else { panic!("card expected") };
+        let PrinterOutput::Card(p) = printer_output(kind, &scenes(kind), 203).unwrap() else {
+            panic!("card expected")
+        };
         assert_eq!((p.k.width, p.k.height), (CARD_PANEL_WIDTH, CARD_PANEL_HEIGHT));
         assert_eq!(p.k.data.len(), 81 * 1016);
         for plane in [&p.y, &p.m, &p.c] {
@@ -103,7 +117,9 @@ fn card_panels_have_the_printer_frame() {
 #[test]
 fn sticker_bitmap_follows_the_configured_dpi() {
     for (dpi, w) in [(203, 480), (300, 709)] {
-        let PrinterOutput::Mono(b) = printer_output(DocKind::Sticker, &scenes(DocKind::Sticker), dpi).unwrap() else {
+        let PrinterOutput::Mono(b) =
+            printer_output(DocKind::Sticker, &scenes(DocKind::Sticker), dpi).unwrap()
+        else {
             panic!("mono expected")
         };
         assert_eq!(b.width, w);
@@ -125,8 +141,9 @@ fn parse_cmap(cmap: &str) -> BTreeMap<u16, String> {
             let parts: Vec<&str> = line.split(['<', '>']).filter(|s| !s.trim().is_empty()).collect();
             if let [code, target] = parts[..] {
                 let code = u16::from_str_radix(code, 16).unwrap();
-                let units: Vec<u16> =
-                    (0..target.len() / 4).map(|i| u16::from_str_radix(&target[i * 4..i * 4 + 4], 16).unwrap()).collect();
+                let units: Vec<u16> = (0..target.len() / 4)
+                    .map(|i| u16::from_str_radix(&target[i * 4..i * 4 + 4], 16).unwrap())
+                    .collect();
                 map.insert(code, String::from_utf16(&units).unwrap());
             }
         }
@@ -189,8 +206,14 @@ fn pdf_text_extracts_in_logical_order() {
         let want: Vec<String> = s.iter().flat_map(|sc| sc.texts.iter().map(|t| strip_controls(t))).collect();
         assert_eq!(got, want, "{}", kind.name());
     }
-    let front = extract(&pdf_of(DocKind::DrivingLicenceFront, &scenes(DocKind::DrivingLicenceFront)).unwrap());
-    for expected in ["أحمد محمد عبد الرحمن السيد", "Ahmed Mohamed Abdelrahman El-Sayed", "رقم الرخصة: 1234-567", "درجة الرخصة: خاصة"] {
+    let front =
+        extract(&pdf_of(DocKind::DrivingLicenceFront, &scenes(DocKind::DrivingLicenceFront)).unwrap());
+    for expected in [
+        "أحمد محمد عبد الرحمن السيد",
+        "Ahmed Mohamed Abdelrahman El-Sayed",
+        "رقم الرخصة: 1234-567",
+        "درجة الرخصة: خاصة",
+    ] {
         assert!(front.iter().any(|l| l == expected), "{expected:?} not in {front:?}");
     }
     let vehicle = extract(&pdf_of(DocKind::VehicleLicence, &scenes(DocKind::VehicleLicence)).unwrap());
@@ -205,9 +228,7 @@ fn pdf_embeds_a_font_subset() {
     let pdf = pdf_of(DocKind::ReceiptA4, &scenes(DocKind::ReceiptA4)).unwrap();
     assert!(pdf.len() < 120_000, "{} bytes", pdf.len());
     let doc = lopdf::Document::load_mem(&pdf).unwrap();
-    let has_font_file = doc.objects.values().any(|o| {
-        o.as_dict().is_ok_and(|d| d.has(b"FontFile2"))
-    });
+    let has_font_file = doc.objects.values().any(|o| o.as_dict().is_ok_and(|d| d.has(b"FontFile2")));
     assert!(has_font_file);
 }
 
@@ -274,7 +295,12 @@ fn config() -> Config {
 fn vanctl_render_and_verify_qr() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config();
-    let args = RenderArgs { document: "all".into(), sample: true, out: dir.path().to_owned(), eastern_digits: false };
+    let args = RenderArgs {
+        document: "all".into(),
+        sample: true,
+        out: dir.path().to_owned(),
+        eastern_digits: false,
+    };
     run_render(&args, &cfg).unwrap();
     for kind in DocKind::ALL {
         assert!(dir.path().join(format!("{}.pdf", kind.name())).exists());
@@ -284,15 +310,23 @@ fn vanctl_render_and_verify_qr() {
 
     let pk = hex::encode(key().verifying_key().as_bytes());
     let png = dir.path().join("sticker.png");
-    run_verify_qr(&VerifyQrArgs { payload: None, png: Some(png), public_key: Some(pk.clone()) }, &cfg).unwrap();
+    run_verify_qr(&VerifyQrArgs { payload: None, png: Some(png), public_key: Some(pk.clone()) }, &cfg)
+        .unwrap();
     let other = hex::encode(VanKey::from_seed(&[9; 32]).verifying_key().as_bytes());
     let png = dir.path().join("sticker.png");
-    let err = run_verify_qr(&VerifyQrArgs { payload: None, png: Some(png), public_key: Some(other) }, &cfg).unwrap_err();
-    assert!(err.to_string().contains("not valid"), "{err}");
-    let err = run_verify_qr(&VerifyQrArgs { payload: Some("hello".into()), png: None, public_key: Some(pk) }, &cfg)
+    let err = run_verify_qr(&VerifyQrArgs { payload: None, png: Some(png), public_key: Some(other) }, &cfg)
         .unwrap_err();
+    assert!(err.to_string().contains("not valid"), "{err}");
+    let err =
+        run_verify_qr(&VerifyQrArgs { payload: Some("hello".into()), png: None, public_key: Some(pk) }, &cfg)
+            .unwrap_err();
     assert!(format!("{err:#}").contains("prefix"), "{err:#}");
 
-    let bad = RenderArgs { document: "passport".into(), sample: true, out: dir.path().to_owned(), eastern_digits: false };
+    let bad = RenderArgs {
+        document: "passport".into(),
+        sample: true,
+        out: dir.path().to_owned(),
+        eastern_digits: false,
+    };
     assert!(run_render(&bad, &cfg).unwrap_err().to_string().contains("unknown document"));
 }

@@ -55,9 +55,16 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Renders one document into `out`; returns the files written.
-fn render_one(kind: DocKind, out: &Path, key: &VanKey, config: &Config, opts: DocOptions) -> anyhow::Result<Vec<PathBuf>> {
+fn render_one(
+    kind: DocKind,
+    out: &Path,
+    key: &VanKey,
+    config: &Config,
+    opts: DocOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
     let name = kind.name();
-    let scenes = sample_scenes(kind, key, &config.van.id, opts).with_context(|| format!("rendering {name}"))?;
+    let scenes =
+        sample_scenes(kind, key, &config.van.id, opts).with_context(|| format!("rendering {name}"))?;
     let mut files = Vec::new();
     let pdf_path = out.join(format!("{name}.pdf"));
     write(&pdf_path, &pdf_of(kind, &scenes)?)?;
@@ -93,7 +100,9 @@ fn render_one(kind: DocKind, out: &Path, key: &VanKey, config: &Config, opts: Do
 /// Runs `vanctl render`.
 pub fn run_render(args: &RenderArgs, config: &Config) -> anyhow::Result<()> {
     if !args.sample {
-        bail!("vanctl render needs --sample: documents for real records are rendered by vand from the journal");
+        bail!(
+            "vanctl render needs --sample: documents for real records are rendered by vand from the journal"
+        );
     }
     let kinds: Vec<DocKind> = if args.document == "all" {
         DocKind::ALL.to_vec()
@@ -123,7 +132,8 @@ pub fn run_render(args: &RenderArgs, config: &Config) -> anyhow::Result<()> {
 
 /// Finds and decodes the first QR code in a PNG image.
 pub fn qr_text_from_png(bytes: &[u8]) -> Result<String, RenderError> {
-    let pm = tiny_skia::Pixmap::decode_png(bytes).map_err(|e| RenderError::Photo(format!("PNG cannot be decoded: {e}")))?;
+    let pm = tiny_skia::Pixmap::decode_png(bytes)
+        .map_err(|e| RenderError::Photo(format!("PNG cannot be decoded: {e}")))?;
     let w = pm.width() as usize;
     let pixels = pm.pixels();
     let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, pm.height() as usize, |x, y| {
@@ -156,8 +166,10 @@ pub fn run_verify_qr(args: &VerifyQrArgs, config: &Config) -> anyhow::Result<()>
     let key = match &args.public_key {
         Some(h) => {
             let raw = hex::decode(h.trim()).context("--public-key is not hex")?;
-            let arr: [u8; 32] =
-                raw.as_slice().try_into().map_err(|_| anyhow::anyhow!("--public-key must be 32 bytes (64 hex digits)"))?;
+            let arr: [u8; 32] = raw
+                .as_slice()
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--public-key must be 32 bytes (64 hex digits)"))?;
             VerifyingKey::from_bytes(&arr).context("--public-key is not an Ed25519 public key")?
         }
         None => VanKey::load(&config.paths.key_path())?.verifying_key(),

@@ -256,14 +256,25 @@ const RULE: Rgb = Rgb(0, 0, 0);
 fn card_header(s: &mut Scene, title: &str, opts: DocOptions) -> Result<(), RenderError> {
     let _ = opts;
     s.rect((0.0, 0.0, CARD_WIDTH_MM, 10.0), BAND, Ink::Colour);
-    s.text("header", "جمهورية مصر العربية – وزارة الداخلية", (40.0, 0.8, 43.0, 4.6), TextStyle::ar(7.0).lines(1))?;
+    s.text(
+        "header",
+        "جمهورية مصر العربية – وزارة الداخلية",
+        (40.0, 0.8, 43.0, 4.6),
+        TextStyle::ar(7.0).lines(1),
+    )?;
     s.text("header", "الإدارة العامة للمرور", (40.0, 5.0, 43.0, 4.6), TextStyle::ar(6.5).lines(1))?;
     s.text("title", title, (3.0, 1.2, 36.0, 8.0), TextStyle::ar(13.0).lines(1).align(Align::End))?;
     Ok(())
 }
 
 /// A label/value row: label at the right, value after it, one Arabic line.
-fn row(s: &mut Scene, field: &str, label: &str, value: &str, rect: (f32, f32, f32, f32)) -> Result<(), RenderError> {
+fn row(
+    s: &mut Scene,
+    field: &str,
+    label: &str,
+    value: &str,
+    rect: (f32, f32, f32, f32),
+) -> Result<(), RenderError> {
     s.text(field, &format!("{label}: {value}"), rect, TextStyle::ar(7.5).lines(1))
 }
 
@@ -309,7 +320,11 @@ pub fn driving_licence_back(d: &DrivingLicence, opts: DocOptions) -> Result<Scen
     let mut y = 9.0;
     s.text("restrictions", "القيود والملاحظات:", (x, y, w, 5.0), TextStyle::ar(8.5).lines(1))?;
     y += 5.5;
-    let items = if d.restrictions.is_empty() { vec!["لا توجد قيود".to_owned()] } else { d.restrictions.clone() };
+    let items = if d.restrictions.is_empty() {
+        vec!["لا توجد قيود".to_owned()]
+    } else {
+        d.restrictions.clone()
+    };
     for r in items.iter().take(5) {
         s.text("restrictions", &format!("• {r}"), (x, y, w, 4.6), TextStyle::ar(7.5).lines(1))?;
         y += 4.8;
@@ -342,10 +357,20 @@ pub fn vehicle_licence(v: &VehicleLicence, opts: DocOptions) -> Result<Scene, Re
     let (px, py, pw) = (3.0, 13.0, 30.0);
     s.rect((px, py, pw, 4.5), v.band, Ink::Colour);
     s.text("category", &v.category_ar, (px, py, pw, 4.5), TextStyle::ar(7.0).lines(1).align(Align::Center))?;
-    for r in [(px, py + 4.5, pw, 0.3), (px, py + 12.8, pw, 0.3), (px, py + 4.5, 0.3, 8.6), (px + pw - 0.3, py + 4.5, 0.3, 8.6)] {
+    for r in [
+        (px, py + 4.5, pw, 0.3),
+        (px, py + 12.8, pw, 0.3),
+        (px, py + 4.5, 0.3, 8.6),
+        (px + pw - 0.3, py + 4.5, 0.3, 8.6),
+    ] {
         s.rect(r, RULE, Ink::K);
     }
-    s.text("plate", &v.plate.display(), (px + 1.0, py + 5.0, pw - 2.0, 7.6), TextStyle::ar(14.0).lines(1).align(Align::Center))?;
+    s.text(
+        "plate",
+        &v.plate.display(),
+        (px + 1.0, py + 5.0, pw - 2.0, 7.6),
+        TextStyle::ar(14.0).lines(1).align(Align::Center),
+    )?;
     s.qr(&v.qr, 3.5, 28.0, 25.0)?;
     let (x, w) = (35.0, 48.0);
     let mut y = 11.5;
@@ -381,10 +406,20 @@ pub fn sticker(l: &StickerLabel, opts: DocOptions) -> Result<Scene, RenderError>
     s.qr(&l.qr, 1.5, 5.0, 30.0)?;
     s.text("title", "ملصق المركبة", (32.0, 2.0, 26.0, 6.0), TextStyle::ar(10.0).lines(1))?;
     s.rect((32.0, 9.0, 26.0, 0.3), RULE, Ink::K);
-    s.text("plate", &l.plate.display(), (32.0, 10.5, 26.0, 10.0), TextStyle::ar(17.0).lines(1).align(Align::Center))?;
+    s.text(
+        "plate",
+        &l.plate.display(),
+        (32.0, 10.5, 26.0, 10.0),
+        TextStyle::ar(17.0).lines(1).align(Align::Center),
+    )?;
     s.rect((32.0, 21.5, 26.0, 0.3), RULE, Ink::K);
     s.text("expires", "تنتهي في", (32.0, 23.0, 26.0, 5.0), TextStyle::ar(8.0).lines(1).align(Align::Center))?;
-    s.text("expires", &date(l.expires, opts.digits), (32.0, 28.0, 26.0, 7.0), TextStyle::ar(12.0).lines(1).align(Align::Center))?;
+    s.text(
+        "expires",
+        &date(l.expires, opts.digits),
+        (32.0, 28.0, 26.0, 7.0),
+        TextStyle::ar(12.0).lines(1).align(Align::Center),
+    )?;
     Ok(s)
 }
 
@@ -400,7 +435,14 @@ struct Flow {
 
 impl Flow {
     fn new(page_w: f32, page_h: Option<f32>, margin: f32, scale: f32) -> Self {
-        Flow { pages: vec![Scene::new(page_w, page_h.unwrap_or(10_000.0))], page_w, page_h, margin, y: margin, scale }
+        Flow {
+            pages: vec![Scene::new(page_w, page_h.unwrap_or(10_000.0))],
+            page_w,
+            page_h,
+            margin,
+            y: margin,
+            scale,
+        }
     }
     fn width(&self) -> f32 {
         self.page_w - 2.0 * self.margin
@@ -537,7 +579,12 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
     let mut f = Flow::new(210.0, Some(297.0), 15.0, 1.0);
     f.line("header", "وزارة الداخلية – الإدارة العامة للمرور", 11.0, Align::Center)?;
     f.line("title", "تقرير الوردية", 16.0, Align::Center)?;
-    f.line("issuer", &format!("{} {}", r.issuer.unit_ar, ltr(&format!("({})", r.issuer.van_id))), 10.0, Align::Center)?;
+    f.line(
+        "issuer",
+        &format!("{} {}", r.issuer.unit_ar, ltr(&format!("({})", r.issuer.van_id))),
+        10.0,
+        Align::Center,
+    )?;
     f.rule();
     f.pair("opened", "بداية الوردية", &datetime(r.opened, d), 10.0)?;
     f.pair("closed", "نهاية الوردية", &datetime(r.closed, d), 10.0)?;
@@ -545,10 +592,17 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
     f.pair(
         "journal",
         "تسلسل السجل",
-        &format!("{} {} {} {}", "من", ltr(&r.journal_range.0.to_string()), "إلى", ltr(&r.journal_range.1.to_string())),
+        &format!(
+            "{} {} {} {}",
+            "من",
+            ltr(&r.journal_range.0.to_string()),
+            "إلى",
+            ltr(&r.journal_range.1.to_string())
+        ),
         10.0,
     )?;
-    for (title, rows) in [("الإجمالي حسب الخدمة", &r.by_service), ("الإجمالي حسب طريقة الدفع", &r.by_payment)] {
+    for (title, rows) in [("الإجمالي حسب الخدمة", &r.by_service), ("الإجمالي حسب طريقة الدفع", &r.by_payment)]
+    {
         f.gap(3.0);
         f.line("section", title, 12.0, Align::Start)?;
         f.rule();
@@ -560,7 +614,11 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
             count = count.saturating_add(row.count);
             sum = sum.saturating_add(row.piastres);
             let c = ltr(&d.apply(&row.count.to_string()));
-            f.columns("table", &[(0.5, &row.label_ar), (0.2, &c), (0.3, &format_egp(row.piastres, d))], 10.0)?;
+            f.columns(
+                "table",
+                &[(0.5, &row.label_ar), (0.2, &c), (0.3, &format_egp(row.piastres, d))],
+                10.0,
+            )?;
         }
         f.rule();
         let c = ltr(&d.apply(&count.to_string()));
@@ -569,7 +627,15 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
     f.gap(3.0);
     f.line("section", "مطابقة المخزون", 12.0, Align::Start)?;
     f.rule();
-    let head = [(0.3, "الصنف"), (0.12, "أول الوردية"), (0.12, "صُرف"), (0.12, "تالف"), (0.12, "المتوقع"), (0.1, "الجرد"), (0.12, "الحالة")];
+    let head = [
+        (0.3, "الصنف"),
+        (0.12, "أول الوردية"),
+        (0.12, "صُرف"),
+        (0.12, "تالف"),
+        (0.12, "المتوقع"),
+        (0.1, "الجرد"),
+        (0.12, "الحالة"),
+    ];
     f.columns("stock", &head, 9.5)?;
     f.rule();
     for s in &r.stock {
@@ -605,7 +671,9 @@ pub mod sample {
 
     /// Sample issuing unit.
     pub fn issuer() -> Issuer {
-        Issuer { unit_ar: "وحدة المرور المتنقلة – القاهرة".into(), van_id: "CAI-07".into() }
+        Issuer {
+            unit_ar: "وحدة المرور المتنقلة – القاهرة".into(), van_id: "CAI-07".into()
+        }
     }
 
     /// A driving licence (the QR text is filled in by the caller after signing).
@@ -619,7 +687,10 @@ pub mod sample {
             licence_number: "1234-567".into(),
             issued: jiff::civil::date(2026, 11, 23),
             expires: jiff::civil::date(2036, 11, 22),
-            restrictions: vec!["يلزم ارتداء نظارة طبية أثناء القيادة".into(), "ناقل حركة أوتوماتيكي فقط (A)".into()],
+            restrictions: vec![
+                "يلزم ارتداء نظارة طبية أثناء القيادة".into(),
+                "ناقل حركة أوتوماتيكي فقط (A)".into(),
+            ],
             photo: Arc::new(Photo::placeholder(120, 160)),
             issuer: issuer(),
             qr: String::new(),
@@ -681,7 +752,13 @@ pub mod sample {
     /// A shift report.
     pub fn shift_report() -> ShiftReport {
         let tl = |l: &str, count, piastres| TotalLine { label_ar: l.into(), count, piastres };
-        let st = |i: &str, opening, issued, spoiled, counted| StockLine { item_ar: i.into(), opening, issued, spoiled, counted };
+        let st = |i: &str, opening, issued, spoiled, counted| StockLine {
+            item_ar: i.into(),
+            opening,
+            issued,
+            spoiled,
+            counted,
+        };
         ShiftReport {
             issuer: issuer(),
             opened: jiff::civil::date(2026, 11, 23).at(10, 0, 0, 0),

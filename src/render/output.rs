@@ -64,7 +64,9 @@ impl DocKind {
     /// Resolution of the preview PNG (the printer's own resolution where there is one).
     pub fn preview_dpi(self, sticker_dpi: u32) -> f32 {
         match self {
-            DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack | DocKind::VehicleLicence => raster::CARD_DPI,
+            DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack | DocKind::VehicleLicence => {
+                raster::CARD_DPI
+            }
             DocKind::Sticker => sticker_dpi as f32,
             DocKind::Receipt80 => 203.0,
             DocKind::ReceiptA6 => 150.0,
@@ -85,7 +87,14 @@ pub enum PrinterOutput {
 }
 
 /// Signs a sample QR payload with `key`.
-fn sample_qr(key: &VanKey, van_id: &str, doc_type: DocType, key_field: &str, expiry: Option<jiff::civil::Date>, seq: u64) -> Result<String, RenderError> {
+fn sample_qr(
+    key: &VanKey,
+    van_id: &str,
+    doc_type: DocType,
+    key_field: &str,
+    expiry: Option<jiff::civil::Date>,
+    seq: u64,
+) -> Result<String, RenderError> {
     let payload = QrPayload {
         doc_type,
         key_id: key.key_id(),
@@ -99,7 +108,12 @@ fn sample_qr(key: &VanKey, van_id: &str, doc_type: DocType, key_field: &str, exp
 }
 
 /// The sample document's pages, with its QR signed by `key` for `van_id`.
-pub fn sample_scenes(kind: DocKind, key: &VanKey, van_id: &str, opts: DocOptions) -> Result<Vec<Scene>, RenderError> {
+pub fn sample_scenes(
+    kind: DocKind,
+    key: &VanKey,
+    van_id: &str,
+    opts: DocOptions,
+) -> Result<Vec<Scene>, RenderError> {
     Ok(match kind {
         DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack => {
             let mut d = sample::driving_licence();
@@ -142,14 +156,22 @@ pub fn sample_scenes(kind: DocKind, key: &VanKey, van_id: &str, opts: DocOptions
 }
 
 /// The printer buffers for a document's first page.
-pub fn printer_output(kind: DocKind, scenes: &[Scene], sticker_dpi: u32) -> Result<PrinterOutput, RenderError> {
+pub fn printer_output(
+    kind: DocKind,
+    scenes: &[Scene],
+    sticker_dpi: u32,
+) -> Result<PrinterOutput, RenderError> {
     let Some(scene) = scenes.first() else { return Ok(PrinterOutput::None) };
     Ok(match kind {
         DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack | DocKind::VehicleLicence => {
             PrinterOutput::Card(raster::card_panels(scene)?)
         }
-        DocKind::Sticker => PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, sticker_dpi as f32, None)?)),
-        DocKind::Receipt80 => PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, 203.0, None)?)),
+        DocKind::Sticker => {
+            PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, sticker_dpi as f32, None)?))
+        }
+        DocKind::Receipt80 => {
+            PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, 203.0, None)?))
+        }
         DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::ShiftReport => PrinterOutput::None,
     })
 }

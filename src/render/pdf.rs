@@ -44,7 +44,9 @@ fn rect_ring(page_h: f32, x: f32, y: f32, w: f32, h: f32) -> PolygonRing {
 }
 
 fn fill(rings: Vec<PolygonRing>) -> Op {
-    Op::DrawPolygon { polygon: Polygon { rings, mode: PaintMode::Fill, winding_order: WindingOrder::NonZero } }
+    Op::DrawPolygon {
+        polygon: Polygon { rings, mode: PaintMode::Fill, winding_order: WindingOrder::NonZero },
+    }
 }
 
 /// Writes the scenes as pages of one PDF. The font is embedded once, subset to the glyphs used.
@@ -123,7 +125,11 @@ pub fn to_pdf(title: &str, scenes: &[Scene]) -> Result<Vec<u8>, RenderError> {
                         let gy = (ph - baseline + g.y * size_mm / upem) * PT_PER_MM;
                         ops.push(Op::SetTextMatrix { matrix: TextMatrix::Raw([1.0, 0.0, 0.0, 1.0, gx, gy]) });
                         ops.push(Op::ShowText {
-                            items: vec![TextItem::GlyphIds(vec![Codepoint::with_cid(code(slot, g.gid), 0.0, g.text.clone())])],
+                            items: vec![TextItem::GlyphIds(vec![Codepoint::with_cid(
+                                code(slot, g.gid),
+                                0.0,
+                                g.text.clone(),
+                            )])],
                         });
                     }
                     ops.push(Op::EndTextSection);

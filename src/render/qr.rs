@@ -216,10 +216,12 @@ impl QrPayload {
         }
         let t = r.u8().ok_or_else(short)?;
         let doc_type = DocType::from_u8(t).ok_or(PayloadError::DocType(t))?;
-        let key_id: [u8; KEY_ID_LEN] = r.take(KEY_ID_LEN).and_then(|s| s.try_into().ok()).ok_or_else(short)?;
+        let key_id: [u8; KEY_ID_LEN] =
+            r.take(KEY_ID_LEN).and_then(|s| s.try_into().ok()).ok_or_else(short)?;
         let journal_seq = u64::from_be_bytes(r.take(8).and_then(|s| s.try_into().ok()).ok_or_else(short)?);
         let n = usize::from(r.u8().ok_or_else(short)?);
-        let van_id = std::str::from_utf8(r.take(n).ok_or_else(short)?).map_err(|_| PayloadError::VanId)?.to_owned();
+        let van_id =
+            std::str::from_utf8(r.take(n).ok_or_else(short)?).map_err(|_| PayloadError::VanId)?.to_owned();
         if !van_id_ok(&van_id) {
             return Err(PayloadError::VanId);
         }
@@ -254,7 +256,10 @@ impl QrPayload {
     pub fn verify(&self, body: &[u8], sig: &Signature, key: &VerifyingKey) -> Result<(), VerifyError> {
         let given = key_id_of(key);
         if given != self.key_id {
-            return Err(VerifyError::KeyMismatch { payload: hex::encode(self.key_id), given: hex::encode(given) });
+            return Err(VerifyError::KeyMismatch {
+                payload: hex::encode(self.key_id),
+                given: hex::encode(given),
+            });
         }
         let mut msg = DOMAIN.to_vec();
         msg.extend_from_slice(body);
@@ -331,7 +336,10 @@ mod tests {
         }
         // Another van's key.
         let other = VanKey::from_seed(&[0x43; 32]);
-        assert!(matches!(p.verify(&body, &sig, &other.verifying_key()), Err(VerifyError::KeyMismatch { .. })));
+        assert!(matches!(
+            p.verify(&body, &sig, &other.verifying_key()),
+            Err(VerifyError::KeyMismatch { .. })
+        ));
     }
 
     #[test]

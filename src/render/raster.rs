@@ -215,7 +215,8 @@ pub fn to_bitmap1(pm: &Pixmap) -> Bitmap1 {
     let mut data = vec![0u8; stride * h as usize];
     for (i, px) in pm.pixels().iter().enumerate() {
         let (x, y) = (i % w as usize, i / w as usize);
-        let lum = (299 * u32::from(px.red()) + 587 * u32::from(px.green()) + 114 * u32::from(px.blue())) / 1000;
+        let lum =
+            (299 * u32::from(px.red()) + 587 * u32::from(px.green()) + 114 * u32::from(px.blue())) / 1000;
         if lum < 128 {
             data[y * stride + x / 8] |= 0x80 >> (x % 8);
         }
@@ -267,7 +268,8 @@ pub fn card_panels(scene: &Scene) -> Result<CardPanels, RenderError> {
 
 /// PNG of a 1-bit bitmap (for looking at what the printer gets).
 pub fn bitmap1_png(b: &Bitmap1) -> Result<Vec<u8>, RenderError> {
-    let mut pm = Pixmap::new(b.width, b.height).ok_or(RenderError::BitmapSize { width: b.width, height: b.height })?;
+    let mut pm =
+        Pixmap::new(b.width, b.height).ok_or(RenderError::BitmapSize { width: b.width, height: b.height })?;
     for (i, px) in pm.data_mut().chunks_exact_mut(4).enumerate() {
         let (x, y) = ((i % b.width as usize) as u32, (i / b.width as usize) as u32);
         let v = if b.get(x, y) { 0 } else { 255 };
@@ -289,8 +291,18 @@ mod tests {
     fn bitmap_bits_are_msb_first() {
         let mut pm = Pixmap::new(10, 2).unwrap();
         pm.fill(tiny_skia::Color::WHITE);
-        pm.fill_rect(Rect::from_xywh(0.0, 0.0, 1.0, 1.0).unwrap(), &paint(Rgb::BLACK), Transform::identity(), None);
-        pm.fill_rect(Rect::from_xywh(9.0, 1.0, 1.0, 1.0).unwrap(), &paint(Rgb::BLACK), Transform::identity(), None);
+        pm.fill_rect(
+            Rect::from_xywh(0.0, 0.0, 1.0, 1.0).unwrap(),
+            &paint(Rgb::BLACK),
+            Transform::identity(),
+            None,
+        );
+        pm.fill_rect(
+            Rect::from_xywh(9.0, 1.0, 1.0, 1.0).unwrap(),
+            &paint(Rgb::BLACK),
+            Transform::identity(),
+            None,
+        );
         let b = to_bitmap1(&pm);
         assert_eq!(b.stride(), 2);
         assert_eq!(b.data, vec![0x80, 0x00, 0x00, 0x40]);

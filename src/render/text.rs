@@ -197,15 +197,17 @@ pub fn fit(
     check_coverage(font, field, text)?;
     let (x, y, w, h) = rect;
     let upem = font.units_per_em();
+    // Sizes below 1 pt are never useful and would make the shrinking loop endless.
+    let min_pt = style.min_size_pt.max(1.0);
     let sizes: Vec<f32> = {
         let mut v = Vec::new();
-        let mut s = style.size_pt;
-        while s >= style.min_size_pt - 1e-3 {
+        let mut s = style.size_pt.max(min_pt);
+        while s >= min_pt - 1e-3 {
             v.push(s);
             s *= 0.95;
         }
-        if v.last().is_none_or(|&l| l > style.min_size_pt) {
-            v.push(style.min_size_pt);
+        if v.last().is_none_or(|&l| l > min_pt) {
+            v.push(min_pt);
         }
         v
     };
@@ -294,7 +296,12 @@ mod tests {
 
     /// The visual (left-to-right) sequence of cluster texts.
     fn visual(text: &str, dir: Dir) -> Vec<String> {
-        shape_line(font(), text, dir).glyphs.into_iter().filter(|g| !g.text.is_empty()).map(|g| g.text).collect()
+        shape_line(font(), text, dir)
+            .glyphs
+            .into_iter()
+            .filter(|g| !g.text.is_empty())
+            .map(|g| g.text)
+            .collect()
     }
 
     #[test]
@@ -363,7 +370,8 @@ mod tests {
         let s = visual(&text, Dir::Rtl).concat();
         assert!(s.starts_with("١٤/٠٥/٢٠٣١ "), "{s}");
         // Hyphens between Arabic-Indic digits are neutral: the parts read right to left.
-        let hy = visual(&super::super::ltr(&super::super::Digits::Eastern.apply("2031-05-14")), Dir::Rtl).concat();
+        let hy =
+            visual(&super::super::ltr(&super::super::Digits::Eastern.apply("2031-05-14")), Dir::Rtl).concat();
         assert_eq!(hy, "١٤-٠٥-٢٠٣١");
     }
 
@@ -374,6 +382,19 @@ mod tests {
         assert!(err.to_string().contains("name_ar"));
         let cjk = check_coverage(font(), "name_ar", "名").unwrap_err();
         assert!(cjk.to_string().contains("U+540D"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,40}", w in 0.0f32..80.0, size in -5.0f32..20.0) {
+            let style = TextStyle { size_pt: size, min_size_pt: size * 0.5, ..TextStyle::ar(8.0) };
+            if let Ok(f) = fit(font(), "f", &text, (0.0, 0.0, w, 10.0), &style) {
+                for (x, _, line) in &f.lines {
+                    proptest::prop_assert!(*x >= -1e-3);
+                    proptest::prop_assert!(line.width / font().units_per_em() * f.size_mm <= w + 1e-3);
+                }
+            }
+        }
     }
 
     #[test]
