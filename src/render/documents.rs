@@ -371,7 +371,7 @@ pub fn vehicle_licence(v: &VehicleLicence, opts: DocOptions) -> Result<Scene, Re
         (px + 1.0, py + 5.0, pw - 2.0, 7.6),
         TextStyle::ar(14.0).lines(1).align(Align::Center),
     )?;
-    s.qr(&v.qr, 3.5, 28.0, 25.0)?;
+    s.qr(&v.qr, 5.0, 27.5, 23.0)?;
     let (x, w) = (35.0, 48.0);
     let mut y = 11.5;
     let lh = 4.3;
@@ -403,7 +403,7 @@ pub const STICKER_MM: (f32, f32) = (60.0, 40.0);
 pub fn sticker(l: &StickerLabel, opts: DocOptions) -> Result<Scene, RenderError> {
     let (w, h) = STICKER_MM;
     let mut s = Scene::new(w, h);
-    s.qr(&l.qr, 1.5, 5.0, 30.0)?;
+    s.qr(&l.qr, 2.5, 6.0, 28.0)?;
     s.text("title", "ملصق المركبة", (32.0, 2.0, 26.0, 6.0), TextStyle::ar(10.0).lines(1))?;
     s.rect((32.0, 9.0, 26.0, 0.3), RULE, Ink::K);
     s.text(
