@@ -273,6 +273,30 @@ fn bad_input_is_a_clear_error() {
     assert!(err.to_string().contains("not a PNG or JPEG"), "{err}");
 }
 
+#[test]
+fn jpeg_photo_decodes_and_prints() {
+    // 24×32 JPEG made with libjpeg-turbo's cjpeg: left half red-ish, right half dark, lower half bluer.
+    let bytes = std::fs::read(golden_dir().join("photo-24x32.jpg")).unwrap();
+    let photo = mtu::render::photo::Photo::decode(&bytes).unwrap();
+    assert_eq!((photo.width, photo.height), (24, 32));
+    let px = |x: usize, y: usize| &photo.rgb[(y * 24 + x) * 3..(y * 24 + x) * 3 + 3];
+    assert!(px(2, 2)[0] > 170 && px(2, 2)[2] < 150, "{:?}", px(2, 2));
+    assert!(px(20, 2)[0] < 60, "{:?}", px(20, 2));
+    assert!(px(2, 30)[2] > 190, "{:?}", px(2, 30));
+    // A truncated JPEG is an error, not a panic.
+    assert!(mtu::render::photo::Photo::decode(&bytes[..bytes.len() / 2]).is_err());
+
+    let mut d = sample::driving_licence();
+    d.qr = "MTU1:TEST".into();
+    d.photo = std::sync::Arc::new(photo);
+    let s = documents::driving_licence_front(&d, DocOptions::default()).unwrap();
+    let panels = raster::card_panels(&s).unwrap();
+    // The photo is on the colour panels only: (landscape 100, 200) → portrait (647 − 200, 100).
+    let i = 100 * 648 + (647 - 200);
+    assert!(panels.c.data[i] > 0 || panels.m.data[i] > 0 || panels.y.data[i] > 0);
+    assert!(!panels.k.get(647 - 200, 100));
+}
+
 // ---- QR through the image and the command line ----
 
 #[test]
