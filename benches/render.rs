@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use mtu::keys::VanKey;
-use mtu::render::documents::DocOptions;
+use mtu::render::documents::{DocOptions, sample};
 use mtu::render::output::{DocKind, pdf_of, printer_output, sample_scenes};
 use mtu::render::raster;
 
@@ -38,7 +38,7 @@ fn report(what: &str, took: Duration, target_ms: Option<f64>) {
 fn main() {
     let key = VanKey::from_seed(&[0x42; 32]);
     let opts = DocOptions::default();
-    let scenes = |k| sample_scenes(k, &key, "CAI-07", opts).expect("sample renders");
+    let scenes = |k| sample_scenes(k, &key, &sample::issuer(), opts).expect("sample renders");
     // Warm the font parse so it is not counted in the first document.
     let _ = scenes(DocKind::Sticker);
 

@@ -21,7 +21,7 @@ fn key() -> VanKey {
 }
 
 fn scenes(kind: DocKind) -> Vec<mtu::render::scene::Scene> {
-    sample_scenes(kind, &key(), "CAI-07", DocOptions::default()).unwrap()
+    sample_scenes(kind, &key(), &sample::issuer(), DocOptions::default()).unwrap()
 }
 
 fn golden_dir() -> PathBuf {
@@ -235,7 +235,7 @@ fn pdf_embeds_a_font_subset() {
 #[test]
 fn eastern_digits_option() {
     let opts = DocOptions { digits: Digits::Eastern };
-    let s = sample_scenes(DocKind::ReceiptA6, &key(), "CAI-07", opts).unwrap();
+    let s = sample_scenes(DocKind::ReceiptA6, &key(), &sample::issuer(), opts).unwrap();
     let texts: Vec<String> = s[0].texts.iter().map(|t| strip_controls(t)).collect();
     assert!(texts.iter().any(|t| t == "٨٣٥٫٥٠ EGP"), "{texts:?}");
     assert!(texts.iter().any(|t| t.starts_with("٢٣/١١/٢٠٢٦")), "{texts:?}");
@@ -297,6 +297,45 @@ fn jpeg_photo_decodes_and_prints() {
     assert!(!panels.k.get(647 - 200, 100));
 }
 
+/// Every glyph of every sample document lies on its page (nothing silently off the card).
+#[test]
+fn nothing_is_drawn_off_the_page() {
+    let upem = mtu::render::font::Font::amiri().unwrap().units_per_em();
+    for kind in DocKind::ALL {
+        for scene in scenes(kind) {
+            for item in &scene.items {
+                if let mtu::render::scene::Item::Glyphs { x, baseline, size_mm, line, .. } = item {
+                    let right = x + line.width / upem * size_mm;
+                    assert!(*x >= 0.0 && right <= scene.width + 1e-3, "{}: x {x}..{right}", kind.name());
+                    assert!(
+                        *baseline > 0.0 && *baseline < scene.height,
+                        "{}: baseline {baseline}",
+                        kind.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn long_shift_report_continues_on_more_pages() {
+    let mut r = sample::shift_report();
+    let row = r.by_service[0].clone();
+    r.by_service = vec![row; 80];
+    let pages = documents::shift_report(&r, DocOptions::default()).unwrap();
+    assert!(pages.len() >= 2, "{} pages", pages.len());
+    for p in &pages {
+        for item in &p.items {
+            if let mtu::render::scene::Item::Glyphs { baseline, .. } = item {
+                assert!(*baseline < p.height - 10.0);
+            }
+        }
+    }
+    let pdf = pdf_of(DocKind::ShiftReport, &pages).unwrap();
+    assert_eq!(lopdf::Document::load_mem(&pdf).unwrap().get_pages().len(), pages.len());
+}
+
 // ---- QR through the image and the command line ----
 
 #[test]
@@ -308,6 +347,14 @@ fn qr_reads_back_from_the_rendered_png_and_verifies() {
         let (p, sig, body) = QrPayload::parse(&text).unwrap();
         p.verify(&body, &sig, &key().verifying_key()).unwrap();
         assert_eq!(p.van_id, "CAI-07");
+        // What the printer gets must scan too: the 1-bit K panel (rotated) or label bitmap.
+        let bitmap = match printer_output(kind, &s, 203).unwrap() {
+            PrinterOutput::Card(p) => p.k,
+            PrinterOutput::Mono(b) => b,
+            PrinterOutput::None => unreachable!("these documents have printer output"),
+        };
+        let from_printer = qr_text_from_png(&raster::bitmap1_png(&bitmap).unwrap()).unwrap();
+        assert_eq!(from_printer, text, "{}", kind.name());
     }
 }
 

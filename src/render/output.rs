@@ -1,7 +1,7 @@
 //! The documents by name, their sample data with signed QR codes, and their outputs: PDF, a preview
 //! PNG, and the printer buffers (card panels, 1-bit sticker or roll bitmaps).
 
-use super::documents::{self, DocOptions, ReceiptFormat, sample};
+use super::documents::{self, DocOptions, Issuer, ReceiptFormat, sample};
 use super::qr::{DocType, QrPayload, short_hash};
 use super::raster::{self, Bitmap1, CardPanels};
 use super::scene::Scene;
@@ -107,17 +107,18 @@ fn sample_qr(
     Ok(payload.sign(key)?)
 }
 
-/// The sample document's pages, with its QR signed by `key` for `van_id`.
+/// The sample document's pages for `issuer`, with its QR signed by `key`.
 pub fn sample_scenes(
     kind: DocKind,
     key: &VanKey,
-    van_id: &str,
+    issuer: &Issuer,
     opts: DocOptions,
 ) -> Result<Vec<Scene>, RenderError> {
+    let van_id = issuer.van_id.as_str();
     Ok(match kind {
         DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack => {
             let mut d = sample::driving_licence();
-            d.issuer.van_id = van_id.to_owned();
+            d.issuer = issuer.clone();
             d.qr = sample_qr(key, van_id, DocType::DrivingLicence, &d.licence_number, Some(d.expires), 4709)?;
             if kind == DocKind::DrivingLicenceFront {
                 vec![documents::driving_licence_front(&d, opts)?]
@@ -127,7 +128,7 @@ pub fn sample_scenes(
         }
         DocKind::VehicleLicence => {
             let mut v = sample::vehicle_licence();
-            v.issuer.van_id = van_id.to_owned();
+            v.issuer = issuer.clone();
             v.qr = sample_qr(key, van_id, DocType::VehicleLicence, &v.plate.key(), Some(v.expires), 4710)?;
             vec![documents::vehicle_licence(&v, opts)?]
         }
@@ -138,7 +139,7 @@ pub fn sample_scenes(
         }
         DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80 => {
             let mut r = sample::receipt();
-            r.issuer.van_id = van_id.to_owned();
+            r.issuer = issuer.clone();
             r.qr = sample_qr(key, van_id, DocType::Receipt, &r.number, None, r.journal_seq)?;
             let format = match kind {
                 DocKind::ReceiptA4 => ReceiptFormat::A4,
@@ -149,7 +150,7 @@ pub fn sample_scenes(
         }
         DocKind::ShiftReport => {
             let mut r = sample::shift_report();
-            r.issuer.van_id = van_id.to_owned();
+            r.issuer = issuer.clone();
             documents::shift_report(&r, opts)?
         }
     })
