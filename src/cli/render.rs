@@ -63,8 +63,12 @@ fn render_one(
     opts: DocOptions,
 ) -> anyhow::Result<Vec<PathBuf>> {
     let name = kind.name();
-    let scenes =
-        sample_scenes(kind, key, &config.van.id, opts).with_context(|| format!("rendering {name}"))?;
+    let mut issuer = crate::render::documents::sample::issuer();
+    issuer.van_id.clone_from(&config.van.id);
+    if !config.van.unit_name_ar.is_empty() {
+        issuer.unit_ar.clone_from(&config.van.unit_name_ar);
+    }
+    let scenes = sample_scenes(kind, key, &issuer, opts).with_context(|| format!("rendering {name}"))?;
     let mut files = Vec::new();
     let pdf_path = out.join(format!("{name}.pdf"));
     write(&pdf_path, &pdf_of(kind, &scenes)?)?;
