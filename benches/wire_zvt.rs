@@ -40,27 +40,37 @@ impl Link for CountingLink {
             self.counters.turnarounds.fetch_add(1, Ordering::Relaxed);
             self.last_was_read = false;
         }
-        self.port
-            .write_all(bytes)
-            .map_err(|source| LinkError::Io { device: "payment".into(), path: self.path.clone(), source })
+        self.port.write_all(bytes).map_err(|source| LinkError::Io {
+            device: "payment".into(),
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(LinkError::Timeout { device: "payment".into(), path: self.path.clone(), waited_ms: 0 });
+                return Err(LinkError::Timeout {
+                    device: "payment".into(),
+                    path: self.path.clone(),
+                    waited_ms: 0,
+                });
             }
             let _ = self.port.set_timeout(deadline - now);
             match self.port.read(buf) {
-                Ok(0) => return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() }),
+                Ok(0) => {
+                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
+                }
                 Ok(n) => {
                     self.counters.pt_to_ecr.fetch_add(n as u64, Ordering::Relaxed);
                     self.last_was_read = true;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(_) => return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() }),
+                Err(_) => {
+                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
+                }
             }
         }
     }
@@ -105,7 +115,8 @@ fn main() {
     });
 
     let counters = Arc::new(Counters::default());
-    let link = CountingLink { port: slave, path: "pty".into(), counters: counters.clone(), last_was_read: false };
+    let link =
+        CountingLink { port: slave, path: "pty".into(), counters: counters.clone(), last_was_read: false };
     let opts = ZvtOptions::from_table(&dev.options).expect("payment options");
     let mut term = ZvtTerminal::new(Box::new(link), opts);
 
@@ -130,7 +141,10 @@ fn main() {
     let down = counters.pt_to_ecr.load(Ordering::Relaxed) as f64 / f64::from(runs);
     let turns = counters.turnarounds.load(Ordering::Relaxed) as f64 / f64::from(runs);
     let wire = (up + down) * bits_per_char / baud;
-    println!("ZVT purchase over PTY, simulator timing 0, {runs} runs, line {} baud, {bits_per_char} bits/char", dev.serial.baud);
+    println!(
+        "ZVT purchase over PTY, simulator timing 0, {runs} runs, line {} baud, {bits_per_char} bits/char",
+        dev.serial.baud
+    );
     println!("  bytes ECR->terminal per purchase: {up:.0}");
     println!("  bytes terminal->ECR per purchase: {down:.0}");
     println!("  line turnarounds per purchase:    {turns:.0}");

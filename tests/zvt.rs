@@ -23,28 +23,39 @@ struct PtyLink {
 
 impl Link for PtyLink {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.port
-            .write_all(bytes)
-            .and_then(|_| self.port.flush())
-            .map_err(|source| LinkError::Io { device: "payment".into(), path: self.path.clone(), source })
+        self.port.write_all(bytes).and_then(|_| self.port.flush()).map_err(|source| LinkError::Io {
+            device: "payment".into(),
+            path: self.path.clone(),
+            source,
+        })
     }
 
     fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
         loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(LinkError::Timeout { device: "payment".into(), path: self.path.clone(), waited_ms: 0 });
+                return Err(LinkError::Timeout {
+                    device: "payment".into(),
+                    path: self.path.clone(),
+                    waited_ms: 0,
+                });
             }
             let _ = self.port.set_timeout(deadline - now);
             match self.port.read(buf) {
-                Ok(0) => return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() }),
+                Ok(0) => {
+                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
+                }
                 Ok(n) => return Ok(n),
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
-                Err(_) => return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() }),
+                Err(_) => {
+                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
+                }
             }
         }
     }
@@ -193,7 +204,8 @@ fn purchase_bytes_on_the_wire_with_and_without_currency() {
     let (out, _) = purchase(t.as_mut(), 190);
     assert!(matches!(out, PaymentOutcome::Approved(_)));
     let wire = host.from_ecr.lock().unwrap().clone();
-    let vector = [0x10, 0x02, 0x06, 0x01, 0x07, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x90, 0x10, 0x03, 0x76, 0x57];
+    let vector =
+        [0x10, 0x02, 0x06, 0x01, 0x07, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x90, 0x10, 0x03, 0x76, 0x57];
     assert_eq!(&wire[..16], vector);
     drop(t);
     drop(host);
@@ -211,7 +223,10 @@ fn decline() {
     let (sim, mut t, _host) = setup(Tamper::default());
     sim.lock().unwrap().apply_fault("decline").unwrap();
     let (out, _) = purchase(t.as_mut(), 5000);
-    assert_eq!(out, PaymentOutcome::Declined { result_code: 0x05, text: "Declined by the card issuer".into() });
+    assert_eq!(
+        out,
+        PaymentOutcome::Declined { result_code: 0x05, text: "Declined by the card issuer".into() }
+    );
 }
 
 #[test]

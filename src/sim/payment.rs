@@ -60,17 +60,27 @@ impl SimOptions {
             match (k.as_str(), v) {
                 ("timing_scale", toml::Value::Float(x)) if *x >= 0.0 && x.is_finite() => o.timing_scale = *x,
                 ("timing_scale", toml::Value::Integer(x)) if *x >= 0 => o.timing_scale = *x as f64,
-                ("timing_scale", _) => return Err("payment simulator: timing_scale must be a number >= 0".into()),
-                ("password", toml::Value::String(s)) if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) => {
+                ("timing_scale", _) => {
+                    return Err("payment simulator: timing_scale must be a number >= 0".into());
+                }
+                ("password", toml::Value::String(s))
+                    if s.len() == 6 && s.bytes().all(|b| b.is_ascii_digit()) =>
+                {
                     o.password = s.clone()
                 }
-                ("password", _) => return Err("payment simulator: password must be a string of 6 digits".into()),
-                ("terminal_id", toml::Value::Integer(x)) if (0..=99_999_999).contains(x) => o.terminal_id = *x as u32,
-                ("terminal_id", _) => return Err("payment simulator: terminal_id must be 0..=99999999".into()),
+                ("password", _) => {
+                    return Err("payment simulator: password must be a string of 6 digits".into());
+                }
+                ("terminal_id", toml::Value::Integer(x)) if (0..=99_999_999).contains(x) => {
+                    o.terminal_id = *x as u32
+                }
+                ("terminal_id", _) => {
+                    return Err("payment simulator: terminal_id must be 0..=99999999".into());
+                }
                 (other, _) => {
                     return Err(format!(
                         "payment simulator: unknown option {other:?} (known: timing_scale, password, terminal_id)"
-                    ))
+                    ));
                 }
             }
         }
@@ -309,7 +319,11 @@ impl ZvtSim {
     }
 
     fn send(&mut self, delay_ms: u64, class: u8, instr: u8, data: &[u8]) {
-        self.queue.push_back(Item::Send { delay_ms, apdu: apdu(class, instr, data), app_ack: class != 0x80 && class != 0x84 });
+        self.queue.push_back(Item::Send {
+            delay_ms,
+            apdu: apdu(class, instr, data),
+            app_ack: class != 0x80 && class != 0x84,
+        });
     }
 
     fn ack_cmd(&mut self) {
@@ -417,8 +431,11 @@ impl ZvtSim {
 
     fn command(&mut self, a: &[u8]) {
         let (class, instr) = (a[0], a[1]);
-        let data: &[u8] = if a.get(2) == Some(&0xFF) { a.get(5..).unwrap_or(&[]) } else { a.get(3..).unwrap_or(&[]) };
-        let pw_ok = |d: &[u8]| d.get(..3).and_then(unbcd).map(|p| format!("{p:06}")) == Some(self.opts.password.clone());
+        let data: &[u8] =
+            if a.get(2) == Some(&0xFF) { a.get(5..).unwrap_or(&[]) } else { a.get(3..).unwrap_or(&[]) };
+        let pw_ok = |d: &[u8]| {
+            d.get(..3).and_then(unbcd).map(|p| format!("{p:06}")) == Some(self.opts.password.clone())
+        };
         let needs_pw = matches!((class, instr), (0x06, 0x00 | 0x30 | 0x31 | 0x50 | 0x20) | (0x05, 0x01));
         if needs_pw && !pw_ok(data) {
             self.count("refused_password");
@@ -470,7 +487,8 @@ impl ZvtSim {
                     _ => None,
                 };
                 self.ack_cmd();
-                let found = self.batch.iter().find(|t| Some(t.receipt_no) == rno && t.kind == "purchase").cloned();
+                let found =
+                    self.batch.iter().find(|t| Some(t.receipt_no) == rno && t.kind == "purchase").cloned();
                 match found {
                     None => self.send(500, 0x06, 0x1E, &[0xB5]),
                     Some(t) if t.reversed => self.send(500, 0x06, 0x1E, &[0xB4]),
@@ -489,7 +507,8 @@ impl ZvtSim {
                 self.count("end_of_day");
                 self.ack_cmd();
                 self.send(500, 0x04, 0xFF, &[0x17]);
-                let sales: Vec<&SimTx> = self.batch.iter().filter(|t| t.kind == "purchase" && !t.reversed).collect();
+                let sales: Vec<&SimTx> =
+                    self.batch.iter().filter(|t| t.kind == "purchase" && !t.reversed).collect();
                 let refunds: u64 = self.batch.iter().filter(|t| t.kind == "refund").map(|t| t.amount).sum();
                 let count = sales.len() as u64;
                 let gross: u64 = sales.iter().map(|t| t.amount).sum();

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::codec::{
-    self, Apdu, EnquiryCompletion, FrameDecoder, LineEvent, StatusInfo, TerminalMsg, ACK, NAK,
+    self, ACK, Apdu, EnquiryCompletion, FrameDecoder, LineEvent, NAK, StatusInfo, TerminalMsg,
 };
 
 /// Serial transport: the receiver answers a frame with ACK/NAK; the sender waits this long before
@@ -144,7 +144,12 @@ pub struct Exchange {
 
 impl Exchange {
     /// Starts an exchange: the command frame is ready in [`Exchange::poll_transmit`].
-    pub fn new(kind: CommandKind, command: &Apdu, timers: Timers, now: Instant) -> Result<Self, codec::ApduError> {
+    pub fn new(
+        kind: CommandKind,
+        command: &Apdu,
+        timers: Timers,
+        now: Instant,
+    ) -> Result<Self, codec::ApduError> {
         let frame = codec::encode_frame(&command.encode()?);
         let mut ex = Self {
             kind,
@@ -437,10 +442,14 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::zvt::codec::{encode_frame, Password};
+    use crate::devices::zvt::codec::{Password, encode_frame};
 
     fn timers() -> Timers {
-        Timers { serial_ack: Duration::from_millis(100), t3: Duration::from_secs(5), t4: Duration::from_secs(10) }
+        Timers {
+            serial_ack: Duration::from_millis(100),
+            t3: Duration::from_secs(5),
+            t4: Duration::from_secs(10),
+        }
     }
 
     fn frame(apdu: &[u8]) -> Vec<u8> {
@@ -459,7 +468,10 @@ mod tests {
         let cmd = codec::authorisation(190, None).unwrap();
         let mut ex = Exchange::new(CommandKind::Purchase, &cmd, timers(), t0).unwrap();
         let sent = drain(&mut ex);
-        assert_eq!(sent, vec![vec![0x10, 0x02, 0x06, 0x01, 0x07, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x10, 0x03, 0x76, 0x57]]);
+        assert_eq!(
+            sent,
+            vec![vec![0x10, 0x02, 0x06, 0x01, 0x07, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x10, 0x03, 0x76, 0x57]]
+        );
         ex.handle_bytes(&[ACK], t0);
         ex.handle_bytes(&frame(&ACK_FRAME), t0);
         assert_eq!(drain(&mut ex), vec![vec![ACK]]);

@@ -9,7 +9,7 @@ pub mod machine;
 
 use std::time::{Duration, Instant};
 
-use self::codec::{Apdu, Password, EGP};
+use self::codec::{Apdu, EGP, Password};
 use self::machine::{CommandKind, Ending, Exchange, Finished, Timers};
 use super::payment::{Approval, DayTotals, PaymentOutcome, PaymentTerminal, Progress, TerminalStatus};
 use super::{DeviceError, Link, LinkError, SelfTestReport};
@@ -84,7 +84,9 @@ impl ZvtOptions {
         let mut o = Self::default();
         match t.get("password") {
             None => {}
-            Some(toml::Value::String(s)) => o.password = Password::parse(s).map_err(|m| opt_err("password", m))?,
+            Some(toml::Value::String(s)) => {
+                o.password = Password::parse(s).map_err(|m| opt_err("password", m))?
+            }
             Some(_) => return Err(opt_err("password", "must be a string of 6 digits")),
         }
         match t.get("currency") {
@@ -152,7 +154,12 @@ impl ZvtTerminal {
         DeviceError::Protocol { device: self.device.clone(), detail: detail.into() }
     }
 
-    fn run(&mut self, kind: CommandKind, apdu: &Apdu, mut progress: Option<Progress<'_>>) -> Result<Run, DeviceError> {
+    fn run(
+        &mut self,
+        kind: CommandKind,
+        apdu: &Apdu,
+        mut progress: Option<Progress<'_>>,
+    ) -> Result<Run, DeviceError> {
         let mut ex = Exchange::new(kind, apdu, self.opts.timers, Instant::now())
             .map_err(|e| self.protocol(format!("cannot encode command: {e}")))?;
         tracing::debug!(device = %self.device, command = ?kind, "ZVT exchange start");
@@ -211,17 +218,27 @@ impl ZvtTerminal {
                 device: "payment terminal".into(),
                 path: self.link.path().to_string(),
             }),
-            Ending::NotDelivered => self.protocol(format!("{what}: terminal refused the frame 3 times (NAK)")),
+            Ending::NotDelivered => {
+                self.protocol(format!("{what}: terminal refused the frame 3 times (NAK)"))
+            }
             Ending::Completed => self.protocol(format!("{what}: completed without the expected data")),
         }
     }
 
-    fn payment(&mut self, kind: CommandKind, apdu: &Apdu, requested: Option<u64>, progress: Option<Progress<'_>>) -> Result<PaymentOutcome, DeviceError> {
+    fn payment(
+        &mut self,
+        kind: CommandKind,
+        apdu: &Apdu,
+        requested: Option<u64>,
+        progress: Option<Progress<'_>>,
+    ) -> Result<PaymentOutcome, DeviceError> {
         let run = self.run(kind, apdu, progress)?;
         let f = &run.finished;
         let outcome = match &f.ending {
             Ending::Completed => match &f.status {
-                Some(s) if s.result_code.unwrap_or(0) == 0 => PaymentOutcome::Approved(approval(s, requested, &f.receipt_lines)),
+                Some(s) if s.result_code.unwrap_or(0) == 0 => {
+                    PaymentOutcome::Approved(approval(s, requested, &f.receipt_lines))
+                }
                 Some(s) => {
                     let code = s.result_code.unwrap_or(0xFF);
                     PaymentOutcome::Declined { result_code: code, text: codec::result_text(code) }
@@ -233,7 +250,9 @@ impl ZvtTerminal {
                 PaymentOutcome::Declined { result_code: *code, text: codec::result_text(*code) }
             }
             Ending::NotDelivered if !run.maybe_delivered => {
-                return Err(self.protocol("terminal refused the command frame 3 times (NAK); nothing was charged"));
+                return Err(
+                    self.protocol("terminal refused the command frame 3 times (NAK); nothing was charged")
+                );
             }
             Ending::NotDelivered | Ending::Timeout(_) | Ending::LinkLost => {
                 let reason = match (&run.link_error, &f.ending) {
@@ -245,7 +264,9 @@ impl ZvtTerminal {
             }
         };
         match &outcome {
-            PaymentOutcome::Approved(a) => tracing::info!(device = %self.device, amount = a.amount, receipt = ?a.receipt_no, "payment approved"),
+            PaymentOutcome::Approved(a) => {
+                tracing::info!(device = %self.device, amount = a.amount, receipt = ?a.receipt_no, "payment approved")
+            }
             other => tracing::warn!(device = %self.device, outcome = ?other, "payment not approved"),
         }
         Ok(outcome)
@@ -281,12 +302,14 @@ impl PaymentTerminal for ZvtTerminal {
     }
 
     fn purchase(&mut self, amount: u64, progress: Progress<'_>) -> Result<PaymentOutcome, DeviceError> {
-        let apdu = codec::authorisation(amount, self.opts.currency()).map_err(|e| self.protocol(e.to_string()))?;
+        let apdu =
+            codec::authorisation(amount, self.opts.currency()).map_err(|e| self.protocol(e.to_string()))?;
         self.payment(CommandKind::Purchase, &apdu, Some(amount), Some(progress))
     }
 
     fn reversal(&mut self, receipt_no: u32) -> Result<PaymentOutcome, DeviceError> {
-        let apdu = codec::reversal(&self.opts.password, receipt_no).map_err(|e| self.protocol(e.to_string()))?;
+        let apdu =
+            codec::reversal(&self.opts.password, receipt_no).map_err(|e| self.protocol(e.to_string()))?;
         self.payment(CommandKind::Reversal, &apdu, None, None)
     }
 
@@ -323,10 +346,9 @@ impl PaymentTerminal for ZvtTerminal {
         let apdu = codec::status_enquiry(&self.opts.password);
         let run = self.run(CommandKind::StatusEnquiry, &apdu, None)?;
         if run.finished.ending == Ending::Completed {
-            let c = run
-                .finished
-                .enquiry()
-                .ok_or_else(|| self.protocol("status enquiry completion without software version and status"))?;
+            let c = run.finished.enquiry().ok_or_else(|| {
+                self.protocol("status enquiry completion without software version and status")
+            })?;
             Ok(TerminalStatus { software: c.software, status_code: c.status_code, ready: c.status_code == 0 })
         } else {
             Err(self.admin_failure(run, "status enquiry"))
