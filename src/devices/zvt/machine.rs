@@ -156,7 +156,8 @@ impl Exchange {
             timers,
             decoder: FrameDecoder::new(),
             phase: Phase::AwaitAck,
-            phase_deadline: Some(now + timers.t3),
+            // T3 runs from the serial ACK of the command (repeats of the frame come first).
+            phase_deadline: None,
             pending: None,
             out: VecDeque::new(),
             progress: VecDeque::new(),
@@ -314,6 +315,9 @@ impl Exchange {
                 if let Some(p) = self.pending.take() {
                     if p.is_command {
                         self.maybe_delivered = true;
+                        if self.phase == Phase::AwaitAck {
+                            self.phase_deadline = Some(now + self.timers.t3);
+                        }
                     }
                     if self.phase == Phase::Closing {
                         self.phase = Phase::Done;
@@ -522,6 +526,33 @@ mod tests {
         assert_eq!(sends, 3);
         assert!(ex.maybe_delivered());
         assert!(matches!(ex.finish().unwrap().ending, Ending::Timeout(_)));
+    }
+
+    #[test]
+    fn default_timers_repeat_the_command_before_giving_up() {
+        let t0 = Instant::now();
+        let cmd = codec::authorisation(190, None).unwrap();
+        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, Timers::default(), t0).unwrap();
+        let mut sends = drain(&mut ex).len();
+        while ex.finish().is_none() {
+            let now = ex.poll_timeout().unwrap();
+            ex.handle_timeout(now);
+            sends += drain(&mut ex).len();
+        }
+        assert_eq!(sends, usize::from(SERIAL_MAX_TRIES));
+    }
+
+    #[test]
+    fn t3_runs_from_the_serial_ack() {
+        let t0 = Instant::now();
+        let cmd = codec::authorisation(190, None).unwrap();
+        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, timers(), t0).unwrap();
+        drain(&mut ex);
+        let t1 = t0 + Duration::from_millis(50);
+        ex.handle_bytes(&[ACK], t1);
+        assert_eq!(ex.poll_timeout(), Some(t1 + timers().t3));
+        ex.handle_timeout(t1 + timers().t3);
+        assert_eq!(ex.finish().unwrap().ending, Ending::Timeout("T3: no 80 00 00 to the command"));
     }
 
     #[test]
