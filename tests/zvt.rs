@@ -259,6 +259,7 @@ fn dropped_link_mid_purchase_is_recovered_by_repeat_receipt() {
     assert_eq!(last.amount, 1010);
     assert_eq!(last.result_code, 0);
     assert_eq!(last.receipt_no, Some(1));
+    assert!(last.matches_unknown_purchase(1010, None));
     assert_eq!(status(&sim)["commands"]["purchase"], 1);
     assert_eq!(status(&sim)["commands"]["repeat_receipt"], 1);
 }

@@ -31,6 +31,18 @@ pub struct Approval {
     pub receipt_lines: Vec<String>,
 }
 
+impl Approval {
+    /// Whether this transaction (from [`PaymentTerminal::repeat_last`]) is the purchase whose
+    /// outcome was unknown: approved, same amount, and a receipt number different from the last
+    /// one known before that purchase was sent (`None` if none was known).
+    pub fn matches_unknown_purchase(&self, amount: u64, receipt_before: Option<u32>) -> bool {
+        self.result_code == 0
+            && self.amount == amount
+            && self.receipt_no.is_some()
+            && self.receipt_no != receipt_before
+    }
+}
+
 /// How a payment operation ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -119,5 +131,37 @@ pub fn driver_from_config(
             key: "driver".into(),
             message: format!("unknown payment driver {other:?} (known: zvt)"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(amount: u64, receipt_no: Option<u32>, result_code: u8) -> Approval {
+        Approval {
+            amount,
+            trace: Some(7),
+            receipt_no,
+            terminal_id: None,
+            time: None,
+            date: None,
+            masked_pan: None,
+            card_name: None,
+            aid: None,
+            result_code,
+            receipt_lines: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn recovered_purchase_matching() {
+        assert!(approval(1010, Some(4), 0).matches_unknown_purchase(1010, Some(3)));
+        assert!(approval(1010, Some(1), 0).matches_unknown_purchase(1010, None));
+        // The previous transaction (same receipt as before the purchase): not ours.
+        assert!(!approval(1010, Some(3), 0).matches_unknown_purchase(1010, Some(3)));
+        assert!(!approval(990, Some(4), 0).matches_unknown_purchase(1010, Some(3)));
+        assert!(!approval(1010, Some(4), 5).matches_unknown_purchase(1010, Some(3)));
+        assert!(!approval(1010, None, 0).matches_unknown_purchase(1010, None));
     }
 }

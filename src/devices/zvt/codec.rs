@@ -52,10 +52,18 @@ pub fn encode_frame(apdu: &[u8]) -> Vec<u8> {
 pub enum FrameError {
     /// The CRC over APDU + ETX did not match.
     #[error("CRC mismatch: frame says {received:#06x}, computed {computed:#06x}")]
-    BadCrc { received: u16, computed: u16 },
+    BadCrc {
+        /// CRC carried by the frame.
+        received: u16,
+        /// CRC computed over what arrived.
+        computed: u16,
+    },
     /// A new frame started (DLE STX) before the current one ended.
     #[error("frame cut short by a new DLE STX after {after} bytes")]
-    Truncated { after: usize },
+    Truncated {
+        /// Unstuffed bytes received before the new frame started.
+        after: usize,
+    },
     /// DLE followed by something other than DLE, ETX or STX inside a frame.
     #[error("DLE followed by {0:#04x} inside a frame")]
     BadEscape(u8),
@@ -239,7 +247,12 @@ pub enum ApduError {
     TooShort(usize),
     /// The length field does not match the data that follows.
     #[error("length field says {declared} data bytes, {actual} present")]
-    LengthMismatch { declared: usize, actual: usize },
+    LengthMismatch {
+        /// Data length given by the LEN field.
+        declared: usize,
+        /// Data bytes actually present.
+        actual: usize,
+    },
     /// Data longer than a 16-bit length can describe.
     #[error("data of {0} bytes does not fit an APDU")]
     TooLong(usize),
@@ -763,7 +776,12 @@ pub enum TerminalMsg {
     /// `84 xx`: the terminal refuses the command with this code.
     Refused(u8),
     /// `04 FF`: intermediate status (code, optional timeout in seconds).
-    Intermediate { code: u8, timeout_s: Option<u8> },
+    Intermediate {
+        /// Intermediate status code (see [`intermediate_text`]).
+        code: u8,
+        /// Seconds the ECR should wait for the next message (0 or absent: use T4).
+        timeout_s: Option<u8>,
+    },
     /// `04 0F`: Status-Information.
     Status(Box<StatusInfo>),
     /// `06 D1`: one receipt line.
