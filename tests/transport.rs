@@ -103,7 +103,10 @@ fn serial_link_reports_unplug_when_the_master_closes() {
     let dir = tempfile::tempdir().unwrap();
     let (master, path) = pty_at(dir.path(), "card");
     let mut link = SerialLink::open("card", &serial_cfg(&path)).unwrap();
+    let probe = link.hangup_probe().unwrap();
+    assert!(!probe.hung_up());
     drop(master);
+    assert!(probe.hung_up(), "idle hang-up must be visible without reading");
     let mut buf = [0u8; 8];
     let e = link.read_some(&mut buf, Instant::now() + Duration::from_secs(5)).unwrap_err();
     assert!(matches!(e, LinkError::Unplugged { .. }), "{e}");
@@ -158,4 +161,220 @@ fn reopener_follows_a_repointed_symlink_after_replug() {
     link.write_all(b"\x06").unwrap();
     assert_eq!(master_read(&mut master2, 1), b"\x06");
     assert!(reopener.next_attempt().is_none());
+}
+
+// ---------------------------------------------------------------- device manager
+
+mod manager {
+    use super::*;
+    use mtu::config::Config;
+    use mtu::devices::manager::{Driver, GenericDevice, HealthEvent, JobError, Manager, ManagerOptions};
+    use mtu::devices::{DeviceError, Health, SelfTestReport};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+
+    /// Test double: a "device" that answers `PING\r` with `PONG\r` (the responder below plays it).
+    struct Pinger {
+        link: Box<dyn Link>,
+    }
+
+    impl GenericDevice for Pinger {
+        fn self_test(&mut self) -> Result<SelfTestReport, DeviceError> {
+            self.link.write_all(b"PING\r")?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16];
+            while !got.ends_with(b"\r") {
+                let n = self.link.read_some(&mut buf, deadline)?;
+                got.extend_from_slice(&buf[..n]);
+            }
+            if got == b"FAULT\r" {
+                return Err(DeviceError::Fault {
+                    device: "payment".into(),
+                    fault: "paper out".into(),
+                    action: "load paper".into(),
+                });
+            }
+            Ok(SelfTestReport {
+                device: "payment".into(),
+                ok: got == b"PONG\r",
+                lines: vec![String::from_utf8_lossy(&got).trim().to_owned()],
+            })
+        }
+    }
+
+    /// Plays the device on the master side until told to stop; stopping closes the master (unplug).
+    struct Responder {
+        stop: mpsc::Sender<()>,
+        thread: JoinHandle<()>,
+    }
+
+    fn respond(mut master: TTYPort, answer: &'static [u8]) -> Responder {
+        let (stop, stop_rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            master.set_timeout(Duration::from_millis(10)).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while stop_rx.try_recv().is_err() {
+                if let Ok(n) = master.read(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                    if got.ends_with(b"PING\r") {
+                        got.clear();
+                        master.write_all(answer).unwrap();
+                    }
+                }
+            }
+        });
+        Responder { stop, thread }
+    }
+
+    impl Responder {
+        fn unplug(self) {
+            self.stop.send(()).unwrap();
+            self.thread.join().unwrap();
+        }
+    }
+
+    fn config(dir: &Path) -> Config {
+        let d = dir.display();
+        let text = format!(
+            r#"mode = "simulation"
+[van]
+id = "MTU-T"
+[paths]
+state_dir = "{d}"
+[devices.payment]
+driver = "zvt"
+path = "{d}/payment"
+baud = 9600
+[devices.card]
+driver = "evolis"
+path = "{d}/card"
+baud = 115200
+[devices.sticker]
+driver = "zpl"
+enabled = false
+path = "{d}/sticker"
+baud = 9600
+[gpio]
+backend = "sim"
+debounce_ms = 0
+[gpio.lines]
+fault_led = {{ pin = 22 }}
+tamper = {{ pin = 5, active_high = false }}
+"#
+        );
+        Config::parse(&text, "test.toml").unwrap()
+    }
+
+    fn start(cfg: &Config) -> Manager {
+        let factory: mtu::devices::manager::DriverFactory =
+            Arc::new(|_name, _cfg, link| Ok(Driver::Generic(Box::new(Pinger { link }))));
+        let options = ManagerOptions {
+            backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
+            idle_check: Duration::from_millis(5),
+            self_test_timeout: Duration::from_secs(10),
+        };
+        Manager::start_with(cfg, factory, options)
+    }
+
+    async fn wait_for(m: &Manager, device: &str, pred: impl Fn(&Health) -> bool) -> Health {
+        let mut rx = m.watch_health();
+        let got = tokio::time::timeout(
+            Duration::from_secs(20),
+            rx.wait_for(|map| map.get(device).is_some_and(&pred)),
+        )
+        .await;
+        match got {
+            Ok(Ok(map)) => map[device].clone(),
+            _ => panic!("{device} never reached the expected state; now {:?}", m.health()),
+        }
+    }
+
+    async fn ping(m: &Manager) -> Result<SelfTestReport, JobError> {
+        m.device("payment").unwrap().run("ping", Duration::from_secs(10), |d| d.self_test()).await
+    }
+
+    #[tokio::test]
+    async fn health_follows_absent_connected_unplug_and_replug() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (master, _) = pty_at(dir.path(), "payment");
+        let responder = respond(master, b"PONG\r");
+        let mut m = start(&cfg);
+        let mut events = m.subscribe();
+
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        let card = wait_for(&m, "card", |h| matches!(h, Health::Disconnected { why } if why != "opening")).await;
+        assert!(format!("{card:?}").contains("no such device"), "{card:?}");
+        let h = m.health();
+        assert_eq!(h["sticker"], Health::Absent, "disabled device is absent");
+        assert_eq!(h["rfid"], Health::Absent, "unconfigured device is absent");
+        assert_eq!(h["gpio"], Health::Connected);
+        assert!(m.device("rfid").is_none());
+
+        let report = ping(&m).await.unwrap();
+        assert!(report.ok && report.lines == ["PONG"], "{report:?}");
+
+        // Unplug while idle: detected without any job running.
+        responder.unplug();
+        std::fs::remove_file(dir.path().join("payment")).unwrap();
+        wait_for(&m, "payment", |h| matches!(h, Health::Disconnected { .. })).await;
+        let e = ping(&m).await.unwrap_err();
+        assert!(matches!(e, JobError::NotConnected { .. }), "{e}");
+
+        // Replug under the same stable name: reconnected by the backoff loop.
+        let (master, _) = pty_at(dir.path(), "payment");
+        let responder = respond(master, b"PONG\r");
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        assert!(ping(&m).await.unwrap().ok);
+
+        // The card printer appears later too.
+        let (card_master, _) = pty_at(dir.path(), "card");
+        let card_responder = respond(card_master, b"PONG\r");
+        wait_for(&m, "card", |h| *h == Health::Connected).await;
+
+        let mut seen: Vec<HealthEvent> = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            seen.push(ev);
+        }
+        let payment: Vec<&Health> = seen.iter().filter(|e| e.device == "payment").map(|e| &e.health).collect();
+        let pos = |f: &dyn Fn(&Health) -> bool| payment.iter().position(|h| f(h));
+        let busy = pos(&|h| matches!(h, Health::Busy { what } if what == "ping")).expect("busy shown");
+        let disc = pos(&|h| matches!(h, Health::Disconnected { .. })).expect("disconnect event");
+        let back = payment.iter().rposition(|h| **h == Health::Connected).unwrap();
+        assert!(busy < disc && disc < back, "{payment:?}");
+
+        let reports = m.self_test().await;
+        let names: Vec<&str> = reports.iter().map(|r| r.device.as_str()).collect();
+        assert_eq!(names, ["payment", "card", "sticker", "rfid", "gpio"]);
+        assert!(reports.iter().all(|r| r.ok), "{reports:?}");
+        assert_eq!(reports[3].lines, ["not configured in this van (absent)"]);
+        responder.unplug();
+        card_responder.unplug();
+        m.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_fault_reported_by_a_job_shows_in_health_and_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let (master, _) = pty_at(dir.path(), "payment");
+        let responder = respond(master, b"FAULT\r");
+        let m = start(&cfg);
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        let e = ping(&m).await.unwrap_err();
+        assert!(e.to_string().contains("paper out — load paper"), "{e}");
+        assert_eq!(m.health()["payment"], Health::Fault { why: "paper out".into(), action: "load paper".into() });
+        responder.unplug();
+        let _ = std::fs::remove_file(dir.path().join("payment"));
+        let (master, _) = pty_at(dir.path(), "payment");
+        let responder = respond(master, b"PONG\r");
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        assert!(ping(&m).await.unwrap().ok);
+        responder.unplug();
+        let _: BTreeMap<String, Health> = m.health();
+    }
 }

@@ -114,6 +114,19 @@ impl SerialLink {
         SerialLink { port, device: name.to_owned(), path, write_timeout: Duration::from_secs(2) }
     }
 
+    /// A watcher that tells, without reading, whether the port has hung up (adapter pulled, PTY
+    /// master closed). The device manager polls it while the driver is idle.
+    pub fn hangup_probe(&self) -> Option<HangupProbe> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: dup of a valid open descriptor; the result is owned by the OwnedFd alone.
+        let fd = unsafe { libc::dup(self.port.as_raw_fd()) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just returned by dup and is not owned elsewhere.
+        Some(HangupProbe { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
     /// The device name this link was opened for.
     pub fn device(&self) -> &str {
         &self.device
@@ -191,6 +204,23 @@ impl Link for SerialLink {
 
     fn path(&self) -> &str {
         &self.path
+    }
+}
+
+/// Detects a hang-up of an open port without consuming input (see [`SerialLink::hangup_probe`]).
+#[derive(Debug)]
+pub struct HangupProbe {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl HangupProbe {
+    /// True once the port reports a hang-up or error (the device is gone).
+    pub fn hung_up(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: 0, revents: 0 };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && (pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL)) != 0
     }
 }
 
