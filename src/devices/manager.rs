@@ -336,7 +336,7 @@ impl Manager {
             };
             let r = handle.run("self-test", self.options.self_test_timeout, |d| d.self_test()).await;
             reports.push(match r {
-                Ok(report) => report,
+                Ok(report) => SelfTestReport { device: name.into(), ..report },
                 Err(e) => SelfTestReport { device: name.into(), ok: false, lines: vec![e.to_string()] },
             });
         }
