@@ -303,11 +303,12 @@ tamper = {{ pin = 5, active_high = false }}
         let cfg = config(dir.path());
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"PONG\r");
-        let mut m = start(&cfg);
+        let m = start(&cfg);
         let mut events = m.subscribe();
 
         wait_for(&m, "payment", |h| *h == Health::Connected).await;
-        let card = wait_for(&m, "card", |h| matches!(h, Health::Disconnected { why } if why != "opening")).await;
+        let card =
+            wait_for(&m, "card", |h| matches!(h, Health::Disconnected { why } if why != "opening")).await;
         assert!(format!("{card:?}").contains("no such device"), "{card:?}");
         let h = m.health();
         assert_eq!(h["sticker"], Health::Absent, "disabled device is absent");
@@ -340,7 +341,8 @@ tamper = {{ pin = 5, active_high = false }}
         while let Ok(ev) = events.try_recv() {
             seen.push(ev);
         }
-        let payment: Vec<&Health> = seen.iter().filter(|e| e.device == "payment").map(|e| &e.health).collect();
+        let payment: Vec<&Health> =
+            seen.iter().filter(|e| e.device == "payment").map(|e| &e.health).collect();
         let pos = |f: &dyn Fn(&Health) -> bool| payment.iter().position(|h| f(h));
         let busy = pos(&|h| matches!(h, Health::Busy { what } if what == "ping")).expect("busy shown");
         let disc = pos(&|h| matches!(h, Health::Disconnected { .. })).expect("disconnect event");
@@ -367,7 +369,10 @@ tamper = {{ pin = 5, active_high = false }}
         wait_for(&m, "payment", |h| *h == Health::Connected).await;
         let e = ping(&m).await.unwrap_err();
         assert!(e.to_string().contains("paper out — load paper"), "{e}");
-        assert_eq!(m.health()["payment"], Health::Fault { why: "paper out".into(), action: "load paper".into() });
+        assert_eq!(
+            m.health()["payment"],
+            Health::Fault { why: "paper out".into(), action: "load paper".into() }
+        );
         responder.unplug();
         let _ = std::fs::remove_file(dir.path().join("payment"));
         let (master, _) = pty_at(dir.path(), "payment");
@@ -376,5 +381,118 @@ tamper = {{ pin = 5, active_high = false }}
         assert!(ping(&m).await.unwrap().ok);
         responder.unplug();
         let _: BTreeMap<String, Health> = m.health();
+    }
+}
+
+// ---------------------------------------------------------------- control socket
+
+mod control {
+    use super::*;
+    use mtu::config::Config;
+    use mtu::control::{ControlError, request, serve};
+    use mtu::devices::manager::Manager;
+    use serde_json::{Value, json};
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
+
+    fn config(dir: &Path) -> Config {
+        let text = format!(
+            "mode = \"simulation\"\n[van]\nid = \"MTU-T\"\n[paths]\nstate_dir = \"{}\"\n\
+             [devices.rfid]\ndriver = \"mercury\"\npath = \"{}/rfid\"\nbaud = 115200\n[gpio]\nbackend = \"none\"\n",
+            dir.display(),
+            dir.display()
+        );
+        Config::parse(&text, "test.toml").unwrap()
+    }
+
+    async fn wait_for_socket(path: &Path) {
+        for _ in 0..2000 {
+            if path.exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("socket {} never appeared", path.display());
+    }
+
+    async fn ask(path: &Path, req: Value) -> Result<Value, ControlError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || request(&path, &req)).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn control_socket_answers_and_survives_bad_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let manager = Arc::new(Manager::start(&cfg));
+        manager.settled(Duration::from_secs(10)).await;
+        let sock = mtu::control::socket_path(dir.path());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn({
+            let (sock, m) = (sock.clone(), manager.clone());
+            async move { serve(&sock, m, stop_rx).await }
+        });
+        wait_for_socket(&sock).await;
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+
+        let devices = ask(&sock, json!({"cmd": "devices"})).await.unwrap();
+        assert_eq!(devices["devices"]["payment"], json!({"state": "absent"}));
+        assert_eq!(devices["devices"]["gpio"], json!({"state": "absent"}));
+        assert_eq!(devices["devices"]["rfid"]["state"], "disconnected", "{devices}");
+
+        let reports = ask(&sock, json!({"cmd": "self_test"})).await.unwrap();
+        let reports = reports["self_test"].as_array().unwrap().clone();
+        assert_eq!(reports.len(), 5);
+        assert_eq!(reports[3]["device"], "rfid");
+        assert_eq!(reports[3]["ok"], false);
+        assert!(reports[3]["lines"][0].as_str().unwrap().contains("not connected"), "{reports:?}");
+
+        match ask(&sock, json!({"cmd": "reboot"})).await {
+            Err(ControlError::Remote(msg)) => assert!(msg.contains("unknown cmd \"reboot\""), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+
+        // Raw bytes on one connection: each bad line gets an error naming the problem, then a good
+        // request still works on the same connection.
+        let raw = sock.clone();
+        let answers = tokio::task::spawn_blocking(move || {
+            let mut s = std::os::unix::net::UnixStream::connect(&raw).unwrap();
+            s.write_all(b"hello\n[1,2]\n{\"cmd\":42}\n{}\n\xff\xfe\n{\"cmd\":\"devices\"}\n").unwrap();
+            let mut r = std::io::BufReader::new(s);
+            (0..6)
+                .map(|_| {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    serde_json::from_str::<Value>(&line).unwrap()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        let err = |i: usize| answers[i]["error"].as_str().unwrap_or_default().to_owned();
+        assert!(err(0).contains("not JSON"), "{answers:?}");
+        assert!(err(1).contains("expected a JSON object"), "{answers:?}");
+        assert!(err(2).contains("\"cmd\" must be a string"), "{answers:?}");
+        assert!(err(3).contains("missing field \"cmd\""), "{answers:?}");
+        assert!(err(4).contains("not JSON"), "{answers:?}");
+        assert!(answers[5]["devices"].is_object(), "{answers:?}");
+
+        // A second daemon on the same socket is refused.
+        let (_s2, rx2) = tokio::sync::watch::channel(false);
+        match serve(&sock, manager.clone(), rx2).await {
+            Err(ControlError::InUse { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+
+        stop.send(true).unwrap();
+        server.await.unwrap().unwrap();
+        assert!(!sock.exists(), "socket removed on shutdown");
+        match ask(&sock, json!({"cmd": "devices"})).await {
+            Err(ControlError::NoDaemon { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        manager.shutdown();
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot, watch};
@@ -74,7 +74,10 @@ pub fn default_factory() -> DriverFactory {
             "sticker" => Driver::Sticker(super::sticker::driver_from_config(cfg, link)?),
             "rfid" => Driver::Rfid(super::rfid::driver_from_config(cfg, link)?),
             other => {
-                return Err(DeviceError::Unsupported { device: other.into(), what: "unknown device name".into() });
+                return Err(DeviceError::Unsupported {
+                    device: other.into(),
+                    what: "unknown device name".into(),
+                });
             }
         })
     })
@@ -223,9 +226,9 @@ impl Default for ManagerOptions {
 /// Owner of all device threads and the GPIO service.
 pub struct Manager {
     handles: BTreeMap<String, DeviceHandle>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     publisher: Publisher,
-    gpio: Option<GpioService>,
+    gpio: Mutex<Option<GpioService>>,
     gpio_health: Health,
     options: ManagerOptions,
 }
@@ -271,14 +274,24 @@ impl Manager {
                 }
                 Err(e) => publisher.set(
                     name,
-                    Health::Fault { why: format!("cannot start device thread: {e}"), action: "restart vand".into() },
+                    Health::Fault {
+                        why: format!("cannot start device thread: {e}"),
+                        action: "restart vand".into(),
+                    },
                 ),
             }
         }
         let state_file = config.paths.state_dir.join("gpio-sim.json");
         let (gpio, gpio_health) = start_gpio(config, &state_file);
         publisher.set("gpio", gpio_health.clone());
-        Manager { handles, threads, publisher, gpio, gpio_health, options }
+        Manager {
+            handles,
+            threads: Mutex::new(threads),
+            publisher,
+            gpio: Mutex::new(gpio),
+            gpio_health,
+            options,
+        }
     }
 
     /// Current health of every device (`payment`, `card`, `sticker`, `rfid`, `gpio`).
@@ -312,13 +325,15 @@ impl Manager {
 
     /// Debounced GPIO input changes (tamper, power fail); `None` without GPIO.
     pub fn gpio_events(&self) -> Option<broadcast::Receiver<GpioEvent>> {
-        self.gpio.as_ref().map(|g| g.subscribe())
+        self.gpio.lock().ok()?.as_ref().map(|g| g.subscribe())
     }
 
     /// Switches a GPIO output (LED, buzzer); ignored without GPIO.
     pub fn set_output(&self, line: Output, on: bool) {
-        if let Some(g) = &self.gpio {
-            g.set_output(line, on);
+        if let Ok(g) = self.gpio.lock() {
+            if let Some(g) = g.as_ref() {
+                g.set_output(line, on);
+            }
         }
     }
 
@@ -340,30 +355,36 @@ impl Manager {
                 Err(e) => SelfTestReport { device: name.into(), ok: false, lines: vec![e.to_string()] },
             });
         }
-        reports.push(match (&self.gpio, &self.gpio_health) {
-            (Some(g), _) => {
-                let s = g.state();
+        let gpio_state = self.gpio.lock().ok().and_then(|g| g.as_ref().map(|g| g.state()));
+        reports.push(match (gpio_state, &self.gpio_health) {
+            (Some(s), _) => {
                 let mut lines = vec![format!("backend {}", s.backend)];
-                lines.extend(s.inputs.iter().map(|(k, v)| format!("{k}: {}", if *v { "ACTIVE" } else { "inactive" })));
+                lines.extend(
+                    s.inputs.iter().map(|(k, v)| format!("{k}: {}", if *v { "ACTIVE" } else { "inactive" })),
+                );
                 SelfTestReport { device: "gpio".into(), ok: true, lines }
             }
-            (None, Health::Absent) => {
-                SelfTestReport { device: "gpio".into(), ok: true, lines: vec!["no GPIO (backend = \"none\")".into()] }
-            }
+            (None, Health::Absent) => SelfTestReport {
+                device: "gpio".into(),
+                ok: true,
+                lines: vec!["no GPIO (backend = \"none\")".into()],
+            },
             (None, h) => SelfTestReport { device: "gpio".into(), ok: false, lines: vec![health_line(h)] },
         });
         reports
     }
 
     /// Stops every device thread (closing the ports) and the GPIO service.
-    pub fn shutdown(&mut self) {
+    /// Safe to call more than once; also done on drop.
+    pub fn shutdown(&self) {
         for h in self.handles.values() {
             let _ = h.tx.send(Msg::Stop);
         }
-        for t in self.threads.drain(..) {
+        let threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        for t in threads {
             let _ = t.join();
         }
-        if let Some(mut g) = self.gpio.take() {
+        if let Some(mut g) = self.gpio.lock().ok().and_then(|mut g| g.take()) {
             g.stop();
         }
     }
@@ -508,7 +529,9 @@ impl Worker {
         reopener.after_unplug(Instant::now());
         self.publisher.set(
             &self.name,
-            Health::Disconnected { why: format!("unplugged from {}; reconnecting", self.cfg.serial.path.display()) },
+            Health::Disconnected {
+                why: format!("unplugged from {}; reconnecting", self.cfg.serial.path.display()),
+            },
         );
     }
 
@@ -533,8 +556,10 @@ impl Worker {
                 let why = e.to_string();
                 match e {
                     DeviceError::Config { .. } | DeviceError::Unsupported { .. } => {
-                        let action = "fix the device section of the configuration and restart vand".to_owned();
-                        self.publisher.set(&self.name, Health::Fault { why: why.clone(), action: action.clone() });
+                        let action =
+                            "fix the device section of the configuration and restart vand".to_owned();
+                        self.publisher
+                            .set(&self.name, Health::Fault { why: why.clone(), action: action.clone() });
                         *permanent = Some((why, action));
                     }
                     DeviceError::Fault { fault, action, .. } => {
