@@ -228,7 +228,7 @@ enum Cmd {
 pub struct SimHost {
     devices: BTreeMap<String, mpsc::Sender<Cmd>>,
     errors: BTreeMap<String, String>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     scale: f64,
     gpio_file: Option<PathBuf>,
 }
@@ -241,7 +241,7 @@ impl SimHost {
         let mut host = SimHost {
             devices: BTreeMap::new(),
             errors: BTreeMap::new(),
-            threads: Vec::new(),
+            threads: std::sync::Mutex::default(),
             scale: scenario.scale,
             gpio_file: None,
         };
@@ -289,7 +289,9 @@ impl SimHost {
                 faults,
             };
             let t = std::thread::Builder::new().name(format!("sim-{name}")).spawn(move || runner.run())?;
-            host.threads.push(t);
+            if let Ok(mut threads) = host.threads.lock() {
+                threads.push(t);
+            }
             host.devices.insert(name.into(), tx);
         }
         Ok(host)
@@ -373,15 +375,15 @@ impl SimHost {
         set_gpio(file, line, state)
     }
 
-    /// Stops the device threads and removes the symlinks.
-    pub fn shutdown(&mut self) {
+    /// Stops the device threads and removes the symlinks (safe to call twice; also on drop).
+    pub fn shutdown(&self) {
         for tx in self.devices.values() {
             let _ = tx.send(Cmd::Stop);
         }
-        for t in self.threads.drain(..) {
+        let threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        for t in threads {
             let _ = t.join();
         }
-        self.devices.clear();
     }
 }
 
