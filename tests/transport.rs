@@ -293,6 +293,17 @@ tamper = {{ pin = 5, active_high = false }}
         }
     }
 
+    /// Waits (bounded) until the LED reads `want`, returning the last reading.
+    async fn wait_led(m: &Manager, led: &dyn Fn(&Manager) -> Option<bool>, want: bool) -> Option<bool> {
+        for _ in 0..4000 {
+            if led(m) == Some(want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        led(m)
+    }
+
     async fn ping(m: &Manager) -> Result<SelfTestReport, JobError> {
         m.device("payment").unwrap().run("ping", Duration::from_secs(10), |d| d.self_test()).await
     }
@@ -332,10 +343,15 @@ tamper = {{ pin = 5, active_high = false }}
         wait_for(&m, "payment", |h| *h == Health::Connected).await;
         assert!(ping(&m).await.unwrap().ok);
 
-        // The card printer appears later too.
+        // The fault LED is on while the card printer is missing…
+        let led = |m: &Manager| m.gpio_state().unwrap().outputs.get("fault_led").copied();
+        assert_eq!(wait_led(&m, &led, true).await, Some(true));
+
+        // …and goes off once the card printer appears too.
         let (card_master, _) = pty_at(dir.path(), "card");
         let card_responder = respond(card_master, b"PONG\r");
         wait_for(&m, "card", |h| *h == Health::Connected).await;
+        assert_eq!(wait_led(&m, &led, false).await, Some(false));
 
         let mut seen: Vec<HealthEvent> = Vec::new();
         while let Ok(ev) = events.try_recv() {
@@ -357,6 +373,19 @@ tamper = {{ pin = 5, active_high = false }}
         responder.unplug();
         card_responder.unplug();
         m.shutdown();
+    }
+
+    #[tokio::test]
+    async fn tamper_from_the_sim_state_file_arrives_as_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = start(&config(dir.path()));
+        let mut events = m.gpio_events().unwrap();
+        // What `van-sim gpio tamper on` does.
+        mtu::sim::host::set_gpio(&dir.path().join("gpio-sim.json"), "tamper", "on").unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(20), events.recv()).await.unwrap().unwrap();
+        assert_eq!(ev, mtu::devices::gpio::GpioEvent::Tamper { active: true });
+        let reports = m.self_test().await;
+        assert!(reports[4].lines.contains(&"tamper: ACTIVE".to_owned()), "{reports:?}");
     }
 
     #[tokio::test]

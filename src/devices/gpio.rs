@@ -281,8 +281,9 @@ impl Gpio for SimGpio {
     }
 }
 
-/// The Raspberry Pi backend (rppal). Inputs that are active-low get the internal pull-up (switch to
-/// ground), active-high inputs the pull-down.
+/// The Raspberry Pi backend (rppal). Every input gets the internal pull-up: switches and
+/// open-collector outputs (UPS power-fail) pull the line to ground; `active_high` only says which
+/// level means "active" (see docs/hardware.md for the fail-safe tamper loop).
 pub struct RppalGpio {
     outputs: BTreeMap<Output, (rppal::gpio::OutputPin, bool)>,
     inputs: BTreeMap<Input, (rppal::gpio::InputPin, bool)>,
@@ -307,7 +308,7 @@ impl RppalGpio {
         for line in Input::ALL {
             if let Some(l) = cfg.lines.get(line.name()) {
                 let pin = claim(line.name(), l.pin)?;
-                let pin = if l.active_high { pin.into_input_pulldown() } else { pin.into_input_pullup() };
+                let pin = pin.into_input_pullup();
                 inputs.insert(line, (pin, l.active_high));
             }
         }
@@ -352,6 +353,18 @@ enum Command {
     Stop,
 }
 
+/// Switches outputs of a [`GpioService`] from any thread; does nothing once the service stopped.
+#[derive(Clone)]
+pub struct OutputHandle(std::sync::mpsc::Sender<Command>);
+
+impl OutputHandle {
+    /// Switches an output without waiting.
+    pub fn set(&self, line: Output, on: bool) {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let _ = self.0.send(Command::Set(line, on, tx));
+    }
+}
+
 /// Snapshot of the debounced inputs, for status and self-test.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GpioState {
@@ -359,6 +372,8 @@ pub struct GpioState {
     pub backend: String,
     /// Debounced input states by line name.
     pub inputs: BTreeMap<String, bool>,
+    /// Outputs as last set successfully, by line name.
+    pub outputs: BTreeMap<String, bool>,
 }
 
 /// The thread that owns a GPIO backend: samples inputs every `poll` interval, debounces them and
@@ -376,7 +391,7 @@ impl GpioService {
         let (tx, rx) = std::sync::mpsc::channel();
         let (events, _) = tokio::sync::broadcast::channel(64);
         let state =
-            Arc::new(Mutex::new(GpioState { backend: backend.backend().into(), inputs: BTreeMap::new() }));
+            Arc::new(Mutex::new(GpioState { backend: backend.backend().into(), ..Default::default() }));
         let poll = (debounce / 4).clamp(Duration::from_millis(1), Duration::from_millis(10));
         let ev = events.clone();
         let st = state.clone();
@@ -388,7 +403,13 @@ impl GpioService {
                 loop {
                     match rx.recv_timeout(poll) {
                         Ok(Command::Set(line, on, reply)) => {
-                            let _ = reply.send(backend.set_output(line, on));
+                            let r = backend.set_output(line, on);
+                            if r.is_ok() {
+                                if let Ok(mut s) = st.lock() {
+                                    s.outputs.insert(line.name().into(), on);
+                                }
+                            }
+                            let _ = reply.send(r);
                         }
                         Ok(Command::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -439,6 +460,11 @@ impl GpioService {
     pub fn set_output(&self, line: Output, on: bool) {
         let (tx, _rx) = tokio::sync::oneshot::channel();
         let _ = self.commands.send(Command::Set(line, on, tx));
+    }
+
+    /// A cloneable handle that switches outputs from other threads (fire and forget).
+    pub fn outputs(&self) -> OutputHandle {
+        OutputHandle(self.commands.clone())
     }
 
     /// Stops the owner thread.

@@ -284,6 +284,11 @@ impl Manager {
         let state_file = config.paths.state_dir.join("gpio-sim.json");
         let (gpio, gpio_health) = start_gpio(config, &state_file);
         publisher.set("gpio", gpio_health.clone());
+        if let Some(g) = &gpio {
+            if config.gpio.lines.contains_key(Output::FaultLed.name()) {
+                fault_led_follower(g.outputs(), publisher.map.subscribe());
+            }
+        }
         Manager {
             handles,
             threads: Mutex::new(threads),
@@ -326,6 +331,11 @@ impl Manager {
     /// Debounced GPIO input changes (tamper, power fail); `None` without GPIO.
     pub fn gpio_events(&self) -> Option<broadcast::Receiver<GpioEvent>> {
         self.gpio.lock().ok()?.as_ref().map(|g| g.subscribe())
+    }
+
+    /// Debounced GPIO inputs and last-set outputs; `None` without GPIO.
+    pub fn gpio_state(&self) -> Option<super::gpio::GpioState> {
+        self.gpio.lock().ok()?.as_ref().map(|g| g.state())
     }
 
     /// Switches a GPIO output (LED, buzzer); ignored without GPIO.
@@ -404,6 +414,30 @@ pub fn health_line(h: &Health) -> String {
         Health::Busy { what } => format!("busy: {what}"),
         Health::Fault { why, action } => format!("FAULT: {why} — {action}"),
         Health::Disconnected { why } => format!("disconnected: {why}"),
+    }
+}
+
+/// Whether any device needs attention (the fault LED's meaning).
+pub fn any_fault(map: &BTreeMap<String, Health>) -> bool {
+    map.values().any(|h| matches!(h, Health::Fault { .. } | Health::Disconnected { .. }))
+}
+
+/// Keeps the fault LED in step with device health, on a small thread that ends with the manager.
+fn fault_led_follower(leds: super::gpio::OutputHandle, mut map: watch::Receiver<BTreeMap<String, Health>>) {
+    let spawned = std::thread::Builder::new().name("fault-led".into()).spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else { return };
+        rt.block_on(async move {
+            loop {
+                let fault = any_fault(&map.borrow_and_update());
+                leds.set(Output::FaultLed, fault);
+                if map.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("fault LED will not follow device health: {e}");
     }
 }
 
