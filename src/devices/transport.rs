@@ -16,9 +16,10 @@ use serialport::{ClearBuffer, SerialPort, TTYPort};
 use super::{Link, LinkError};
 use crate::config::{Parity, SerialConfig};
 
-/// One open serial port (or PTY slave) with the line settings of its configuration.
+/// One open serial port (or PTY slave) with the line settings of its configuration; or a non-tty
+/// character device such as a USB printer-class port (`/dev/usb/lp0`), which has no line settings.
 pub struct SerialLink {
-    port: TTYPort,
+    port: Port,
     device: String,
     path: String,
     write_timeout: Duration,
@@ -28,6 +29,148 @@ impl std::fmt::Debug for SerialLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SerialLink").field("device", &self.device).field("path", &self.path).finish()
     }
+}
+
+/// The open descriptor: a tty driven through serialport, or a raw character device.
+enum Port {
+    Tty(TTYPort),
+    Raw(RawPort),
+}
+
+impl Port {
+    fn set_timeout(&mut self, t: Duration) {
+        match self {
+            Port::Tty(p) => {
+                let _ = p.set_timeout(t);
+            }
+            Port::Raw(p) => p.timeout = t,
+        }
+    }
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Port::Tty(p) => p.read(buf),
+            Port::Raw(p) => p.read(buf),
+        }
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Port::Tty(p) => p.write(buf),
+            Port::Raw(p) => p.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Port::Tty(p) => p.flush(),
+            Port::Raw(_) => Ok(()),
+        }
+    }
+    fn clear_input(&mut self) -> io::Result<()> {
+        match self {
+            Port::Tty(p) => p.clear(ClearBuffer::Input).map_err(io::Error::from),
+            Port::Raw(p) => p.drain(),
+        }
+    }
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Port::Tty(p) => p.as_raw_fd(),
+            Port::Raw(p) => p.file.as_raw_fd(),
+        }
+    }
+}
+
+/// A character device that is not a tty (USB printer class): poll-based reads and writes with the
+/// same deadline rules; exclusive through `flock`.
+struct RawPort {
+    file: std::fs::File,
+    timeout: Duration,
+}
+
+impl RawPort {
+    fn wait(&self, events: libc::c_short) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let ms = self.timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let mut pfd = libc::pollfd { fd: self.file.as_raw_fd(), events, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+        }
+        if pfd.revents & events != 0 {
+            return Ok(());
+        }
+        Err(io::Error::new(io::ErrorKind::BrokenPipe, "device hung up"))
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.wait(libc::POLLIN)?;
+        match self.file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(io::Error::new(io::ErrorKind::Interrupted, e))
+            }
+            r => r,
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.wait(libc::POLLOUT)?;
+        match self.file.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(io::Error::new(io::ErrorKind::Interrupted, e))
+            }
+            r => r,
+        }
+    }
+
+    /// Reads and drops whatever is pending (bounded, never blocks).
+    fn drain(&mut self) -> io::Result<()> {
+        let saved = self.timeout;
+        self.timeout = Duration::ZERO;
+        let mut buf = [0u8; 1024];
+        let mut result = Ok(());
+        for _ in 0..64 {
+            match self.read(&mut buf) {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => break,
+                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.timeout = saved;
+        result
+    }
+}
+
+/// Opens a path that is a character device: `Ok(None)` if it is a tty (opened by serialport
+/// instead), `Ok(Some)` with the exclusively locked raw device otherwise.
+fn open_raw_if_not_tty(path: &Path, timeout: Duration) -> Result<Option<RawPort>, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.file_type().is_char_device() {
+        return Err(format!("{} is not a device", path.display()));
+    }
+    // O_NONBLOCK: opening a serial port must not wait for carrier detect.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    // SAFETY: isatty and flock on a descriptor we own.
+    if unsafe { libc::isatty(file.as_raw_fd()) } == 1 {
+        return Ok(None);
+    }
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!("{} is busy (opened by another program)", path.display()));
+    }
+    Ok(Some(RawPort { file, timeout }))
 }
 
 /// Maps the configuration's data bits to serialport's enum.
@@ -76,6 +219,15 @@ impl SerialLink {
             }
             _ => open_err(e.to_string()),
         })?;
+        let timeout = Duration::from_millis(cfg.timeout_ms);
+        if let Some(raw) = open_raw_if_not_tty(&real, timeout).map_err(open_err)? {
+            return Ok(SerialLink {
+                port: Port::Raw(raw),
+                device: device.to_owned(),
+                path: shown,
+                write_timeout: timeout,
+            });
+        }
         let real_str = real
             .to_str()
             .ok_or_else(|| open_err(format!("resolved path {} is not UTF-8", real.display())))?;
@@ -101,7 +253,7 @@ impl SerialLink {
         // Anything the device sent before our settings applied is garbage.
         let _ = port.clear(ClearBuffer::Input);
         Ok(SerialLink {
-            port,
+            port: Port::Tty(port),
             device: device.to_owned(),
             path: shown,
             write_timeout: Duration::from_millis(cfg.timeout_ms),
@@ -111,15 +263,20 @@ impl SerialLink {
     /// Wraps an already open TTY (e.g. the slave end of [`TTYPort::pair`]) for tests and simulators.
     pub fn from_tty(port: TTYPort, name: &str) -> SerialLink {
         let path = port.name().unwrap_or_else(|| name.to_owned());
-        SerialLink { port, device: name.to_owned(), path, write_timeout: Duration::from_secs(2) }
+        SerialLink {
+            port: Port::Tty(port),
+            device: name.to_owned(),
+            path,
+            write_timeout: Duration::from_secs(2),
+        }
     }
 
     /// A watcher that tells, without reading, whether the port has hung up (adapter pulled, PTY
     /// master closed). The device manager polls it while the driver is idle.
     pub fn hangup_probe(&self) -> Option<HangupProbe> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::{FromRawFd, OwnedFd};
         // SAFETY: dup of a valid open descriptor; the result is owned by the OwnedFd alone.
-        let fd = unsafe { libc::dup(self.port.as_raw_fd()) };
+        let fd = unsafe { libc::dup(self.port.raw_fd()) };
         if fd < 0 {
             return None;
         }
@@ -158,7 +315,7 @@ impl Link for SerialLink {
                     waited_ms: self.write_timeout.as_millis() as u64,
                 });
             }
-            let _ = self.port.set_timeout(left);
+            self.port.set_timeout(left);
             match self.port.write(rest) {
                 Ok(0) => return Err(self.unplugged()),
                 Ok(n) => rest = &rest[n..],
@@ -181,7 +338,7 @@ impl Link for SerialLink {
         let started = Instant::now();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let _ = self.port.set_timeout(left);
+            self.port.set_timeout(left);
             match self.port.read(buf) {
                 Ok(0) => return Err(self.unplugged()),
                 Ok(n) => return Ok(n),
@@ -199,7 +356,7 @@ impl Link for SerialLink {
     }
 
     fn discard_input(&mut self) -> Result<(), LinkError> {
-        self.port.clear(ClearBuffer::Input).map_err(|e| self.io_err(io::Error::from(e)))
+        self.port.clear_input().map_err(|e| self.io_err(e))
     }
 
     fn path(&self) -> &str {
@@ -360,6 +517,41 @@ mod tests {
         assert!(is_unplug(&io::Error::from_raw_os_error(libc::EIO)));
         assert!(is_unplug(&io::Error::new(io::ErrorKind::BrokenPipe, "x")));
         assert!(!is_unplug(&io::Error::new(io::ErrorKind::TimedOut, "x")));
+    }
+
+    fn cfg_at(path: &str) -> SerialConfig {
+        SerialConfig {
+            path: path.into(),
+            baud: 9600,
+            data_bits: 8,
+            parity: Parity::None,
+            stop_bits: 1,
+            timeout_ms: 100,
+        }
+    }
+
+    #[test]
+    fn non_tty_character_device_opens_raw_exclusively() {
+        // /dev/null stands in for a USB printer-class port: a character device that is not a tty.
+        let mut link = SerialLink::open("card", &cfg_at("/dev/null")).unwrap();
+        assert!(matches!(link.port, Port::Raw(_)));
+        link.write_all(b"\x1bSs\r").unwrap();
+        link.discard_input().unwrap();
+        let mut buf = [0u8; 4];
+        // End of file from the device = gone.
+        let e = link.read_some(&mut buf, Instant::now() + Duration::from_millis(100)).unwrap_err();
+        assert!(matches!(e, LinkError::Unplugged { .. }), "{e}");
+        let e = SerialLink::open("card", &cfg_at("/dev/null")).unwrap_err();
+        assert!(e.to_string().contains("busy"), "{e}");
+        drop(link);
+        SerialLink::open("card", &cfg_at("/dev/null")).unwrap();
+    }
+
+    #[test]
+    fn regular_file_is_refused() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = SerialLink::open("card", &cfg_at(f.path().to_str().unwrap())).unwrap_err();
+        assert!(e.to_string().contains("is not a device"), "{e}");
     }
 
     #[test]
