@@ -167,20 +167,19 @@ pub enum Parity {
 }
 
 /// Serial line settings shared by all devices.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct SerialConfig {
     /// Device path: a udev symlink (`/dev/van/payment`) or `/dev/serial/by-id/…`.
     pub path: PathBuf,
+    /// Line speed.
     pub baud: u32,
-    #[serde(default = "default_data_bits")]
+    /// Data bits, 5–8.
     pub data_bits: u8,
-    #[serde(default = "default_parity")]
+    /// Parity.
     pub parity: Parity,
-    #[serde(default = "default_stop_bits")]
+    /// Stop bits, 1 or 2.
     pub stop_bits: u8,
     /// Per-request answer timeout in milliseconds (protocol timeouts are in the drivers).
-    #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
@@ -199,17 +198,56 @@ fn default_timeout_ms() -> u64 {
 
 /// One device section: its driver name, serial settings and driver-specific options.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "RawDeviceConfig")]
 pub struct DeviceConfig {
     /// Driver name: `zvt` (payment), `evolis` (card), `zpl` (sticker), `mercury` (rfid).
     pub driver: String,
     /// When false the device is reported absent and never opened.
-    #[serde(default = "default_true")]
     pub enabled: bool,
-    #[serde(flatten)]
+    /// Serial line settings.
     pub serial: SerialConfig,
     /// Driver-specific options (documented in `docs/config.md`), checked by the driver at start.
-    #[serde(default)]
     pub options: toml::Table,
+}
+
+/// The TOML shape of a device section: flat keys (`path`, `baud`, …) so that errors keep their
+/// line numbers (serde's `flatten` would lose them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceConfig {
+    driver: String,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    path: PathBuf,
+    baud: u32,
+    #[serde(default = "default_data_bits")]
+    data_bits: u8,
+    #[serde(default = "default_parity")]
+    parity: Parity,
+    #[serde(default = "default_stop_bits")]
+    stop_bits: u8,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default)]
+    options: toml::Table,
+}
+
+impl From<RawDeviceConfig> for DeviceConfig {
+    fn from(r: RawDeviceConfig) -> Self {
+        DeviceConfig {
+            driver: r.driver,
+            enabled: r.enabled,
+            serial: SerialConfig {
+                path: r.path,
+                baud: r.baud,
+                data_bits: r.data_bits,
+                parity: r.parity,
+                stop_bits: r.stop_bits,
+                timeout_ms: r.timeout_ms,
+            },
+            options: r.options,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -421,9 +459,12 @@ pub fn parse_hhmm(s: &str) -> Option<u32> {
 }
 
 fn toml_error(text: &str, file: &str, key: &str, e: &toml::de::Error) -> ConfigError {
-    let (line, column) = match e.span() {
-        Some(span) => line_col(text, span.start),
-        None => locate_key(text, key).unwrap_or((1, 1)),
+    // Prefer where the key is written: spans are lost for flattened sections (device settings).
+    let exact = locate_key_exact(text, key);
+    let (line, column) = match (exact, e.span()) {
+        (Some(at), _) => at,
+        (None, Some(span)) => line_col(text, span.start),
+        (None, None) => locate_key(text, key).unwrap_or((1, 1)),
     };
     let key = if key.is_empty() { "(document)".to_owned() } else { key.to_owned() };
     ConfigError::Invalid { file: file.to_owned(), line, column, key, message: e.message().trim().to_owned() }
@@ -435,6 +476,24 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// Where a dotted key is written, only if every part of it exists.
+fn locate_key_exact(text: &str, key: &str) -> Option<(usize, usize)> {
+    let parts = key.split('.').filter(|p| !p.is_empty()).count();
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut found = None;
+    for (i, part) in key.split('.').filter(|p| !p.is_empty()).enumerate() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        found = Some(k.span().start);
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ if i + 1 < parts => return None,
+            _ => {}
+        }
+    }
+    found.map(|off| line_col(text, off))
 }
 
 /// Finds where a dotted key is written (the deepest part of it that exists).

@@ -1,1 +1,148 @@
-//! The daemon: open the journal, verify its tail, run until SIGTERM/SIGINT.
+//! The daemon: open the journal (verifying its tail), record the start, run until SIGTERM or
+//! SIGINT, record the stop. Device and console tasks hang off this loop.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{Config, Mode};
+use crate::journal::{Journal, JournalOptions, JournalOwner, OpenReport, kinds};
+use crate::keys::{KeyError, VanKey};
+
+/// Loads the van key as the mode requires: production refuses a missing key; simulation creates
+/// one on first start. Completes an interrupted key rotation (see [`key_rotation_paths`]).
+pub fn load_key(config: &Config) -> Result<VanKey, KeyError> {
+    let path = config.paths.key_path();
+    match config.mode {
+        Mode::Production => VanKey::load(&path),
+        Mode::Simulation => {
+            let (key, created) = VanKey::load_or_create(&path)?;
+            if created {
+                tracing::info!(path = %path.display(), key_id = %hex::encode(key.key_id()), "created simulation signing key");
+            }
+            Ok(key)
+        }
+    }
+}
+
+/// Where `vanctl key rotate` stages the new key (`<key>.new`) before the rotation record commits.
+pub fn key_rotation_paths(key_path: &Path) -> (PathBuf, PathBuf) {
+    let mut staged = key_path.as_os_str().to_owned();
+    staged.push(".new");
+    (key_path.to_owned(), PathBuf::from(staged))
+}
+
+/// Opens the journal with the configured key. If the journal's current key is the staged
+/// `<key>.new` (a rotation committed but the rename did not happen), finishes the rename.
+pub fn open_journal(config: &Config) -> anyhow::Result<(JournalOwner, OpenReport)> {
+    let opts = JournalOptions {
+        van_id: config.van.id.clone(),
+        checkpoint_every: config.journal.checkpoint_every,
+        max_pages: None,
+    };
+    let path = config.paths.journal_path();
+    let key = load_key(config)?;
+    match Journal::open(&path, key, &opts) {
+        Err(crate::journal::JournalError::KeyMismatch { .. }) => {
+            let (current, staged) = key_rotation_paths(&config.paths.key_path());
+            let new_key = VanKey::load(&staged).context("journal key differs from the key file")?;
+            let opened = Journal::open(&path, new_key, &opts)?;
+            std::fs::rename(&staged, &current)
+                .with_context(|| format!("finishing key rotation: {}", staged.display()))?;
+            tracing::warn!(
+                "finished an interrupted key rotation: {} now holds the journal's key",
+                current.display()
+            );
+            Ok(opened)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Journal, key and sockets hold citizen data and secrets: nothing for "others".
+    // SAFETY: umask only changes this process's file-creation mask.
+    unsafe { libc::umask(0o027) };
+    std::fs::create_dir_all(&config.paths.state_dir)
+        .with_context(|| format!("creating state folder {}", config.paths.state_dir.display()))?;
+    // Handlers first: a SIGTERM right after "ready" must reach the clean-stop path.
+    let signals = Signals::install()?;
+    let cfg = config.clone();
+    let (journal, report) = tokio::task::spawn_blocking(move || open_journal(&cfg)).await??;
+    let previous = match (report.created, report.last_kind.as_deref()) {
+        (true, _) => "none",
+        (false, Some(kinds::DAEMON_STOP)) => "clean",
+        (false, _) => "unclean",
+    };
+    if previous == "unclean" {
+        tracing::warn!("the previous run did not stop cleanly (power loss or kill); recorded in the journal");
+    }
+    let start = journal
+        .append_async(
+            kinds::DAEMON_START,
+            &serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "mode": config.mode,
+                "config": config.source,
+                "previous_stop": previous,
+                "records_verified_at_open": report.verified,
+                "open_ms": report.elapsed.as_millis() as u64,
+            }),
+        )
+        .await?;
+    tracing::info!(
+        van = %config.van.id,
+        journal = %journal.path().display(),
+        records = start.seq,
+        verified_since_checkpoint = report.verified,
+        open_ms = report.elapsed.as_secs_f64() * 1000.0,
+        "ready"
+    );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let reason = signals.wait_for_stop().await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!(%reason, "stopping");
+    let stop = journal.append_async(kinds::DAEMON_STOP, &serde_json::json!({ "reason": reason })).await;
+    match stop {
+        Ok(a) => tracing::info!(seq = a.seq, "stop recorded"),
+        Err(e) => tracing::error!(error = %e, "could not record the stop"),
+    }
+    tokio::task::spawn_blocking(move || journal.close()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGTERM and SIGINT, caught from start-up on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT, sending watchdog pings meanwhile when systemd asks for them.
+    async fn wait_for_stop(self) -> &'static str {
+        let Signals { mut term, mut int } = self;
+        let watchdog_timeout = sd_notify::watchdog_enabled();
+        let watchdog = watchdog_timeout.is_some();
+        let period = watchdog_timeout.unwrap_or(Duration::from_secs(2)).max(Duration::from_millis(200)) / 2;
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = term.recv() => return "SIGTERM",
+                _ = int.recv() => return "SIGINT",
+                _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+            }
+        }
+    }
+}

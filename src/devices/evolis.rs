@@ -1,1 +1,0 @@
-//! Evolis card printer command protocol: codec, job builder and driver.

@@ -1,1 +1,0 @@
-//! ZPL II sticker printer: label jobs, `~HS` host status, RFID label encoding, driver.
