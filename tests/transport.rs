@@ -648,3 +648,119 @@ mod van_sim {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no van-sim running"));
     }
 }
+
+// ---------------------------------------------------------------- van-sim + manager, real drivers
+
+mod end_to_end {
+    use super::*;
+    use mtu::config::Config;
+    use mtu::devices::Health;
+    use mtu::devices::manager::Manager;
+    use serde_json::Value;
+    use std::process::{Command, Stdio};
+
+    /// Every simulator this build has, served by van-sim (fast scenario), reached by the daemon's
+    /// manager with the real drivers: served devices connect and pass the self-test, the others are
+    /// reported disconnected. Devices whose simulator is not built yet are skipped by van-sim.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn manager_reaches_every_device_van_sim_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let devdir = dir.path().join("dev");
+        let sock = dir.path().join("sim.sock");
+        let fast = concat!(env!("CARGO_MANIFEST_DIR"), "/hw/sim/fast.toml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_van-sim"))
+            .args([
+                "--scenario",
+                fast,
+                "--dir",
+                devdir.to_str().unwrap(),
+                "--control",
+                sock.to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "van-sim ready");
+
+        let status = Command::new(env!("CARGO_BIN_EXE_van-sim"))
+            .args(["--control", sock.to_str().unwrap(), "ctl", "status"])
+            .output()
+            .unwrap();
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+
+        let d = devdir.display();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))
+            .unwrap()
+            .replace("var/dev/", &format!("{d}/"))
+            .replace("state_dir = \"var\"", &format!("state_dir = \"{}\"", dir.path().display()));
+        let cfg = Config::parse(&text, "sim.toml (test copy)").unwrap();
+        let manager = Manager::start(&cfg);
+        let mut rx = manager.watch_health();
+        for name in ["payment", "card", "sticker", "rfid"] {
+            let served = status["devices"][name]["plugged"] == true;
+            let want_connected = move |h: &Health| {
+                if served {
+                    *h == Health::Connected
+                } else {
+                    matches!(h, Health::Disconnected { why } if why != "opening")
+                }
+            };
+            let got = tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|m| m.get(name).is_some_and(want_connected)),
+            )
+            .await;
+            assert!(got.is_ok(), "{name} (served: {served}): {:?}", manager.health().get(name));
+        }
+        let reports = manager.self_test().await;
+        eprintln!("{:#?}\n{reports:#?}", manager.health());
+        for r in &reports {
+            let served = status["devices"][r.device.as_str()]["plugged"] == true;
+            if served {
+                assert!(r.ok, "{r:?}");
+            }
+        }
+
+        // Pull and replug every served device through van-sim's control: the manager follows.
+        let ctl = |words: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_van-sim"))
+                .args(["--control", sock.to_str().unwrap(), "ctl"])
+                .args(words)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{words:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        for name in ["payment", "card", "sticker", "rfid"] {
+            if status["devices"][name]["plugged"] != true {
+                continue;
+            }
+            ctl(&["unplug", name]);
+            let gone = tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|m| matches!(m.get(name), Some(Health::Disconnected { .. }))),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            assert!(gone, "{name}: {:?}", manager.health().get(name));
+            ctl(&["replug", name]);
+            let back = tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|m| m.get(name) == Some(&Health::Connected)),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            assert!(back, "{name}: {:?}", manager.health().get(name));
+        }
+        let reports = manager.self_test().await;
+        assert!(
+            reports.iter().filter(|r| status["devices"][r.device.as_str()]["plugged"] == true).all(|r| r.ok)
+        );
+        manager.shutdown();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -253,11 +253,7 @@ impl SimHost {
                 host.errors.insert(name.into(), "disabled in the scenario".into());
                 continue;
             }
-            let built = if dev.loopback {
-                Ok(Box::new(Loopback::new(name)) as Box<dyn SimDevice>)
-            } else {
-                factory(name, &dev.options)
-            };
+            let (built, host_scales) = build(name, &dev, scenario.scale, factory);
             let mut device = match built {
                 Ok(d) => d,
                 Err(e) => {
@@ -284,6 +280,7 @@ impl SimHost {
                 pty: Some(pty),
                 rx,
                 scale: scenario.scale,
+                wait_scale: if host_scales { scenario.scale } else { 1.0 },
                 replug_after: scenario.replug_after,
                 replug_at: None,
                 faults,
@@ -393,6 +390,30 @@ impl Drop for SimHost {
     }
 }
 
+/// Builds one device's simulator. The scenario scale is offered to the simulator as its
+/// `timing_scale` option, so it also scales its own deadlines (print durations …); a simulator that
+/// does not take that option is built without it and its waits are scaled by the host instead.
+/// Returns whether the host scales the waits.
+fn build(
+    name: &str,
+    dev: &DeviceScenario,
+    scale: f64,
+    factory: SimFactory,
+) -> (Result<Box<dyn SimDevice>, String>, bool) {
+    if dev.loopback {
+        return (Ok(Box::new(Loopback::new(name))), true);
+    }
+    if dev.options.contains_key("timing_scale") {
+        return (factory(name, &dev.options), false);
+    }
+    let mut with_scale = dev.options.clone();
+    with_scale.insert("timing_scale".into(), toml::Value::Float(scale));
+    match factory(name, &with_scale) {
+        Ok(d) => (Ok(d), false),
+        Err(_) => (factory(name, &dev.options), true),
+    }
+}
+
 /// Sets a simulated GPIO input (`tamper`, `power-fail`) `on` or `off` in the state file that the
 /// daemon's simulated GPIO backend watches.
 pub fn set_gpio(file: &Path, line: &str, state: &str) -> Result<(), String> {
@@ -440,6 +461,8 @@ struct Runner {
     pty: Option<Pty>,
     rx: mpsc::Receiver<Cmd>,
     scale: f64,
+    /// Applied to `SimOut::Wait`: the scenario scale, or 1 when the simulator scales its own timing.
+    wait_scale: f64,
     replug_after: Duration,
     replug_at: Option<Instant>,
     faults: Vec<String>,
@@ -505,7 +528,7 @@ impl Runner {
                     }
                 }
                 SimOut::Wait(d) => {
-                    let d = d.mul_f64(self.scale);
+                    let d = d.mul_f64(self.wait_scale);
                     if !d.is_zero() {
                         std::thread::sleep(d);
                     }
@@ -654,6 +677,33 @@ mod tests {
         got
     }
 
+    fn strict(_name: &str, o: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
+        match o.keys().next() {
+            Some(k) => Err(format!("unknown option {k}")),
+            None => Ok(Box::new(Loopback::new("card"))),
+        }
+    }
+
+    fn self_timed(_name: &str, o: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
+        match o.get("timing_scale").and_then(|v| v.as_float()) {
+            Some(s) if s == 0.25 => Ok(Box::new(Loopback::new("card"))),
+            other => Err(format!("timing_scale {other:?}")),
+        }
+    }
+
+    #[test]
+    fn scale_goes_to_the_simulator_or_to_the_host() {
+        let dev = DeviceScenario { enabled: true, ..Default::default() };
+        let (built, host_scales) = build("card", &dev, 0.25, self_timed);
+        assert!(built.is_ok() && !host_scales, "simulator takes timing_scale itself");
+        let (built, host_scales) = build("card", &dev, 0.25, strict);
+        assert!(built.is_ok() && host_scales, "simulator without the option: host scales waits");
+        let mut own = dev.clone();
+        own.options.insert("timing_scale".into(), toml::Value::Float(0.25));
+        let (built, host_scales) = build("card", &own, 0.0, self_timed);
+        assert!(built.is_ok() && !host_scales, "the scenario's own timing_scale wins");
+    }
+
     #[test]
     fn host_serves_working_devices_and_reports_the_others() {
         let dir = tempfile::tempdir().unwrap();
@@ -694,15 +744,18 @@ mod tests {
         assert_eq!(host.status()["devices"]["payment"]["device"]["echoed_bytes"], 14);
     }
 
-    /// A device that drops its link on request, to check the automatic replug.
-    struct Dropper;
+    /// A device that drops its link on request, to check the automatic replug. It follows the
+    /// `timing_scale` convention: its hour-long wait is scaled by the option.
+    struct Dropper {
+        scale: f64,
+    }
     impl SimDevice for Dropper {
         fn name(&self) -> &'static str {
             "card"
         }
         fn receive(&mut self, bytes: &[u8], _now: Instant) -> Vec<SimOut> {
             if bytes.contains(&b'!') {
-                vec![SimOut::Wait(Duration::from_secs(3600)), SimOut::DropLink]
+                vec![SimOut::Wait(Duration::from_secs(3600).mul_f64(self.scale)), SimOut::DropLink]
             } else {
                 Vec::new()
             }
@@ -716,8 +769,9 @@ mod tests {
         }
     }
 
-    fn dropper(name: &str, _o: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
-        if name == "card" { Ok(Box::new(Dropper)) } else { Err("off".into()) }
+    fn dropper(name: &str, o: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
+        let scale = o.get("timing_scale").and_then(|v| v.as_float()).ok_or("timing_scale required")?;
+        if name == "card" { Ok(Box::new(Dropper { scale })) } else { Err("off".into()) }
     }
 
     #[test]
