@@ -604,6 +604,22 @@ mod van_sim {
             assert!(v["plugged"] == true || v["error"].is_string(), "{d}: {v}");
         }
 
+        // A second van-sim on the same socket is refused and leaves the first one's names alone.
+        let target = std::fs::read_link(&card).unwrap();
+        let second = van_sim(&[
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--dir",
+            devdir.to_str().unwrap(),
+            "--control",
+            sock.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+        assert!(!second.status.success());
+        assert!(String::from_utf8_lossy(&second.stderr).contains("another van-sim is running"));
+        assert_eq!(std::fs::read_link(&card).unwrap(), target);
+
         // Bytes through the real PTY behind the stable name.
         let mut link = SerialLink::open("card", &serial_cfg(&card)).unwrap();
         link.write_all(b"\x1bSs\r").unwrap();

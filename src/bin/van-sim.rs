@@ -89,10 +89,6 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         Some(p) => Scenario::load(p)?,
         None => Scenario::default(),
     };
-    let mut host = SimHost::start(&scenario, &cli.dir, default_factory)
-        .with_context(|| format!("cannot serve devices in {}", cli.dir.display()))?;
-    host.set_gpio_file(&gpio_file(cli));
-    let host = Arc::new(host);
 
     if cli.control.exists() {
         if UnixStream::connect(&cli.control).is_ok() {
@@ -105,6 +101,11 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     }
     let listener = UnixListener::bind(&cli.control)
         .with_context(|| format!("{}: cannot listen", cli.control.display()))?;
+    // Devices only after the socket is ours: a second van-sim must not re-point the first one's names.
+    let mut host = SimHost::start(&scenario, &cli.dir, default_factory)
+        .with_context(|| format!("cannot serve devices in {}", cli.dir.display()))?;
+    host.set_gpio_file(&gpio_file(cli));
+    let host = Arc::new(host);
     {
         let host = host.clone();
         std::thread::spawn(move || {

@@ -230,6 +230,7 @@ pub struct Manager {
     publisher: Publisher,
     gpio: Mutex<Option<GpioService>>,
     gpio_health: Health,
+    gpio_debounce: Duration,
     options: ManagerOptions,
 }
 
@@ -295,6 +296,7 @@ impl Manager {
             publisher,
             gpio: Mutex::new(gpio),
             gpio_health,
+            gpio_debounce: Duration::from_millis(config.gpio.debounce_ms),
             options,
         }
     }
@@ -314,8 +316,12 @@ impl Manager {
         self.publisher.map.subscribe()
     }
 
-    /// Waits until no device is still in its first `opening` state, or `timeout` passes.
+    /// Waits until no device is still in its first `opening` state (or `timeout` passes) and the
+    /// GPIO inputs have had time to pass their debounce (for one-shot checks such as `vanctl`).
     pub async fn settled(&self, timeout: Duration) {
+        if self.gpio_health != Health::Absent {
+            tokio::time::sleep(self.gpio_debounce.min(timeout) + Duration::from_millis(25)).await;
+        }
         let mut rx = self.watch_health();
         let opening = |m: &BTreeMap<String, Health>| {
             m.values().any(|h| matches!(h, Health::Disconnected { why } if why == "opening"))
