@@ -376,6 +376,28 @@ tamper = {{ pin = 5, active_high = false }}
     }
 
     #[tokio::test]
+    async fn a_panicking_driver_is_reported_and_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, _) = pty_at(dir.path(), "payment");
+        let responder = respond(master, b"PONG\r");
+        let m = start(&config(dir.path()));
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        let handle = m.device("payment").unwrap().clone();
+        let e = handle
+            .run("boom", Duration::from_secs(10), |_d| -> Result<(), DeviceError> { panic!("driver bug") })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, JobError::Aborted { .. }), "{e}");
+        // The thread survived: the port is reopened and the device works again.
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        assert!(ping(&m).await.unwrap().ok);
+        // Typed helpers refuse a driver of another kind instead of guessing.
+        let e = handle.card("status", Duration::from_secs(10), |_c| Ok(())).await.unwrap_err();
+        assert!(e.to_string().contains("not a card device"), "{e}");
+        responder.unplug();
+    }
+
+    #[tokio::test]
     async fn tamper_from_the_sim_state_file_arrives_as_an_event() {
         let dir = tempfile::tempdir().unwrap();
         let m = start(&config(dir.path()));

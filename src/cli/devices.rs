@@ -168,6 +168,38 @@ mod tests {
     }
 
     #[test]
+    fn the_running_daemon_is_asked_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "mode = \"simulation\"\n[van]\nid = \"T\"\n[paths]\nstate_dir = \"{}\"\n[gpio]\nbackend = \"none\"\n",
+            dir.path().display()
+        );
+        let cfg = Config::parse(&text, "t.toml").unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let manager = std::sync::Arc::new(Manager::start(&cfg));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let sock = control::socket_path(dir.path());
+        let server = rt.spawn({
+            let sock = sock.clone();
+            async move { control::serve(&sock, manager, stop_rx).await }
+        });
+        for _ in 0..2000 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (v, source) = query(&cfg, false).unwrap();
+        assert_eq!(source, Source::Daemon);
+        assert_eq!(v["devices"]["card"]["state"], "absent");
+        let (v, source) = query(&cfg, true).unwrap();
+        assert_eq!(source, Source::Daemon);
+        assert_eq!(v["self_test"].as_array().map(Vec::len), Some(5));
+        stop.send(true).unwrap();
+        rt.block_on(server).unwrap().unwrap();
+    }
+
+    #[test]
     fn without_a_daemon_the_devices_are_opened_directly() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(

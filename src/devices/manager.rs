@@ -98,6 +98,9 @@ pub enum JobError {
     /// The manager was shut down.
     #[error("{device}: device manager stopped")]
     Stopped { device: String },
+    /// The job ended without an answer (the driver failed internally; see the log).
+    #[error("{device}: {what} aborted by an internal driver error (see the log)")]
+    Aborted { device: String, what: String },
     /// The driver reported an error.
     #[error(transparent)]
     Device(#[from] DeviceError),
@@ -192,7 +195,7 @@ impl DeviceHandle {
         self.tx.send(Msg::Job { what: what.to_owned(), job }).map_err(|_| stopped())?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(stopped()),
+            Ok(Err(_)) => Err(JobError::Aborted { device: self.name.clone(), what: what.to_owned() }),
             Err(_) => Err(JobError::Timeout {
                 device: self.name.clone(),
                 what: what.to_owned(),
@@ -200,6 +203,43 @@ impl DeviceHandle {
             }),
         }
     }
+}
+
+macro_rules! kind_runner {
+    ($(#[$doc:meta])* $fn:ident, $variant:ident, $tr:path) => {
+        $(#[$doc])*
+        pub async fn $fn<R, F>(&self, what: &str, timeout: Duration, f: F) -> Result<R, JobError>
+        where
+            R: Send + 'static,
+            F: FnOnce(&mut dyn $tr) -> Result<R, DeviceError> + Send + 'static,
+        {
+            let device = self.name.clone();
+            self.run(what, timeout, move |d| match d {
+                Driver::$variant(x) => f(x.as_mut()),
+                _ => Err(DeviceError::Unsupported { device, what: concat!("not a ", stringify!($fn), " device").into() }),
+            })
+            .await
+        }
+    };
+}
+
+impl DeviceHandle {
+    kind_runner!(
+        /// Runs `f` with the payment terminal driver (see [`DeviceHandle::run`]).
+        payment, Payment, PaymentTerminal
+    );
+    kind_runner!(
+        /// Runs `f` with the card printer driver (see [`DeviceHandle::run`]).
+        card, Card, CardPrinter
+    );
+    kind_runner!(
+        /// Runs `f` with the sticker printer driver (see [`DeviceHandle::run`]).
+        sticker, Sticker, StickerPrinter
+    );
+    kind_runner!(
+        /// Runs `f` with the e-sticker encoder driver (see [`DeviceHandle::run`]).
+        rfid, Rfid, TagEncoder
+    );
 }
 
 /// Tuning of the device threads (defaults are for production; tests shorten them).
@@ -530,8 +570,24 @@ impl Worker {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Job { what, job }) => match &mut open {
                     Some(o) => {
-                        self.publisher.set(&self.name, Health::Busy { what });
-                        let (after, reply) = job(Ok(&mut o.driver));
+                        self.publisher.set(&self.name, Health::Busy { what: what.clone() });
+                        let ran =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut o.driver))));
+                        let Ok((after, reply)) = ran else {
+                            // A driver bug must not take the device thread down: drop the driver
+                            // (and the port), report it, and start again from a fresh open.
+                            tracing::error!("{}: driver panicked during {what}", self.name);
+                            open = None;
+                            reopener.after_unplug(Instant::now());
+                            self.publisher.set(
+                                &self.name,
+                                Health::Fault {
+                                    why: format!("driver failed during {what} (internal error)"),
+                                    action: "retrying; if it repeats, restart vand and report the log".into(),
+                                },
+                            );
+                            continue;
+                        };
                         if o.unplugged.load(Ordering::SeqCst) {
                             open = None;
                             self.unplugged(&mut reopener);
