@@ -178,12 +178,13 @@ mod manager {
     /// Test double: a "device" that answers `PING\r` with `PONG\r` (the responder below plays it).
     struct Pinger {
         link: Box<dyn Link>,
+        patience: Duration,
     }
 
     impl GenericDevice for Pinger {
         fn self_test(&mut self) -> Result<SelfTestReport, DeviceError> {
             self.link.write_all(b"PING\r")?;
-            let deadline = Instant::now() + Duration::from_secs(5);
+            let deadline = Instant::now() + self.patience;
             let mut got = Vec::new();
             let mut buf = [0u8; 16];
             while !got.ends_with(b"\r") {
@@ -270,8 +271,12 @@ tamper = {{ pin = 5, active_high = false }}
     }
 
     fn start(cfg: &Config) -> Manager {
+        start_patient(cfg, Duration::from_secs(5))
+    }
+
+    fn start_patient(cfg: &Config, patience: Duration) -> Manager {
         let factory: mtu::devices::manager::DriverFactory =
-            Arc::new(|_name, _cfg, link| Ok(Driver::Generic(Box::new(Pinger { link }))));
+            Arc::new(move |_name, _cfg, link| Ok(Driver::Generic(Box::new(Pinger { link, patience }))));
         let options = ManagerOptions {
             backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
             idle_check: Duration::from_millis(5),
@@ -373,6 +378,25 @@ tamper = {{ pin = 5, active_high = false }}
         responder.unplug();
         card_responder.unplug();
         m.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_silent_device_shows_as_a_fault_with_an_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let (master, _) = pty_at(dir.path(), "payment");
+        let responder = respond(master, b"");
+        let m = start_patient(&config(dir.path()), Duration::from_millis(100));
+        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        let e = ping(&m).await.unwrap_err();
+        assert!(matches!(e, JobError::Device(DeviceError::Link(LinkError::Timeout { .. }))), "{e}");
+        match m.health()["payment"].clone() {
+            Health::Fault { why, action } => {
+                assert!(why.contains("no answer"), "{why}");
+                assert!(action.contains("switched on"), "{action}");
+            }
+            other => panic!("{other:?}"),
+        }
+        responder.unplug();
     }
 
     #[tokio::test]

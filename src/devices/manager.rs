@@ -181,9 +181,7 @@ impl DeviceHandle {
                 Err(e) => Err(e),
             };
             let health = match &r {
-                Err(JobError::Device(DeviceError::Fault { fault, action, .. })) => {
-                    Some(Health::Fault { why: fault.clone(), action: action.clone() })
-                }
+                Err(JobError::Device(e)) => fault_health(e),
                 _ => None,
             };
             let reply: Reply = Box::new(move || {
@@ -449,6 +447,25 @@ impl Manager {
 impl Drop for Manager {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The health a failed job leaves behind: device-reported faults, silence and garbage need a
+/// person; unplugs are handled by the owner thread; other errors leave the device connected.
+fn fault_health(e: &DeviceError) -> Option<Health> {
+    match e {
+        DeviceError::Fault { fault, action, .. } => {
+            Some(Health::Fault { why: fault.clone(), action: action.clone() })
+        }
+        DeviceError::Link(LinkError::Timeout { .. }) => Some(Health::Fault {
+            why: e.to_string(),
+            action: "check that the device is switched on and its cable is plugged in".into(),
+        }),
+        DeviceError::Protocol { .. } => Some(Health::Fault {
+            why: e.to_string(),
+            action: "check that the line settings (baud, parity, stop bits) match the device".into(),
+        }),
+        _ => None,
     }
 }
 
