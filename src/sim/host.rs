@@ -342,7 +342,12 @@ impl SimHost {
             };
             devices.insert(name.into(), v);
         }
-        json!({"scale": self.scale, "devices": devices})
+        let gpio = self.gpio_file.as_deref().map(|f| {
+            let inputs: Value =
+                std::fs::read(f).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(json!({}));
+            json!({"file": f.display().to_string(), "inputs": inputs})
+        });
+        json!({"scale": self.scale, "devices": devices, "gpio": gpio})
     }
 
     /// Answers one control line: `status`, `fault DEV NAME`, `clear DEV`, `unplug DEV`,
@@ -645,6 +650,17 @@ mod tests {
         assert_eq!(Scenario::parse(include_str!("../../hw/sim/fast.toml"), "fast").unwrap().scale, 0.0);
     }
 
+    #[test]
+    fn shipped_fault_names_exist_in_the_simulators_of_this_build() {
+        let sc = Scenario::parse(include_str!("../../hw/sim/faults.toml"), "hw/sim/faults.toml").unwrap();
+        for (name, dev) in &sc.devices {
+            let Ok(mut sim) = default_factory(name, &toml::Table::new()) else { continue };
+            for f in &dev.faults {
+                sim.apply_fault(f).unwrap_or_else(|e| panic!("hw/sim/faults.toml [{name}] fault {f:?}: {e}"));
+            }
+        }
+    }
+
     fn no_sims(name: &str, _o: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
         if name == "payment" {
             Ok(Box::new(Loopback::new("payment")))
@@ -812,5 +828,6 @@ mod tests {
         assert!(host.control("gpio door on")["error"].as_str().unwrap().contains("unknown GPIO input"));
         let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(v, json!({"power_fail": true, "tamper": false}));
+        assert_eq!(host.status()["gpio"]["inputs"], v);
     }
 }
