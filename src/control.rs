@@ -1,1 +1,228 @@
 //! The daemon's local control socket (`<state_dir>/vand.sock`): JSON lines for vanctl.
+//!
+//! One request per line, one answer per line:
+//! - `{"cmd":"devices"}` → `{"devices":{"payment":{"state":"connected"},…}}`
+//! - `{"cmd":"self_test"}` → `{"self_test":[{"device":"payment","ok":true,"lines":[…]},…]}`
+//! - anything else → `{"error":"…"}` naming what was wrong; the connection stays usable.
+//!
+//! The socket is created with mode 0660 so only the daemon's user and group (technicians) can use it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::devices::manager::Manager;
+
+/// Longest request line accepted (a request is a few dozen bytes).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// File name of the socket inside the state directory.
+pub const SOCKET_NAME: &str = "vand.sock";
+
+/// The socket path for a state directory.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET_NAME)
+}
+
+/// A control socket failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another daemon already answers on this socket.
+    #[error("control socket {path}: another vand is already running")]
+    InUse { path: String },
+    /// The socket could not be created.
+    #[error("control socket {path}: cannot listen: {source}")]
+    Bind {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// No daemon answers (socket missing or refused).
+    #[error("control socket {path}: no daemon running ({source})")]
+    NoDaemon {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange failed midway.
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon's answer was not a JSON line.
+    #[error("control socket {path}: malformed answer: {detail}")]
+    BadAnswer { path: String, detail: String },
+    /// The daemon answered with an error.
+    #[error("vand: {0}")]
+    Remote(String),
+}
+
+/// Serves the control socket until `shutdown` becomes true (or its sender is dropped). A stale
+/// socket file from a crashed daemon is replaced; a live one is an error.
+pub async fn serve(
+    path: &Path,
+    manager: Arc<Manager>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ControlError> {
+    let shown = path.display().to_string();
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(ControlError::InUse { path: shown });
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|source| ControlError::Bind { path: shown.clone(), source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|source| ControlError::Bind { path: shown.clone(), source })?;
+    tracing::info!("control socket listening on {shown}");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() { break; }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let m = manager.clone();
+                    let sd = shutdown.clone();
+                    tokio::spawn(async move { connection(stream, m, sd).await });
+                }
+                Err(e) => {
+                    tracing::warn!("control socket {shown}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(())
+}
+
+async fn connection(stream: UnixStream, manager: Arc<Manager>, mut shutdown: watch::Receiver<bool>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = tokio::select! {
+            _ = shutdown.changed() => return,
+            n = read_line_limited(&mut reader, &mut line) => n,
+        };
+        let answer = match n {
+            Ok(0) => return,
+            Ok(_) => handle_request(&manager, &line).await,
+            Err(LineError::TooLong) => {
+                json!({"error": format!("request line longer than {MAX_LINE} bytes")})
+            }
+            Err(LineError::Io) => return,
+        };
+        let mut text = answer.to_string();
+        text.push('\n');
+        if write.write_all(text.as_bytes()).await.is_err() {
+            return;
+        }
+        if matches!(n, Err(LineError::TooLong)) {
+            return;
+        }
+    }
+}
+
+enum LineError {
+    TooLong,
+    Io,
+}
+
+/// Reads one `\n`-terminated line (without the newline) of at most [`MAX_LINE`] bytes.
+async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    out: &mut Vec<u8>,
+) -> Result<usize, LineError> {
+    loop {
+        let buf = r.fill_buf().await.map_err(|_| LineError::Io)?;
+        if buf.is_empty() {
+            return Ok(out.len());
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        out.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if out.len() > MAX_LINE + 1 {
+            return Err(LineError::TooLong);
+        }
+        if done {
+            let n = out.len();
+            out.pop();
+            if out.last() == Some(&b'\r') {
+                out.pop();
+            }
+            return Ok(n);
+        }
+    }
+}
+
+/// Answers one request line. Public so the daemon can put the same handling behind other fronts.
+pub async fn handle_request(manager: &Manager, line: &[u8]) -> Value {
+    let request: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return json!({"error": format!(
+                "malformed request (not JSON: {e}); send one JSON object per line, e.g. {{\"cmd\":\"devices\"}}"
+            )});
+        }
+    };
+    let Some(obj) = request.as_object() else {
+        return json!({"error": "malformed request: expected a JSON object with a \"cmd\" field"});
+    };
+    let cmd = match obj.get("cmd") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return json!({"error": "field \"cmd\" must be a string"}),
+        None => return json!({"error": "missing field \"cmd\" (known: devices, self_test)"}),
+    };
+    match cmd {
+        "devices" => json!({"devices": manager.health()}),
+        "self_test" => json!({"self_test": manager.self_test().await}),
+        other => json!({"error": format!("unknown cmd {other:?} (known: devices, self_test)")}),
+    }
+}
+
+/// Sends one request to a running daemon and returns its answer (blocking; for vanctl).
+/// An answer `{"error": …}` becomes [`ControlError::Remote`].
+pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
+    let shown = path.display().to_string();
+    let mut stream = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|source| ControlError::NoDaemon { path: shown.clone(), source })?;
+    let io = |source| ControlError::Io { path: shown.clone(), source };
+    // Self-tests of four devices can take a while; a hung daemon must not hang vanctl forever.
+    stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
+    let mut text = req.to_string();
+    text.push('\n');
+    stream.write_all(text.as_bytes()).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    if answer.is_empty() {
+        return Err(ControlError::BadAnswer {
+            path: shown,
+            detail: "connection closed without an answer".into(),
+        });
+    }
+    let value: Value = serde_json::from_str(&answer)
+        .map_err(|e| ControlError::BadAnswer { path: shown.clone(), detail: e.to_string() })?;
+    if let Some(e) = value.get("error") {
+        return Err(ControlError::Remote(e.as_str().map_or_else(|| e.to_string(), str::to_owned)));
+    }
+    Ok(value)
+}

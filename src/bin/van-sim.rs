@@ -1,1 +1,147 @@
-fn main() {}
+//! `van-sim`: the van's devices simulated on pseudo-terminals, for development and tests.
+//!
+//! `van-sim [--scenario hw/sim/NAME.toml] [--dir var/dev] [--control var/sim.sock]` serves every
+//! device; `van-sim ctl VERB…` talks to a running van-sim; `van-sim gpio LINE on|off` sets a
+//! simulated GPIO input for the daemon.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mtu::sim::host::{Scenario, SimHost, default_factory, set_gpio};
+
+/// Simulated payment terminal, card printer, sticker printer and RFID encoder on PTYs.
+#[derive(Debug, Parser)]
+#[command(name = "van-sim", version)]
+struct Cli {
+    /// Scenario file (format documented in hw/sim/default.toml); default: realistic timing, no faults.
+    #[arg(long, global = true)]
+    scenario: Option<PathBuf>,
+    /// Folder for the stable device names (symlinks to the PTYs), as in config/sim.toml.
+    #[arg(long, default_value = "var/dev", global = true)]
+    dir: PathBuf,
+    /// Control socket.
+    #[arg(long, default_value = "var/sim.sock", global = true)]
+    control: PathBuf,
+    /// GPIO simulation state file watched by vand's sim backend (default: <dir>/../gpio-sim.json).
+    #[arg(long, global = true)]
+    gpio_file: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Sends one control command to a running van-sim and prints its answer:
+    /// status | fault DEV NAME | clear DEV | unplug DEV | replug DEV | gpio LINE on|off.
+    Ctl {
+        #[arg(required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
+    /// Sets a simulated GPIO input (tamper, power-fail) on or off; works without a running van-sim.
+    Gpio { line: String, state: String },
+}
+
+fn gpio_file(cli: &Cli) -> PathBuf {
+    cli.gpio_file.clone().unwrap_or_else(|| {
+        cli.dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).join("gpio-sim.json")
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match &cli.cmd {
+        Some(Cmd::Ctl { words }) => ctl(&cli.control, &words.join(" ")),
+        Some(Cmd::Gpio { line, state }) => {
+            set_gpio(&gpio_file(&cli), line, state).map_err(anyhow::Error::msg)?;
+            println!("{line} {state}");
+            Ok(())
+        }
+        None => serve(&cli),
+    }
+}
+
+fn ctl(control: &Path, line: &str) -> anyhow::Result<()> {
+    let mut stream = UnixStream::connect(control)
+        .with_context(|| format!("{}: no van-sim running (start `van-sim`)", control.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    writeln!(stream, "{line}")?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer)?;
+    let value: serde_json::Value = serde_json::from_str(&answer).context("malformed answer from van-sim")?;
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    if let Some(e) = value.get("error") {
+        anyhow::bail!("van-sim: {}", e.as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    mtu::logging::init(&mtu::config::LogConfig {
+        level: "info".into(),
+        format: mtu::config::LogFormat::Text,
+    });
+    let scenario = match &cli.scenario {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::default(),
+    };
+
+    if cli.control.exists() {
+        if UnixStream::connect(&cli.control).is_ok() {
+            anyhow::bail!("{}: another van-sim is running", cli.control.display());
+        }
+        std::fs::remove_file(&cli.control)?;
+    }
+    if let Some(parent) = cli.control.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(&cli.control)
+        .with_context(|| format!("{}: cannot listen", cli.control.display()))?;
+    // Devices only after the socket is ours: a second van-sim must not re-point the first one's names.
+    let mut host = SimHost::start(&scenario, &cli.dir, default_factory)
+        .with_context(|| format!("cannot serve devices in {}", cli.dir.display()))?;
+    host.set_gpio_file(&gpio_file(cli));
+    let host = Arc::new(host);
+    {
+        let host = host.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let host = host.clone();
+                std::thread::spawn(move || control_connection(stream, &host));
+            }
+        });
+    }
+    tracing::info!("van-sim ready: devices in {}, control on {}", cli.dir.display(), cli.control.display());
+    println!("van-sim ready");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    tracing::info!("van-sim stopping");
+    let _ = std::fs::remove_file(&cli.control);
+    // The device threads stop and remove their symlinks.
+    host.shutdown();
+    Ok(())
+}
+
+fn control_connection(stream: UnixStream, host: &SimHost) {
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let reader = BufReader::new(stream);
+    for line in reader.lines() {
+        let Ok(line) = line else { return };
+        let answer = host.control(line.trim());
+        if writeln!(writer, "{answer}").is_err() {
+            return;
+        }
+    }
+}
