@@ -1,9 +1,994 @@
-//! Simulated rfid device.
+//! Simulated ThingMagic Mercury module (M6e Nano class) with Gen2 tags in its field.
+//!
+//! It parses frames itself (independently of the driver's codec: its own frame scanner, and the
+//! CRC computed through the CRC-16/SPI-FUJITSU identity instead of the driver's bit loop), starts in
+//! its bootloader, keeps region/protocol/power, and enforces the Gen2 rules the encoder relies on:
+//! locked fields need the access password (secured state), permalocked fields never change, a wrong
+//! password fails. Which status a real module returns for a failed Gen2 Access is not in the C
+//! source; this simulator answers 0x0424 (memory locked).
+//!
+//! Scenario options (`[rfid]` table):
+//! ```toml
+//! timing_scale = 1.0        # 0 in tests: no waits
+//! start = "bootloader"      # or "app"
+//! [[rfid.tags]]
+//! tid = "E28011702000000000000001"
+//! epc = "300833B2DDD9014000000000"   # optional
+//! user_words = 32
+//! access_password = "00000000"      # hex
+//! kill_password = "00000000"
+//! locked = []                        # epc, user, tid, access, kill
+//! ```
+//! Faults: `no_tag`, `two_tags`, `write_fail`, `lock_fail`, `wrong_region`, `garbage` (noise and a
+//! corrupted copy before every response), `mute` (answers nothing), `corrupt_next` (the next
+//! response arrives with a wrong CRC and nothing else).
 
-use super::SimDevice;
+use std::time::{Duration, Instant};
+
+use super::{SimDevice, SimOut};
+
+const FAULTS: &[&str] =
+    &["no_tag", "two_tags", "write_fail", "lock_fail", "wrong_region", "garbage", "mute", "corrupt_next"];
+
+// Status words (tmr_status.h).
+const OK: u16 = 0x0000;
+const WRONG_DATA: u16 = 0x0100;
+const INVALID_OPCODE: u16 = 0x0101;
+const POWER_TOO_HIGH: u16 = 0x0103;
+const INVALID_PARAMETER: u16 = 0x0105;
+const INVALID_REGION: u16 = 0x010B;
+const NO_TAGS: u16 = 0x0400;
+const NO_PROTOCOL: u16 = 0x0401;
+const INVALID_PROTOCOL: u16 = 0x0402;
+const AFE_NOT_ON: u16 = 0x0405;
+const WRITE_FAILED: u16 = 0x0406;
+const KILL_PASSWORD: u16 = 0x040C;
+const MEMORY_OVERRUN: u16 = 0x0423;
+const MEMORY_LOCKED: u16 = 0x0424;
+const NON_SPECIFIC: u16 = 0x042F;
+
+/// Version data: bootloader, hardware (0x30 = M6e Nano), firmware date, firmware, protocols (Gen2).
+const VERSION: [u8; 20] = [
+    0x12, 0x08, 0x00, 0x00, 0x30, 0x01, 0x00, 0x00, 0x20, 0x23, 0x04, 0x14, 0x01, 0x09, 0x00, 0x14, 0x00,
+    0x00, 0x00, 0x10,
+];
+
+fn sim_crc(bytes: &[u8]) -> u16 {
+    // ThingMagic's CRC = CRC-16/SPI-FUJITSU of all but the last two bytes, XOR those two bytes.
+    static FUJITSU: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_SPI_FUJITSU);
+    match bytes.len() {
+        // Frame bodies always hold at least length and opcode.
+        0 | 1 => 0,
+        n => FUJITSU.checksum(&bytes[..n - 2]) ^ u16::from_be_bytes([bytes[n - 2], bytes[n - 1]]),
+    }
+}
+
+fn response_frame(op: u8, status: u16, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0xFF, data.len() as u8, op, (status >> 8) as u8, status as u8];
+    f.extend_from_slice(data);
+    let crc = sim_crc(&f[1..]);
+    f.push((crc >> 8) as u8);
+    f.push(crc as u8);
+    f
+}
+
+/// Lock state of one Gen2 field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FieldLock {
+    locked: bool,
+    perma: bool,
+}
+
+impl FieldLock {
+    fn describe(self) -> &'static str {
+        match (self.locked, self.perma) {
+            (false, false) => "unlocked",
+            (true, false) => "locked",
+            (false, true) => "permaunlocked",
+            (true, true) => "permalocked",
+        }
+    }
+}
+
+/// Field order in the lock payload, from the lowest bit pair: user, tid, epc, access, kill.
+#[derive(Debug, Clone, Default)]
+struct Locks {
+    fields: [FieldLock; 5],
+}
+
+const USER_F: usize = 0;
+const TID_F: usize = 1;
+const EPC_F: usize = 2;
+const ACCESS_F: usize = 3;
+const KILL_F: usize = 4;
+const FIELD_NAMES: [&str; 5] = ["user", "tid", "epc", "access", "kill"];
+
+#[derive(Debug, Clone)]
+struct SimTag {
+    tid: Vec<u8>,
+    /// Word 0 StoredCRC, word 1 PC, then the EPC.
+    epc_bank: Vec<u8>,
+    user: Vec<u8>,
+    /// Kill (0–3) then access (4–7) password bytes.
+    reserved: [u8; 8],
+    locks: Locks,
+}
+
+impl SimTag {
+    fn new(tid: Vec<u8>, epc: &[u8], user_words: usize) -> SimTag {
+        let mut t = SimTag {
+            tid,
+            epc_bank: vec![0, 0, 0, 0],
+            user: vec![0; user_words * 2],
+            reserved: [0; 8],
+            locks: Locks::default(),
+        };
+        // The chip maker permalocks the TID.
+        t.locks.fields[TID_F] = FieldLock { locked: true, perma: true };
+        t.set_epc(epc);
+        t
+    }
+
+    fn set_epc(&mut self, epc: &[u8]) {
+        let words = (epc.len() / 2) as u16;
+        let old_pc = u16::from_be_bytes([self.epc_bank[2], self.epc_bank[3]]);
+        let pc = (words << 11) | (old_pc & 0x07FF);
+        self.epc_bank.truncate(2);
+        self.epc_bank.extend_from_slice(&pc.to_be_bytes());
+        self.epc_bank.extend_from_slice(epc);
+        self.update_crc();
+    }
+
+    fn update_crc(&mut self) {
+        static GEN2: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_GENIBUS);
+        let crc = GEN2.checksum(&self.epc_bank[2..]);
+        self.epc_bank[..2].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    fn access_password(&self) -> u32 {
+        u32::from_be_bytes([self.reserved[4], self.reserved[5], self.reserved[6], self.reserved[7]])
+    }
+
+    fn kill_password(&self) -> u32 {
+        u32::from_be_bytes([self.reserved[0], self.reserved[1], self.reserved[2], self.reserved[3]])
+    }
+
+    fn bank(&self, bank: u8) -> Option<&[u8]> {
+        match bank {
+            0 => Some(&self.reserved[..]),
+            1 => Some(&self.epc_bank),
+            2 => Some(&self.tid),
+            3 => Some(&self.user),
+            _ => None,
+        }
+    }
+
+    /// Gen2 secured state: a zero access password secures without Access; otherwise the supplied
+    /// password must match.
+    fn secured(&self, supplied: u32) -> Option<bool> {
+        let own = self.access_password();
+        if supplied == 0 {
+            Some(own == 0)
+        } else if supplied == own {
+            Some(true)
+        } else {
+            None // Access with a wrong password fails outright
+        }
+    }
+
+    fn matches(&self, sel: &Selection) -> bool {
+        let Some(bank_no) = sel.bank else { return true };
+        let Some(mem) = self.bank(bank_no) else { return false };
+        (0..sel.bits).all(|i| {
+            let bit = sel.pointer as usize + i;
+            let byte = bit / 8;
+            let Some(m) = mem.get(byte) else { return false };
+            let have = (m >> (7 - bit % 8)) & 1;
+            let want = sel.mask.get(i / 8).map(|b| (b >> (7 - i % 8)) & 1).unwrap_or(2);
+            (have == want) != sel.invert
+        })
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let epc_words = usize::from(u16::from_be_bytes([self.epc_bank[2], self.epc_bank[3]]) >> 11);
+        let locks: serde_json::Map<String, serde_json::Value> = FIELD_NAMES
+            .iter()
+            .zip(self.locks.fields.iter())
+            .map(|(n, l)| (n.to_string(), l.describe().into()))
+            .collect();
+        serde_json::json!({
+            "tid": hex::encode_upper(&self.tid),
+            "pc": hex::encode_upper(&self.epc_bank[2..4]),
+            "epc": hex::encode_upper(&self.epc_bank[4..(4 + epc_words * 2).min(self.epc_bank.len())]),
+            "user": hex::encode_upper(&self.user),
+            "access_password_set": self.access_password() != 0,
+            "kill_password_set": self.kill_password() != 0,
+            "locks": locks,
+        })
+    }
+}
+
+/// Parsed singulation part of a tag command.
+#[derive(Debug, Default)]
+struct Selection {
+    bank: Option<u8>,
+    pointer: u32,
+    bits: usize,
+    mask: Vec<u8>,
+    invert: bool,
+    password: u32,
+}
+
+/// Reads big-endian fields off a command's data; `None` when too short.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.data.get(self.at)?;
+        self.at += 1;
+        Some(v)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_be_bytes([self.u8()?, self.u8()?]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let s = self.data.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(s)
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        let s = self.data.get(self.at..).unwrap_or(&[]);
+        self.at = self.data.len();
+        s
+    }
+
+    /// The singulation fields selected by `option` (see the driver codec for the layout).
+    fn selection(&mut self, option: u8, with_password: bool) -> Option<Selection> {
+        let kind = option & 0x07;
+        let mut sel = Selection { invert: option & 0x08 != 0, ..Selection::default() };
+        if kind == 0 {
+            return Some(sel);
+        }
+        if with_password {
+            sel.password = self.u32()?;
+        }
+        if kind == 5 {
+            return Some(sel);
+        }
+        sel.bank = Some(match kind {
+            4 => 1,
+            1..=3 => kind,
+            _ => return None,
+        });
+        sel.pointer = self.u32()?;
+        sel.bits = if option & 0x20 != 0 { usize::from(self.u16()?) } else { usize::from(self.u8()?) };
+        sel.mask = self.take(sel.bits.div_ceil(8))?.to_vec();
+        Some(sel)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Faults {
+    no_tag: bool,
+    two_tags: bool,
+    write_fail: bool,
+    lock_fail: bool,
+    wrong_region: bool,
+    garbage: bool,
+    mute: bool,
+    corrupt_next: bool,
+}
+
+/// The simulated module.
+pub struct MercurySim {
+    timing_scale: f64,
+    in_app: bool,
+    region: u8,
+    protocol: u16,
+    read_power: u16,
+    write_power: u16,
+    tags: Vec<SimTag>,
+    faults: Faults,
+    rx: Vec<u8>,
+    commands: u64,
+    bad_frames: u64,
+    killed: u64,
+}
+
+fn hex_option(table: &toml::Table, key: &str) -> Result<Option<Vec<u8>>, String> {
+    match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => {
+            hex::decode(s).map(Some).map_err(|_| format!("rfid tag option {key}: not hex: {s:?}"))
+        }
+        Some(_) => Err(format!("rfid tag option {key}: expected a hex string")),
+    }
+}
+
+fn password_option(table: &toml::Table, key: &str) -> Result<[u8; 4], String> {
+    match hex_option(table, key)? {
+        None => Ok([0; 4]),
+        Some(b) => b.try_into().map_err(|_| format!("rfid tag option {key}: expected 8 hex digits")),
+    }
+}
+
+impl MercurySim {
+    /// A module in its bootloader with one blank tag and realistic timing (scale 1).
+    pub fn new() -> MercurySim {
+        MercurySim {
+            timing_scale: 1.0,
+            in_app: false,
+            region: 0,
+            protocol: 0,
+            read_power: 0,
+            write_power: 0,
+            tags: vec![Self::blank_tag(1)],
+            faults: Faults::default(),
+            rx: Vec::new(),
+            commands: 0,
+            bad_frames: 0,
+            killed: 0,
+        }
+    }
+
+    fn blank_tag(serial: u8) -> SimTag {
+        let mut tid = hex::decode("E28011702000000000000000").unwrap_or_default();
+        if let Some(last) = tid.last_mut() {
+            *last = serial;
+        }
+        SimTag::new(tid, &[0x30, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, serial], 32)
+    }
+
+    /// Builds the simulator from scenario options; unknown keys are refused with the known ones.
+    pub fn from_options(options: &toml::Table) -> Result<MercurySim, String> {
+        let mut sim = MercurySim::new();
+        for (key, value) in options {
+            match (key.as_str(), value) {
+                ("timing_scale", toml::Value::Float(f)) if *f >= 0.0 => sim.timing_scale = *f,
+                ("timing_scale", toml::Value::Integer(i)) if *i >= 0 => sim.timing_scale = *i as f64,
+                ("start", toml::Value::String(s)) if s == "bootloader" || s == "app" => {
+                    sim.in_app = s == "app"
+                }
+                ("tags", toml::Value::Array(items)) => {
+                    sim.tags.clear();
+                    for item in items {
+                        let t = item.as_table().ok_or("rfid option tags: expected a list of tables")?;
+                        sim.tags.push(Self::tag_from_table(t)?);
+                    }
+                }
+                ("timing_scale" | "start" | "tags", v) => {
+                    return Err(format!("rfid option {key}: unexpected value {v}"));
+                }
+                _ => return Err(format!("rfid: unknown option {key}; known: timing_scale, start, tags")),
+            }
+        }
+        Ok(sim)
+    }
+
+    fn tag_from_table(t: &toml::Table) -> Result<SimTag, String> {
+        let tid = hex_option(t, "tid")?.ok_or("rfid tag: tid is required")?;
+        let epc = hex_option(t, "epc")?.unwrap_or_else(|| vec![0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        if epc.len() % 2 != 0 {
+            return Err("rfid tag epc: must be whole words".into());
+        }
+        let user_words = match t.get("user_words") {
+            None => 32,
+            Some(toml::Value::Integer(n)) if (0..=512).contains(n) => *n as usize,
+            Some(_) => return Err("rfid tag user_words: expected 0..=512".into()),
+        };
+        let mut tag = SimTag::new(tid, &epc, user_words);
+        tag.reserved[..4].copy_from_slice(&password_option(t, "kill_password")?);
+        tag.reserved[4..].copy_from_slice(&password_option(t, "access_password")?);
+        if let Some(v) = t.get("locked") {
+            let items = v.as_array().ok_or("rfid tag locked: expected a list")?;
+            for item in items {
+                let name = item.as_str().unwrap_or("");
+                let i = FIELD_NAMES
+                    .iter()
+                    .position(|n| *n == name)
+                    .ok_or_else(|| format!("rfid tag locked: unknown field {name:?}"))?;
+                tag.locks.fields[i].locked = true;
+            }
+        }
+        Ok(tag)
+    }
+
+    fn field_tags(&self) -> Vec<usize> {
+        if self.faults.no_tag {
+            return Vec::new();
+        }
+        (0..self.tags.len()).collect()
+    }
+
+    fn wait(&self, ms: f64) -> Option<SimOut> {
+        let scaled = ms * self.timing_scale;
+        (scaled > 0.0).then(|| SimOut::Wait(Duration::from_secs_f64(scaled / 1000.0)))
+    }
+
+    /// Handles one well-formed command; returns (status, data, simulated duration in ms).
+    fn handle(&mut self, op: u8, data: &[u8]) -> (u16, Vec<u8>, f64) {
+        self.commands += 1;
+        if !self.in_app {
+            return match op {
+                0x03 => (OK, VERSION.to_vec(), 2.0),
+                0x04 => {
+                    self.in_app = true;
+                    (OK, VERSION.to_vec(), 250.0)
+                }
+                0x0C => (OK, vec![0x01], 1.0),
+                _ => (INVALID_OPCODE, Vec::new(), 1.0),
+            };
+        }
+        let mut r = Reader { data, at: 0 };
+        let result = match op {
+            0x03 => Some((OK, VERSION.to_vec(), 2.0)),
+            0x04 => Some((INVALID_OPCODE, Vec::new(), 1.0)),
+            0x0C => Some((OK, vec![0x02], 1.0)),
+            0x67 => Some((OK, vec![self.region], 1.0)),
+            0x97 => r.u8().map(|region| {
+                if self.faults.wrong_region || region == 0 || (region > 30 && region != 0xFF) {
+                    (INVALID_REGION, Vec::new(), 5.0)
+                } else {
+                    self.region = region;
+                    (OK, Vec::new(), 20.0)
+                }
+            }),
+            0x93 => r.u16().map(|p| {
+                if p == 0x0005 {
+                    self.protocol = p;
+                    (OK, Vec::new(), 5.0)
+                } else {
+                    (INVALID_PROTOCOL, Vec::new(), 5.0)
+                }
+            }),
+            0x92 | 0x94 => r.u16().map(|p| {
+                if p > 3000 {
+                    (POWER_TOO_HIGH, Vec::new(), 2.0)
+                } else {
+                    if op == 0x92 {
+                        self.read_power = p;
+                    } else {
+                        self.write_power = p;
+                    }
+                    (OK, Vec::new(), 5.0)
+                }
+            }),
+            0x2A => Some((OK, Vec::new(), 1.0)),
+            0x22 | 0x23 | 0x24 | 0x25 | 0x26 | 0x28 => {
+                // The radio stays off until a region is set; no protocol, no tag operation.
+                if self.region == 0 || self.faults.wrong_region {
+                    return (AFE_NOT_ON, Vec::new(), 1.0);
+                }
+                if self.protocol != 0x0005 {
+                    return (NO_PROTOCOL, Vec::new(), 1.0);
+                }
+                self.tag_op(op, &mut r)
+            }
+            _ => Some((INVALID_OPCODE, Vec::new(), 1.0)),
+        };
+        match result {
+            Some(res) if r.at == data.len() => res,
+            _ => (WRONG_DATA, Vec::new(), 1.0),
+        }
+    }
+
+    fn singulate(&self, sel: &Selection) -> Option<usize> {
+        self.field_tags().into_iter().find(|&i| self.tags[i].matches(sel))
+    }
+
+    fn tag_op(&mut self, op: u8, r: &mut Reader<'_>) -> Option<(u16, Vec<u8>, f64)> {
+        match op {
+            0x22 => {
+                let option = r.u8()?;
+                let flags = r.u16()?;
+                let timeout = r.u16()?;
+                let sel = r.selection(option, true)?;
+                let mut count = self.field_tags().into_iter().filter(|&i| self.tags[i].matches(&sel)).count();
+                if self.faults.two_tags && !self.faults.no_tag {
+                    count += 1;
+                }
+                let ms = f64::from(timeout);
+                if count == 0 {
+                    return Some((NO_TAGS, Vec::new(), ms));
+                }
+                let mut d = vec![option];
+                d.extend_from_slice(&flags.to_be_bytes());
+                d.push(count.min(255) as u8);
+                Some((OK, d, ms))
+            }
+            0x28 => {
+                let _timeout = r.u16()?;
+                let option = r.u8()?;
+                if option & 0x10 != 0 {
+                    r.u16()?; // metadata flags
+                }
+                let bank = r.u8()?;
+                let address = r.u32()? as usize;
+                let count = usize::from(r.u8()?);
+                let sel = r.selection(option, true)?;
+                let ms = 10.0 + count as f64;
+                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let tag = &self.tags[i];
+                let Some(secured) = tag.secured(sel.password) else {
+                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                };
+                if bank == 0 {
+                    // Reading a read-locked password needs the secured state.
+                    let words = address..address + count;
+                    let kill_locked = tag.locks.fields[KILL_F].locked && words.start < 2;
+                    let access_locked = tag.locks.fields[ACCESS_F].locked && words.end > 2;
+                    if (kill_locked || access_locked) && !secured {
+                        return Some((MEMORY_LOCKED, Vec::new(), ms));
+                    }
+                }
+                let Some(mem) = tag.bank(bank) else { return Some((INVALID_PARAMETER, Vec::new(), ms)) };
+                let Some(words) = mem.get(address * 2..(address + count) * 2) else {
+                    return Some((MEMORY_OVERRUN, Vec::new(), ms));
+                };
+                let mut d = vec![option];
+                d.extend_from_slice(words);
+                Some((OK, d, ms))
+            }
+            0x24 => {
+                let _timeout = r.u16()?;
+                let option = r.u8()?;
+                let address = r.u32()? as usize;
+                let bank = r.u8()?;
+                let sel = r.selection(option, true)?;
+                let data = r.rest().to_vec();
+                let ms = 15.0 * (data.len() / 2).max(1) as f64;
+                if data.is_empty() || data.len() % 2 != 0 {
+                    return Some((WRONG_DATA, Vec::new(), 1.0));
+                }
+                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                if self.faults.write_fail {
+                    return Some((WRITE_FAILED, Vec::new(), ms));
+                }
+                Some((self.write_bank(i, bank, address, &data, sel.password), Vec::new(), ms))
+            }
+            0x23 => {
+                let _timeout = r.u16()?;
+                let option = r.u8()?;
+                let sel = r.selection(option, true)?;
+                if option == 0 {
+                    r.u8()?; // RFU
+                }
+                let epc = r.rest().to_vec();
+                let ms = 15.0 * (epc.len() / 2 + 1) as f64;
+                if epc.is_empty() || epc.len() % 2 != 0 || epc.len() > 62 {
+                    return Some((WRONG_DATA, Vec::new(), 1.0));
+                }
+                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                if self.faults.write_fail {
+                    return Some((WRITE_FAILED, Vec::new(), ms));
+                }
+                let tag = &mut self.tags[i];
+                let Some(secured) = tag.secured(sel.password) else {
+                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                };
+                if !writable(tag.locks.fields[EPC_F], secured) {
+                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                }
+                tag.set_epc(&epc);
+                Some((OK, Vec::new(), ms))
+            }
+            0x25 => {
+                let _timeout = r.u16()?;
+                let option = r.u8()?;
+                let password = r.u32()?;
+                let mask = r.u16()?;
+                let action = r.u16()?;
+                let mut sel = r.selection(option, false)?;
+                sel.password = password;
+                let ms = 15.0;
+                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                if self.faults.lock_fail {
+                    return Some((NON_SPECIFIC, Vec::new(), ms));
+                }
+                let tag = &mut self.tags[i];
+                if tag.secured(password) != Some(true) {
+                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                }
+                let mut next = tag.locks.clone();
+                for (f, field) in next.fields.iter_mut().enumerate() {
+                    let (lock_bit, perm_bit) = (1u16 << (2 * f + 1), 1u16 << (2 * f));
+                    let old = *field;
+                    if mask & lock_bit != 0 {
+                        field.locked = action & lock_bit != 0;
+                    }
+                    if mask & perm_bit != 0 {
+                        field.perma = action & perm_bit != 0 || old.perma;
+                    }
+                    if old.perma && field.locked != old.locked {
+                        return Some((MEMORY_LOCKED, Vec::new(), ms));
+                    }
+                }
+                tag.locks = next;
+                Some((OK, Vec::new(), ms))
+            }
+            0x26 => {
+                let _timeout = r.u16()?;
+                let option = r.u8()?;
+                let password = r.u32()?;
+                let _rfu = r.u8()?;
+                let sel = r.selection(option, false)?;
+                let ms = 20.0;
+                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let own = self.tags[i].kill_password();
+                if own == 0 || own != password {
+                    return Some((KILL_PASSWORD, Vec::new(), ms));
+                }
+                self.tags.remove(i);
+                self.killed += 1;
+                Some((OK, Vec::new(), ms))
+            }
+            _ => None,
+        }
+    }
+
+    fn write_bank(&mut self, i: usize, bank: u8, address: usize, data: &[u8], password: u32) -> u16 {
+        let tag = &mut self.tags[i];
+        let Some(secured) = tag.secured(password) else { return MEMORY_LOCKED };
+        let words = address..address + data.len() / 2;
+        let allowed = match bank {
+            0 => {
+                (words.start >= 2 || writable(tag.locks.fields[KILL_F], secured))
+                    && (words.end <= 2 || writable(tag.locks.fields[ACCESS_F], secured))
+            }
+            1 => writable(tag.locks.fields[EPC_F], secured),
+            2 => writable(tag.locks.fields[TID_F], secured),
+            3 => writable(tag.locks.fields[USER_F], secured),
+            _ => return INVALID_PARAMETER,
+        };
+        if !allowed {
+            return MEMORY_LOCKED;
+        }
+        let mem: &mut [u8] = match bank {
+            0 => &mut tag.reserved[..],
+            1 => &mut tag.epc_bank,
+            2 => &mut tag.tid,
+            _ => &mut tag.user,
+        };
+        let Some(target) = mem.get_mut(address * 2..address * 2 + data.len()) else { return MEMORY_OVERRUN };
+        target.copy_from_slice(data);
+        if bank == 1 && address >= 1 {
+            tag.update_crc();
+        }
+        OK
+    }
+
+    /// Extracts complete frames from the receive buffer (own scanner: header, length, body, CRC).
+    fn frames(&mut self) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let Some(start) = self.rx.iter().position(|b| *b == 0xFF) else {
+                self.rx.clear();
+                break;
+            };
+            self.rx.drain(..start);
+            if self.rx.len() < 2 {
+                break;
+            }
+            let need = usize::from(self.rx[1]) + 5;
+            if self.rx.len() < need {
+                break;
+            }
+            let body = &self.rx[1..need - 2];
+            let crc = u16::from_be_bytes([self.rx[need - 2], self.rx[need - 1]]);
+            if sim_crc(body) == crc {
+                out.push((self.rx[2], self.rx[3..need - 2].to_vec()));
+                self.rx.drain(..need);
+            } else {
+                self.bad_frames += 1;
+                self.rx.drain(..1);
+            }
+        }
+        out
+    }
+}
+
+fn writable(lock: FieldLock, secured: bool) -> bool {
+    match (lock.locked, lock.perma) {
+        (false, _) => true,
+        (true, false) => secured,
+        (true, true) => false,
+    }
+}
+
+impl Default for MercurySim {
+    fn default() -> Self {
+        MercurySim::new()
+    }
+}
+
+impl SimDevice for MercurySim {
+    fn name(&self) -> &'static str {
+        "rfid"
+    }
+
+    fn receive(&mut self, bytes: &[u8], _now: Instant) -> Vec<SimOut> {
+        if self.faults.mute {
+            return Vec::new();
+        }
+        self.rx.extend_from_slice(bytes);
+        let mut outs = Vec::new();
+        for (op, data) in self.frames() {
+            let (status, reply, ms) = self.handle(op, &data);
+            if let Some(w) = self.wait(ms) {
+                outs.push(w);
+            }
+            let mut frame = response_frame(op, status, &reply);
+            if self.faults.corrupt_next {
+                self.faults.corrupt_next = false;
+                if let Some(last) = frame.last_mut() {
+                    *last ^= 0x01;
+                }
+            }
+            if self.faults.garbage {
+                // Noise with a false header claiming 64 bytes, then a corrupted copy.
+                let mut noise = vec![0x00, 0x13, 0xFF, 0x40, 0x7E];
+                let mut bad = frame.clone();
+                if let Some(last) = bad.last_mut() {
+                    *last ^= 0x5A;
+                }
+                noise.extend_from_slice(&bad);
+                outs.push(SimOut::Send(noise));
+            }
+            outs.push(SimOut::Send(frame));
+        }
+        outs
+    }
+
+    fn apply_fault(&mut self, fault: &str) -> Result<(), String> {
+        match fault {
+            "no_tag" => self.faults.no_tag = true,
+            "two_tags" => self.faults.two_tags = true,
+            "write_fail" => self.faults.write_fail = true,
+            "lock_fail" => self.faults.lock_fail = true,
+            "wrong_region" => self.faults.wrong_region = true,
+            "garbage" => self.faults.garbage = true,
+            "mute" => self.faults.mute = true,
+            "corrupt_next" => self.faults.corrupt_next = true,
+            other => return Err(format!("rfid: unknown fault {other:?}; known: {}", FAULTS.join(", "))),
+        }
+        Ok(())
+    }
+
+    fn clear_faults(&mut self) {
+        self.faults = Faults::default();
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let f = &self.faults;
+        let active: Vec<&str> = [
+            (f.no_tag, "no_tag"),
+            (f.two_tags, "two_tags"),
+            (f.write_fail, "write_fail"),
+            (f.lock_fail, "lock_fail"),
+            (f.wrong_region, "wrong_region"),
+            (f.garbage, "garbage"),
+            (f.mute, "mute"),
+            (f.corrupt_next, "corrupt_next"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        serde_json::json!({
+            "program": if self.in_app { "application" } else { "bootloader" },
+            "region": self.region,
+            "protocol": self.protocol,
+            "read_power_cdbm": self.read_power,
+            "write_power_cdbm": self.write_power,
+            "commands": self.commands,
+            "bad_frames": self.bad_frames,
+            "killed": self.killed,
+            "faults": active,
+            "tags": self.tags.iter().map(SimTag::status_json).collect::<Vec<_>>(),
+        })
+    }
+}
 
 /// Builds the simulator from its scenario options (`[rfid]` table of a `hw/sim/*.toml` file).
 pub fn simulator(options: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
-    let _ = options;
-    Err("the rfid simulator is not built yet".into())
+    Ok(Box::new(MercurySim::from_options(options)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        hex::decode(s.replace(' ', "")).unwrap()
+    }
+
+    fn send(sim: &mut MercurySim, frame: &[u8]) -> Vec<u8> {
+        sim.receive(frame, Instant::now())
+            .into_iter()
+            .filter_map(|o| match o {
+                SimOut::Send(b) => Some(b),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn crc_identity_reproduces_verified_vectors() {
+        assert_eq!(sim_crc(&[0x00, 0x03]), 0x1D0C);
+        assert_eq!(sim_crc(&[0x00, 0x04]), 0x1D0B);
+        assert_eq!(sim_crc(&[0x01, 0x97, 0x01]), 0x4BBC);
+        assert_eq!(sim_crc(&[0x01, 0x97, 0x02]), 0x4BBF);
+        // A Read Tag ID Multiple frame captured from Universal Reader Assistant.
+        assert_eq!(sim_crc(&hex("08 22 88 10 0013 03E8 0057")), 0x1FDF);
+    }
+
+    #[test]
+    fn boots_from_bootloader_on_verified_frames() {
+        let mut sim = MercurySim::new();
+        // Set region 2 in the bootloader: the application opcode is unknown there.
+        let reply = send(&mut sim, &hex("FF 01 97 02 4B BF"));
+        assert_eq!(&reply[..5], &[0xFF, 0x00, 0x97, 0x01, 0x01]);
+        // Get version answers 20 bytes.
+        let reply = send(&mut sim, &hex("FF 00 03 1D 0C"));
+        assert_eq!(&reply[..5], &[0xFF, 20, 0x03, 0x00, 0x00]);
+        assert_eq!(reply.len(), 27);
+        assert_eq!(sim_crc(&reply[1..25]), u16::from_be_bytes([reply[25], reply[26]]));
+        // Boot firmware: OK, then again: invalid opcode (already in the application).
+        let reply = send(&mut sim, &hex("FF 00 04 1D 0B"));
+        assert_eq!(&reply[..5], &[0xFF, 20, 0x04, 0x00, 0x00]);
+        let reply = send(&mut sim, &hex("FF 00 04 1D 0B"));
+        assert_eq!(&reply[..5], &[0xFF, 0x00, 0x04, 0x01, 0x01]);
+        // Set region 1 now succeeds.
+        let reply = send(&mut sim, &hex("FF 01 97 01 4B BC"));
+        assert_eq!(&reply[..5], &[0xFF, 0x00, 0x97, 0x00, 0x00]);
+        assert_eq!(sim.status()["region"], 1);
+    }
+
+    #[test]
+    fn bad_crc_is_ignored_and_garbage_skipped() {
+        let mut sim = MercurySim::new();
+        let reply = send(&mut sim, &hex("00 12 FF 00 03 1D 0D"));
+        assert!(reply.is_empty());
+        let reply = send(&mut sim, &hex("33 FF 00 03 1D 0C"));
+        assert_eq!(reply[2], 0x03);
+        assert_eq!(sim.status()["bad_frames"], 1);
+    }
+
+    /// A host frame built by hand (layouts from serial_reader_l3.c), CRC from the verified identity.
+    fn cmd(op: u8, data: &str) -> Vec<u8> {
+        let data = hex(data);
+        let mut f = vec![0xFF, data.len() as u8, op];
+        f.extend_from_slice(&data);
+        let crc = sim_crc(&f[1..]);
+        f.extend_from_slice(&crc.to_be_bytes());
+        f
+    }
+
+    fn status_of(reply: &[u8]) -> u16 {
+        u16::from_be_bytes([reply[3], reply[4]])
+    }
+
+    #[test]
+    fn gen2_rules_on_hand_built_frames() {
+        let options: toml::Table = r#"
+            timing_scale = 0
+            start = "app"
+            [[tags]]
+            tid = "E2801170200000000000AAAA"
+            access_password = "12345678"
+            locked = ["user"]
+        "#
+        .parse()
+        .unwrap();
+        let mut sim = MercurySim::from_options(&options).unwrap();
+        // Tag operations need a region first.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x22, "00 0000 0064"))), AFE_NOT_ON);
+        send(&mut sim, &hex("FF 01 97 01 4B BC"));
+        send(&mut sim, &cmd(0x93, "0005"));
+        // Inventory: one tag (option, search flags, count).
+        let reply = send(&mut sim, &cmd(0x22, "00 0000 0064"));
+        assert_eq!(&reply[1..9], &hex("04 22 0000 00 0000 01")[..]);
+        // Read the TID (bank 2, word 0, 6 words): option echoed, then the words.
+        let reply = send(&mut sim, &cmd(0x28, "03E8 00 02 00000000 06"));
+        assert_eq!(status_of(&reply), OK);
+        assert_eq!(&reply[5..18], &hex("00 E2801170200000000000AAAA")[..]);
+        // Write user word 0, select on TID (option 2), no password: memory locked.
+        let sel = "00000000 60 E2801170200000000000AAAA";
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 00000000 {sel} BEEF")));
+        assert_eq!(status_of(&reply), MEMORY_LOCKED);
+        // Wrong password: refused as well.
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 11111111 {sel} BEEF")));
+        assert_eq!(status_of(&reply), MEMORY_LOCKED);
+        // Right password: written.
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 12345678 {sel} BEEF")));
+        assert_eq!(status_of(&reply), OK);
+        assert!(sim.status()["tags"][0]["user"].as_str().unwrap().starts_with("BEEF"));
+        // A select that matches no tag: no tag found.
+        let reply = send(&mut sim, &cmd(0x24, "03E8 02 00000000 03 12345678 00000000 08 E3 BEEF"));
+        assert_eq!(status_of(&reply), NO_TAGS);
+        // Write EPC without select: option 0 and an RFU byte; PC length bits follow the EPC.
+        let reply = send(&mut sim, &cmd(0x23, "03E8 05 12345678 11112222"));
+        assert_eq!(status_of(&reply), OK);
+        assert_eq!(sim.status()["tags"][0]["pc"], "1000");
+        // Permalock the user bank (mask = action = USER | USER_PERM), then no write is allowed.
+        let reply = send(&mut sim, &cmd(0x25, &format!("03E8 02 12345678 0003 0003 {sel}")));
+        assert_eq!(status_of(&reply), OK);
+        let reply = send(&mut sim, &cmd(0x24, &format!("03E8 02 00000000 03 12345678 {sel} 0001")));
+        assert_eq!(status_of(&reply), MEMORY_LOCKED);
+        // Unknown opcode and wrong data length.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x55, ""))), INVALID_OPCODE);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x97, ""))), WRONG_DATA);
+    }
+
+    #[test]
+    fn faults_are_named() {
+        let mut sim = MercurySim::new();
+        for f in FAULTS {
+            sim.apply_fault(f).unwrap();
+        }
+        assert!(sim.apply_fault("fire").unwrap_err().contains("no_tag"));
+        sim.clear_faults();
+        assert_eq!(sim.status()["faults"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn options_build_tags() {
+        let t: toml::Table = r#"
+            timing_scale = 0
+            start = "app"
+            [[tags]]
+            tid = "E2801170200000000000AAAA"
+            access_password = "12345678"
+            locked = ["epc", "access"]
+        "#
+        .parse()
+        .unwrap();
+        let sim = MercurySim::from_options(&t).unwrap();
+        let st = sim.status();
+        assert_eq!(st["program"], "application");
+        assert_eq!(st["tags"][0]["access_password_set"], true);
+        assert_eq!(st["tags"][0]["locks"]["epc"], "locked");
+        assert!(!st.to_string().contains("12345678"));
+        let bad: toml::Table = "colour = 1".parse().unwrap();
+        assert!(MercurySim::from_options(&bad).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_and_commands_never_panic(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            op in proptest::prelude::any::<u8>(),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..60),
+        ) {
+            let _ = MercurySim::new().receive(&noise, Instant::now());
+            let mut sim = MercurySim::new();
+            let _ = send(&mut sim, &hex("FF 00 04 1D 0B"));
+            let _ = send(&mut sim, &hex("FF 01 97 08 4B B5"));
+            let mut frame = vec![0xFF, data.len() as u8, op];
+            frame.extend_from_slice(&data);
+            let crc = sim_crc(&frame[1..]);
+            frame.extend_from_slice(&crc.to_be_bytes());
+            let reply = send(&mut sim, &frame);
+            // Every well-formed command gets exactly one well-formed answer with its opcode.
+            proptest::prop_assert!(reply.len() >= 7);
+            proptest::prop_assert_eq!(reply[2], op);
+        }
+    }
+
+    #[test]
+    fn timing_produces_waits_only_when_scaled() {
+        let mut sim = MercurySim::from_options(&"timing_scale = 0".parse().unwrap()).unwrap();
+        let outs = sim.receive(&hex("FF 00 04 1D 0B"), Instant::now());
+        assert!(outs.iter().all(|o| matches!(o, SimOut::Send(_))));
+        let mut sim = MercurySim::new();
+        let outs = sim.receive(&hex("FF 00 04 1D 0B"), Instant::now());
+        assert!(matches!(outs[0], SimOut::Wait(d) if d == Duration::from_millis(250)));
+    }
 }

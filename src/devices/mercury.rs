@@ -1,1 +1,0 @@
-//! ThingMagic Mercury serial protocol (UHF EPC Gen2): codec and driver.

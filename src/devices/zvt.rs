@@ -1,1 +1,0 @@
-//! ZVT (ECR ↔ terminal) over serial: codec, transaction state machine and driver.
