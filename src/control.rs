@@ -174,28 +174,42 @@ async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// A request understood by the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `{"cmd":"devices"}`: the health map.
+    Devices,
+    /// `{"cmd":"self_test"}`: safe self-test reports.
+    SelfTest,
+}
+
+/// Parses one request line; the error says what was wrong, for the `{"error": …}` answer.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let request: Value = serde_json::from_slice(line).map_err(|e| {
+        format!(
+            "malformed request (not JSON: {e}); send one JSON object per line, e.g. {{\"cmd\":\"devices\"}}"
+        )
+    })?;
+    let Some(obj) = request.as_object() else {
+        return Err("malformed request: expected a JSON object with a \"cmd\" field".into());
+    };
+    match obj.get("cmd") {
+        Some(Value::String(s)) => match s.as_str() {
+            "devices" => Ok(Request::Devices),
+            "self_test" => Ok(Request::SelfTest),
+            other => Err(format!("unknown cmd {other:?} (known: devices, self_test)")),
+        },
+        Some(_) => Err("field \"cmd\" must be a string".into()),
+        None => Err("missing field \"cmd\" (known: devices, self_test)".into()),
+    }
+}
+
 /// Answers one request line. Public so the daemon can put the same handling behind other fronts.
 pub async fn handle_request(manager: &Manager, line: &[u8]) -> Value {
-    let request: Value = match serde_json::from_slice(line) {
-        Ok(v) => v,
-        Err(e) => {
-            return json!({"error": format!(
-                "malformed request (not JSON: {e}); send one JSON object per line, e.g. {{\"cmd\":\"devices\"}}"
-            )});
-        }
-    };
-    let Some(obj) = request.as_object() else {
-        return json!({"error": "malformed request: expected a JSON object with a \"cmd\" field"});
-    };
-    let cmd = match obj.get("cmd") {
-        Some(Value::String(s)) => s.as_str(),
-        Some(_) => return json!({"error": "field \"cmd\" must be a string"}),
-        None => return json!({"error": "missing field \"cmd\" (known: devices, self_test)"}),
-    };
-    match cmd {
-        "devices" => json!({"devices": manager.health()}),
-        "self_test" => json!({"self_test": manager.self_test().await}),
-        other => json!({"error": format!("unknown cmd {other:?} (known: devices, self_test)")}),
+    match parse_request(line) {
+        Ok(Request::Devices) => json!({"devices": manager.health()}),
+        Ok(Request::SelfTest) => json!({"self_test": manager.self_test().await}),
+        Err(e) => json!({"error": e}),
     }
 }
 
@@ -225,4 +239,26 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
         return Err(ControlError::Remote(e.as_str().map_or_else(|| e.to_string(), str::to_owned)));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn requests_parse_and_errors_say_what_is_wrong() {
+        assert_eq!(parse_request(br#"{"cmd":"devices"}"#), Ok(Request::Devices));
+        assert_eq!(parse_request(br#" {"cmd": "self_test", "extra": 1} "#), Ok(Request::SelfTest));
+        assert!(parse_request(b"").unwrap_err().contains("not JSON"));
+        assert!(parse_request(b"null").unwrap_err().contains("JSON object"));
+        assert!(parse_request(br#"{"cmd":"DEVICES"}"#).unwrap_err().contains("unknown cmd \"DEVICES\""));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(line in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_request(&line);
+        }
+    }
 }

@@ -6,6 +6,23 @@
 //! closes everything and reopens with exponential backoff ([`Backoff`]). Health is published on
 //! every change. A device that is not configured or `enabled = false` is [`Health::Absent`], never
 //! an error. The GPIO backend is owned by its own [`GpioService`] thread, started here too.
+//!
+//! How the daemon uses it:
+//!
+//! ```no_run
+//! # async fn demo(config: &mtu::config::Config) -> Result<(), mtu::devices::manager::JobError> {
+//! use std::time::Duration;
+//! let manager = mtu::devices::manager::Manager::start(config);
+//! let mut health = manager.subscribe(); // (device, Health) changes for the officer's screen
+//! if let Some(card) = manager.device("card") {
+//!     // Runs on the card printer's own thread; the answer comes back over a oneshot channel.
+//!     let report = card.card("status", Duration::from_secs(10), |printer| printer.self_test()).await?;
+//!     println!("{:?}", report.lines);
+//! }
+//! let _ = health.try_recv();
+//! manager.shutdown();
+//! # Ok(()) }
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;

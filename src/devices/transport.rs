@@ -405,7 +405,7 @@ impl Backoff {
     /// How long to wait before the next attempt; doubles the following one (up to the cap).
     pub fn next_delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         d
     }
 

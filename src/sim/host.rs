@@ -96,9 +96,10 @@ impl Scenario {
                 let t = value.as_table().ok_or_else(|| bad("timing", "must be a table".into()))?;
                 for (k, v) in t {
                     let secs = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
-                    let secs = secs
-                        .filter(|s| s.is_finite() && *s >= 0.0)
-                        .ok_or_else(|| bad(&format!("timing.{k}"), "must be a number ≥ 0".into()))?;
+                    let secs =
+                        secs.filter(|s| s.is_finite() && (0.0..=1000.0).contains(s)).ok_or_else(|| {
+                            bad(&format!("timing.{k}"), "must be a number from 0 to 1000".into())
+                        })?;
                     match k.as_str() {
                         "scale" => sc.scale = secs,
                         "replug_after_s" => sc.replug_after = Duration::from_secs_f64(secs.min(3600.0)),
@@ -432,6 +433,12 @@ pub fn set_gpio(file: &Path, line: &str, state: &str) -> Result<(), String> {
     crate::devices::gpio::write_sim_state(file, input, active).map_err(|e| format!("{}: {e}", file.display()))
 }
 
+/// `d × scale`, capped at an hour (a simulator asking for more is a bug, not a reason to hang).
+fn scaled(d: Duration, scale: f64) -> Duration {
+    let cap = Duration::from_secs(3600);
+    Duration::try_from_secs_f64(d.as_secs_f64() * scale).map_or(cap, |d| d.min(cap))
+}
+
 fn remove_symlink(link: &Path) {
     if std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
         let _ = std::fs::remove_file(link);
@@ -533,14 +540,14 @@ impl Runner {
                     }
                 }
                 SimOut::Wait(d) => {
-                    let d = d.mul_f64(self.wait_scale);
+                    let d = scaled(d, self.wait_scale);
                     if !d.is_zero() {
                         std::thread::sleep(d);
                     }
                 }
                 SimOut::DropLink => {
                     self.unplug();
-                    self.replug_at = Some(Instant::now() + self.replug_after.mul_f64(self.scale));
+                    self.replug_at = Some(Instant::now() + scaled(self.replug_after, self.scale));
                 }
             }
         }
@@ -638,6 +645,19 @@ mod tests {
         assert!(e.contains("t.toml"), "{e}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_scenario_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Scenario::parse(&text, "p.toml");
+        }
+
+        #[test]
+        fn arbitrary_toml_shapes_never_panic(scale in proptest::num::f64::ANY, key in "[a-z_]{1,12}", v in proptest::num::i64::ANY) {
+            let text = format!("[timing]\nscale = {scale:?}\n[card]\n{key} = {v}\nfaults = [{v}]\n");
+            let _ = Scenario::parse(&text, "p.toml");
+        }
+    }
+
     #[test]
     fn shipped_scenarios_parse() {
         for (name, text) in [
@@ -705,6 +725,14 @@ mod tests {
             Some(0.25) => Ok(Box::new(Loopback::new("card"))),
             other => Err(format!("timing_scale {other:?}")),
         }
+    }
+
+    #[test]
+    fn scaling_is_capped_and_never_overflows() {
+        assert_eq!(scaled(Duration::from_secs(2), 0.5), Duration::from_secs(1));
+        assert_eq!(scaled(Duration::MAX, 1000.0), Duration::from_secs(3600));
+        assert_eq!(scaled(Duration::from_secs(5), 0.0), Duration::ZERO);
+        assert!(Scenario::parse("[timing]\nscale = 1e300\n", "t").is_err());
     }
 
     #[test]
