@@ -58,6 +58,8 @@ pub struct Config {
     pub gpio: GpioConfig,
     #[serde(default)]
     pub documents: DocumentsConfig,
+    #[serde(default)]
+    pub simulation: SimulationConfig,
     /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
     #[serde(skip)]
     pub source: String,
@@ -304,6 +306,32 @@ pub struct GpioLine {
     /// Logic level that means "on"/"active".
     #[serde(default = "default_true")]
     pub active_high: bool,
+}
+
+/// Simulation mode only: the simulated devices served inside vand, so one command runs the van.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationConfig {
+    /// Serve the simulated devices inside vand (ignored in production). Set false when you run
+    /// `van-sim` yourself; vand also leaves them to a van-sim already answering on `control`.
+    pub devices: bool,
+    /// Scenario file (`hw/sim/*.toml`); if it does not exist, realistic timing and no faults.
+    pub scenario: PathBuf,
+    /// Folder of the devices' stable names (the `devices.*.path` symlinks point into it).
+    pub device_dir: PathBuf,
+    /// The simulators' control socket (`van-sim ctl …`).
+    pub control: PathBuf,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        SimulationConfig {
+            devices: false,
+            scenario: PathBuf::from("hw/sim/default.toml"),
+            device_dir: PathBuf::from("var/dev"),
+            control: PathBuf::from("var/sim.sock"),
+        }
+    }
 }
 
 /// Document rendering settings.

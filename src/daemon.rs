@@ -106,8 +106,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ready"
     );
 
+    let mut simulators = None;
     if config.mode == Mode::Simulation {
         ensure_sim_tag_secret(&config)?;
+        if config.simulation.devices {
+            simulators = start_simulators(&config)?;
+        }
     }
     // Devices: one thread per port; health and GPIO events come back as events.
     let manager = Arc::new(Manager::start(&config));
@@ -140,6 +144,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let m = manager.clone();
     tokio::task::spawn_blocking(move || m.shutdown()).await?;
+    if let Some(sim) = simulators {
+        let _ = std::fs::remove_file(&config.simulation.control);
+        tokio::task::spawn_blocking(move || sim.shutdown()).await?;
+    }
     let stop = journal.append_async(kinds::DAEMON_STOP, &serde_json::json!({ "reason": reason })).await;
     match stop {
         Ok(a) => tracing::info!(seq = a.seq, "stop recorded"),
@@ -182,6 +190,40 @@ impl Signals {
             }
         }
     }
+}
+
+/// Serves the simulated devices inside vand (simulation mode), unless a van-sim already answers on
+/// the control socket.
+fn start_simulators(config: &Config) -> anyhow::Result<Option<Arc<crate::sim::host::SimHost>>> {
+    use crate::sim::host::{Scenario, SimHost, claim_control, default_factory, serve_control};
+    let sim = &config.simulation;
+    let listener = match claim_control(&sim.control) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!("{e}: using its devices");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("simulator control socket {}", sim.control.display()));
+        }
+    };
+    let scenario = if sim.scenario.exists() {
+        Scenario::load(&sim.scenario)?
+    } else {
+        tracing::warn!("scenario {} not found: realistic timing, no faults", sim.scenario.display());
+        Scenario::default()
+    };
+    let mut host = SimHost::start(&scenario, &sim.device_dir, default_factory)
+        .with_context(|| format!("serving simulated devices in {}", sim.device_dir.display()))?;
+    host.set_gpio_file(&config.paths.state_dir.join("gpio-sim.json"));
+    let host = Arc::new(host);
+    serve_control(host.clone(), listener);
+    tracing::info!(
+        "simulated devices in {}; control: `van-sim --control {} ctl status|fault DEV NAME|unplug DEV|replug DEV`",
+        sim.device_dir.display(),
+        sim.control.display()
+    );
+    Ok(Some(host))
 }
 
 /// In simulation, creates the e-sticker tag secret named by `devices.rfid.options.password_file`

@@ -437,8 +437,16 @@ fn daemon_records_start_and_stop_and_flags_unclean_stops() {
         let tail = journal.tail().unwrap().unwrap();
         assert_eq!(tail.kind, kinds::DAEMON_STOP);
         assert_eq!(tail.payload_json()["reason"], "SIGTERM");
-        let start = journal.get(tail.seq - 1).unwrap();
-        assert_eq!(start.payload_json()["previous_stop"], expect_previous);
+        let mut start = None;
+        journal
+            .for_each(1, tail.seq, |r| {
+                if r.kind == kinds::DAEMON_START {
+                    start = Some(r);
+                }
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(start.unwrap().payload_json()["previous_stop"], expect_previous);
     }
     let mode = std::fs::metadata(dir.path().join("state/van.key")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);

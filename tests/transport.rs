@@ -759,15 +759,16 @@ mod end_to_end {
             .unwrap()
             .replace("var/dev/", &format!("{d}/"))
             .replace("state_dir = \"var\"", &format!("state_dir = \"{}\"", dir.path().display()));
-        // The e-sticker driver needs the tag secret (hex, mode 0600); config/sim.toml names none yet.
-        let mut text = text;
-        if !text.contains("password_file") && !text.contains("[devices.rfid.options]") {
+        // The e-sticker driver needs the tag secret (hex, mode 0600) that config/sim.toml names;
+        // vand creates it in simulation, this test writes its own.
+        let secret = dir.path().join("rfid-tag-secret");
+        {
             use std::os::unix::fs::PermissionsExt;
-            let secret = dir.path().join("rfid-tag-secret");
             std::fs::write(&secret, "11".repeat(32)).unwrap();
             std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-            text.push_str(&format!("\n[devices.rfid.options]\npassword_file = \"{}\"\n", secret.display()));
         }
+        assert!(text.contains("\"var/tag-secret.hex\""), "config/sim.toml names the tag secret");
+        let text = text.replace("\"var/tag-secret.hex\"", &format!("\"{}\"", secret.display()));
         let cfg = Config::parse(&text, "sim.toml (test copy)").unwrap();
         let manager = Manager::start(&cfg);
         let mut rx = manager.watch_health();

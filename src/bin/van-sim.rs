@@ -5,14 +5,14 @@
 //! simulated GPIO input for the daemon.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mtu::sim::host::{Scenario, SimHost, default_factory, set_gpio};
+use mtu::sim::host::{Scenario, SimHost, claim_control, default_factory, serve_control, set_gpio};
 
 /// Simulated payment terminal, card printer, sticker printer and RFID encoder on PTYs.
 #[derive(Debug, Parser)]
@@ -90,31 +90,14 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         None => Scenario::default(),
     };
 
-    if cli.control.exists() {
-        if UnixStream::connect(&cli.control).is_ok() {
-            anyhow::bail!("{}: another van-sim is running", cli.control.display());
-        }
-        std::fs::remove_file(&cli.control)?;
-    }
-    if let Some(parent) = cli.control.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let listener = UnixListener::bind(&cli.control)
-        .with_context(|| format!("{}: cannot listen", cli.control.display()))?;
+    let listener =
+        claim_control(&cli.control).with_context(|| format!("{}: cannot listen", cli.control.display()))?;
     // Devices only after the socket is ours: a second van-sim must not re-point the first one's names.
     let mut host = SimHost::start(&scenario, &cli.dir, default_factory)
         .with_context(|| format!("cannot serve devices in {}", cli.dir.display()))?;
     host.set_gpio_file(&gpio_file(cli));
     let host = Arc::new(host);
-    {
-        let host = host.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let host = host.clone();
-                std::thread::spawn(move || control_connection(stream, &host));
-            }
-        });
-    }
+    serve_control(host.clone(), listener);
     tracing::info!("van-sim ready: devices in {}, control on {}", cli.dir.display(), cli.control.display());
     println!("van-sim ready");
 
@@ -132,16 +115,4 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     // The device threads stop and remove their symlinks.
     host.shutdown();
     Ok(())
-}
-
-fn control_connection(stream: UnixStream, host: &SimHost) {
-    let Ok(mut writer) = stream.try_clone() else { return };
-    let reader = BufReader::new(stream);
-    for line in reader.lines() {
-        let Ok(line) = line else { return };
-        let answer = host.control(line.trim());
-        if writeln!(writer, "{answer}").is_err() {
-            return;
-        }
-    }
 }

@@ -7,8 +7,10 @@
 //! Scenario files (`hw/sim/*.toml`) are documented at the top of `hw/sim/default.toml`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -605,6 +607,45 @@ impl Runner {
                 }));
             }
             Cmd::Stop => {}
+        }
+    }
+}
+
+/// Claims the control socket at `path`: refuses if a running van-sim answers on it, replaces a stale
+/// socket file, creates the folder. Claim it before [`SimHost::start`] so a second host never
+/// re-points the first one's device names.
+pub fn claim_control(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}: another van-sim is running", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    UnixListener::bind(path)
+}
+
+/// Answers control connections (one text line in, one JSON line out) on a background thread.
+pub fn serve_control(host: Arc<SimHost>, listener: UnixListener) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let host = host.clone();
+            std::thread::spawn(move || control_connection(stream, &host));
+        }
+    });
+}
+
+fn control_connection(stream: UnixStream, host: &SimHost) {
+    let Ok(mut writer) = stream.try_clone() else { return };
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { return };
+        if writeln!(writer, "{}", host.control(line.trim())).is_err() {
+            return;
         }
     }
 }

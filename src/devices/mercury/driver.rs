@@ -583,8 +583,18 @@ impl TagEncoder for MercuryEncoder {
         self.kill_tag(tid).map_err(|e| e.into_device_error(&path))
     }
 
+    /// Version and region checks. A module still in its bootloader (power-cycled, or never
+    /// started since vand opened it) is started first, as any job would: that sets region,
+    /// protocol and power, and writes nothing to a tag.
     fn self_test(&mut self) -> Result<SelfTestReport, DeviceError> {
         let path = self.link.path().to_string();
-        self.check().map_err(|e| e.into_device_error(&path))
+        let report = self.check().map_err(|e| e.into_device_error(&path))?;
+        if report.ok || !report.lines.iter().any(|l| l.contains("bootloader")) {
+            return Ok(report);
+        }
+        self.start().map_err(|e| e.into_device_error(&path))?;
+        let mut after = self.check().map_err(|e| e.into_device_error(&path))?;
+        after.lines.insert(0, "module was in its bootloader: application firmware started".into());
+        Ok(after)
     }
 }
