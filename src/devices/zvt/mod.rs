@@ -59,7 +59,7 @@ impl Default for ZvtOptions {
 }
 
 fn opt_err(key: &str, message: impl Into<String>) -> DeviceError {
-    DeviceError::Config { device: "payment".into(), key: format!("options.{key}"), message: message.into() }
+    DeviceError::Config { device: "payment".into(), key: format!("devices.payment.options.{key}"), message: message.into() }
 }
 
 fn opt_int(table: &toml::Table, key: &str, max: i64) -> Result<Option<i64>, DeviceError> {
@@ -420,7 +420,7 @@ mod tests {
         ] {
             match ZvtOptions::from_table(&table(src)) {
                 Err(DeviceError::Config { key: k, message, .. }) => {
-                    assert_eq!(k, key);
+                    assert_eq!(k, format!("devices.payment.{key}"));
                     assert!(!message.contains("12x456"));
                 }
                 other => panic!("{src}: {other:?}"),
