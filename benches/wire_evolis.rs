@@ -10,57 +10,10 @@ use std::time::{Duration, Instant};
 
 use mtu::config::Config;
 use mtu::devices::card::{Bitmap1, CardJob, CardSide, ColourPlanes, Plane8, driver_from_config};
-use mtu::devices::{Link, LinkError};
+use mtu::devices::transport::{CountingLink, SerialLink};
 use mtu::sim::card::EvolisSim;
 use mtu::sim::{SimDevice, SimOut};
-use serialport::{ClearBuffer, SerialPort, TTYPort};
-
-struct PtyLink {
-    port: TTYPort,
-    path: String,
-}
-
-impl PtyLink {
-    fn io(&self, e: std::io::Error) -> LinkError {
-        LinkError::Io { device: "card".into(), path: self.path.clone(), source: e }
-    }
-}
-
-impl Link for PtyLink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.port.set_timeout(Duration::from_secs(30)).map_err(|e| self.io(e.into()))?;
-        self.port.write_all(bytes).map_err(|e| self.io(e))
-    }
-
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LinkError::Timeout {
-                    device: "card".into(),
-                    path: self.path.clone(),
-                    waited_ms: 0,
-                });
-            }
-            self.port.set_timeout(deadline - now).map_err(|e| self.io(e.into()))?;
-            match self.port.read(buf) {
-                Ok(0) => return Err(LinkError::Unplugged { device: "card".into(), path: self.path.clone() }),
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
-                Err(e) => return Err(self.io(e)),
-            }
-        }
-    }
-
-    fn discard_input(&mut self) -> Result<(), LinkError> {
-        self.port.clear(ClearBuffer::Input).map_err(|e| self.io(e.into()))
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
+use serialport::{SerialPort, TTYPort};
 
 fn gradient(seed: u32) -> Plane8 {
     let mut p = Plane8::filled(648, 1016, 0);
@@ -98,12 +51,10 @@ fn main() {
     card_cfg.options.insert("ribbon".into(), toml::Value::String("ymcko".into()));
 
     let (host, mut dev) = TTYPort::pair().expect("pty pair");
-    let path = dev.name().unwrap_or_else(|| "pty".into());
     let sim =
         Arc::new(Mutex::new(EvolisSim::from_options(&toml::from_str("timing_scale = 0").unwrap()).unwrap()));
     let stop = Arc::new(AtomicBool::new(false));
-    let reply_bytes = Arc::new(Mutex::new(0u64));
-    let (s2, stop2, rb2) = (sim.clone(), stop.clone(), reply_bytes.clone());
+    let (s2, stop2) = (sim.clone(), stop.clone());
     let server = std::thread::spawn(move || {
         dev.set_timeout(Duration::from_millis(10)).unwrap();
         let mut buf = vec![0u8; 1 << 16];
@@ -112,7 +63,6 @@ fn main() {
                 Ok(n) if n > 0 => {
                     for o in s2.lock().unwrap().receive(&buf[..n], Instant::now()) {
                         if let SimOut::Send(b) = o {
-                            *rb2.lock().unwrap() += b.len() as u64;
                             let _ = dev.write_all(&b);
                         }
                     }
@@ -122,7 +72,9 @@ fn main() {
         }
     });
 
-    let mut printer = driver_from_config(&card_cfg, Box::new(PtyLink { port: host, path })).expect("driver");
+    let link = CountingLink::new(Box::new(SerialLink::from_tty(host, "card")));
+    let counts = link.counts();
+    let mut printer = driver_from_config(&card_cfg, Box::new(link)).expect("driver");
     let job = CardJob {
         front: CardSide {
             k: Some(text_like_k()),
@@ -137,26 +89,26 @@ fn main() {
     let mut walls = Vec::new();
     let mut last = None;
     for _ in 0..runs {
-        *reply_bytes.lock().unwrap() = 0;
+        counts.reset();
         let t = Instant::now();
         let r = printer.print(&job).expect("print");
         walls.push(t.elapsed());
-        last = Some((r, *reply_bytes.lock().unwrap()));
+        last = Some((r, counts.snapshot()));
     }
     stop.store(true, Ordering::SeqCst);
     let _ = server.join();
-    let (receipt, replies) = last.expect("at least one run");
+    let (receipt, wire_counts) = last.expect("at least one run");
     walls.sort();
     let median = walls[walls.len() / 2];
-    let total = receipt.bytes_sent + replies;
+    let total = wire_counts.bytes_out + wire_counts.bytes_in;
     // 8N1: 10 bit times per byte. Host→printer and printer→host share no time on a full-duplex
     // line, but replies only follow commands, so both directions count.
     let wire = Duration::from_secs_f64(total as f64 * 10.0 / baud as f64);
     println!("evolis two-sided card (YMCKO front at 32 levels, K back), simulation timing 0, PTY");
     println!("  panels             {}", receipt.panels.join(" "));
-    println!("  bytes host→printer {}", receipt.bytes_sent);
-    println!("  bytes printer→host {replies}");
-    println!("  round trips        {}", receipt.round_trips);
+    println!("  bytes host→printer {}", wire_counts.bytes_out);
+    println!("  bytes printer→host {}", wire_counts.bytes_in);
+    println!("  round trips        {}", wire_counts.turnarounds);
     println!("  wire time @ {baud} baud 8N1: {:.2} s", wire.as_secs_f64());
     println!(
         "  measured wall time (median of {runs}): {:.1} ms (min {:.1} ms, max {:.1} ms)",

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mtu::devices::mercury::{MercuryEncoder, TagProfile, TagSecret};
 use mtu::devices::rfid::TagData;
+use mtu::devices::transport::CountingLink;
 
 const BAUD: f64 = 115_200.0;
 const ITERATIONS: usize = 100;
@@ -29,20 +30,18 @@ fn main() {
     for _ in 0..ITERATIONS {
         let sim = mtu::sim::rfid::simulator(&"timing_scale = 0".parse().expect("sim options")).expect("sim");
         let (link, _served) = mercury_pty::serve(sim);
+        let link = CountingLink::new(Box::new(link));
+        let counts = link.counts();
         let profile = TagProfile::from_options(&options).expect("profile");
         let secret = TagSecret::load(&profile.password_file).expect("secret");
         let mut enc = MercuryEncoder::new(Box::new(link), profile, secret, Duration::from_millis(500));
         enc.start().expect("start");
-        let before = enc.wire_stats();
+        let before = counts.snapshot();
         let t0 = Instant::now();
         enc.encode_tag(&data).expect("encode");
         walls.push(t0.elapsed());
-        let after = enc.wire_stats();
-        last = Some((
-            after.bytes_out - before.bytes_out,
-            after.bytes_in - before.bytes_in,
-            after.round_trips - before.round_trips,
-        ));
+        let tally = counts.snapshot().since(before);
+        last = Some((tally.bytes_out, tally.bytes_in, tally.turnarounds));
     }
     let Some((out, inn, trips)) = last else { return };
     walls.sort();

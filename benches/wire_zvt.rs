@@ -6,83 +6,17 @@
 //! wall time is our processing and scheduling cost).
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mtu::config::{Config, Parity};
 use mtu::devices::payment::{PaymentOutcome, PaymentTerminal};
+use mtu::devices::transport::{CountingLink, SerialLink};
 use mtu::devices::zvt::{ZvtOptions, ZvtTerminal};
-use mtu::devices::{Link, LinkError};
 use mtu::sim::payment::{SimOptions, ZvtSim};
 use mtu::sim::{SimDevice, SimOut};
 use serialport::{SerialPort, TTYPort};
-
-#[derive(Default)]
-struct Counters {
-    ecr_to_pt: AtomicU64,
-    pt_to_ecr: AtomicU64,
-    turnarounds: AtomicU64,
-}
-
-/// PTY link that counts bytes and line turnarounds (a write after a read).
-struct CountingLink {
-    port: TTYPort,
-    path: String,
-    counters: Arc<Counters>,
-    last_was_read: bool,
-}
-
-impl Link for CountingLink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.counters.ecr_to_pt.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        if self.last_was_read {
-            self.counters.turnarounds.fetch_add(1, Ordering::Relaxed);
-            self.last_was_read = false;
-        }
-        self.port.write_all(bytes).map_err(|source| LinkError::Io {
-            device: "payment".into(),
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LinkError::Timeout {
-                    device: "payment".into(),
-                    path: self.path.clone(),
-                    waited_ms: 0,
-                });
-            }
-            let _ = self.port.set_timeout(deadline - now);
-            match self.port.read(buf) {
-                Ok(0) => {
-                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
-                }
-                Ok(n) => {
-                    self.counters.pt_to_ecr.fetch_add(n as u64, Ordering::Relaxed);
-                    self.last_was_read = true;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(_) => {
-                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
-                }
-            }
-        }
-    }
-
-    fn discard_input(&mut self) -> Result<(), LinkError> {
-        Ok(())
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
 
 fn main() {
     let cfg = Config::parse(include_str!("../config/sim.toml"), "config/sim.toml").expect("config/sim.toml");
@@ -114,17 +48,14 @@ fn main() {
         }
     });
 
-    let counters = Arc::new(Counters::default());
-    let link =
-        CountingLink { port: slave, path: "pty".into(), counters: counters.clone(), last_was_read: false };
+    let link = CountingLink::new(Box::new(SerialLink::from_tty(slave, "payment")));
+    let counts = link.counts();
     let opts = ZvtOptions::from_table(&dev.options).expect("payment options");
     let mut term = ZvtTerminal::new(Box::new(link), opts);
 
     // Warm-up.
     let _ = term.purchase(190, &mut |_s: &str| true);
-    for c in [&counters.ecr_to_pt, &counters.pt_to_ecr, &counters.turnarounds] {
-        c.store(0, Ordering::Relaxed);
-    }
+    counts.reset();
 
     let runs = 50u32;
     let start = Instant::now();
@@ -137,9 +68,10 @@ fn main() {
     drop(term);
     let _ = host.join();
 
-    let up = counters.ecr_to_pt.load(Ordering::Relaxed) as f64 / f64::from(runs);
-    let down = counters.pt_to_ecr.load(Ordering::Relaxed) as f64 / f64::from(runs);
-    let turns = counters.turnarounds.load(Ordering::Relaxed) as f64 / f64::from(runs);
+    let tally = counts.snapshot();
+    let up = tally.bytes_out as f64 / f64::from(runs);
+    let down = tally.bytes_in as f64 / f64::from(runs);
+    let turns = tally.turnarounds as f64 / f64::from(runs);
     let wire = (up + down) * bits_per_char / baud;
     println!(
         "ZVT purchase over PTY, simulator timing 0, {runs} runs, line {} baud, {bits_per_char} bits/char",

@@ -12,61 +12,12 @@ use mtu::config::DeviceConfig;
 use mtu::devices::card::{Bitmap1, CardFault, CardJob, CardSide, ColourPlanes, Plane8, driver_from_config};
 use mtu::devices::evolis::job::{JobSettings, Ribbon, build_job};
 use mtu::devices::evolis::raster::Levels;
-use mtu::devices::{DeviceError, Link, LinkError};
+use mtu::devices::transport::SerialLink;
+use mtu::devices::{DeviceError, LinkError};
 use mtu::sim::card::EvolisSim;
 use mtu::sim::{SimDevice, SimOut};
 use proptest::prelude::*;
-use serialport::{ClearBuffer, SerialPort, TTYPort};
-
-/// Test-only link over one end of a PTY pair (the shared serial transport is not merged yet).
-struct PtyLink {
-    port: TTYPort,
-    path: String,
-}
-
-impl PtyLink {
-    fn io(&self, e: std::io::Error) -> LinkError {
-        LinkError::Io { device: "card".into(), path: self.path.clone(), source: e }
-    }
-}
-
-impl Link for PtyLink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.port.set_timeout(Duration::from_secs(30)).map_err(|e| self.io(e.into()))?;
-        self.port.write_all(bytes).map_err(|e| self.io(e))?;
-        self.port.flush().map_err(|e| self.io(e))
-    }
-
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
-        let start = Instant::now();
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LinkError::Timeout {
-                    device: "card".into(),
-                    path: self.path.clone(),
-                    waited_ms: (now - start).as_millis() as u64,
-                });
-            }
-            self.port.set_timeout(deadline - now).map_err(|e| self.io(e.into()))?;
-            match self.port.read(buf) {
-                Ok(0) => return Err(LinkError::Unplugged { device: "card".into(), path: self.path.clone() }),
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {}
-                Err(e) => return Err(self.io(e)),
-            }
-        }
-    }
-
-    fn discard_input(&mut self) -> Result<(), LinkError> {
-        self.port.clear(ClearBuffer::Input).map_err(|e| self.io(e.into()))
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
+use serialport::{SerialPort, TTYPort};
 
 /// Serves a simulator on the other end of the PTY from a thread.
 struct Served<S: SimDevice + 'static> {
@@ -90,9 +41,8 @@ impl<S: SimDevice + 'static> Drop for Served<S> {
     }
 }
 
-fn serve<S: SimDevice + 'static>(sim: S) -> (PtyLink, Served<S>) {
+fn serve<S: SimDevice + 'static>(sim: S) -> (SerialLink, Served<S>) {
     let (host, mut dev) = TTYPort::pair().expect("pty pair");
-    let path = dev.name().unwrap_or_else(|| "pty".into());
     let sim = Arc::new(Mutex::new(sim));
     let stop = Arc::new(AtomicBool::new(false));
     let (s2, stop2) = (sim.clone(), stop.clone());
@@ -120,7 +70,7 @@ fn serve<S: SimDevice + 'static>(sim: S) -> (PtyLink, Served<S>) {
             }
         }
     });
-    (PtyLink { port: host, path }, Served { sim, stop, thread: Some(thread) })
+    (SerialLink::from_tty(host, "card"), Served { sim, stop, thread: Some(thread) })
 }
 
 fn device_cfg(options: &str, timeout_ms: u64) -> DeviceConfig {

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mtu::devices::DeviceError;
 use mtu::devices::sticker::{
     LabelElement, MonoBitmap, QrLevel, StickerFault, StickerLabel, StickerPrinter, TagLock, TagPassword,
     TagWrite,
 };
+use mtu::devices::transport::SerialLink;
 use mtu::devices::zpl::label::{compress_rows, graphic_field, qr_field};
 use mtu::devices::zpl::status::{parse_host_status_reply, take_tag_lines};
 use mtu::devices::zpl::{GfEncoding, ZplOptions, ZplPrinter, encode_label};
-use mtu::devices::{DeviceError, Link, LinkError};
 use mtu::sim::sticker::parse::decode_gf;
 use mtu::sim::sticker::{SimOptions, StickerSim};
 use mtu::sim::{SimDevice, SimOut};
@@ -212,45 +213,6 @@ fn compressed_rows_decode_by_the_simulator() {
 
 // ---------------------------------------------------------------- driver over a PTY
 
-/// Test-only link over one end of a PTY pair (the shared `SerialLink` replaces it on main).
-struct PtyLink(TTYPort);
-
-impl Link for PtyLink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.0.write_all(bytes).and_then(|_| self.0.flush()).map_err(|e| io("write", e))
-    }
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timeout());
-        }
-        self.0.set_timeout(left).map_err(|e| io("timeout", e.into()))?;
-        match self.0.read(buf) {
-            Ok(0) => Err(LinkError::Unplugged { device: "sticker".into(), path: "pty".into() }),
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(timeout()),
-            Err(e) => Err(io("read", e)),
-        }
-    }
-    fn discard_input(&mut self) -> Result<(), LinkError> {
-        let mut buf = [0u8; 256];
-        let _ = self.0.set_timeout(Duration::from_millis(1));
-        while matches!(self.0.read(&mut buf), Ok(n) if n > 0) {}
-        Ok(())
-    }
-    fn path(&self) -> &str {
-        "pty"
-    }
-}
-
-fn timeout() -> LinkError {
-    LinkError::Timeout { device: "sticker".into(), path: "pty".into(), waited_ms: 0 }
-}
-
-fn io(what: &str, e: std::io::Error) -> LinkError {
-    LinkError::Io { device: format!("sticker ({what})"), path: "pty".into(), source: e }
-}
-
 /// Serves a simulator on the other end of the PTY from a thread.
 struct Bench {
     sim: Arc<Mutex<StickerSim>>,
@@ -321,7 +283,7 @@ fn bench_timed(rfid: bool, timeout_ms: u64, silent: bool, scale: f64) -> (Bench,
         print_timeout: Duration::from_millis(2000),
         ..ZplOptions::default()
     };
-    let printer = ZplPrinter::new(Box::new(PtyLink(host)), options);
+    let printer = ZplPrinter::new(Box::new(SerialLink::from_tty(host, "sticker")), options);
     (Bench { sim, stop, thread: Some(thread), garbage }, printer)
 }
 
@@ -490,7 +452,10 @@ fn driver_from_config_builds_the_zpl_driver() {
     )
     .unwrap();
     let (host, _dev) = TTYPort::pair().unwrap();
-    assert!(mtu::devices::sticker::driver_from_config(&cfg, Box::new(PtyLink(host))).is_ok());
+    assert!(
+        mtu::devices::sticker::driver_from_config(&cfg, Box::new(SerialLink::from_tty(host, "sticker")))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -499,7 +464,7 @@ fn driver_from_config_names_bad_options() {
         toml::from_str("driver = \"zpl\"\npath = \"/dev/null\"\nbaud = 9600\n[options]\ndpi = 250\n")
             .unwrap();
     let (host, _dev) = TTYPort::pair().unwrap();
-    match mtu::devices::sticker::driver_from_config(&cfg, Box::new(PtyLink(host))) {
+    match mtu::devices::sticker::driver_from_config(&cfg, Box::new(SerialLink::from_tty(host, "sticker"))) {
         Err(DeviceError::Config { key, .. }) => assert_eq!(key, "devices.sticker.options.dpi"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("dpi 250 accepted"),

@@ -1,7 +1,8 @@
 //! The ZVT driver against the payment simulator over real pseudo-terminals.
 //!
-//! The simulator runs on a thread holding the PTY master; the driver holds the slave through a
-//! small test-only [`Link`]. Timing is zero and protocol timers are short, so the suite is fast.
+//! The simulator runs on a thread holding the PTY master; the driver holds the slave through the
+//! real serial transport ([`SerialLink`]). Timing is zero and protocol timers are short, so the
+//! suite is fast.
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,65 +11,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mtu::config::DeviceConfig;
+use mtu::devices::DeviceError;
 use mtu::devices::payment::{PaymentOutcome, PaymentTerminal, driver_from_config};
-use mtu::devices::{DeviceError, Link, LinkError};
+use mtu::devices::transport::SerialLink;
 use mtu::sim::{SimDevice, SimOut, payment};
 use serialport::{SerialPort, TTYPort};
-
-/// Test-only link over a TTYPort (the shared `SerialLink` will replace it).
-struct PtyLink {
-    port: TTYPort,
-    path: String,
-}
-
-impl Link for PtyLink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.port.write_all(bytes).and_then(|_| self.port.flush()).map_err(|source| LinkError::Io {
-            device: "payment".into(),
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LinkError::Timeout {
-                    device: "payment".into(),
-                    path: self.path.clone(),
-                    waited_ms: 0,
-                });
-            }
-            let _ = self.port.set_timeout(deadline - now);
-            match self.port.read(buf) {
-                Ok(0) => {
-                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
-                }
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => {
-                    return Err(LinkError::Unplugged { device: "payment".into(), path: self.path.clone() });
-                }
-            }
-        }
-    }
-
-    fn discard_input(&mut self) -> Result<(), LinkError> {
-        let _ = self.port.clear(serialport::ClearBuffer::Input);
-        Ok(())
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
 
 /// How the harness tampers with the line.
 #[derive(Clone, Copy, Default)]
@@ -97,9 +44,8 @@ impl Drop for Host {
 }
 
 /// Serves `sim` on a fresh PTY pair; returns the ECR-side link and the host.
-fn serve(sim: SharedSim, tamper: Tamper) -> (PtyLink, Host) {
+fn serve(sim: SharedSim, tamper: Tamper) -> (SerialLink, Host) {
     let (mut master, slave) = TTYPort::pair().expect("pty pair");
-    let path = slave.name().unwrap_or_else(|| "pty".into());
     let stop = Arc::new(AtomicBool::new(false));
     let from_ecr = Arc::new(Mutex::new(Vec::new()));
     let (stop2, rec) = (stop.clone(), from_ecr.clone());
@@ -135,7 +81,7 @@ fn serve(sim: SharedSim, tamper: Tamper) -> (PtyLink, Host) {
             }
         }
     });
-    (PtyLink { port: slave, path }, Host { stop, thread: Some(thread), from_ecr })
+    (SerialLink::from_tty(slave, "payment"), Host { stop, thread: Some(thread), from_ecr })
 }
 
 fn new_sim() -> SharedSim {
@@ -150,7 +96,7 @@ fn config(extra: &str) -> DeviceConfig {
     toml::from_str(&src).unwrap()
 }
 
-fn driver(link: PtyLink, extra: &str) -> Box<dyn PaymentTerminal> {
+fn driver(link: SerialLink, extra: &str) -> Box<dyn PaymentTerminal> {
     driver_from_config(&config(extra), Box::new(link)).unwrap()
 }
 

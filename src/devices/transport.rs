@@ -381,6 +381,120 @@ impl HangupProbe {
     }
 }
 
+/// A [`Link`] wrapper that counts the bytes each way and the write→read turnarounds (request/answer
+/// round trips) of the link it wraps, for the wire-cost benches and diagnostics.
+///
+/// The counts live in a shared [`WireCounts`] (see [`CountingLink::counts`]), so they stay readable
+/// after the link has been boxed into a driver.
+pub struct CountingLink {
+    inner: Box<dyn Link>,
+    counts: std::sync::Arc<WireCounts>,
+    wrote_since_read: bool,
+}
+
+impl std::fmt::Debug for CountingLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingLink")
+            .field("path", &self.inner.path())
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+/// The counters of a [`CountingLink`], shared with whoever reads them.
+#[derive(Debug, Default)]
+pub struct WireCounts {
+    bytes_out: std::sync::atomic::AtomicU64,
+    bytes_in: std::sync::atomic::AtomicU64,
+    turnarounds: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of [`WireCounts`]: host→device bytes, device→host bytes, write→read turnarounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireTally {
+    /// Bytes written to the device.
+    pub bytes_out: u64,
+    /// Bytes read from the device.
+    pub bytes_in: u64,
+    /// Times the link went from writing to reading (one per request/answer round trip).
+    pub turnarounds: u64,
+}
+
+impl WireTally {
+    /// What was counted between `earlier` and this snapshot.
+    pub fn since(self, earlier: WireTally) -> WireTally {
+        WireTally {
+            bytes_out: self.bytes_out.saturating_sub(earlier.bytes_out),
+            bytes_in: self.bytes_in.saturating_sub(earlier.bytes_in),
+            turnarounds: self.turnarounds.saturating_sub(earlier.turnarounds),
+        }
+    }
+}
+
+impl WireCounts {
+    /// The current counts.
+    pub fn snapshot(&self) -> WireTally {
+        use std::sync::atomic::Ordering::Relaxed;
+        WireTally {
+            bytes_out: self.bytes_out.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            turnarounds: self.turnarounds.load(Relaxed),
+        }
+    }
+
+    /// Sets every count back to zero (e.g. after a warm-up run).
+    pub fn reset(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes_out.store(0, Relaxed);
+        self.bytes_in.store(0, Relaxed);
+        self.turnarounds.store(0, Relaxed);
+    }
+}
+
+impl CountingLink {
+    /// Wraps `inner`; every byte through it is counted from now on.
+    pub fn new(inner: Box<dyn Link>) -> CountingLink {
+        CountingLink { inner, counts: std::sync::Arc::default(), wrote_since_read: false }
+    }
+
+    /// A handle on the counters, valid after the link itself has been moved into a driver.
+    pub fn counts(&self) -> std::sync::Arc<WireCounts> {
+        self.counts.clone()
+    }
+}
+
+impl Link for CountingLink {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = self.inner.write_all(bytes);
+        if r.is_ok() {
+            self.counts.bytes_out.fetch_add(bytes.len() as u64, Relaxed);
+            self.wrote_since_read |= !bytes.is_empty();
+        }
+        r
+    }
+
+    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.inner.read_some(buf, deadline)?;
+        if n > 0 {
+            self.counts.bytes_in.fetch_add(n as u64, Relaxed);
+            if std::mem::take(&mut self.wrote_since_read) {
+                self.counts.turnarounds.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(n)
+    }
+
+    fn discard_input(&mut self) -> Result<(), LinkError> {
+        self.inner.discard_input()
+    }
+
+    fn path(&self) -> &str {
+        self.inner.path()
+    }
+}
+
 /// Exponential backoff between reopen attempts: `initial`, doubled after each failure, capped at `max`.
 /// Pure (no clock): the caller sleeps for what [`Backoff::next_delay`] returns.
 #[derive(Debug, Clone)]
@@ -486,6 +600,64 @@ impl Reopener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An in-memory device: each write queues the scripted answer for it.
+    struct Script {
+        answers: std::collections::VecDeque<Vec<u8>>,
+        pending: Vec<u8>,
+    }
+
+    impl Link for Script {
+        fn write_all(&mut self, _bytes: &[u8]) -> Result<(), LinkError> {
+            if let Some(a) = self.answers.pop_front() {
+                self.pending.extend_from_slice(&a);
+            }
+            Ok(())
+        }
+        fn read_some(&mut self, buf: &mut [u8], _deadline: Instant) -> Result<usize, LinkError> {
+            if self.pending.is_empty() {
+                return Err(LinkError::Timeout { device: "t".into(), path: "mem".into(), waited_ms: 0 });
+            }
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            Ok(n)
+        }
+        fn discard_input(&mut self) -> Result<(), LinkError> {
+            self.pending.clear();
+            Ok(())
+        }
+        fn path(&self) -> &str {
+            "mem"
+        }
+    }
+
+    #[test]
+    fn counting_link_counts_bytes_and_turnarounds() {
+        let inner =
+            Script { answers: vec![b"ACK".to_vec(), vec![], b"12345".to_vec()].into(), pending: vec![] };
+        let mut link = CountingLink::new(Box::new(inner));
+        let counts = link.counts();
+        let soon = Instant::now() + Duration::from_millis(10);
+        let mut buf = [0u8; 2];
+        // Request 1 (4 bytes), answer read in two pieces: one turnaround.
+        link.write_all(b"\x1bSs\r").unwrap();
+        assert_eq!(link.read_some(&mut buf, soon).unwrap(), 2);
+        assert_eq!(link.read_some(&mut buf, soon).unwrap(), 1);
+        // Two writes in a row, then the answer: one more turnaround.
+        link.write_all(b"ab").unwrap();
+        link.write_all(b"c").unwrap();
+        let before = counts.snapshot();
+        let mut big = [0u8; 16];
+        assert_eq!(link.read_some(&mut big, soon).unwrap(), 5);
+        // A failed read counts nothing.
+        assert!(link.read_some(&mut big, soon).is_err());
+        assert_eq!(counts.snapshot(), WireTally { bytes_out: 7, bytes_in: 8, turnarounds: 2 });
+        assert_eq!(counts.snapshot().since(before), WireTally { bytes_out: 0, bytes_in: 5, turnarounds: 1 });
+        assert_eq!(link.path(), "mem");
+        counts.reset();
+        assert_eq!(counts.snapshot(), WireTally::default());
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

@@ -1,6 +1,5 @@
-//! Test and bench support: a `Link` over one end of a real pseudo-terminal pair, and a thread that
-//! serves a simulator on the other end. (Until the shared `SerialLink` lands in
-//! `src/devices/transport.rs`.)
+//! Test and bench support: the real serial transport ([`SerialLink`]) on one end of a
+//! pseudo-terminal pair, and a thread that serves a simulator on the other end.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -9,65 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mtu::devices::{Link, LinkError};
+use mtu::devices::transport::SerialLink;
 use mtu::sim::{SimDevice, SimOut};
-use serialport::{ClearBuffer, SerialPort, TTYPort};
-
-/// The host side of the PTY pair.
-pub struct PtyLink {
-    port: TTYPort,
-    path: String,
-}
-
-impl PtyLink {
-    fn io(&self, source: std::io::Error) -> LinkError {
-        LinkError::Io { device: "rfid".into(), path: self.path.clone(), source }
-    }
-}
-
-impl Link for PtyLink {
-    fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.port.write_all(bytes).map_err(|e| self.io(e))?;
-        self.port.flush().map_err(|e| self.io(e))
-    }
-
-    fn read_some(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
-        let start = Instant::now();
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LinkError::Timeout {
-                    device: "rfid".into(),
-                    path: self.path.clone(),
-                    waited_ms: (now - start).as_millis() as u64,
-                });
-            }
-            self.port.set_timeout(deadline - now).map_err(|e| self.io(e.into()))?;
-            match self.port.read(buf) {
-                Ok(0) => {
-                    return Err(LinkError::Unplugged { device: "rfid".into(), path: self.path.clone() });
-                }
-                Ok(n) => return Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(self.io(e)),
-            }
-        }
-    }
-
-    fn discard_input(&mut self) -> Result<(), LinkError> {
-        self.port.clear(ClearBuffer::Input).map_err(|e| self.io(e.into()))
-    }
-
-    fn path(&self) -> &str {
-        &self.path
-    }
-}
+use serialport::{SerialPort, TTYPort};
 
 /// A simulator served on the device end of a PTY by its own thread.
 pub struct Served {
@@ -101,9 +44,8 @@ impl Drop for Served {
 }
 
 /// Opens a PTY pair and serves `sim` on one end; returns the host's link to the other.
-pub fn serve(sim: Box<dyn SimDevice>) -> (PtyLink, Served) {
+pub fn serve(sim: Box<dyn SimDevice>) -> (SerialLink, Served) {
     let (host, mut device) = TTYPort::pair().expect("pty pair");
-    let path = host.name().unwrap_or_else(|| "pty".into());
     let sim = Arc::new(Mutex::new(sim));
     let from_host = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -132,5 +74,5 @@ pub fn serve(sim: Box<dyn SimDevice>) -> (PtyLink, Served) {
             }
         })
     };
-    (PtyLink { port: host, path }, Served { sim, from_host, stop, thread: Some(thread) })
+    (SerialLink::from_tty(host, "rfid"), Served { sim, from_host, stop, thread: Some(thread) })
 }
