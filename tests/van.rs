@@ -48,7 +48,12 @@ fn embedded_simulation_brings_the_whole_van_up() {
         .args(["devices", "self-test"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // SAFETY: kill with the pid of our own child.
     unsafe { libc::kill(vand.id() as i32, libc::SIGTERM) };

@@ -252,6 +252,7 @@ impl SerialLink {
         })?;
         // Anything the device sent before our settings applied is garbage.
         let _ = port.clear(ClearBuffer::Input);
+        set_nonblocking(&port);
         Ok(SerialLink {
             port: Port::Tty(port),
             device: device.to_owned(),
@@ -263,12 +264,19 @@ impl SerialLink {
     /// Wraps an already open TTY (e.g. the slave end of [`TTYPort::pair`]) for tests and simulators.
     pub fn from_tty(port: TTYPort, name: &str) -> SerialLink {
         let path = port.name().unwrap_or_else(|| name.to_owned());
+        set_nonblocking(&port);
         SerialLink {
             port: Port::Tty(port),
             device: name.to_owned(),
             path,
             write_timeout: Duration::from_secs(2),
         }
+    }
+
+    /// Sets how long a write may make no progress before it fails with a timeout.
+    pub fn with_write_timeout(mut self, timeout: Duration) -> SerialLink {
+        self.write_timeout = timeout;
+        self
     }
 
     /// A watcher that tells, without reading, whether the port has hung up (adapter pulled, PTY
@@ -303,8 +311,10 @@ impl SerialLink {
 }
 
 impl Link for SerialLink {
+    /// The write timeout bounds a *stall*, not the whole write: the deadline restarts whenever bytes
+    /// leave. A card job is over a megabyte, about two minutes of wire time at 115200 baud.
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        let deadline = Instant::now() + self.write_timeout;
+        let mut deadline = Instant::now() + self.write_timeout;
         let mut rest = bytes;
         while !rest.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -318,9 +328,12 @@ impl Link for SerialLink {
             self.port.set_timeout(left);
             match self.port.write(rest) {
                 Ok(0) => return Err(self.unplugged()),
-                Ok(n) => rest = &rest[n..],
+                Ok(n) => {
+                    rest = &rest[n..];
+                    deadline = Instant::now() + self.write_timeout;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(self.io_err(e)),
             }
         }
@@ -597,9 +610,55 @@ impl Reopener {
     }
 }
 
+/// Puts a TTY in non-blocking mode. serialport polls before each read and write, but a blocking
+/// `write` of many bytes to a tty with little room sleeps until *all* are taken: a stalled printer
+/// would hang the device thread past any timeout. Non-blocking, a write takes what fits and the
+/// next poll waits (with the deadline) for room.
+fn set_nonblocking(port: &TTYPort) {
+    use std::os::fd::AsRawFd;
+    let fd = port.as_raw_fd();
+    // SAFETY: fcntl on a descriptor the port owns; only the status flags change.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write longer than the write timeout succeeds while the line keeps moving, and fails once it
+    /// stalls. (Over a PTY the peer's reading paces the writer, like a UART's baud rate does.)
+    #[test]
+    fn write_timeout_bounds_stalls_not_long_writes() {
+        let (host, mut dev) = TTYPort::pair().expect("pty pair");
+        let mut link = SerialLink::from_tty(host, "card").with_write_timeout(Duration::from_millis(500));
+        let total = 256 * 1024;
+        let reader = std::thread::spawn(move || {
+            let mut got = 0;
+            let mut buf = [0u8; 4096];
+            dev.set_timeout(Duration::from_secs(5)).unwrap();
+            while got < total {
+                std::thread::sleep(Duration::from_millis(20));
+                match dev.read(&mut buf) {
+                    Ok(n) => got += n,
+                    Err(_) => break,
+                }
+            }
+            (got, dev)
+        });
+        let started = Instant::now();
+        link.write_all(&vec![0x55; total]).expect("a long write that keeps moving must not time out");
+        assert!(started.elapsed() > Duration::from_millis(500), "the peer paced the write past one timeout");
+        let (got, _dev) = reader.join().unwrap();
+        assert_eq!(got, total);
+        // Nobody reads now: the PTY buffer fills and the write stalls.
+        let err = link.write_all(&vec![0xAA; total]).unwrap_err();
+        assert!(matches!(err, LinkError::Timeout { .. }), "{err}");
+    }
 
     /// An in-memory device: each write queues the scripted answer for it.
     struct Script {

@@ -59,7 +59,11 @@ impl Default for ZvtOptions {
 }
 
 fn opt_err(key: &str, message: impl Into<String>) -> DeviceError {
-    DeviceError::Config { device: "payment".into(), key: format!("devices.payment.options.{key}"), message: message.into() }
+    DeviceError::Config {
+        device: "payment".into(),
+        key: format!("devices.payment.options.{key}"),
+        message: message.into(),
+    }
 }
 
 fn opt_int(table: &toml::Table, key: &str, max: i64) -> Result<Option<i64>, DeviceError> {
