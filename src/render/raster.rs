@@ -24,35 +24,7 @@ pub const CARD_WIDTH_MM: f32 = 1016.0 * 25.4 / 300.0;
 /// Landscape card layout height, mm (648 px at 300 dpi; CR-80 is 53.98 mm plus bleed).
 pub const CARD_HEIGHT_MM: f32 = 648.0 * 25.4 / 300.0;
 
-/// A 1-bit bitmap: rows of `(width + 7) / 8` bytes, most significant bit first, 1 = black.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bitmap1 {
-    /// Width, pixels.
-    pub width: u32,
-    /// Height, pixels.
-    pub height: u32,
-    /// Row-major bits, each row padded to a whole byte.
-    pub data: Vec<u8>,
-}
-
-impl Bitmap1 {
-    /// Bytes per row.
-    pub fn stride(&self) -> usize {
-        (self.width as usize).div_ceil(8)
-    }
-    /// Whether pixel `(x, y)` is black (false outside the bitmap).
-    pub fn get(&self, x: u32, y: u32) -> bool {
-        if x >= self.width || y >= self.height {
-            return false;
-        }
-        let i = y as usize * self.stride() + x as usize / 8;
-        self.data.get(i).is_some_and(|b| b & (0x80 >> (x % 8)) != 0)
-    }
-    /// Black pixel count.
-    pub fn black_pixels(&self) -> usize {
-        self.data.iter().map(|b| b.count_ones() as usize).sum()
-    }
-}
+pub use crate::bitmap::Bitmap1;
 
 /// An 8-bit ink plane: one byte per pixel, 0 = no ink, 255 = full ink.
 #[derive(Debug, Clone, PartialEq, Eq)]
