@@ -51,7 +51,7 @@ fn main() {
     ] {
         let took = median(|| {
             let s = scenes(kind);
-            printer_output(kind, &s, 203).expect("bitmap");
+            printer_output(kind, &s, &opts).expect("bitmap");
         });
         report(&format!("{} bitmap", kind.name()), took, target);
     }
@@ -60,7 +60,7 @@ fn main() {
             matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80).then_some(20.0);
         let took = median(|| {
             let s = scenes(kind);
-            pdf_of(kind, &s).expect("pdf");
+            pdf_of(kind, &s, "bench", jiff::Timestamp::now()).expect("pdf");
         });
         report(&format!("{} PDF", kind.name()), took, target);
     }
@@ -84,7 +84,7 @@ fn main() {
 
     println!();
     for kind in DocKind::ALL {
-        let size = pdf_of(kind, &scenes(kind)).expect("pdf").len();
+        let size = pdf_of(kind, &scenes(kind), "bench", jiff::Timestamp::now()).expect("pdf").len();
         let target =
             matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80).then_some(60_000);
         match target {

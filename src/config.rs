@@ -340,11 +340,15 @@ impl Default for SimulationConfig {
 pub struct DocumentsConfig {
     /// Sticker printer resolution: 203 or 300 dpi.
     pub sticker_dpi: u32,
+    /// Receipt roll printer resolution, dpi.
+    pub roll_dpi: u32,
+    /// Dots across the receipt printer's head (576 for a 72 mm head at 203 dpi).
+    pub roll_width_dots: u32,
 }
 
 impl Default for DocumentsConfig {
     fn default() -> Self {
-        DocumentsConfig { sticker_dpi: 203 }
+        DocumentsConfig { sticker_dpi: 203, roll_dpi: 203, roll_width_dots: 576 }
     }
 }
 
@@ -455,6 +459,12 @@ impl Config {
         }
         if !matches!(self.documents.sticker_dpi, 203 | 300) {
             return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));
+        }
+        if !(100..=600).contains(&self.documents.roll_dpi) {
+            return Err(("documents.roll_dpi".into(), "must be 100 … 600".into()));
+        }
+        if !(64..=4096).contains(&self.documents.roll_width_dots) {
+            return Err(("documents.roll_width_dots".into(), "must be 64 … 4096".into()));
         }
         for (name, line) in &self.gpio.lines {
             const KNOWN: [&str; 6] =

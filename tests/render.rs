@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use mtu::cli::render::{RenderArgs, SAMPLE_SEED, VerifyQrArgs, qr_text_from_png, run_render, run_verify_qr};
+use mtu::cli::render::{
+    RenderArgs, SAMPLE_SEED, VerifyQrArgs, qr_text_from_image, run_render, run_verify_qr,
+};
 use mtu::config::{Config, EMBEDDED_SIM, EMBEDDED_SIM_NAME};
 use mtu::keys::VanKey;
 use mtu::render::documents::{self, DocOptions, sample};
@@ -22,6 +24,11 @@ fn key() -> VanKey {
 
 fn scenes(kind: DocKind) -> Vec<mtu::render::scene::Scene> {
     sample_scenes(kind, &key(), &sample::issuer(), DocOptions::default()).unwrap()
+}
+
+fn pdf(kind: DocKind, scenes: &[mtu::render::scene::Scene]) -> Vec<u8> {
+    let created: jiff::Timestamp = "2026-11-23T12:35:00Z".parse().unwrap();
+    pdf_of(kind, scenes, "mtu tests", created).unwrap()
 }
 
 fn golden_dir() -> PathBuf {
@@ -48,7 +55,7 @@ fn golden_images_of_every_document() {
     let mut failures = Vec::new();
     for kind in DocKind::ALL {
         let s = scenes(kind);
-        let png = raster::preview_png(&s[0], kind.preview_dpi(203)).unwrap();
+        let png = raster::preview_png(&s[0], kind.preview_dpi(&DocOptions::default())).unwrap();
         let path = golden_dir().join(format!("{}.png", kind.name()));
         if update {
             std::fs::create_dir_all(golden_dir()).unwrap();
@@ -82,8 +89,8 @@ fn golden_images_of_every_document() {
 
 #[test]
 fn golden_comparison_catches_a_changed_name() {
-    let mut d = sample::driving_licence();
-    d.qr = "MTU1:TEST".into();
+    let mut d = sample::driving_licence(&sample::issuer());
+    d.qr = d.qr_payload().sign(&key()).unwrap();
     let a =
         raster::rasterize(&documents::driving_licence_front(&d, DocOptions::default()).unwrap(), 300.0, None)
             .unwrap();
@@ -97,7 +104,8 @@ fn golden_comparison_catches_a_changed_name() {
 #[test]
 fn card_panels_have_the_printer_frame() {
     for kind in [DocKind::DrivingLicenceFront, DocKind::DrivingLicenceBack, DocKind::VehicleLicence] {
-        let PrinterOutput::Card(p) = printer_output(kind, &scenes(kind), 203).unwrap() else {
+        let PrinterOutput::Card(p) = printer_output(kind, &scenes(kind), &DocOptions::default()).unwrap()
+        else {
             panic!("card expected")
         };
         assert_eq!((p.k.width, p.k.height), (CARD_PANEL_WIDTH, CARD_PANEL_HEIGHT));
@@ -117,9 +125,9 @@ fn card_panels_have_the_printer_frame() {
 #[test]
 fn sticker_bitmap_follows_the_configured_dpi() {
     for (dpi, w) in [(203, 480), (300, 709)] {
-        let PrinterOutput::Mono(b) =
-            printer_output(DocKind::Sticker, &scenes(DocKind::Sticker), dpi).unwrap()
-        else {
+        let opts = DocOptions { sticker_dpi: dpi, ..DocOptions::default() };
+        let s = sample_scenes(DocKind::Sticker, &key(), &sample::issuer(), opts).unwrap();
+        let PrinterOutput::Mono(b) = printer_output(DocKind::Sticker, &s, &opts).unwrap() else {
             panic!("mono expected")
         };
         assert_eq!(b.width, w);
@@ -167,11 +175,22 @@ fn extract(pdf: &[u8]) -> Vec<String> {
         let content = lopdf::content::Content::decode(&doc.get_page_content(page)).unwrap();
         let mut current = None;
         let mut text = String::new();
+        // Inside a `/Span << /ActualText … >>`, the span's text replaces its glyphs' text.
+        let mut actual: Option<String> = None;
         for op in content.operations {
             match op.operator.as_str() {
                 "Tf" => current = op.operands[0].as_name().ok().map(|n| n.to_vec()),
                 "BT" => text.clear(),
                 "ET" => out.push(std::mem::take(&mut text)),
+                "BDC" => {
+                    let props = op.operands[1].as_dict().unwrap();
+                    let bytes = props.get(b"ActualText").unwrap().as_str().unwrap();
+                    let units: Vec<u16> =
+                        bytes[2..].chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])).collect();
+                    actual = Some(String::from_utf16(&units).unwrap());
+                }
+                "EMC" => text.push_str(&actual.take().expect("EMC closes an ActualText span")),
+                "Tj" | "TJ" if actual.is_some() => {}
                 "Tj" | "TJ" => {
                     let map = current.as_ref().and_then(|c| maps.get(c)).expect("font with ToUnicode");
                     let strings: Vec<&[u8]> = match &op.operands[0] {
@@ -181,7 +200,6 @@ fn extract(pdf: &[u8]) -> Vec<String> {
                     for bytes in strings {
                         for pair in bytes.chunks(2) {
                             let code = u16::from_be_bytes([pair[0], pair[1]]);
-                            // Second and later glyphs of a cluster deliberately have no entry.
                             text.push_str(map.get(&code).map_or("", |s| s.as_str()));
                         }
                     }
@@ -201,13 +219,12 @@ fn strip_controls(s: &str) -> String {
 fn pdf_text_extracts_in_logical_order() {
     for kind in DocKind::ALL {
         let s = scenes(kind);
-        let pdf = pdf_of(kind, &s).unwrap();
+        let pdf = pdf(kind, &s);
         let got = extract(&pdf);
         let want: Vec<String> = s.iter().flat_map(|sc| sc.texts.iter().map(|t| strip_controls(t))).collect();
         assert_eq!(got, want, "{}", kind.name());
     }
-    let front =
-        extract(&pdf_of(DocKind::DrivingLicenceFront, &scenes(DocKind::DrivingLicenceFront)).unwrap());
+    let front = extract(&pdf(DocKind::DrivingLicenceFront, &scenes(DocKind::DrivingLicenceFront)));
     for expected in [
         "أحمد محمد عبد الرحمن السيد",
         "Ahmed Mohamed Abdelrahman El-Sayed",
@@ -216,16 +233,16 @@ fn pdf_text_extracts_in_logical_order() {
     ] {
         assert!(front.iter().any(|l| l == expected), "{expected:?} not in {front:?}");
     }
-    let vehicle = extract(&pdf_of(DocKind::VehicleLicence, &scenes(DocKind::VehicleLicence)).unwrap());
+    let vehicle = extract(&pdf(DocKind::VehicleLicence, &scenes(DocKind::VehicleLicence)));
     assert!(vehicle.iter().any(|l| l == "أ ب ج ١٢٣٤"), "{vehicle:?}");
-    let receipt = extract(&pdf_of(DocKind::ReceiptA4, &scenes(DocKind::ReceiptA4)).unwrap());
+    let receipt = extract(&pdf(DocKind::ReceiptA4, &scenes(DocKind::ReceiptA4)));
     assert!(receipt.iter().any(|l| l == "تجديد رخصة تسيير (ملاكي)"), "{receipt:?}");
     assert!(receipt.iter().any(|l| l == "835.50 EGP"), "{receipt:?}");
 }
 
 #[test]
 fn pdf_embeds_a_font_subset() {
-    let pdf = pdf_of(DocKind::ReceiptA4, &scenes(DocKind::ReceiptA4)).unwrap();
+    let pdf = pdf(DocKind::ReceiptA4, &scenes(DocKind::ReceiptA4));
     assert!(pdf.len() < 120_000, "{} bytes", pdf.len());
     let doc = lopdf::Document::load_mem(&pdf).unwrap();
     let has_font_file = doc.objects.values().any(|o| o.as_dict().is_ok_and(|d| d.has(b"FontFile2")));
@@ -234,7 +251,7 @@ fn pdf_embeds_a_font_subset() {
 
 #[test]
 fn eastern_digits_option() {
-    let opts = DocOptions { digits: Digits::Eastern };
+    let opts = DocOptions { digits: Digits::Eastern, ..DocOptions::default() };
     let s = sample_scenes(DocKind::ReceiptA6, &key(), &sample::issuer(), opts).unwrap();
     let texts: Vec<String> = s[0].texts.iter().map(|t| strip_controls(t)).collect();
     assert!(texts.iter().any(|t| t == "٨٣٥٫٥٠ EGP"), "{texts:?}");
@@ -247,15 +264,15 @@ fn eastern_digits_option() {
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let mut d = sample::driving_licence();
-    d.qr = "MTU1:TEST".into();
+    let mut d = sample::driving_licence(&sample::issuer());
+    d.qr = d.qr_payload().sign(&key()).unwrap();
     d.name_ar = "محمد ☃".into();
     let err = documents::driving_licence_front(&d, DocOptions::default()).unwrap_err();
     assert!(matches!(err, RenderError::MissingGlyph { ch: '☃', .. }), "{err}");
     assert!(err.to_string().contains("name_ar"), "{err}");
 
-    let mut d = sample::driving_licence();
-    d.qr = "MTU1:TEST".into();
+    let mut d = sample::driving_licence(&sample::issuer());
+    d.qr = d.qr_payload().sign(&key()).unwrap();
     d.name_ar = "عبد الرحمن محمد أحمد السيد إبراهيم عبد العزيز مصطفى الشربيني".into();
     // Long but reasonable: shrinks or wraps and stays inside its box.
     let s = documents::driving_licence_front(&d, DocOptions::default()).unwrap();
@@ -286,8 +303,8 @@ fn jpeg_photo_decodes_and_prints() {
     // A truncated JPEG is an error, not a panic.
     assert!(mtu::render::photo::Photo::decode(&bytes[..bytes.len() / 2]).is_err());
 
-    let mut d = sample::driving_licence();
-    d.qr = "MTU1:TEST".into();
+    let mut d = sample::driving_licence(&sample::issuer());
+    d.qr = d.qr_payload().sign(&key()).unwrap();
     d.photo = std::sync::Arc::new(photo);
     let s = documents::driving_licence_front(&d, DocOptions::default()).unwrap();
     let panels = raster::card_panels(&s).unwrap();
@@ -320,7 +337,7 @@ fn nothing_is_drawn_off_the_page() {
 
 #[test]
 fn long_shift_report_continues_on_more_pages() {
-    let mut r = sample::shift_report();
+    let mut r = sample::shift_report(&sample::issuer());
     let row = r.by_service[0].clone();
     r.by_service = vec![row; 80];
     let pages = documents::shift_report(&r, DocOptions::default()).unwrap();
@@ -332,7 +349,7 @@ fn long_shift_report_continues_on_more_pages() {
             }
         }
     }
-    let pdf = pdf_of(DocKind::ShiftReport, &pages).unwrap();
+    let pdf = pdf(DocKind::ShiftReport, &pages);
     assert_eq!(lopdf::Document::load_mem(&pdf).unwrap().get_pages().len(), pages.len());
 }
 
@@ -342,18 +359,18 @@ fn long_shift_report_continues_on_more_pages() {
 fn qr_reads_back_from_the_rendered_png_and_verifies() {
     for kind in [DocKind::DrivingLicenceBack, DocKind::VehicleLicence, DocKind::Sticker, DocKind::Receipt80] {
         let s = scenes(kind);
-        let png = raster::preview_png(&s[0], kind.preview_dpi(203)).unwrap();
-        let text = qr_text_from_png(&png).unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+        let png = raster::preview_png(&s[0], kind.preview_dpi(&DocOptions::default())).unwrap();
+        let text = qr_text_from_image(&png).unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
         let (p, sig, body) = QrPayload::parse(&text).unwrap();
         p.verify(&body, &sig, &key().verifying_key()).unwrap();
         assert_eq!(p.van_id, "CAI-07");
         // What the printer gets must scan too: the 1-bit K panel (rotated) or label bitmap.
-        let bitmap = match printer_output(kind, &s, 203).unwrap() {
+        let bitmap = match printer_output(kind, &s, &DocOptions::default()).unwrap() {
             PrinterOutput::Card(p) => p.k,
             PrinterOutput::Mono(b) => b,
             PrinterOutput::None => unreachable!("these documents have printer output"),
         };
-        let from_printer = qr_text_from_png(&raster::bitmap1_png(&bitmap).unwrap()).unwrap();
+        let from_printer = qr_text_from_image(&raster::bitmap1_png(&bitmap).unwrap()).unwrap();
         assert_eq!(from_printer, text, "{}", kind.name());
     }
 }
@@ -381,16 +398,27 @@ fn vanctl_render_and_verify_qr() {
 
     let pk = hex::encode(key().verifying_key().as_bytes());
     let png = dir.path().join("sticker.png");
-    run_verify_qr(&VerifyQrArgs { payload: None, png: Some(png), public_key: Some(pk.clone()) }, &cfg)
+    let err =
+        run_verify_qr(&VerifyQrArgs { payload: None, image: Some(png), public_key: Some(pk.clone()) }, &cfg)
+            .unwrap_err();
+    assert!(err.to_string().contains("SPECIMEN"), "{err}");
+    // A code signed with a van's own key verifies as VALID.
+    let van = VanKey::from_seed(&[7; 32]);
+    let mut r = sample::receipt(&sample::issuer());
+    r.qr = r.qr_payload().sign(&van).unwrap();
+    let van_pk = hex::encode(van.verifying_key().as_bytes());
+    run_verify_qr(&VerifyQrArgs { payload: Some(r.qr.clone()), image: None, public_key: Some(van_pk) }, &cfg)
         .unwrap();
     let other = hex::encode(VanKey::from_seed(&[9; 32]).verifying_key().as_bytes());
     let png = dir.path().join("sticker.png");
-    let err = run_verify_qr(&VerifyQrArgs { payload: None, png: Some(png), public_key: Some(other) }, &cfg)
+    let err = run_verify_qr(&VerifyQrArgs { payload: None, image: Some(png), public_key: Some(other) }, &cfg)
         .unwrap_err();
     assert!(err.to_string().contains("not valid"), "{err}");
-    let err =
-        run_verify_qr(&VerifyQrArgs { payload: Some("hello".into()), png: None, public_key: Some(pk) }, &cfg)
-            .unwrap_err();
+    let err = run_verify_qr(
+        &VerifyQrArgs { payload: Some("hello".into()), image: None, public_key: Some(pk) },
+        &cfg,
+    )
+    .unwrap_err();
     assert!(format!("{err:#}").contains("prefix"), "{err:#}");
 
     let bad = RenderArgs {
@@ -400,4 +428,389 @@ fn vanctl_render_and_verify_qr() {
         eastern_digits: false,
     };
     assert!(run_render(&bad, &cfg).unwrap_err().to_string().contains("unknown document"));
+}
+
+// ---- documents read by outside software (poppler) and by a printer ----
+
+/// An outside tool the tests read documents with; missing means the test fails, naming the package.
+fn tool(cmd: &str, package: &str) -> std::process::Command {
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()));
+    assert!(
+        found,
+        "{cmd} is missing: run tools/test, which installs the Debian package {package} \
+         (listed in tools/test-debian-packages.txt)"
+    );
+    std::process::Command::new(cmd)
+}
+
+fn run_tool(cmd: &str, package: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = tool(cmd, package).args(args).output().unwrap();
+    assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Text as poppler's `pdftotext` extracts it, with the directional marks poppler adds removed.
+fn pdftotext(pdf: &std::path::Path) -> String {
+    let raw = run_tool("pdftotext", "poppler-utils", &[pdf.as_os_str(), "-".as_ref()]);
+    raw.chars().filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')).collect()
+}
+
+/// Renders every sample document with `vanctl render` into a fresh folder.
+fn render_all(cfg: &Config) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let args = RenderArgs {
+        document: "all".into(),
+        sample: true,
+        out: dir.path().to_owned(),
+        eastern_digits: false,
+    };
+    run_render(&args, cfg).unwrap();
+    dir
+}
+
+#[test]
+fn poppler_extracts_every_line_as_drawn() {
+    let cfg = config();
+    let dir = render_all(&cfg);
+    for kind in DocKind::ALL {
+        let text = pdftotext(&dir.path().join(format!("{}.pdf", kind.name())));
+        let bad: Vec<char> = text.chars().filter(|c| c.is_control() && !matches!(c, '\n' | '\x0c')).collect();
+        assert!(bad.is_empty(), "{}: control characters {bad:?} in {text:?}", kind.name());
+        let lines: Vec<&str> = text.lines().collect();
+        for raw in scenes(kind).iter().flat_map(|s| s.texts.clone()) {
+            let want = strip_controls(&raw);
+            if want.contains("CAI-07") || want.contains("وحدة المرور المتنقلة") {
+                continue; // the issuer comes from the configuration in `vanctl render`
+            }
+            // Lines mixing Arabic with Latin letters or digits are reordered by poppler's own
+            // visual-to-logical heuristic (it moves a colon or a parenthesis); single-direction
+            // lines must come out exactly.
+            let arabic = want.chars().any(|c| ('\u{0600}'..='\u{06FF}').contains(&c));
+            let runs = raw.matches('\u{2066}').count();
+            if (arabic && want.chars().any(|c| c.is_ascii_alphanumeric())) || runs > 1 {
+                continue;
+            }
+            // poppler also moves punctuation next to an Arabic word (a colon, a comma, a slash)
+            // to the other side of the space: words are compared, whole and in order.
+            let norm = |s: &str| {
+                let words: String = s.chars().map(|c| if c.is_alphanumeric() { c } else { ' ' }).collect();
+                words.split_whitespace().collect::<Vec<_>>().join(" ")
+            };
+            let want = norm(&want);
+            // Without Arabic, poppler gives the runs of an RTL line in visual order: compare the
+            // runs, not their order.
+            let same = |l: &str| {
+                let l = norm(l);
+                if arabic {
+                    return l.contains(want.as_str());
+                }
+                let mut a: Vec<&str> = l.split(' ').collect();
+                let mut b: Vec<&str> = want.split(' ').collect();
+                a.sort_unstable();
+                b.sort_unstable();
+                a == b || l.contains(want.as_str())
+            };
+            assert!(
+                lines.iter().any(|l| same(l)),
+                "{}: {want:?} not extracted by pdftotext:\n{text}",
+                kind.name()
+            );
+        }
+    }
+    let receipt = pdftotext(&dir.path().join("receipt-a4.pdf"));
+    assert!(receipt.contains("إيصال دفع إلكتروني"), "{receipt}");
+    let report = pdftotext(&dir.path().join("shift-report.pdf"));
+    assert!(report.contains("الملصق الإلكتروني"), "{report}");
+}
+
+/// Every glyph code shown in a PDF maps to non-empty text in its font's ToUnicode CMap.
+#[test]
+fn every_glyph_shown_has_a_tounicode_entry() {
+    for kind in DocKind::ALL {
+        let pdf = pdf(kind, &scenes(kind));
+        let doc = lopdf::Document::load_mem(&pdf).unwrap();
+        for (_, page) in doc.get_pages() {
+            let mut maps = BTreeMap::new();
+            for (name, font) in doc.get_page_fonts(page).unwrap() {
+                let r = font.get(b"ToUnicode").and_then(|o| o.as_reference()).expect("ToUnicode");
+                let stream = doc.get_object(r).unwrap().as_stream().unwrap();
+                let data = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+                maps.insert(name, parse_cmap(&String::from_utf8_lossy(&data)));
+            }
+            let content = lopdf::content::Content::decode(&doc.get_page_content(page)).unwrap();
+            let mut current = None;
+            for op in content.operations {
+                match op.operator.as_str() {
+                    "Tf" => current = op.operands[0].as_name().ok().map(|n| n.to_vec()),
+                    "Tj" | "TJ" => {
+                        let map = &maps[current.as_ref().unwrap()];
+                        let strings: Vec<&[u8]> = match &op.operands[0] {
+                            lopdf::Object::Array(items) => {
+                                items.iter().filter_map(|o| o.as_str().ok()).collect()
+                            }
+                            other => vec![other.as_str().unwrap()],
+                        };
+                        for code in strings.iter().flat_map(|b| b.chunks(2)) {
+                            let code = u16::from_be_bytes([code[0], code[1]]);
+                            let text = map.get(&code).map(String::as_str).unwrap_or("");
+                            assert!(
+                                !text.is_empty() && !text.chars().any(char::is_control),
+                                "{}: glyph code {code} maps to {text:?}",
+                                kind.name()
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn printed_facts_are_the_signed_facts() {
+    let cfg = config();
+    let dir = render_all(&cfg);
+    for kind in [
+        DocKind::ReceiptA4,
+        DocKind::ReceiptA6,
+        DocKind::Receipt80,
+        DocKind::DrivingLicenceBack,
+        DocKind::VehicleLicence,
+        DocKind::Sticker,
+    ] {
+        let name = kind.name();
+        let png = std::fs::read(dir.path().join(format!("{name}.png"))).unwrap();
+        let qr = qr_text_from_image(&png).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (p, _, _) = QrPayload::parse(&qr).unwrap();
+        let printed = pdftotext(&dir.path().join(format!("{name}.pdf")));
+        let printed = if kind == DocKind::DrivingLicenceBack {
+            // The licence number and expiry are on the front of the same card.
+            printed + &pdftotext(&dir.path().join("driving-licence-front.pdf"))
+        } else {
+            printed
+        };
+        let plain: String = printed
+            .chars()
+            .map(|c| match c {
+                '\u{0660}'..='\u{0669}' => char::from(b'0' + (c as u32 - 0x0660) as u8),
+                c => c,
+            })
+            .collect();
+        let mut facts = vec![("key field", p.key_field.clone())];
+        if let Some(e) = p.expiry {
+            facts.push(("expiry", format!("{:02}/{:02}/{}", e.day(), e.month(), e.year())));
+        }
+        if matches!(kind, DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80) {
+            facts.push(("van", p.van_id.clone()));
+            facts.push(("journal seq", format!("#{}", p.journal_seq)));
+            facts.push(("record hash", hex::encode(p.short_hash)));
+            assert!(
+                p.key_field.starts_with(&cfg.van.id),
+                "{name}: receipt number {} is not of van {}",
+                p.key_field,
+                cfg.van.id
+            );
+        }
+        assert_eq!(p.van_id, cfg.van.id, "{name}");
+        for (what, value) in facts {
+            assert!(
+                plain.contains(&value),
+                "{name}: the QR signs {what} {value:?}, the document prints:\n{printed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pdf_metadata_is_honest() {
+    let cfg = config();
+    let dir = render_all(&cfg);
+    for kind in DocKind::ALL {
+        let pdf = dir.path().join(format!("{}.pdf", kind.name()));
+        let info = run_tool("pdfinfo", "poppler-utils", &[pdf.as_os_str()]);
+        let field = |k: &str| {
+            info.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_owned())).unwrap_or_default()
+        };
+        assert!(!field("Producer:").is_empty(), "{}: no Producer\n{info}", kind.name());
+        assert!(!field("Creator:").is_empty(), "{}: no Creator\n{info}", kind.name());
+        let created = field("CreationDate:");
+        assert!(
+            !created.is_empty() && !created.contains("1970"),
+            "{}: CreationDate {created:?}",
+            kind.name()
+        );
+        assert!(
+            !info.contains("PDF/X") && !info.contains("PDF subtype"),
+            "{}: claims a PDF subtype\n{info}",
+            kind.name()
+        );
+        let fonts = run_tool("pdffonts", "poppler-utils", &[pdf.as_os_str()]);
+        for line in fonts.lines().skip(2) {
+            let name = line.split_whitespace().next().unwrap();
+            let (tag, rest) = name.split_once('+').unwrap_or(("", name));
+            assert!(
+                tag.len() == 6 && tag.bytes().all(|b| b.is_ascii_uppercase()) && rest.starts_with("Amiri"),
+                "{}: font {name:?} is not named as a subset (ABCDEF+Amiri…)\n{fonts}",
+                kind.name()
+            );
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(cols[cols.len() - 4], "yes", "{}: subset column\n{fonts}", kind.name());
+        }
+    }
+}
+
+/// The QR side in an image (outer corners of its finder patterns), pixels.
+fn qr_side_px(png: &[u8]) -> f32 {
+    let pm = tiny_skia::Pixmap::decode_png(png).unwrap();
+    let w = pm.width() as usize;
+    let px = pm.pixels();
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, pm.height() as usize, |x, y| {
+        let p = px[y * w + x];
+        ((u32::from(p.red()) + u32::from(p.green()) + u32::from(p.blue())) / 3) as u8
+    });
+    let grids = img.detect_grids();
+    let b = grids.first().expect("a QR code in the image").bounds;
+    (((b[1].x - b[0].x) as f32).powi(2) + ((b[1].y - b[0].y) as f32).powi(2)).sqrt()
+}
+
+fn config_with(replace: &[(&str, &str)]) -> Config {
+    let mut text = EMBEDDED_SIM.to_owned();
+    for (from, to) in replace {
+        assert!(text.contains(from), "{from:?} not in the embedded config");
+        text = text.replace(from, to);
+    }
+    Config::parse(&text, EMBEDDED_SIM_NAME).unwrap()
+}
+
+/// The printer bitmap's QR is exactly as large as the PDF's (poppler rasterises the PDF at the
+/// printer's resolution; both are measured the same way).
+#[test]
+fn printed_qr_has_the_size_of_the_pdf_qr() {
+    for (dpi, docs) in [
+        (203, vec![("sticker", "sticker.1bit.png"), ("receipt-80mm", "receipt-80mm.1bit.png")]),
+        (300, vec![("sticker", "sticker.1bit.png"), ("vehicle-licence", "vehicle-licence.k.png")]),
+    ] {
+        let cfg = config_with(&[("sticker_dpi = 203", &format!("sticker_dpi = {dpi}"))]);
+        let dir = render_all(&cfg);
+        for (name, bitmap) in docs {
+            let printer = qr_side_px(&std::fs::read(dir.path().join(bitmap)).unwrap()) / dpi as f32 * 25.4;
+            let prefix = dir.path().join(format!("{name}-poppler"));
+            let pdf = dir.path().join(format!("{name}.pdf"));
+            run_tool(
+                "pdftoppm",
+                "poppler-utils",
+                &[
+                    "-r".as_ref(),
+                    dpi.to_string().as_ref(),
+                    "-png".as_ref(),
+                    "-singlefile".as_ref(),
+                    pdf.as_os_str(),
+                    prefix.as_os_str(),
+                ],
+            );
+            let png = std::fs::read(prefix.with_extension("png")).unwrap();
+            let paper = qr_side_px(&png) / dpi as f32 * 25.4;
+            assert!(
+                (printer - paper).abs() < 0.25,
+                "{name} at {dpi} dpi: the printer draws the QR {printer:.2} mm wide, the PDF {paper:.2} mm"
+            );
+        }
+    }
+}
+
+#[test]
+fn roll_bitmap_has_the_print_head_width() {
+    let dir = render_all(&config());
+    let png =
+        tiny_skia::Pixmap::decode_png(&std::fs::read(dir.path().join("receipt-80mm.1bit.png")).unwrap())
+            .unwrap();
+    assert_eq!(png.width(), 576, "a 72 mm head at 203 dpi prints 576 dots");
+    // An Epson-style 180 dpi head of 512 dots.
+    let cfg = config_with(&[
+        ("roll_dpi = 203", "roll_dpi = 180"),
+        ("roll_width_dots = 576", "roll_width_dots = 512"),
+    ]);
+    let dir = render_all(&cfg);
+    let png =
+        tiny_skia::Pixmap::decode_png(&std::fs::read(dir.path().join("receipt-80mm.1bit.png")).unwrap())
+            .unwrap();
+    assert_eq!(png.width(), 512);
+    let text = pdftotext(&dir.path().join("receipt-80mm.pdf"));
+    assert!(text.contains("الإجمالي"), "{text}");
+}
+
+#[test]
+fn samples_are_marked_as_specimens() {
+    let cfg = config();
+    let dir = render_all(&cfg);
+    for kind in DocKind::ALL {
+        let text = pdftotext(&dir.path().join(format!("{}.pdf", kind.name())));
+        assert!(
+            text.contains("SPECIMEN") && text.contains("نموذج"),
+            "{}: not marked as a specimen:\n{text}",
+            kind.name()
+        );
+    }
+    let pk = hex::encode(key().verifying_key().as_bytes());
+    let png = dir.path().join("sticker.png");
+    let err = run_verify_qr(&VerifyQrArgs { payload: None, image: Some(png), public_key: Some(pk) }, &cfg)
+        .expect_err("a specimen must not verify as a real document");
+    assert!(format!("{err:#}").contains("SPECIMEN"), "{err:#}");
+}
+
+/// A photographed code: turned by `degrees` and scaled by `scale`, bilinear, on white.
+fn photographed(png: &[u8], scale: f32, degrees: f32) -> Vec<u8> {
+    let pm = tiny_skia::Pixmap::decode_png(png).unwrap();
+    let (w, h) = ((pm.width() as f32 * scale) as u32, (pm.height() as f32 * scale) as u32);
+    let mut out = tiny_skia::Pixmap::new(w, h).unwrap();
+    out.fill(tiny_skia::Color::WHITE);
+    let t =
+        tiny_skia::Transform::from_rotate_at(degrees, w as f32 / 2.0, h as f32 / 2.0).pre_scale(scale, scale);
+    let paint = tiny_skia::PixmapPaint { quality: tiny_skia::FilterQuality::Bilinear, ..Default::default() };
+    out.draw_pixmap(0, 0, pm.as_ref(), &paint, t, None);
+    out.encode_png().unwrap()
+}
+
+#[test]
+fn verify_qr_reads_turned_and_small_photos() {
+    let cfg = config();
+    let dir = render_all(&cfg);
+    let pk = hex::encode(key().verifying_key().as_bytes());
+    for name in ["sticker", "vehicle-licence", "receipt-80mm"] {
+        let png = std::fs::read(dir.path().join(format!("{name}.png"))).unwrap();
+        for (scale, degrees) in
+            [(1.0, 3.0), (1.0, -3.0), (0.5, 0.0), (0.6, 0.0), (0.66, 0.0), (0.75, 0.0), (0.75, 3.0)]
+        {
+            let path = dir.path().join(format!("{name}-{scale}-{degrees}.png"));
+            std::fs::write(&path, photographed(&png, scale, degrees)).unwrap();
+            let r = run_verify_qr(
+                &VerifyQrArgs { payload: None, image: Some(path), public_key: Some(pk.clone()) },
+                &cfg,
+            );
+            if let Err(e) = r {
+                let e = format!("{e:#}");
+                assert!(e.contains("SPECIMEN"), "{name} scaled {scale}, turned {degrees}°: {e}");
+            }
+        }
+    }
+    // No code at all: a plain message.
+    let mut white = tiny_skia::Pixmap::new(200, 100).unwrap();
+    white.fill(tiny_skia::Color::WHITE);
+    let path = dir.path().join("white.png");
+    std::fs::write(&path, white.encode_png().unwrap()).unwrap();
+    let e =
+        run_verify_qr(&VerifyQrArgs { payload: None, image: Some(path), public_key: Some(pk.clone()) }, &cfg)
+            .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("no QR code") && !e.contains("payload of") && !e.contains("does not fit"), "{e}");
+    // A phone's JPEG (made with ImageMagick from the sticker, turned 2°, quality 85).
+    let path = golden_dir().join("sticker-photo.jpg");
+    let r = run_verify_qr(&VerifyQrArgs { payload: None, image: Some(path), public_key: Some(pk) }, &cfg);
+    if let Err(e) = r {
+        let e = format!("{e:#}");
+        assert!(e.contains("SPECIMEN") || e.contains("not valid"), "JPEG: {e}");
+        assert!(!e.contains("PNG"), "JPEG: {e}");
+    }
 }

@@ -1,8 +1,9 @@
 //! `vanctl render` and `vanctl verify-qr`.
 //!
 //! `render` writes sample documents (PDF, preview PNG, printer bitmaps) so a person can look at
-//! them; samples are signed with the public test seed, never with the van's key. `verify-qr` checks a
-//! document QR given as text or as a PNG against a public key.
+//! them; samples are signed with the public test seed, never with the van's key, and marked as
+//! specimens. `verify-qr` checks a document QR given as text or as a photo (PNG or JPEG) against a
+//! public key, and calls a code signed with the public test key a SPECIMEN.
 
 use std::path::{Path, PathBuf};
 
@@ -11,11 +12,12 @@ use ed25519_dalek::VerifyingKey;
 
 use crate::config::Config;
 use crate::keys::VanKey;
-use crate::render::documents::DocOptions;
+use crate::render::Digits;
+use crate::render::documents::{DocOptions, RollPrinter};
 use crate::render::output::{DocKind, PrinterOutput, pdf_of, printer_output, sample_scenes};
 use crate::render::qr::QrPayload;
 use crate::render::raster::{self, bitmap1_png};
-use crate::render::{Digits, RenderError};
+use crate::render::scan::{self, ScanError};
 
 /// Seed of the public test key that signs sample documents (documented in docs/qr-payload.md).
 pub const SAMPLE_SEED: [u8; 32] = [0x42; 32];
@@ -40,11 +42,11 @@ pub struct RenderArgs {
 /// Arguments of `vanctl verify-qr`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyQrArgs {
-    /// The QR text (`MTU1:…`); or give --png.
+    /// The QR text (`MTU1:…`); or give --image.
     pub payload: Option<String>,
-    /// A PNG image containing the QR code.
-    #[arg(long, conflicts_with = "payload")]
-    pub png: Option<PathBuf>,
+    /// A photo or scan of the QR code, PNG or JPEG.
+    #[arg(long, visible_alias = "png", conflicts_with = "payload")]
+    pub image: Option<PathBuf>,
     /// Van public key, 64 hex digits. Default: the public half of the configured key file.
     #[arg(long)]
     pub public_key: Option<String>,
@@ -71,16 +73,17 @@ fn render_one(
     let scenes = sample_scenes(kind, key, &issuer, opts).with_context(|| format!("rendering {name}"))?;
     let mut files = Vec::new();
     let pdf_path = out.join(format!("{name}.pdf"));
-    write(&pdf_path, &pdf_of(kind, &scenes)?)?;
+    let creator = concat!("vanctl render (mtu ", env!("CARGO_PKG_VERSION"), ")");
+    write(&pdf_path, &pdf_of(kind, &scenes, creator, jiff::Timestamp::now())?)?;
     files.push(pdf_path);
-    let dpi = kind.preview_dpi(config.documents.sticker_dpi);
+    let dpi = kind.preview_dpi(&opts);
     for (i, scene) in scenes.iter().enumerate() {
         let suffix = if scenes.len() > 1 { format!("-p{}", i + 1) } else { String::new() };
         let p = out.join(format!("{name}{suffix}.png"));
         write(&p, &raster::preview_png(scene, dpi)?)?;
         files.push(p);
     }
-    match printer_output(kind, &scenes, config.documents.sticker_dpi)? {
+    match printer_output(kind, &scenes, &opts)? {
         PrinterOutput::Card(panels) => {
             let p = out.join(format!("{name}.k.png"));
             write(&p, &bitmap1_png(&panels.k)?)?;
@@ -121,7 +124,7 @@ pub fn run_render(args: &RenderArgs, config: &Config) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let key = VanKey::from_seed(&SAMPLE_SEED);
-    let opts = DocOptions { digits: if args.eastern_digits { Digits::Eastern } else { Digits::Western } };
+    let opts = doc_options(config, if args.eastern_digits { Digits::Eastern } else { Digits::Western });
     for kind in kinds {
         for f in render_one(kind, &args.out, &key, config, opts)? {
             println!("{}", f.display());
@@ -134,38 +137,31 @@ pub fn run_render(args: &RenderArgs, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finds and decodes the first QR code in a PNG image.
-pub fn qr_text_from_png(bytes: &[u8]) -> Result<String, RenderError> {
-    let pm = tiny_skia::Pixmap::decode_png(bytes)
-        .map_err(|e| RenderError::Photo(format!("PNG cannot be decoded: {e}")))?;
-    let w = pm.width() as usize;
-    let pixels = pm.pixels();
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, pm.height() as usize, |x, y| {
-        pixels.get(y * w + x).map_or(255, |p| {
-            let c = p.demultiply();
-            ((u32::from(c.red()) * 299 + u32::from(c.green()) * 587 + u32::from(c.blue()) * 114) / 1000) as u8
-        })
-    });
-    let grids = img.detect_grids();
-    let mut last_err = String::from("no QR code found in the image");
-    for g in grids {
-        match g.decode() {
-            Ok((_, text)) => return Ok(text),
-            Err(e) => last_err = format!("QR code found but not readable: {e}"),
-        }
+/// The document options the configuration gives (printer resolutions and widths).
+pub fn doc_options(config: &Config, digits: Digits) -> DocOptions {
+    let d = &config.documents;
+    DocOptions {
+        digits,
+        specimen: false,
+        sticker_dpi: d.sticker_dpi,
+        roll: RollPrinter { dpi: d.roll_dpi, width_dots: d.roll_width_dots },
     }
-    Err(RenderError::Qr { len: 0, reason: last_err })
+}
+
+/// Finds and decodes the first QR code in a PNG or JPEG image.
+pub fn qr_text_from_image(bytes: &[u8]) -> Result<String, ScanError> {
+    scan::qr_text_from_image(bytes)
 }
 
 /// Runs `vanctl verify-qr`.
 pub fn run_verify_qr(args: &VerifyQrArgs, config: &Config) -> anyhow::Result<()> {
-    let text = match (&args.payload, &args.png) {
+    let text = match (&args.payload, &args.image) {
         (Some(t), None) => t.clone(),
         (None, Some(p)) => {
             let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
-            qr_text_from_png(&bytes).with_context(|| p.display().to_string())?
+            qr_text_from_image(&bytes).with_context(|| p.display().to_string())?
         }
-        _ => bail!("give the QR text or --png FILE"),
+        _ => bail!("give the QR text or --image FILE"),
     };
     let key = match &args.public_key {
         Some(h) => {
@@ -187,6 +183,10 @@ pub fn run_verify_qr(args: &VerifyQrArgs, config: &Config) -> anyhow::Result<()>
     println!("expiry:       {}", payload.expiry.map_or("none".to_owned(), |d| d.to_string()));
     println!("record hash:  {}", hex::encode(payload.short_hash));
     match payload.verify(&body, &sig, &key) {
+        Ok(()) if payload.is_specimen() => {
+            println!("SPECIMEN: signed with the public test key (docs/qr-payload.md); not a real document");
+            bail!("QR code is a SPECIMEN (signed with the public test key), not a real document")
+        }
         Ok(()) => {
             println!("VALID: signed by key {}", hex::encode(payload.key_id));
             Ok(())

@@ -10,16 +10,74 @@ use std::sync::Arc;
 use jiff::civil::{Date, DateTime};
 
 use super::photo::Photo;
-use super::raster::{CARD_HEIGHT_MM, CARD_WIDTH_MM};
+use super::qr::{DocType, QrPayload};
+use super::raster::{CARD_DPI, CARD_HEIGHT_MM, CARD_WIDTH_MM};
 use super::scene::{Ink, Rgb, Scene};
 use super::text::{Align, TextStyle};
 use super::{Digits, RenderError, format_egp, ltr};
+use crate::keys::KEY_ID_LEN;
 
 /// Page and printing options shared by all documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocOptions {
     /// Digit style of dates and amounts in Arabic lines (identifiers stay ASCII).
     pub digits: Digits,
+    /// Mark the document visibly as a specimen (نموذج – SPECIMEN). A document whose QR is signed
+    /// with the public test key is marked whatever this says.
+    pub specimen: bool,
+    /// Sticker printer resolution, dots per inch (the QR's modules are whole dots at it).
+    pub sticker_dpi: u32,
+    /// The receipt roll printer.
+    pub roll: RollPrinter,
+}
+
+impl Default for DocOptions {
+    fn default() -> Self {
+        DocOptions {
+            digits: Digits::Western,
+            specimen: false,
+            sticker_dpi: 203,
+            roll: RollPrinter::default(),
+        }
+    }
+}
+
+/// A thermal receipt printer: the roll receipt is laid out exactly as wide as its print head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollPrinter {
+    /// Resolution, dots per inch (203 for most 80 mm printers, 180 for some).
+    pub dpi: u32,
+    /// Dots across the print head (576 = 72 mm at 203 dpi on 80 mm paper; 512 at 180 dpi).
+    pub width_dots: u32,
+}
+
+impl Default for RollPrinter {
+    fn default() -> Self {
+        RollPrinter { dpi: 203, width_dots: 576 }
+    }
+}
+
+impl RollPrinter {
+    /// Printable width, mm.
+    pub fn width_mm(self) -> f32 {
+        self.width_dots as f32 * 25.4 / self.dpi as f32
+    }
+}
+
+/// Resolution the A4/A6 receipts' QR modules are snapped to (office printers print at 300 or 600).
+pub const PAPER_DPI: f32 = 300.0;
+
+/// The visible mark of a specimen (sample) document.
+pub const SPECIMEN_MARK: &str = "نموذج – SPECIMEN";
+
+/// The journal record that issued a document: its sequence number and the first 8 bytes of its
+/// hash. Printed (receipts) and signed (every QR) from this one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalRef {
+    /// Sequence number of the record.
+    pub seq: u64,
+    /// First 8 bytes of SHA-256 of the record (see [`super::qr::short_hash`]).
+    pub hash: [u8; 8],
 }
 
 /// Who issued a document (printed on it).
@@ -83,7 +141,9 @@ pub struct DrivingLicence {
     pub photo: Arc<Photo>,
     /// Issuing unit.
     pub issuer: Issuer,
-    /// Signed QR text (`MTU1:…`, see [`super::qr`]).
+    /// The journal record that issued the licence.
+    pub journal: JournalRef,
+    /// Signed QR text (`MTU1:…`, see [`super::qr`]); made from [`DrivingLicence::qr_payload`].
     pub qr: String,
 }
 
@@ -114,7 +174,9 @@ pub struct VehicleLicence {
     pub last_inspection: Date,
     /// Issuing unit.
     pub issuer: Issuer,
-    /// Signed QR text.
+    /// The journal record that issued the licence.
+    pub journal: JournalRef,
+    /// Signed QR text; made from [`VehicleLicence::qr_payload`].
     pub qr: String,
 }
 
@@ -125,7 +187,11 @@ pub struct StickerLabel {
     pub plate: Plate,
     /// Licence expiry.
     pub expires: Date,
-    /// Signed QR text.
+    /// Issuing unit (its van id is signed in the QR).
+    pub issuer: Issuer,
+    /// The journal record that issued the sticker.
+    pub journal: JournalRef,
+    /// Signed QR text; made from [`StickerLabel::qr_payload`].
     pub qr: String,
 }
 
@@ -168,13 +234,11 @@ pub struct Receipt {
     pub lines: Vec<FeeLine>,
     /// Card payment.
     pub payment: CardPayment,
-    /// Journal sequence of the payment record.
-    pub journal_seq: u64,
-    /// Short hash of the payment record (hex).
-    pub journal_hash: String,
+    /// The payment's journal record (printed as `#seq hash`).
+    pub journal: JournalRef,
     /// Issuing unit.
     pub issuer: Issuer,
-    /// Signed QR text.
+    /// Signed QR text; made from [`Receipt::qr_payload`].
     pub qr: String,
 }
 
@@ -250,6 +314,87 @@ pub struct ShiftReport {
     pub journal_range: (u64, u64),
 }
 
+fn payload(
+    doc_type: DocType,
+    issuer: &Issuer,
+    journal: JournalRef,
+    key_field: String,
+    expiry: Option<Date>,
+) -> QrPayload {
+    QrPayload {
+        doc_type,
+        key_id: [0; KEY_ID_LEN],
+        journal_seq: journal.seq,
+        van_id: issuer.van_id.clone(),
+        key_field,
+        expiry,
+        short_hash: journal.hash,
+    }
+}
+
+impl DrivingLicence {
+    /// The facts its QR signs, all taken from the licence itself (the key id is the signer's).
+    pub fn qr_payload(&self) -> QrPayload {
+        let key = self.licence_number.clone();
+        payload(DocType::DrivingLicence, &self.issuer, self.journal, key, Some(self.expires))
+    }
+}
+
+impl VehicleLicence {
+    /// The facts its QR signs, all taken from the licence itself.
+    pub fn qr_payload(&self) -> QrPayload {
+        payload(DocType::VehicleLicence, &self.issuer, self.journal, self.plate.key(), Some(self.expires))
+    }
+}
+
+impl StickerLabel {
+    /// The facts its QR signs, all taken from the label itself.
+    pub fn qr_payload(&self) -> QrPayload {
+        payload(DocType::Sticker, &self.issuer, self.journal, self.plate.key(), Some(self.expires))
+    }
+}
+
+impl Receipt {
+    /// The facts its QR signs, all taken from the receipt itself.
+    pub fn qr_payload(&self) -> QrPayload {
+        payload(DocType::Receipt, &self.issuer, self.journal, self.number.clone(), None)
+    }
+}
+
+/// Checks that the QR text signs exactly the facts of `expected` (its key id and signature aside):
+/// a document never carries a QR about something else. Returns whether its key is the public test
+/// key (the document is then a specimen).
+fn check_qr(qr: &str, expected: &QrPayload) -> Result<bool, RenderError> {
+    let (got, _, _) = QrPayload::parse(qr)?;
+    let fields: [(&'static str, String, String); 6] = [
+        ("document type", got.doc_type.name().to_owned(), expected.doc_type.name().to_owned()),
+        ("journal sequence", got.journal_seq.to_string(), expected.journal_seq.to_string()),
+        ("van id", got.van_id.clone(), expected.van_id.clone()),
+        ("key field", got.key_field.clone(), expected.key_field.clone()),
+        ("expiry", format!("{:?}", got.expiry), format!("{:?}", expected.expiry)),
+        ("record hash", hex::encode(got.short_hash), hex::encode(expected.short_hash)),
+    ];
+    for (field, signed, printed) in fields {
+        if signed != printed {
+            return Err(RenderError::QrMismatch { field, signed, printed });
+        }
+    }
+    Ok(got.is_specimen())
+}
+
+/// Draws the specimen mark large on a card's colour panel, under everything drawn later, in a
+/// box that keeps clear of the QR code (a tinted background would make it hard to scan).
+fn card_specimen(s: &mut Scene, rect: (f32, f32, f32, f32)) -> Result<(), RenderError> {
+    s.text_in(
+        "specimen",
+        SPECIMEN_MARK,
+        rect,
+        TextStyle { min_size_pt: 12.0, ..TextStyle::ar(30.0).lines(1).align(Align::Center) },
+        Rgb(225, 90, 90),
+        Ink::Colour,
+    )
+}
+
 const BAND: Rgb = Rgb(196, 224, 242);
 const RULE: Rgb = Rgb(0, 0, 0);
 
@@ -280,7 +425,11 @@ fn row(
 
 /// Driving licence front: photo, names, national ID, grade, dates, licence number, issuing unit.
 pub fn driving_licence_front(d: &DrivingLicence, opts: DocOptions) -> Result<Scene, RenderError> {
+    let specimen = check_qr(&d.qr, &d.qr_payload())? || opts.specimen;
     let mut s = Scene::new(CARD_WIDTH_MM, CARD_HEIGHT_MM);
+    if specimen {
+        card_specimen(&mut s, (6.0, 19.0, CARD_WIDTH_MM - 12.0, 17.0))?;
+    }
     card_header(&mut s, "رخصة قيادة", opts)?;
     // Photo on the left (ID-photo proportions 3:4).
     s.image(d.photo.clone(), (3.5, 13.0, 21.0, 28.0));
@@ -312,10 +461,14 @@ pub fn driving_licence_front(d: &DrivingLicence, opts: DocOptions) -> Result<Sce
 
 /// Driving licence back: restrictions and the signed QR code.
 pub fn driving_licence_back(d: &DrivingLicence, opts: DocOptions) -> Result<Scene, RenderError> {
+    let specimen = check_qr(&d.qr, &d.qr_payload())? || opts.specimen;
     let mut s = Scene::new(CARD_WIDTH_MM, CARD_HEIGHT_MM);
+    if specimen {
+        card_specimen(&mut s, (39.0, 24.0, 45.0, 14.0))?;
+    }
     s.rect((0.0, 0.0, CARD_WIDTH_MM, 6.0), BAND, Ink::Colour);
     s.text("header", "رخصة قيادة – بيانات إضافية", (3.0, 0.5, 80.0, 5.0), TextStyle::ar(8.0).lines(1))?;
-    s.qr(&d.qr, 3.0, 10.0, 34.0)?;
+    s.qr(&d.qr, (3.0, 10.0, 34.0), CARD_DPI)?;
     let (x, w) = (40.0, 43.0);
     let mut y = 9.0;
     s.text("restrictions", "القيود والملاحظات:", (x, y, w, 5.0), TextStyle::ar(8.5).lines(1))?;
@@ -351,7 +504,11 @@ pub fn driving_licence_back(d: &DrivingLicence, opts: DocOptions) -> Result<Scen
 
 /// Vehicle licence card: owner, plate, chassis, engine, category, colour, expiry, inspection, QR.
 pub fn vehicle_licence(v: &VehicleLicence, opts: DocOptions) -> Result<Scene, RenderError> {
+    let specimen = check_qr(&v.qr, &v.qr_payload())? || opts.specimen;
     let mut s = Scene::new(CARD_WIDTH_MM, CARD_HEIGHT_MM);
+    if specimen {
+        card_specimen(&mut s, (31.0, 22.0, 53.0, 16.0))?;
+    }
     card_header(&mut s, "رخصة تسيير", opts)?;
     // Plate: category colour band (colour panel) above a framed plate (black panel).
     let (px, py, pw) = (3.0, 13.0, 30.0);
@@ -371,7 +528,7 @@ pub fn vehicle_licence(v: &VehicleLicence, opts: DocOptions) -> Result<Scene, Re
         (px + 1.0, py + 5.0, pw - 2.0, 7.6),
         TextStyle::ar(14.0).lines(1).align(Align::Center),
     )?;
-    s.qr(&v.qr, 5.0, 27.5, 23.0)?;
+    s.qr(&v.qr, (5.0, 27.5, 23.0), CARD_DPI)?;
     let (x, w) = (35.0, 48.0);
     let mut y = 11.5;
     let lh = 4.3;
@@ -402,8 +559,14 @@ pub const STICKER_MM: (f32, f32) = (60.0, 40.0);
 /// Windscreen sticker label: plate, expiry and QR (black only).
 pub fn sticker(l: &StickerLabel, opts: DocOptions) -> Result<Scene, RenderError> {
     let (w, h) = STICKER_MM;
+    let specimen = check_qr(&l.qr, &l.qr_payload())? || opts.specimen;
     let mut s = Scene::new(w, h);
-    s.qr(&l.qr, 2.5, 6.0, 28.0)?;
+    s.qr(&l.qr, (2.5, 6.0, 28.0), opts.sticker_dpi as f32)?;
+    if specimen {
+        let style = TextStyle::ar(7.0).lines(1).align(Align::Center);
+        s.text("specimen", SPECIMEN_MARK, (2.5, 0.6, 28.0, 4.6), style)?;
+        s.text("specimen", SPECIMEN_MARK, (2.5, 34.6, 55.0, 4.6), style)?;
+    }
     s.text("title", "ملصق المركبة", (32.0, 2.0, 26.0, 6.0), TextStyle::ar(10.0).lines(1))?;
     s.rect((32.0, 9.0, 26.0, 0.3), RULE, Ink::K);
     s.text(
@@ -431,18 +594,42 @@ struct Flow {
     margin: f32,
     y: f32,
     scale: f32,
+    /// Whether every page starts and ends with the specimen mark.
+    specimen: bool,
 }
 
 impl Flow {
-    fn new(page_w: f32, page_h: Option<f32>, margin: f32, scale: f32) -> Self {
-        Flow {
+    fn new(
+        page_w: f32,
+        page_h: Option<f32>,
+        margin: f32,
+        scale: f32,
+        specimen: bool,
+    ) -> Result<Self, RenderError> {
+        let mut f = Flow {
             pages: vec![Scene::new(page_w, page_h.unwrap_or(10_000.0))],
             page_w,
             page_h,
             margin,
             y: margin,
             scale,
+            specimen,
+        };
+        f.mark()?;
+        Ok(f)
+    }
+    /// The specimen mark as a line of its own (nothing when the document is real).
+    fn mark(&mut self) -> Result<(), RenderError> {
+        if !self.specimen {
+            return Ok(());
         }
+        let pt = 9.0 * self.scale;
+        let h = pt * super::text::MM_PER_PT * super::text::LINE_HEIGHT_EM;
+        let (x, w, y) = (self.margin, self.width(), self.y);
+        let style = TextStyle::ar(pt).lines(1).align(Align::Center);
+        self.page().text("specimen", SPECIMEN_MARK, (x, y, w, h), style)?;
+        self.y += h;
+        Ok(())
     }
     fn width(&self) -> f32 {
         self.page_w - 2.0 * self.margin
@@ -451,19 +638,23 @@ impl Flow {
         let n = self.pages.len() - 1;
         &mut self.pages[n]
     }
-    /// Makes room for `h` mm, starting a new page if needed.
-    fn need(&mut self, h: f32) {
+    /// Makes room for `h` mm (and the closing specimen mark), starting a new page if needed.
+    fn need(&mut self, h: f32) -> Result<(), RenderError> {
+        let reserve = if self.specimen { 9.0 * self.scale * super::text::MM_PER_PT * 1.5 } else { 0.0 };
         if let Some(ph) = self.page_h
-            && self.y + h > ph - self.margin
+            && self.y + h + reserve > ph - self.margin
         {
+            self.mark()?;
             self.pages.push(Scene::new(self.page_w, ph));
             self.y = self.margin;
+            self.mark()?;
         }
+        Ok(())
     }
     fn line(&mut self, field: &str, text: &str, pt: f32, align: Align) -> Result<(), RenderError> {
         let pt = pt * self.scale;
         let h = pt * super::text::MM_PER_PT * super::text::LINE_HEIGHT_EM;
-        self.need(h);
+        self.need(h)?;
         let (x, w, y) = (self.margin, self.width(), self.y);
         self.page().text(field, text, (x, y, w, h), TextStyle::ar(pt).lines(1).align(align))?;
         self.y += h;
@@ -473,7 +664,7 @@ impl Flow {
     fn pair(&mut self, field: &str, label: &str, value: &str, pt: f32) -> Result<(), RenderError> {
         let pt = pt * self.scale;
         let h = pt * super::text::MM_PER_PT * super::text::LINE_HEIGHT_EM;
-        self.need(h);
+        self.need(h)?;
         let (x, w, y) = (self.margin, self.width(), self.y);
         self.page().text(field, label, (x + w * 0.45, y, w * 0.55, h), TextStyle::ar(pt).lines(1))?;
         self.page().text(field, value, (x, y, w * 0.45, h), TextStyle::ar(pt).lines(1).align(Align::End))?;
@@ -484,7 +675,7 @@ impl Flow {
     fn columns(&mut self, field: &str, cols: &[(f32, &str)], pt: f32) -> Result<(), RenderError> {
         let pt = pt * self.scale;
         let h = pt * super::text::MM_PER_PT * super::text::LINE_HEIGHT_EM;
-        self.need(h);
+        self.need(h)?;
         let (x0, w, y) = (self.margin, self.width(), self.y);
         let mut right = x0 + w;
         for (i, (frac, text)) in cols.iter().enumerate() {
@@ -496,48 +687,52 @@ impl Flow {
         self.y += h;
         Ok(())
     }
-    fn rule(&mut self) {
-        self.need(1.5);
+    fn rule(&mut self) -> Result<(), RenderError> {
+        self.need(1.5)?;
         let (x, w, y) = (self.margin, self.width(), self.y + 0.6);
         self.page().rect((x, y, w, 0.25), RULE, Ink::K);
         self.y += 1.5;
+        Ok(())
     }
     fn gap(&mut self, mm: f32) {
         self.y += mm;
     }
-    fn finish(mut self) -> Vec<Scene> {
+    fn finish(mut self) -> Result<Vec<Scene>, RenderError> {
+        self.mark()?;
         if self.page_h.is_none() {
             let h = self.y + self.margin;
             self.page().height = h;
         }
-        self.pages
+        Ok(self.pages)
     }
 }
 
 /// E-receipt in the given format. A4 and A6 give one page; the roll is as long as needed.
 pub fn receipt(r: &Receipt, format: ReceiptFormat, opts: DocOptions) -> Result<Scene, RenderError> {
-    let (w, h, margin, scale) = match format {
-        ReceiptFormat::A4 => (210.0, Some(297.0), 18.0, 1.35),
-        ReceiptFormat::A6 => (105.0, Some(148.0), 6.0, 0.85),
-        ReceiptFormat::Roll80 => (80.0, None, 4.0, 0.95),
+    let specimen = check_qr(&r.qr, &r.qr_payload())? || opts.specimen;
+    // The roll is laid out exactly as wide as the print head: its bitmap is `width_dots` wide.
+    let (w, h, margin, scale, dpi) = match format {
+        ReceiptFormat::A4 => (210.0, Some(297.0), 18.0, 1.35, PAPER_DPI),
+        ReceiptFormat::A6 => (105.0, Some(148.0), 6.0, 0.85, PAPER_DPI),
+        ReceiptFormat::Roll80 => (opts.roll.width_mm(), None, 1.5, 0.95, opts.roll.dpi as f32),
     };
-    let mut f = Flow::new(w, h, margin, scale);
+    let mut f = Flow::new(w, h, margin, scale, specimen)?;
     let d = opts.digits;
     f.line("header", "جمهورية مصر العربية – وزارة الداخلية", 10.0, Align::Center)?;
     f.line("issuer", &r.issuer.unit_ar, 9.0, Align::Center)?;
     f.line("title", "إيصال دفع إلكتروني", 13.0, Align::Center)?;
-    f.rule();
+    f.rule()?;
     f.pair("number", "رقم الإيصال", &ltr(&r.number), 9.0)?;
     f.pair("at", "التاريخ والوقت", &datetime(r.at, d), 9.0)?;
     f.pair("van", "الوحدة", &ltr(&r.issuer.van_id), 9.0)?;
     f.pair("service", "الخدمة", &r.service_ar, 9.0)?;
-    f.rule();
+    f.rule()?;
     for l in &r.lines {
         f.pair("fee", &l.label_ar, &format_egp(l.piastres, d), 9.0)?;
     }
-    f.rule();
+    f.rule()?;
     f.pair("total", "الإجمالي", &format_egp(r.total(), d), 11.0)?;
-    f.rule();
+    f.rule()?;
     let p = &r.payment;
     f.pair("payment", "طريقة الدفع", &format!("بطاقة {}", ltr(&p.scheme)), 8.5)?;
     f.pair("payment", "رقم البطاقة", &ltr(&p.masked_pan), 8.5)?;
@@ -545,20 +740,21 @@ pub fn receipt(r: &Receipt, format: ReceiptFormat, opts: DocOptions) -> Result<S
     f.pair("payment", "رقم التتبع", &ltr(&format!("{:06}", p.trace)), 8.5)?;
     f.pair("payment", "رقم إيصال الجهاز", &ltr(&format!("{:06}", p.terminal_receipt)), 8.5)?;
     f.pair("payment", "رمز الموافقة", &ltr(&p.auth_code), 8.5)?;
-    f.rule();
-    f.pair("journal", "تسلسل السجل", &ltr(&format!("#{} {}", r.journal_seq, r.journal_hash)), 8.0)?;
+    f.rule()?;
+    let journal = format!("#{} {}", r.journal.seq, hex::encode(r.journal.hash));
+    f.pair("journal", "تسلسل السجل", &ltr(&journal), 8.0)?;
     f.gap(1.0);
     let qr_side = match format {
         ReceiptFormat::A4 => 45.0,
         ReceiptFormat::A6 => 30.0,
         ReceiptFormat::Roll80 => 36.0,
     };
-    f.need(qr_side + 2.0);
+    f.need(qr_side + 2.0)?;
     let (qx, qy) = ((w - qr_side) / 2.0, f.y);
-    f.page().qr(&r.qr, qx, qy, qr_side)?;
+    f.page().qr(&r.qr, (qx, qy, qr_side), dpi)?;
     f.y += qr_side + 1.0;
     f.line("footer", "امسح الرمز للتحقق من الإيصال دون اتصال", 7.5, Align::Center)?;
-    let pages = f.finish();
+    let pages = f.finish()?;
     if pages.len() > 1 {
         return Err(RenderError::TextOverflow {
             field: "receipt".into(),
@@ -576,7 +772,7 @@ pub fn receipt(r: &Receipt, format: ReceiptFormat, opts: DocOptions) -> Result<S
 /// journal range. More rows than fit start a new page.
 pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, RenderError> {
     let d = opts.digits;
-    let mut f = Flow::new(210.0, Some(297.0), 15.0, 1.0);
+    let mut f = Flow::new(210.0, Some(297.0), 15.0, 1.0, opts.specimen)?;
     f.line("header", "وزارة الداخلية – الإدارة العامة للمرور", 11.0, Align::Center)?;
     f.line("title", "تقرير الوردية", 16.0, Align::Center)?;
     f.line(
@@ -585,7 +781,7 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
         10.0,
         Align::Center,
     )?;
-    f.rule();
+    f.rule()?;
     f.pair("opened", "بداية الوردية", &datetime(r.opened, d), 10.0)?;
     f.pair("closed", "نهاية الوردية", &datetime(r.closed, d), 10.0)?;
     f.pair("officers", "الضباط", &r.officers.join("، "), 10.0)?;
@@ -605,9 +801,9 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
     {
         f.gap(3.0);
         f.line("section", title, 12.0, Align::Start)?;
-        f.rule();
+        f.rule()?;
         f.columns("table", &[(0.5, "البند"), (0.2, "العدد"), (0.3, "المبلغ")], 10.0)?;
-        f.rule();
+        f.rule()?;
         let mut count = 0u32;
         let mut sum = 0u64;
         for row in rows.iter() {
@@ -620,13 +816,13 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
                 10.0,
             )?;
         }
-        f.rule();
+        f.rule()?;
         let c = ltr(&d.apply(&count.to_string()));
         f.columns("table", &[(0.5, "الإجمالي"), (0.2, &c), (0.3, &format_egp(sum, d))], 10.5)?;
     }
     f.gap(3.0);
     f.line("section", "مطابقة المخزون", 12.0, Align::Start)?;
-    f.rule();
+    f.rule()?;
     let head = [
         (0.3, "الصنف"),
         (0.12, "أول الوردية"),
@@ -637,7 +833,7 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
         (0.12, "الحالة"),
     ];
     f.columns("stock", &head, 9.5)?;
-    f.rule();
+    f.rule()?;
     for s in &r.stock {
         let n = |v: u32| ltr(&d.apply(&v.to_string()));
         let (exp, state) = match s.expected() {
@@ -659,15 +855,25 @@ pub fn shift_report(r: &ShiftReport, opts: DocOptions) -> Result<Vec<Scene>, Ren
         ];
         f.columns("stock", &cols, 9.5)?;
     }
-    f.rule();
+    f.rule()?;
     f.gap(8.0);
     f.pair("signature", "توقيع المشرف", "....................", 10.0)?;
-    Ok(f.finish())
+    f.finish()
 }
 
 /// Sample data: realistic Arabic names and numbers for `vanctl render --sample` and the tests.
+///
+/// Each builder takes the issuer, so everything derived from it (the van id inside a receipt
+/// number, the QR's van id) comes from one place. QR texts are left empty: sign each document's
+/// own [`DrivingLicence::qr_payload`] (etc.) to fill them.
 pub mod sample {
     use super::*;
+    use crate::render::qr::short_hash;
+
+    /// The sample journal record `seq`; its hash is that of the text `sample record <seq>`.
+    pub fn journal(seq: u64) -> JournalRef {
+        JournalRef { seq, hash: short_hash(format!("sample record {seq}").as_bytes()) }
+    }
 
     /// Sample issuing unit.
     pub fn issuer() -> Issuer {
@@ -677,7 +883,7 @@ pub mod sample {
     }
 
     /// A driving licence (the QR text is filled in by the caller after signing).
-    pub fn driving_licence() -> DrivingLicence {
+    pub fn driving_licence(issuer: &Issuer) -> DrivingLicence {
         DrivingLicence {
             name_ar: "أحمد محمد عبد الرحمن السيد".into(),
             name_en: "Ahmed Mohamed Abdelrahman El-Sayed".into(),
@@ -692,13 +898,14 @@ pub mod sample {
                 "ناقل حركة أوتوماتيكي فقط (A)".into(),
             ],
             photo: Arc::new(Photo::placeholder(120, 160)),
-            issuer: issuer(),
+            issuer: issuer.clone(),
+            journal: journal(4709),
             qr: String::new(),
         }
     }
 
     /// A vehicle licence.
-    pub fn vehicle_licence() -> VehicleLicence {
+    pub fn vehicle_licence(issuer: &Issuer) -> VehicleLicence {
         VehicleLicence {
             owner_ar: "فاطمة حسن إبراهيم علي".into(),
             owner_national_id: "29508210201482".into(),
@@ -711,21 +918,28 @@ pub mod sample {
             colour_ar: "فضي".into(),
             expires: jiff::civil::date(2029, 11, 22),
             last_inspection: jiff::civil::date(2026, 11, 20),
-            issuer: issuer(),
+            issuer: issuer.clone(),
+            journal: journal(4710),
             qr: String::new(),
         }
     }
 
-    /// A sticker label.
-    pub fn sticker() -> StickerLabel {
-        let v = vehicle_licence();
-        StickerLabel { plate: v.plate, expires: v.expires, qr: String::new() }
+    /// A sticker label (issued by the same record as the vehicle licence).
+    pub fn sticker(issuer: &Issuer) -> StickerLabel {
+        let v = vehicle_licence(issuer);
+        StickerLabel {
+            plate: v.plate,
+            expires: v.expires,
+            issuer: v.issuer,
+            journal: v.journal,
+            qr: String::new(),
+        }
     }
 
-    /// A receipt for a vehicle licence renewal.
-    pub fn receipt() -> Receipt {
+    /// A receipt for a vehicle licence renewal; its number starts with the issuer's van id.
+    pub fn receipt(issuer: &Issuer) -> Receipt {
         Receipt {
-            number: "CAI-07-2026-000481".into(),
+            number: format!("{}-2026-000481", issuer.van_id),
             at: jiff::civil::date(2026, 11, 23).at(14, 35, 0, 0),
             service_ar: "تجديد رخصة تسيير (ملاكي)".into(),
             lines: vec![
@@ -742,15 +956,14 @@ pub mod sample {
                 terminal_receipt: 342,
                 auth_code: "A7K29Q".into(),
             },
-            journal_seq: 4711,
-            journal_hash: "9f2c4e1a".into(),
-            issuer: issuer(),
+            journal: journal(4711),
+            issuer: issuer.clone(),
             qr: String::new(),
         }
     }
 
     /// A shift report.
-    pub fn shift_report() -> ShiftReport {
+    pub fn shift_report(issuer: &Issuer) -> ShiftReport {
         let tl = |l: &str, count, piastres| TotalLine { label_ar: l.into(), count, piastres };
         let st = |i: &str, opening, issued, spoiled, counted| StockLine {
             item_ar: i.into(),
@@ -760,7 +973,7 @@ pub mod sample {
             counted,
         };
         ShiftReport {
-            issuer: issuer(),
+            issuer: issuer.clone(),
             opened: jiff::civil::date(2026, 11, 23).at(10, 0, 0, 0),
             closed: jiff::civil::date(2026, 11, 23).at(22, 0, 0, 0),
             officers: vec!["نقيب محمود سامي".into(), "أمين شرطة كريم عادل".into()],

@@ -48,4 +48,33 @@ impl Font {
     pub fn has_glyph(&self, ch: char) -> bool {
         self.face.glyph_index(ch).is_some_and(|g| g.0 != 0)
     }
+
+    /// The character a glyph draws, for glyphs reached only through shaping (contextual forms,
+    /// kashida pieces): the font's cmap backwards, else the `uniXXXX` prefix of its glyph name.
+    pub fn char_of(&self, gid: u16) -> Option<char> {
+        static REVERSE: OnceLock<std::collections::HashMap<u16, char>> = OnceLock::new();
+        let reverse = REVERSE.get_or_init(|| {
+            let mut map = std::collections::HashMap::new();
+            if let Some(cmap) = self.face.tables().cmap {
+                for sub in cmap.subtables.into_iter().filter(|s| s.is_unicode()) {
+                    sub.codepoints(|cp| {
+                        if let (Some(ch), Some(g)) = (char::from_u32(cp), sub.glyph_index(cp)) {
+                            // The lowest code point wins, so the result does not depend on order.
+                            let e = map.entry(g.0).or_insert(ch);
+                            if ch < *e {
+                                *e = ch;
+                            }
+                        }
+                    });
+                }
+            }
+            map
+        });
+        if let Some(&ch) = reverse.get(&gid) {
+            return Some(ch);
+        }
+        let name = self.face.glyph_name(ttf_parser::GlyphId(gid))?;
+        let hex = name.strip_prefix("uni")?.get(..4)?;
+        char::from_u32(u32::from_str_radix(hex, 16).ok()?).filter(|c| !c.is_control())
+    }
 }

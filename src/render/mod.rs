@@ -13,6 +13,7 @@ pub mod pdf;
 pub mod photo;
 pub mod qr;
 pub mod raster;
+pub mod scan;
 pub mod scene;
 pub mod text;
 
@@ -40,6 +41,12 @@ pub enum RenderError {
     /// The QR payload could not be built (a field too long for the binary layout).
     #[error("QR payload: {0}")]
     Payload(#[from] qr::PayloadError),
+    /// The PDF could not be finished (printpdf's output did not read back).
+    #[error("PDF output: {0}")]
+    Pdf(String),
+    /// The QR code would sign other facts than the document prints.
+    #[error("QR code: it signs {field} {signed:?}, but the document prints {printed:?}")]
+    QrMismatch { field: &'static str, signed: String, printed: String },
     /// PNG encoding failed.
     #[error("PNG encoding failed: {0}")]
     Png(String),

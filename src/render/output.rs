@@ -2,7 +2,7 @@
 //! PNG, and the printer buffers (card panels, 1-bit sticker or roll bitmaps).
 
 use super::documents::{self, DocOptions, Issuer, ReceiptFormat, sample};
-use super::qr::{DocType, QrPayload, short_hash};
+use super::pdf::PdfInfo;
 use super::raster::{self, Bitmap1, CardPanels};
 use super::scene::Scene;
 use super::{RenderError, pdf};
@@ -62,13 +62,13 @@ impl DocKind {
     }
 
     /// Resolution of the preview PNG (the printer's own resolution where there is one).
-    pub fn preview_dpi(self, sticker_dpi: u32) -> f32 {
+    pub fn preview_dpi(self, opts: &DocOptions) -> f32 {
         match self {
             DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack | DocKind::VehicleLicence => {
                 raster::CARD_DPI
             }
-            DocKind::Sticker => sticker_dpi as f32,
-            DocKind::Receipt80 => 203.0,
+            DocKind::Sticker => opts.sticker_dpi as f32,
+            DocKind::Receipt80 => opts.roll.dpi as f32,
             DocKind::ReceiptA6 => 150.0,
             DocKind::ReceiptA4 | DocKind::ShiftReport => 100.0,
         }
@@ -86,40 +86,19 @@ pub enum PrinterOutput {
     None,
 }
 
-/// Signs a sample QR payload with `key`.
-fn sample_qr(
-    key: &VanKey,
-    van_id: &str,
-    doc_type: DocType,
-    key_field: &str,
-    expiry: Option<jiff::civil::Date>,
-    seq: u64,
-) -> Result<String, RenderError> {
-    let payload = QrPayload {
-        doc_type,
-        key_id: key.key_id(),
-        journal_seq: seq,
-        van_id: van_id.to_owned(),
-        key_field: key_field.to_owned(),
-        expiry,
-        short_hash: short_hash(format!("sample record {seq}").as_bytes()),
-    };
-    Ok(payload.sign(key)?)
-}
-
-/// The sample document's pages for `issuer`, with its QR signed by `key`.
+/// The sample document's pages for `issuer`, with its QR signed by `key`. Samples are always
+/// marked as specimens; their QR facts are taken from the sample document itself.
 pub fn sample_scenes(
     kind: DocKind,
     key: &VanKey,
     issuer: &Issuer,
     opts: DocOptions,
 ) -> Result<Vec<Scene>, RenderError> {
-    let van_id = issuer.van_id.as_str();
+    let opts = DocOptions { specimen: true, ..opts };
     Ok(match kind {
         DocKind::DrivingLicenceFront | DocKind::DrivingLicenceBack => {
-            let mut d = sample::driving_licence();
-            d.issuer = issuer.clone();
-            d.qr = sample_qr(key, van_id, DocType::DrivingLicence, &d.licence_number, Some(d.expires), 4709)?;
+            let mut d = sample::driving_licence(issuer);
+            d.qr = d.qr_payload().sign(key)?;
             if kind == DocKind::DrivingLicenceFront {
                 vec![documents::driving_licence_front(&d, opts)?]
             } else {
@@ -127,20 +106,18 @@ pub fn sample_scenes(
             }
         }
         DocKind::VehicleLicence => {
-            let mut v = sample::vehicle_licence();
-            v.issuer = issuer.clone();
-            v.qr = sample_qr(key, van_id, DocType::VehicleLicence, &v.plate.key(), Some(v.expires), 4710)?;
+            let mut v = sample::vehicle_licence(issuer);
+            v.qr = v.qr_payload().sign(key)?;
             vec![documents::vehicle_licence(&v, opts)?]
         }
         DocKind::Sticker => {
-            let mut s = sample::sticker();
-            s.qr = sample_qr(key, van_id, DocType::Sticker, &s.plate.key(), Some(s.expires), 4710)?;
+            let mut s = sample::sticker(issuer);
+            s.qr = s.qr_payload().sign(key)?;
             vec![documents::sticker(&s, opts)?]
         }
         DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::Receipt80 => {
-            let mut r = sample::receipt();
-            r.issuer = issuer.clone();
-            r.qr = sample_qr(key, van_id, DocType::Receipt, &r.number, None, r.journal_seq)?;
+            let mut r = sample::receipt(issuer);
+            r.qr = r.qr_payload().sign(key)?;
             let format = match kind {
                 DocKind::ReceiptA4 => ReceiptFormat::A4,
                 DocKind::ReceiptA6 => ReceiptFormat::A6,
@@ -148,11 +125,7 @@ pub fn sample_scenes(
             };
             vec![documents::receipt(&r, format, opts)?]
         }
-        DocKind::ShiftReport => {
-            let mut r = sample::shift_report();
-            r.issuer = issuer.clone();
-            documents::shift_report(&r, opts)?
-        }
+        DocKind::ShiftReport => documents::shift_report(&sample::shift_report(issuer), opts)?,
     })
 }
 
@@ -160,7 +133,7 @@ pub fn sample_scenes(
 pub fn printer_output(
     kind: DocKind,
     scenes: &[Scene],
-    sticker_dpi: u32,
+    opts: &DocOptions,
 ) -> Result<PrinterOutput, RenderError> {
     let Some(scene) = scenes.first() else { return Ok(PrinterOutput::None) };
     Ok(match kind {
@@ -168,16 +141,22 @@ pub fn printer_output(
             PrinterOutput::Card(raster::card_panels(scene)?)
         }
         DocKind::Sticker => {
-            PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, sticker_dpi as f32, None)?))
+            PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, opts.sticker_dpi as f32, None)?))
         }
         DocKind::Receipt80 => {
-            PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, 203.0, None)?))
+            PrinterOutput::Mono(raster::to_bitmap1(&raster::rasterize(scene, opts.roll.dpi as f32, None)?))
         }
         DocKind::ReceiptA4 | DocKind::ReceiptA6 | DocKind::ShiftReport => PrinterOutput::None,
     })
 }
 
-/// The PDF of a document's pages.
-pub fn pdf_of(kind: DocKind, scenes: &[Scene]) -> Result<Vec<u8>, RenderError> {
-    pdf::to_pdf(kind.name(), scenes)
+/// The PDF of a document's pages, made by `creator` (the program) at `created`.
+pub fn pdf_of(
+    kind: DocKind,
+    scenes: &[Scene],
+    creator: &str,
+    created: jiff::Timestamp,
+) -> Result<Vec<u8>, RenderError> {
+    let info = PdfInfo { title: kind.name().to_owned(), creator: creator.to_owned(), created };
+    pdf::to_pdf(&info, scenes)
 }

@@ -17,12 +17,18 @@ pub struct Photo {
 }
 
 impl Photo {
-    /// Decodes PNG or JPEG bytes (detected by their signature).
+    /// Decodes PNG or JPEG bytes (detected by their signature), at most [`MAX_SIDE`] per side.
     pub fn decode(bytes: &[u8]) -> Result<Photo, RenderError> {
+        Self::decode_limited(bytes, MAX_SIDE)
+    }
+
+    /// Decodes PNG or JPEG bytes with another limit per side (a phone photo of a QR code is larger
+    /// than a licence photo).
+    pub fn decode_limited(bytes: &[u8], max_side: u32) -> Result<Photo, RenderError> {
         if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            Self::decode_png(bytes)
+            Self::decode_png(bytes, max_side)
         } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-            Self::decode_jpeg(bytes)
+            Self::decode_jpeg(bytes, max_side)
         } else {
             Err(RenderError::Photo(format!(
                 "not a PNG or JPEG file (starts with {}); take the photo again as JPEG or PNG",
@@ -31,19 +37,19 @@ impl Photo {
         }
     }
 
-    fn check_size(width: u32, height: u32) -> Result<(), RenderError> {
-        if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+    fn check_size(width: u32, height: u32, max_side: u32) -> Result<(), RenderError> {
+        if width == 0 || height == 0 || width > max_side || height > max_side {
             return Err(RenderError::Photo(format!(
-                "{width}×{height} pixels is outside 1…{MAX_SIDE} per side"
+                "{width}×{height} pixels is outside 1…{max_side} per side"
             )));
         }
         Ok(())
     }
 
-    fn decode_png(bytes: &[u8]) -> Result<Photo, RenderError> {
+    fn decode_png(bytes: &[u8], max_side: u32) -> Result<Photo, RenderError> {
         let pixmap = tiny_skia::Pixmap::decode_png(bytes)
             .map_err(|e| RenderError::Photo(format!("PNG cannot be decoded: {e}")))?;
-        Self::check_size(pixmap.width(), pixmap.height())?;
+        Self::check_size(pixmap.width(), pixmap.height(), max_side)?;
         let mut rgb = Vec::with_capacity(pixmap.width() as usize * pixmap.height() as usize * 3);
         for p in pixmap.pixels() {
             // Composite on white (photos with transparency).
@@ -56,14 +62,14 @@ impl Photo {
         Ok(Photo { width: pixmap.width(), height: pixmap.height(), rgb })
     }
 
-    fn decode_jpeg(bytes: &[u8]) -> Result<Photo, RenderError> {
+    fn decode_jpeg(bytes: &[u8], max_side: u32) -> Result<Photo, RenderError> {
         let mut dec = zune_jpeg::JpegDecoder::new(bytes);
         dec.decode_headers().map_err(|e| RenderError::Photo(format!("JPEG cannot be decoded: {e:?}")))?;
         let (w, h) = dec
             .dimensions()
             .map(|(w, h)| (u32::from(w as u16), u32::from(h as u16)))
             .ok_or_else(|| RenderError::Photo("JPEG has no size".into()))?;
-        Self::check_size(w, h)?;
+        Self::check_size(w, h, max_side)?;
         let data = dec.decode().map_err(|e| RenderError::Photo(format!("JPEG cannot be decoded: {e:?}")))?;
         let n = w as usize * h as usize;
         let rgb = if data.len() == n * 3 {

@@ -20,6 +20,16 @@ pub const MAX_KEY_FIELD: usize = 64;
 
 const ALPHABET: &[u8; 45] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 
+/// Public key of the public test seed (32 bytes of `0x42`): it signs only specimens (samples), and
+/// a verifier reports a code signed with it as a SPECIMEN, never as a valid document.
+pub const SPECIMEN_PUBLIC_KEY: [u8; 32] = [
+    0x21, 0x52, 0xf8, 0xd1, 0x9b, 0x79, 0x1d, 0x24, 0x45, 0x32, 0x42, 0xe1, 0x5f, 0x2e, 0xab, 0x6c, 0xb7,
+    0xcf, 0xfa, 0x7b, 0x6a, 0x5e, 0xd3, 0x00, 0x97, 0x96, 0x0e, 0x06, 0x98, 0x81, 0xdb, 0x12,
+];
+
+/// Key id of [`SPECIMEN_PUBLIC_KEY`].
+pub const SPECIMEN_KEY_ID: [u8; KEY_ID_LEN] = [0x30, 0x97, 0xe2, 0xde, 0xe2, 0xcb, 0x4a, 0x34];
+
 /// What the document is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocType {
@@ -252,6 +262,11 @@ impl QrPayload {
         Ok((payload, Signature::from_bytes(&sig), all[..body_len].to_vec()))
     }
 
+    /// Whether the payload names the public test key: a specimen, whatever its signature.
+    pub fn is_specimen(&self) -> bool {
+        self.key_id == SPECIMEN_KEY_ID
+    }
+
     /// Checks the signature of a parsed payload against `key` (strict Ed25519).
     pub fn verify(&self, body: &[u8], sig: &Signature, key: &VerifyingKey) -> Result<(), VerifyError> {
         let given = key_id_of(key);
@@ -369,6 +384,8 @@ mod tests {
             hex::encode(key.verifying_key().as_bytes()),
             "2152f8d19b791d24453242e15f2eab6cb7cffa7b6a5ed30097960e069881db12"
         );
+        assert_eq!(key.verifying_key().as_bytes(), &SPECIMEN_PUBLIC_KEY);
+        assert_eq!(key.key_id(), SPECIMEN_KEY_ID);
         let p = QrPayload {
             doc_type: DocType::VehicleLicence,
             key_id: key.key_id(),

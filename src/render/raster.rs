@@ -141,11 +141,10 @@ pub fn rasterize(scene: &Scene, dpi: f32, only: Option<Ink>) -> Result<Pixmap, R
                 if only.is_some_and(|o| o != Ink::K) || *width == 0 {
                     continue;
                 }
-                // Whole pixels per module keep the code crisp on a 1-bit panel.
-                let side = size * ppm;
-                let module = (side / *width as f32).floor().max(1.0);
-                let x0 = (x * ppm + (side - module * *width as f32) / 2.0).round();
-                let y0 = (y * ppm + (side - module * *width as f32) / 2.0).round();
+                // Whole pixels per module keep the code crisp on a 1-bit panel. At the resolution
+                // the scene was laid out for, `size` is a whole number of dots per module already.
+                let module = (size * ppm / *width as f32).round().max(1.0);
+                let (x0, y0) = ((x * ppm).round(), (y * ppm).round());
                 let mut p = paint(Rgb::BLACK);
                 p.anti_alias = false;
                 let mut pb = PathBuilder::new();

@@ -33,7 +33,8 @@ pub enum Item {
     Glyphs { x: f32, baseline: f32, size_mm: f32, line: ShapedLine, colour: Rgb, ink: Ink },
     /// A filled rectangle.
     Rect { x: f32, y: f32, w: f32, h: f32, colour: Rgb, ink: Ink },
-    /// A QR code of `width`×`width` modules (row-major, true = dark) in a square of side `size`.
+    /// A QR code of `width`×`width` modules (row-major, true = dark) drawn as a square of side
+    /// `size` mm from `(x, y)`.
     Qr { x: f32, y: f32, size: f32, width: usize, modules: Vec<bool> },
     /// A photo scaled to the box.
     Image { x: f32, y: f32, w: f32, h: f32, photo: Arc<Photo> },
@@ -97,11 +98,17 @@ impl Scene {
         self.items.push(Item::Rect { x, y, w, h, colour, ink });
     }
 
-    /// Adds a QR code for `payload` in a square of side `size` at `(x, y)`.
-    pub fn qr(&mut self, payload: &str, x: f32, y: f32, size: f32) -> Result<(), RenderError> {
+    /// Adds a QR code for `payload` inside the square `(x, y, side)` (mm), for a printer of `dpi`:
+    /// each module is a whole number of dots at that resolution (as large as fits), and the code
+    /// is centred in the square. The item's size is the drawn size, so PDF and print agree.
+    pub fn qr(&mut self, payload: &str, square: (f32, f32, f32), dpi: f32) -> Result<(), RenderError> {
         let code = qrcode::QrCode::with_error_correction_level(payload.as_bytes(), qrcode::EcLevel::M)
             .map_err(|e| RenderError::Qr { len: payload.len(), reason: e.to_string() })?;
         let width = code.width();
+        let (x, y, side) = square;
+        let dots = (side * dpi / 25.4 / width as f32).floor().max(1.0);
+        let size = dots * width as f32 * 25.4 / dpi;
+        let (x, y) = (x + (side - size) / 2.0, y + (side - size) / 2.0);
         let modules = code.to_colors().into_iter().map(|c| c == qrcode::Color::Dark).collect();
         self.items.push(Item::Qr { x, y, size, width, modules });
         Ok(())

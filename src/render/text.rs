@@ -45,6 +45,9 @@ pub struct PosGlyph {
     pub text: String,
     /// Byte offset of the cluster in the logical line, for emitting glyphs in logical order.
     pub logical: usize,
+    /// Pen advance after this glyph as shaped (kerning included), font units. It can differ from
+    /// the font's own advance; the PDF backend tells readers so that words stay whole.
+    pub advance: f32,
 }
 
 /// A shaped line in visual order (left to right).
@@ -126,6 +129,7 @@ pub fn shape_line(font: &Font, text: &str, dir: Dir) -> ShapedLine {
                     y: pos.y_offset as f32,
                     text,
                     logical,
+                    advance: pos.x_advance as f32,
                 });
                 line.width += pos.x_advance as f32;
             }
