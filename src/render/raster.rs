@@ -141,17 +141,21 @@ pub fn rasterize(scene: &Scene, dpi: f32, only: Option<Ink>) -> Result<Pixmap, R
                 if only.is_some_and(|o| o != Ink::K) || *width == 0 {
                     continue;
                 }
-                // Whole pixels per module keep the code crisp on a 1-bit panel. At the resolution
-                // the scene was laid out for, `size` is a whole number of dots per module already.
-                let module = (size * ppm / *width as f32).round().max(1.0);
-                let (x0, y0) = ((x * ppm).round(), (y * ppm).round());
+                // Module edges on whole pixels keep the code crisp on a 1-bit panel. At the
+                // resolution the scene was laid out for, every module is the same whole number of
+                // dots; at another (a preview) edges are rounded, keeping the code's size.
+                let module = size * ppm / *width as f32;
+                let (x0, y0) = (x * ppm, y * ppm);
+                let edge = |origin: f32, i: usize| (origin + i as f32 * module).round();
                 let mut p = paint(Rgb::BLACK);
                 p.anti_alias = false;
                 let mut pb = PathBuilder::new();
                 for (i, dark) in modules.iter().enumerate() {
                     if *dark {
-                        let (mx, my) = ((i % width) as f32, (i / width) as f32);
-                        if let Some(r) = Rect::from_xywh(x0 + mx * module, y0 + my * module, module, module) {
+                        let (mx, my) = (i % width, i / width);
+                        let (l, t) = (edge(x0, mx), edge(y0, my));
+                        let (r, b) = (edge(x0, mx + 1), edge(y0, my + 1));
+                        if let Some(r) = Rect::from_ltrb(l, t, r, b) {
                             pb.push_rect(r);
                         }
                     }

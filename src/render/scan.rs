@@ -144,6 +144,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = qr_text_from_image(&b);
+            for head in [&b"\x89PNG\r\n\x1a\n"[..], &[0xFF, 0xD8, 0xFF][..]] {
+                let mut bytes = head.to_vec();
+                bytes.extend_from_slice(&b);
+                let _ = qr_text_from_image(&bytes);
+            }
+        }
+    }
+
     #[test]
     fn otsu_splits_two_levels() {
         assert_eq!(threshold(&[20, 30, 200, 220]), vec![0, 0, 255, 255]);
