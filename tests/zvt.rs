@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use mtu::config::DeviceConfig;
 use mtu::devices::DeviceError;
-use mtu::devices::payment::{PaymentOutcome, PaymentTerminal, driver_from_config};
+use mtu::devices::payment::{PaymentOutcome, PaymentTerminal};
+use mtu::devices::registry::payment as driver_from_config;
 use mtu::devices::transport::SerialLink;
 use mtu::sim::{SimDevice, SimOut, payment};
 use serialport::{SerialPort, TTYPort};
