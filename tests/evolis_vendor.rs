@@ -146,13 +146,15 @@ fn vendor_stream(ribbon: &str, card: &CardJob) -> Vec<u8> {
         let Some(side) = side else { continue };
         if let Some(k) = side.k {
             let path = dir.path().join(format!("{name}-k.raw"));
-            let raw: Vec<u8> = (0..k.height).flat_map(|y| (0..k.width).map(move |x| u8::from(k.get(x, y)))).collect();
+            let raw: Vec<u8> =
+                (0..k.height).flat_map(|y| (0..k.width).map(move |x| u8::from(k.get(x, y)))).collect();
             std::fs::write(&path, raw).unwrap();
             cmd.arg(format!("--{name}-k")).arg(&path);
         }
         if let Some(p) = side.ymc {
             let path = dir.path().join(format!("{name}-ymc.raw"));
-            let raw: Vec<u8> = (0..p.y.data.len()).flat_map(|i| [p.y.data[i], p.m.data[i], p.c.data[i]]).collect();
+            let raw: Vec<u8> =
+                (0..p.y.data.len()).flat_map(|i| [p.y.data[i], p.m.data[i], p.c.data[i]]).collect();
             std::fs::write(&path, raw).unwrap();
             cmd.arg(format!("--{name}-ymc")).arg(&path);
         }
@@ -161,7 +163,10 @@ fn vendor_stream(ribbon: &str, card: &CardJob) -> Vec<u8> {
         }
     }
     let result = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run {} ({e}): run tools/test, which installs evolis-sdk into its Python venv", python())
+        panic!(
+            "cannot run {} ({e}): run tools/test, which installs evolis-sdk into its Python venv",
+            python()
+        )
     });
     assert!(
         result.status.success(),
@@ -346,7 +351,11 @@ fn k_only_card_black_ribbon_landscape_matches_the_vendor() {
 #[test]
 fn colour_card_ymcko_landscape_matches_the_vendor() {
     let card = CardJob {
-        front: CardSide { k: Some(k_image(1016, 648, 4)), ymc: Some(colours(&k_image(1016, 648, 4))), overlay: true },
+        front: CardSide {
+            k: Some(k_image(1016, 648, 4)),
+            ymc: Some(colours(&k_image(1016, 648, 4))),
+            overlay: true,
+        },
         back: Some(CardSide { k: Some(k_image(1016, 648, 5)), ymc: None, overlay: false }),
     };
     let vendor = compare(Ribbon::Ymcko, "YMCKO", &card);
@@ -358,7 +367,11 @@ fn colour_both_sides_portrait_with_a_blank_plane_matches_the_vendor() {
     let mut back = colours(&k_image(648, 1016, 7));
     back.m = Plane8::filled(648, 1016, 0);
     let card = CardJob {
-        front: CardSide { k: Some(k_image(648, 1016, 6)), ymc: Some(colours(&k_image(648, 1016, 6))), overlay: true },
+        front: CardSide {
+            k: Some(k_image(648, 1016, 6)),
+            ymc: Some(colours(&k_image(648, 1016, 6))),
+            overlay: true,
+        },
         back: Some(CardSide { k: Some(k_image(648, 1016, 7)), ymc: Some(back), overlay: true }),
     };
     let vendor = compare(Ribbon::Ymcko, "YMCKO", &card);
@@ -367,7 +380,10 @@ fn colour_both_sides_portrait_with_a_blank_plane_matches_the_vendor() {
         .into_iter()
         .filter_map(|u| if let Unit::Panel(h, _) = u { Some(h) } else { None })
         .collect();
-    assert_eq!(heads, ["Db;y;256", "Db;m;256", "Db;c;256", "Db;k;2", "Db;o;2", "Db;y;256", "Db;c;256", "Db;k;2", "Db;o;2"]);
+    assert_eq!(
+        heads,
+        ["Db;y;256", "Db;m;256", "Db;c;256", "Db;k;2", "Db;o;2", "Db;y;256", "Db;c;256", "Db;k;2", "Db;o;2"]
+    );
     simulator_prints(&vendor, &card);
 }
 
@@ -376,7 +392,11 @@ fn colour_both_sides_portrait_with_a_blank_plane_matches_the_vendor() {
 #[test]
 fn compressed_panels_decode_to_the_vendors() {
     let card = CardJob {
-        front: CardSide { k: Some(sparse_k(1016, 648)), ymc: Some(colours(&sparse_k(1016, 648))), overlay: true },
+        front: CardSide {
+            k: Some(sparse_k(1016, 648)),
+            ymc: Some(colours(&sparse_k(1016, 648))),
+            overlay: true,
+        },
         back: Some(CardSide { k: Some(sparse_k(1016, 648)), ymc: None, overlay: true }),
     };
     let vendor = comparable(parse_stream(&vendor_stream("YMCKO", &card)));

@@ -142,7 +142,10 @@ impl StreamParser {
                         Self::end_gap(&gap, out);
                         PState::Head(Vec::new())
                     } else if gap.len() >= MAX_GAP_TEXT {
-                        out.push(Parsed::Bad { reply: ERR_COMMAND, why: "long text outside a command".into() });
+                        out.push(Parsed::Bad {
+                            reply: ERR_COMMAND,
+                            why: "long text outside a command".into(),
+                        });
                         PState::Skip
                     } else {
                         gap.push(b);
@@ -232,7 +235,10 @@ fn data_start(head: &[u8]) -> Option<Result<(String, Vec<String>, usize), String
         ),
         Some("Dbc") if fields.len() == 4 => {
             if !matches!(fields[1], "k" | "o") || fields[2] != "2" {
-                return Some(Err(format!("Dbc: panel {:?} at {:?} levels is not taken", fields[1], fields[2])));
+                return Some(Err(format!(
+                    "Dbc: panel {:?} at {:?} levels is not taken",
+                    fields[1], fields[2]
+                )));
             }
             match fields[3].parse::<usize>() {
                 Ok(len) if len > 0 && len <= MAX_DBC && fields[3].bytes().all(|b| b.is_ascii_digit()) => {
@@ -247,7 +253,10 @@ fn data_start(head: &[u8]) -> Option<Result<(String, Vec<String>, usize), String
 
 /// Whether `s` is a decimal number (digits only) within `range`.
 fn num_in(s: &str, range: std::ops::RangeInclusive<u32>) -> bool {
-    !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()) && s.parse().is_ok_and(|v| range.contains(&v))
+    !s.is_empty()
+        && s.len() <= 10
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse().is_ok_and(|v| range.contains(&v))
 }
 
 /// Ribbon codes of `Pr;<code>;t` / `Pwres;…;<code>` this printer model takes (vendor library
@@ -288,7 +297,9 @@ fn setting_ok(name: &str, p: &[&str]) -> Option<bool> {
             [panel, "+" | "-"] => contrast_panel(panel),
             _ => false,
         },
-        "Pida" => matches!(p, [w, y, m, c] if num_in(w, 0..=100) && [y, m, c].iter().all(|v| num_in(v, 0..=255))),
+        "Pida" => {
+            matches!(p, [w, y, m, c] if num_in(w, 0..=100) && [y, m, c].iter().all(|v| num_in(v, 0..=255)))
+        }
         // Guide: `Pmi;F;s` insertion mode, `Pem;n` error management.
         "Pmi" => matches!(p, ["F" | "M" | "B", "s"]),
         "Pem" => matches!(p, [n] if num_in(n, 0..=255)),
@@ -1056,8 +1067,9 @@ mod tests {
 
     /// Names the simulator knows; a mutation to another name must get `ERROR CDE`.
     const KNOWN: [&str; 29] = [
-        "Rfv", "Rsn", "Rse", "Rrt", "Ss", "Sr", "Sv", "Se", "Db", "Dbc", "Psmgr", "Pcla", "Ppmode", "Ppws", "Pr",
-        "Pwres", "Psk", "Piqla", "Pmc", "Peoic", "Pcim", "Mr", "Psync", "Pc", "Pl", "Pida", "Pmi", "Pem", "Pcom",
+        "Rfv", "Rsn", "Rse", "Rrt", "Ss", "Sr", "Sv", "Se", "Db", "Dbc", "Psmgr", "Pcla", "Ppmode", "Ppws",
+        "Pr", "Pwres", "Psk", "Piqla", "Pmc", "Peoic", "Pcim", "Mr", "Psync", "Pc", "Pl", "Pida", "Pmi",
+        "Pem", "Pcom",
     ];
 
     #[derive(Debug, Clone)]
@@ -1082,10 +1094,20 @@ mod tests {
             (0usize..4, prop_oneof![Just(""), Just("x"), Just("1x"), Just("-1"), Just("9 9"), Just("=")])
                 .prop_map(|(n, v)| Mutation::BadParam(n, v)),
             Just(Mutation::ExtraParam),
-            prop_oneof![Just(b'1'), Just(b'_'), Just(0x00u8), Just(0x7F), Just(0xC3), Just(b' ')].prop_map(Mutation::NameByte),
+            prop_oneof![Just(b'1'), Just(b'_'), Just(0x00u8), Just(0x7F), Just(0xC3), Just(b' ')]
+                .prop_map(Mutation::NameByte),
             "[a-z ]{1,12}|<[a-z]*|[a-z]+>|<>".prop_map(Mutation::StrayText),
-            prop_oneof![Just("Db;k;3;"), Just("Db;z;2;"), Just("Db;y;2;"), Just("Db;k;256;"), Just("Dbc;k;2;1017;"), Just("Dbc;k;2;1015;"), Just("Dbc;y;2;1016;"), Just("Dbc;k;1016;1016;")]
-                .prop_map(Mutation::PanelHeader),
+            prop_oneof![
+                Just("Db;k;3;"),
+                Just("Db;z;2;"),
+                Just("Db;y;2;"),
+                Just("Db;k;256;"),
+                Just("Dbc;k;2;1017;"),
+                Just("Dbc;k;2;1015;"),
+                Just("Dbc;y;2;1016;"),
+                Just("Dbc;k;1016;1016;")
+            ]
+            .prop_map(Mutation::PanelHeader),
         ]
     }
 

@@ -273,7 +273,11 @@ fn mono_command(settings: &JobSettings, side: &str, panel: &str, lines: &[u8]) -
             };
         }
     }
-    JobCommand { label, bytes: command_with_data("Db", &[panel, Levels::Two.param()], lines), ends_sequence: false }
+    JobCommand {
+        label,
+        bytes: command_with_data("Db", &[panel, Levels::Two.param()], lines),
+        ends_sequence: false,
+    }
 }
 
 #[cfg(test)]
@@ -291,9 +295,20 @@ mod tests {
         cmds.iter().map(|c| c.label.as_str()).collect()
     }
 
-    const HEAD: [&str; 10] =
-        ["Pcla;1", "Ppmode;0", "Pr;100;t", "Pwres;300;300;100", "Psk;10", "Piqla;a;d", "Pmc;h", "Peoic;k;D", "Ss", "Mr;s"];
-    const SIDE: [&str; 7] = ["Pc;a;=;10", "Pl;a;=;10", "Pc;k;=;10", "Pc;o;=;10", "Pc;l;=;10", "Pc;f;=;10", "Pl;f;=;10"];
+    const HEAD: [&str; 10] = [
+        "Pcla;1",
+        "Ppmode;0",
+        "Pr;100;t",
+        "Pwres;300;300;100",
+        "Psk;10",
+        "Piqla;a;d",
+        "Pmc;h",
+        "Peoic;k;D",
+        "Ss",
+        "Mr;s",
+    ];
+    const SIDE: [&str; 7] =
+        ["Pc;a;=;10", "Pl;a;=;10", "Pc;k;=;10", "Pc;o;=;10", "Pc;l;=;10", "Pc;f;=;10", "Pl;f;=;10"];
 
     #[test]
     fn mono_job_sequence() {
@@ -326,7 +341,8 @@ mod tests {
 
     #[test]
     fn feeder_insertion_and_contrast() {
-        let s = JobSettings { ribbon: Ribbon::Ko, insertion: Insertion::Feeder, contrast_k: 12, compress: false };
+        let s =
+            JobSettings { ribbon: Ribbon::Ko, insertion: Insertion::Feeder, contrast_k: 12, compress: false };
         let cmds = build_job(&s, &k_only()).unwrap();
         assert_eq!(labels(&cmds)[8], "Pcim;F");
         assert!(labels(&cmds).contains(&"Pc;k;=;12"));

@@ -335,8 +335,13 @@ mod tests {
         assert_eq!(s.insertion, Insertion::Feeder);
         assert!(s.compress);
         assert_eq!(t, Duration::from_secs(5));
-        for bad in ["ribbon = \"rgb\"", "contrast = 99", "insertion = \"manual\"", "colour_levels = 32", "compression = 1"]
-        {
+        for bad in [
+            "ribbon = \"rgb\"",
+            "contrast = 99",
+            "insertion = \"manual\"",
+            "colour_levels = 32",
+            "compression = 1",
+        ] {
             match settings_from_options(&table(bad)) {
                 Err(DeviceError::Config { key, .. }) => {
                     let name = bad.split(' ').next().unwrap();

@@ -18,6 +18,7 @@
 //!     line 1015 − y, position 647 − x: the first byte sent is the image's bottom-right corner.
 //!   - landscape image (1016 wide × 648 high): image pixel (x, y) is printer line x, position
 //!     647 − y: the image's left column is line 0, read from its bottom pixel up.
+//!
 //!   The back side is mapped the same way as the front (default duplex, no `PageRotate180`).
 //!
 //! The older Programming Guide (A5013 Rev. E, page 14) describes 32/64/128-level Y/M/C packing
@@ -235,10 +236,24 @@ mod tests {
     // `Db;k;2;` panel as (line, position)).
     #[test]
     fn single_pixels_land_where_the_vendor_puts_them() {
-        let portrait = [((0, 0), (1015, 647)), ((1, 0), (1015, 646)), ((0, 1), (1014, 647)), ((647, 0), (1015, 0)),
-            ((0, 1015), (0, 647)), ((647, 1015), (0, 0)), ((10, 3), (1012, 637))];
-        let landscape = [((0, 0), (0, 647)), ((1, 0), (1, 647)), ((0, 1), (0, 646)), ((1015, 0), (1015, 647)),
-            ((0, 647), (0, 0)), ((1015, 647), (1015, 0)), ((10, 3), (10, 644))];
+        let portrait = [
+            ((0, 0), (1015, 647)),
+            ((1, 0), (1015, 646)),
+            ((0, 1), (1014, 647)),
+            ((647, 0), (1015, 0)),
+            ((0, 1015), (0, 647)),
+            ((647, 1015), (0, 0)),
+            ((10, 3), (1012, 637)),
+        ];
+        let landscape = [
+            ((0, 0), (0, 647)),
+            ((1, 0), (1, 647)),
+            ((0, 1), (0, 646)),
+            ((1015, 0), (1015, 647)),
+            ((0, 647), (0, 0)),
+            ((1015, 647), (1015, 0)),
+            ((10, 3), (10, 644)),
+        ];
         for (cases, (w, h)) in [(&portrait, (648, 1016)), (&landscape, (1016, 648))] {
             for &((x, y), (line, col)) in cases.iter() {
                 let mut b = Bitmap1::blank(w, h);
