@@ -1126,6 +1126,9 @@ mod tests {
                     return None;
                 }
                 let i = 1 + i % (parts.len() - 1);
+                if parts[i] == *v {
+                    return None;
+                }
                 parts[i] = v.to_string();
             }
             Mutation::ExtraParam => parts.push("x".into()),
