@@ -991,11 +991,14 @@ impl MercurySim {
                 let ms = f64::from(timeout);
                 let found: Vec<usize> =
                     self.field_tags().into_iter().filter(|&i| self.tags[i].matches(&cmd.sel)).collect();
-                let mut count = found.len();
+                // The tag buffer keeps each tag once until it is cleared; the count is of the tags
+                // this search added, which is what the C API adds up over the rounds of a read.
+                let mut count = 0;
                 for &i in &found {
                     let id = self.tags[i].inventory_id();
                     if !self.buffer.contains(&id) {
                         self.buffer.push(id);
+                        count += 1;
                     }
                 }
                 if self.faults.two_tags && !self.faults.no_tag {
@@ -1456,6 +1459,150 @@ mod tests {
             // Every well-formed command gets exactly one well-formed answer with its opcode.
             proptest::prop_assert!(reply.len() >= 7);
             proptest::prop_assert_eq!(reply[2], op);
+        }
+    }
+
+    /// A simulator in its application with region EU3 and Gen2 set, no waits.
+    fn ready_sim() -> MercurySim {
+        let mut sim =
+            MercurySim::from_options(&"timing_scale = 0\nstart = \"app\"".parse().unwrap()).unwrap();
+        assert_eq!(status_of(&send(&mut sim, &hex("FF 01 97 08 4B B5"))), OK);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x93, "0005"))), OK);
+        sim
+    }
+
+    #[test]
+    fn write_epc_forms_of_the_api_are_parsed_as_meant() {
+        // `23 03E8 88 00 00 <EPC>` (multi-select prefix, option 0, RFU) was read with 0x88 as
+        // the option byte and stored a 14-byte EPC.
+        let mut sim = ready_sim();
+        let epc = "3034257BF400B7800004CB2F";
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &format!("03E8 88 00 00 {epc}")))), OK);
+        assert_eq!(sim.status()["tags"][0]["epc"], epc);
+        assert_eq!(sim.status()["tags"][0]["pc"], "3000");
+        // An EPC filter (option 1) has no bit address: password, bit length, EPC. It was read as
+        // if it had a 4-byte address and stored a 10-word EPC (PC 5000).
+        let new = "3034257BF400B7800004CB30";
+        let filtered = format!("03E8 01 00000000 60 {epc} {new}");
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &filtered))), OK);
+        assert_eq!(sim.status()["tags"][0]["epc"], new);
+        assert_eq!(sim.status()["tags"][0]["pc"], "3000");
+        // The old EPC no longer matches: no tag, nothing written.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &filtered))), NO_TAGS);
+        assert_eq!(sim.status()["tags"][0]["epc"], new);
+    }
+
+    #[test]
+    fn select_trailer_and_prefix_are_checked() {
+        let mut sim = ready_sim();
+        let tid = "E28011702000000000000001";
+        let read = |trailer: &str| {
+            cmd(0x28, &format!("03E8 88 12 00C0 02 00000000 02 00000000 00000000 60 {tid} {trailer}"))
+        };
+        let reply = send(&mut sim, &read("040000"));
+        assert_eq!(status_of(&reply), OK);
+        // Echo: prefix, option, metadata flags, protocol, empty data field, then the words.
+        assert_eq!(&reply[5..reply.len() - 2], &hex("88 12 00C0 05 0000 E2801170")[..]);
+        // Missing trailer, a chained select, another target, another prefix: refused.
+        assert_eq!(status_of(&send(&mut sim, &read(""))), WRONG_DATA);
+        assert_eq!(status_of(&send(&mut sim, &read("040002"))), INVALID_PARAMETER);
+        assert_eq!(status_of(&send(&mut sim, &read("000000"))), INVALID_PARAMETER);
+        let bap = cmd(0x28, &format!("03E8 81 12 00C0 02 00000000 02 00000000 00000000 60 {tid} 040000"));
+        assert_eq!(status_of(&send(&mut sim, &bap)), INVALID_PARAMETER);
+        // Unknown opcode with data: invalid opcode, not "wrong number of data".
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x55, "0102"))), INVALID_OPCODE);
+        // Known opcode, wrong length: wrong number of data.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x68, "00"))), WRONG_DATA);
+    }
+
+    /// Host frames the Mercury C API 1.35.1.43 sent to this simulator (see the data file's header).
+    fn api_host_frames() -> Vec<(u8, Vec<u8>)> {
+        include_str!("../../tests/data/mercury/api-1.35.1.43-frames.txt")
+            .lines()
+            .filter_map(|l| l.strip_prefix("> "))
+            .map(|h| {
+                let f = hex(h);
+                (f[2], f[3..f.len() - 2].to_vec())
+            })
+            .collect()
+    }
+
+    /// Data lengths each fixed-layout opcode accepts (layouts of serial_reader_l3.c).
+    fn accepted_lengths(op: u8) -> Option<&'static [usize]> {
+        Some(match op {
+            0x03 | 0x0C | 0x68 | 0x70 | 0x71 | 0x67 | 0x2A => &[0],
+            0x06 => &[4],
+            0x98 | 0x97 | 0x62 | 0x64 => &[1],
+            0x6A | 0x93 | 0x92 | 0x94 => &[2],
+            0x63 | 0x61 => &[0, 1],
+            0x6C => &[2, 3],
+            0x29 => &[0, 3],
+            _ => return None,
+        })
+    }
+
+    fn framed(op: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0xFF, data.len() as u8, op];
+        f.extend_from_slice(data);
+        let crc = sim_crc(&f[1..]);
+        f.extend_from_slice(&crc.to_be_bytes());
+        f
+    }
+
+    proptest::proptest! {
+        /// No input that the simulator did not fully parse gets a success answer: random bytes,
+        /// unknown opcodes, known opcodes with a wrong data length, and the API's own tag frames
+        /// truncated, extended, with a foreign prefix or an odd data tail.
+        #[test]
+        fn nothing_unparsed_is_answered_with_success(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            op in proptest::prelude::any::<u8>(),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            pick in proptest::prelude::any::<usize>(),
+            kind in 0u8..4,
+            cut in proptest::prelude::any::<usize>(),
+            prefix in 0x80u8..=0xFF,
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..8),
+        ) {
+            let success = |reply: &[u8]| reply.windows(5).any(|w| w[0] == 0xFF && w[3] == 0 && w[4] == 0);
+            // Random bytes: nothing with a valid CRC, so no answer at all, let alone success.
+            let mut sim = ready_sim();
+            proptest::prop_assert!(!success(&send(&mut sim, &noise)));
+            // Unknown opcodes and wrong lengths.
+            let mut sim = ready_sim();
+            let reply = send(&mut sim, &framed(op, &data));
+            if !APP_OPCODES.contains(&op) {
+                proptest::prop_assert_eq!(status_of(&reply), INVALID_OPCODE);
+            } else if let Some(lengths) = accepted_lengths(op) {
+                if !lengths.contains(&data.len()) {
+                    proptest::prop_assert_eq!(status_of(&reply), WRONG_DATA);
+                }
+            }
+            // Mutated API tag frames.
+            let tag_frames: Vec<(u8, Vec<u8>)> = api_host_frames()
+                .into_iter()
+                .filter(|(op, _)| matches!(op, 0x22 | 0x23 | 0x24 | 0x25 | 0x26 | 0x28))
+                .collect();
+            let (op, d) = &tag_frames[pick % tag_frames.len()];
+            // The variable tail: the EPC of Write Tag ID, the words of Write Tag Data.
+            let tail = match op { 0x23 => 12, 0x24 => 4, _ => 0 };
+            let fixed = d.len() - tail;
+            let prefix_at = if *op == 0x22 { 0 } else { 2 };
+            let mutated = match kind {
+                0 => d[..cut % fixed].to_vec(),
+                1 if tail == 0 => [d.clone(), extra].concat(),
+                1 => [d.clone(), vec![extra[0]]].concat(),
+                _ if d[prefix_at] == 0x88 && prefix != 0x88 => {
+                    let mut m = d.clone();
+                    m[prefix_at] = prefix;
+                    m
+                }
+                _ => return Ok(()),
+            };
+            let mut sim = ready_sim();
+            let reply = send(&mut sim, &framed(*op, &mutated));
+            proptest::prop_assert_eq!(reply[2], *op);
+            proptest::prop_assert_ne!(status_of(&reply), OK, "{:02X} {}", op, hex::encode_upper(&mutated));
         }
     }
 

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use super::codec::{
-    Bank, Command, PROTOCOL_GEN2, Password, Region, Response, ResponseDecoder, Select, Status, VersionInfo,
-    opcode, parse_read_data, parse_tag_count,
+    Bank, Command, Dialect, PROTOCOL_GEN2, Password, Region, Response, ResponseDecoder, Select, Status,
+    VersionInfo, opcode, parse_read_data, parse_tag_count,
 };
 use super::profile::{TagPasswords, TagProfile, TagSecret};
 use crate::devices::rfid::{EncodedTag, TagData, TagEncoder};
@@ -15,6 +15,24 @@ use crate::devices::{DeviceError, Link, LinkError, SelfTestReport};
 const WRITE_CHUNK_WORDS: usize = 16;
 /// Words per Read Tag Data command.
 const READ_CHUNK_WORDS: usize = 32;
+
+/// What the Mercury C API 1.35 sends in `TMR_connect` and before each `TMR_read` that this driver
+/// deliberately does not send, with the reason. The frames the driver does send for a command have
+/// the API's form for the module's firmware ([`Dialect`]); `tests/mercury.rs` checks this list
+/// against frames captured from the API.
+pub const NOT_SENT_LIKE_THE_API: &[(u8, &str)] = &[
+    (0x06, "Set Baud Rate: the configured baud rate is the module's, no probing or switching"),
+    (0x68, "Get Power Mode: the driver never puts the module to sleep, so no wake-up preamble is needed"),
+    (0x6A, "Get Reader Configuration: transport, product group and read filter do not change what it sends"),
+    (0x63, "Get Protocol: the driver sets Gen2 (0x93) unconditionally instead of reading it first"),
+    (0x70, "Available Protocols: Gen2 is set; a module without it refuses Set Protocol, which is reported"),
+    (0x61, "Antenna Detect: one antenna on port 1; a missing antenna shows as no tag or a status error"),
+    (0x67, "Get Region: the configured region is set (0x97) at every start instead of read first"),
+    (0x71, "Supported Regions: a region the module lacks is refused by Set Region with 0x010B, reported"),
+    (0x6C, "Reset Reader Statistics: the driver does not read statistics"),
+    (0x9A, "Set Reader Configuration (read filter): the driver counts tags once, the filter does not matter"),
+    (0x29, "Get Tag Buffer: the driver needs the count of tags only, then reads the TID of the single tag"),
+];
 
 /// Why an encoder operation failed, with the cause a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +133,7 @@ pub struct MercuryEncoder {
     decoder: ResponseDecoder,
     answer_timeout: Duration,
     version: Option<VersionInfo>,
+    dialect: Dialect,
     ready: bool,
     dirty: bool,
     stats: WireStats,
@@ -136,6 +155,7 @@ impl MercuryEncoder {
             decoder: ResponseDecoder::new(),
             answer_timeout,
             version: None,
+            dialect: Dialect::PLAIN,
             ready: false,
             dirty: false,
             stats: WireStats::default(),
@@ -190,7 +210,7 @@ impl MercuryEncoder {
     }
 
     fn exchange_once(&mut self, cmd: &Command) -> Result<Response, MercuryError> {
-        let frame = cmd.encode().map_err(|e| MercuryError::BadRequest(e.to_string()))?;
+        let frame = cmd.encode_in(self.dialect).map_err(|e| MercuryError::BadRequest(e.to_string()))?;
         if self.dirty {
             self.link.discard_input()?;
             self.decoder.clear();
@@ -255,24 +275,36 @@ impl MercuryEncoder {
         if resp.status.is_ok() { Ok(resp) } else { Err(MercuryError::Module { what, status: resp.status }) }
     }
 
-    /// Starts the application firmware, reads versions and configures region, Gen2 and power.
+    /// The frame forms in use (known after [`MercuryEncoder::start`]).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Reads the versions (which fix the frame forms), starts the application firmware if the
+    /// bootloader runs (Get Current Program, then Boot Firmware, as the C API does) and configures
+    /// region, Gen2, power and the antenna list.
     pub fn start(&mut self) -> Result<(), MercuryError> {
-        let boot = self.exchange(&Command::BootFirmware)?;
-        match boot.status {
-            Status::OK => tracing::info!("rfid: application firmware started from the bootloader"),
-            // The application does not know the bootloader's opcode: it already runs.
-            Status::INVALID_OPCODE => tracing::debug!("rfid: application firmware already running"),
-            status => return Err(MercuryError::Module { what: "boot firmware", status }),
-        }
         let resp = self.expect_ok(&Command::GetVersion, "get version")?;
         let version = VersionInfo::parse(&resp.data).map_err(|e| MercuryError::Protocol(e.to_string()))?;
-        tracing::info!(
-            "rfid: {} firmware {} bootloader {}",
-            version.model(),
-            version.firmware_string(),
-            version.bootloader_string()
-        );
+        // The C API chooses its frame forms from this first Get Version, before booting.
+        self.dialect = Dialect::for_version(&version);
         self.version = Some(version);
+        if self.in_bootloader()? {
+            let boot = self.expect_ok(&Command::BootFirmware, "boot firmware")?;
+            tracing::info!("rfid: application firmware started from the bootloader");
+            if let Ok(v) = VersionInfo::parse(&boot.data) {
+                self.version = Some(v);
+            }
+        }
+        if let Some(v) = &self.version {
+            tracing::info!(
+                "rfid: {} firmware {} bootloader {}, {}",
+                v.model(),
+                v.firmware_string(),
+                v.bootloader_string(),
+                if self.dialect.multi_select { "multi-select frames" } else { "plain frames" }
+            );
+        }
         let region = self.profile.region;
         let resp = self.exchange(&Command::SetRegion(region))?;
         if !resp.status.is_ok() {
@@ -281,8 +313,19 @@ impl MercuryEncoder {
         self.expect_ok(&Command::SetProtocol(PROTOCOL_GEN2), "set protocol Gen2")?;
         self.expect_ok(&Command::SetReadPower(self.profile.read_power_cdbm), "set read power")?;
         self.expect_ok(&Command::SetWritePower(self.profile.write_power_cdbm), "set write power")?;
+        // The inventory's search flags name the configured antenna list (as the C API's do).
+        self.expect_ok(&Command::SetAntennaList(vec![(1, 1)]), "set antenna list")?;
         self.ready = true;
         Ok(())
+    }
+
+    /// Get Current Program: whether the bootloader (low bits 1) rather than the application runs.
+    fn in_bootloader(&mut self) -> Result<bool, MercuryError> {
+        let resp = self.expect_ok(&Command::GetCurrentProgram, "get current program")?;
+        match resp.data.first() {
+            Some(program) => Ok(program & 0x03 == 1),
+            None => Err(MercuryError::Protocol("get current program: empty answer".into())),
+        }
     }
 
     /// Maps the status of a tag operation: no tag, wrong password, wrong region, or `other`.
@@ -304,10 +347,21 @@ impl MercuryEncoder {
 
     /// Counts tags in the field and returns the TID of the only one.
     fn single_tag_tid(&mut self) -> Result<Vec<u8>, MercuryError> {
-        let resp = self.exchange(&Command::ReadTagMultiple { timeout_ms: self.profile.inventory_ms })?;
+        // The module counts the tags a search adds to its tag buffer, so the buffer is emptied
+        // before each search (as the C API does before each read); a search whose answer was lost
+        // is repeated together with the clear.
+        let inventory = Command::ReadTagMultiple { timeout_ms: self.profile.inventory_ms };
+        self.expect_ok(&Command::ClearTagBuffer, "clear tag buffer")?;
+        let resp = match self.exchange_once(&inventory) {
+            Err(MercuryError::Protocol(detail)) => {
+                tracing::warn!("rfid: {detail}; clearing the tag buffer and searching again");
+                self.expect_ok(&Command::ClearTagBuffer, "clear tag buffer")?;
+                self.exchange_once(&inventory)?
+            }
+            other => other?,
+        };
         self.tag_status(resp.status, |status| MercuryError::Module { what: "inventory", status })?;
         let count = parse_tag_count(&resp.data).map_err(|e| MercuryError::Protocol(e.to_string()))?;
-        self.expect_ok(&Command::ClearTagBuffer, "clear tag buffer")?;
         match count {
             0 => return Err(MercuryError::NoTag),
             1 => {}
@@ -541,12 +595,17 @@ impl MercuryEncoder {
             version.bootloader_string()
         ));
         self.version = Some(version);
-        let resp = self.exchange(&Command::GetRegion)?;
-        match (resp.status, resp.data.first()) {
-            (Status::OK, Some(r)) if Region(*r) == self.profile.region => {
+        if self.in_bootloader()? {
+            ok = false;
+            lines.push("module is in its bootloader: the application firmware is not started".into());
+            return Ok(SelfTestReport { device: "rfid".into(), ok, lines });
+        }
+        let resp = self.expect_ok(&Command::GetRegion, "get region")?;
+        match resp.data.first() {
+            Some(r) if Region(*r) == self.profile.region => {
                 lines.push(format!("region {} as configured", Region(*r).name()));
             }
-            (Status::OK, Some(r)) => {
+            Some(r) => {
                 ok = false;
                 lines.push(format!(
                     "region is {}, configured {}: restart the encoder service to set it",
@@ -554,14 +613,7 @@ impl MercuryEncoder {
                     self.profile.region.name()
                 ));
             }
-            (Status::INVALID_OPCODE, _) => {
-                ok = false;
-                lines.push("module is in its bootloader: the application firmware is not started".into());
-            }
-            (status, _) => {
-                ok = false;
-                lines.push(format!("get region: module status {status}"));
-            }
+            None => return Err(MercuryError::Protocol("get region: empty answer".into())),
         }
         Ok(SelfTestReport { device: "rfid".into(), ok, lines })
     }
