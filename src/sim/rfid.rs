@@ -7,6 +7,16 @@
 //! password fails. Which status a real module returns for a failed Gen2 Access is not in the C
 //! source; this simulator answers 0x0424 (memory locked).
 //!
+//! It answers every command the ThingMagic Mercury C API 1.35.1.43 sends in `TMR_connect`,
+//! `TMR_read` with the tag buffer, tag reads with EPC or TID filters, writes, password writes, locks
+//! and kills (checked against frames captured from that API in `tests/data/mercury/`), reporting
+//! Nano firmware 01.09.00.14, for which the API uses the 0x88 multi-select prefix and select
+//! trailers. Nothing is executed before the whole frame is parsed: an opcode the running program
+//! does not know gets 0x0101 (invalid opcode), a data length or layout the opcode does not have
+//! 0x0100 (wrong number of data), a value out of range 0x0105 (invalid parameter), each with a
+//! warning in the log. Not modelled, and refused rather than guessed: chained selects, select
+//! targets other than SL with action 0, the 0x81/0x84 prefixes, secure reads, continuous reading.
+//!
 //! Scenario options (`[rfid]` table):
 //! ```toml
 //! timing_scale = 1.0        # 0 in tests: no waits

@@ -1,9 +1,10 @@
 //! Pure codec of the ThingMagic/JADAK Mercury serial protocol (M6e, Micro, Nano modules): frames,
 //! CRC, command layouts and response parsers. No I/O: bytes in, typed values out.
 //!
-//! Facts are taken from the MIT-licensed Mercury API C source (`serial_reader_l3.c`,
-//! `serial_reader_imp.h`, `tmr_status.h`, `tmr_region.h`, `tmr_gen2.h`, shipped in
-//! python-mercuryapi) and the SparkFun Simultaneous RFID library header. The code here is ours.
+//! Facts are taken from the MIT-licensed Mercury API C source 1.35.1.43 (`serial_reader_l3.c`,
+//! `serial_reader.c`, `serial_reader_imp.h`, `tmr_status.h`, `tmr_region.h`, `tmr_gen2.h`) and the
+//! SparkFun Simultaneous RFID library header; the frames this codec builds for the tag commands
+//! equal frames captured from that API (`tests/data/mercury/`). The code here is ours.
 //!
 //! Host → module: `FF LEN OP data[LEN] CRC_HI CRC_LO`.
 //! Module → host: `FF LEN OP STATUS_HI STATUS_LO data[LEN] CRC_HI CRC_LO` (LEN counts the data after
