@@ -1,4 +1,5 @@
-//! The Mercury e-sticker encoder driver against the simulator over a real pseudo-terminal.
+//! The Mercury e-sticker encoder driver against the simulator over a real pseudo-terminal, and both
+//! against frames captured from the ThingMagic Mercury C API (`tests/data/mercury/`).
 
 mod mercury_pty;
 

@@ -636,6 +636,10 @@ impl MercurySim {
                 if form != 1 || value.len() != current.len() {
                     return Err(if form != 1 { INVALID_PARAMETER } else { WRONG_DATA });
                 }
+                // Frames without CRC (key 0x1B off) are not modelled: refused, not pretended.
+                if key == 0x1B && value != [0x01] {
+                    return Err(INVALID_PARAMETER);
+                }
                 self.config.insert(key, value.to_vec());
                 ok(Vec::new(), 1.0)
             }

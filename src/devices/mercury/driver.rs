@@ -19,7 +19,8 @@ const READ_CHUNK_WORDS: usize = 32;
 /// What the Mercury C API 1.35 sends in `TMR_connect` and before each `TMR_read` that this driver
 /// deliberately does not send, with the reason. The frames the driver does send for a command have
 /// the API's form for the module's firmware ([`Dialect`]); `tests/mercury.rs` checks this list
-/// against frames captured from the API.
+/// against frames captured from the API. The API also sends the antenna search list (`91 02 01 01`)
+/// before every read; the driver sends it once per start, since nothing else changes it.
 pub const NOT_SENT_LIKE_THE_API: &[(u8, &str)] = &[
     (0x06, "Set Baud Rate: the configured baud rate is the module's, no probing or switching"),
     (0x68, "Get Power Mode: the driver never puts the module to sleep, so no wake-up preamble is needed"),
@@ -648,5 +649,84 @@ impl TagEncoder for MercuryEncoder {
         let mut after = self.check().map_err(|e| e.into_device_error(&path))?;
         after.lines.insert(0, "module was in its bootloader: application firmware started".into());
         Ok(after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::sim::{SimDevice, SimOut};
+
+    /// The simulator behind a [`Link`] without a PTY; the first answer to `corrupt_op` arrives with
+    /// a wrong CRC.
+    struct SimLink {
+        sim: crate::sim::rfid::MercurySim,
+        pending: Vec<u8>,
+        corrupt_op: Option<u8>,
+        sent: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Link for SimLink {
+        fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+            self.sent.lock().unwrap().extend_from_slice(bytes);
+            for out in self.sim.receive(bytes, Instant::now()) {
+                if let SimOut::Send(mut frame) = out {
+                    if Some(frame[2]) == self.corrupt_op {
+                        self.corrupt_op = None;
+                        let last = frame.len() - 1;
+                        frame[last] ^= 0x01;
+                    }
+                    self.pending.extend_from_slice(&frame);
+                }
+            }
+            Ok(())
+        }
+
+        fn read_some(&mut self, buf: &mut [u8], _deadline: Instant) -> Result<usize, LinkError> {
+            if self.pending.is_empty() {
+                return Err(LinkError::Timeout { device: "rfid".into(), path: "sim".into(), waited_ms: 0 });
+            }
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            Ok(n)
+        }
+
+        fn discard_input(&mut self) -> Result<(), LinkError> {
+            self.pending.clear();
+            Ok(())
+        }
+
+        fn path(&self) -> &str {
+            "sim"
+        }
+    }
+
+    #[test]
+    fn a_lost_inventory_answer_repeats_clear_and_search() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let sim = crate::sim::rfid::MercurySim::from_options(&"timing_scale = 0".parse().unwrap()).unwrap();
+        let link = SimLink { sim, pending: Vec::new(), corrupt_op: Some(0x22), sent: sent.clone() };
+        let profile = TagProfile::from_options(&"password_file = \"/x\"".parse().unwrap()).unwrap();
+        let secret = TagSecret::from_bytes(&[7; 16]).unwrap();
+        let mut enc = MercuryEncoder::new(Box::new(link), profile, secret, Duration::from_millis(10));
+        enc.start().unwrap();
+        // The repeated search alone would find the tag already in the buffer and count 0 new ones.
+        let tid = enc.single_tag_tid().unwrap();
+        assert_eq!(hex::encode_upper(tid), "E28011702000000000000001");
+        let sent = sent.lock().unwrap();
+        let ops: Vec<u8> = {
+            let mut at = 0;
+            let mut ops = Vec::new();
+            while at < sent.len() {
+                ops.push(sent[at + 2]);
+                at += usize::from(sent[at + 1]) + 5;
+            }
+            ops
+        };
+        let search: Vec<u8> = ops.into_iter().filter(|op| matches!(op, 0x2A | 0x22)).collect();
+        assert_eq!(search, vec![0x2A, 0x22, 0x2A, 0x22]);
     }
 }
