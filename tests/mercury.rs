@@ -88,6 +88,22 @@ fn full_encode_from_bootloader() {
 }
 
 #[test]
+fn older_firmware_gets_the_plain_frames() {
+    let s = setup("");
+    let (mut enc, served) = encoder(&s, "firmware = \"01.09.00.0C\"");
+    enc.encode_tag(&vehicle()).unwrap();
+    assert_eq!(enc.dialect(), Dialect::PLAIN);
+    assert_eq!(served.status()["tags"][0]["epc"], "3034257BF400B7800004CB2F");
+    // No frame carries the multi-select prefix where the option byte goes.
+    for f in split_frames(&served.from_host.lock().unwrap()) {
+        let prefix_at = if f[2] == 0x22 { 3 } else { 5 };
+        if matches!(f[2], 0x22..=0x28) {
+            assert_ne!(f[prefix_at], 0x88, "{}", hex::encode_upper(&f));
+        }
+    }
+}
+
+#[test]
 fn through_the_trait_and_config() {
     let s = setup("region = \"in\"\nlock = [\"epc\", \"access\"]\npermalock = true");
     let (link, served) = serve(sim("start = \"app\""));
@@ -329,9 +345,15 @@ struct ApiStep {
     verdicts: Vec<String>,
 }
 
-/// Frames of the ThingMagic Mercury C API 1.35.1.43 against the simulator (header of the file).
-fn api_steps() -> Vec<ApiStep> {
-    let text = include_str!("data/mercury/api-1.35.1.43-frames.txt");
+/// Frames of the ThingMagic Mercury C API 1.35.1.43 against the simulator reporting Nano firmware
+/// 01.09.00.14 (multi-select forms), see the file's header.
+const API_MULTI_SELECT: &str = include_str!("data/mercury/api-1.35.1.43-frames.txt");
+/// The same against firmware 01.09.00.0C (plain forms).
+const API_PLAIN: &str = include_str!("data/mercury/api-1.35.1.43-frames-fw-01.09.00.0C.txt");
+/// Each capture with the simulator options it was made with.
+const CAPTURES: [(&str, &str); 2] = [(API_MULTI_SELECT, ""), (API_PLAIN, "firmware = \"01.09.00.0C\"")];
+
+fn api_steps(text: &str) -> Vec<ApiStep> {
     let mut steps: Vec<ApiStep> = Vec::new();
     for line in text.lines() {
         if let Some(name) = line.strip_prefix("# step ") {
@@ -365,8 +387,13 @@ fn split_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn api_capture_is_intact() {
-    let steps = api_steps();
+fn api_captures_are_intact() {
+    for (text, _) in CAPTURES {
+        check_capture(&api_steps(text));
+    }
+}
+
+fn check_capture(steps: &[ApiStep]) {
     let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
     for needed in [
         "connect",
@@ -382,7 +409,7 @@ fn api_capture_is_intact() {
     ] {
         assert!(names.contains(&needed), "{needed} missing from {names:?}");
     }
-    for step in &steps {
+    for step in steps {
         // Each frame's CRC was computed by the API (sent) or checked by it (received).
         for f in step.sent.iter().chain(&step.received) {
             let n = f.len();
@@ -394,17 +421,24 @@ fn api_capture_is_intact() {
         let expect = if step.name == "write_epc_locked_no_password" { "error 0x02000424" } else { "ok" };
         assert!(step.verdicts[0].starts_with(expect), "{}: {:?}", step.name, step.verdicts);
     }
-    assert!(api_step(&steps, "inventory").verdicts.contains(&"count 1".to_string()));
+    assert!(api_step(steps, "inventory").verdicts.contains(&"count 1".to_string()));
     assert!(
-        api_step(&steps, "read_back_epc").verdicts.contains(&"data 30003034257BF400B7800004CB31".to_string())
+        api_step(steps, "read_back_epc").verdicts.contains(&"data 30003034257BF400B7800004CB31".to_string())
     );
 }
 
 #[test]
 fn simulator_answers_the_api_frames_as_the_api_accepted() {
-    // The simulator as the capture's scenario set it up (defaults: bootloader, one blank tag).
-    let mut sim = sim("");
-    for step in api_steps() {
+    for (text, options) in CAPTURES {
+        replay(&api_steps(text), options);
+    }
+}
+
+/// Feeds the API's frames to a simulator set up as for the capture (bootloader, one blank tag) and
+/// compares each answer with the one the API received and accepted.
+fn replay(steps: &[ApiStep], options: &str) {
+    let mut sim = sim(options);
+    for step in steps {
         for (host, answer) in step.sent.iter().zip(&step.received) {
             let outs = sim.receive(host, std::time::Instant::now());
             let reply: Vec<u8> = outs
@@ -434,13 +468,22 @@ fn api_version(steps: &[ApiStep]) -> VersionInfo {
 
 #[test]
 fn driver_frames_equal_the_api_frames_for_the_reported_firmware() {
-    let steps = api_steps();
+    let steps = api_steps(API_MULTI_SELECT);
     let version = api_version(&steps);
     assert_eq!((version.model(), version.firmware_string().as_str()), ("M6e Nano", "01.09.00.14"));
-    let dialect = Dialect::for_version(&version);
-    assert_eq!(dialect, Dialect::MULTI_SELECT);
+    assert_eq!(Dialect::for_version(&version), Dialect::MULTI_SELECT);
+    driver_frames_equal(&steps, Dialect::MULTI_SELECT);
+    let steps = api_steps(API_PLAIN);
+    let version = api_version(&steps);
+    assert_eq!(version.firmware_string(), "01.09.00.0c");
+    assert_eq!(Dialect::for_version(&version), Dialect::PLAIN);
+    driver_frames_equal(&steps, Dialect::PLAIN);
+}
+
+/// Builds each command with the same parameters as the API's step and compares the frames.
+fn driver_frames_equal(steps: &[ApiStep], dialect: Dialect) {
     let sent = |step: &str, opcode: u8| -> String {
-        let s = api_step(&steps, step);
+        let s = api_step(steps, step);
         let f = s.sent.iter().find(|f| f[2] == opcode).unwrap_or_else(|| panic!("{step}: no 0x{opcode:02X}"));
         hex::encode_upper(f)
     };
@@ -513,14 +556,14 @@ fn driver_frames_equal_the_api_frames_for_the_reported_firmware() {
     let kill = Command::Kill { timeout_ms: t, kill_password: Password::new(0x0BADF00D), select: Some(tid) };
     assert_eq!(ours(kill), sent("kill", 0x26));
     // And the driver parses what the API accepted: the read-back words.
-    let reply = &api_step(&steps, "read_back_epc").received[0];
+    let reply = &api_step(steps, "read_back_epc").received[0];
     let words = mtu::devices::mercury::codec::parse_read_data(&reply[5..reply.len() - 2]).unwrap();
     assert_eq!(hex::encode_upper(words), "30003034257BF400B7800004CB31");
 }
 
 #[test]
 fn driver_leaves_out_only_the_named_api_commands() {
-    let steps = api_steps();
+    let steps = api_steps(API_MULTI_SELECT);
     let s = setup("");
     let (mut enc, served) = encoder(&s, "");
     enc.encode_tag(&vehicle()).unwrap();

@@ -21,6 +21,7 @@
 //! ```toml
 //! timing_scale = 1.0        # 0 in tests: no waits
 //! start = "bootloader"      # or "app"
+//! firmware = "01.09.00.14"  # reported version; before 01.09.00.0D no 0x88 multi-select prefix
 //! [[rfid.tags]]
 //! tid = "E28011702000000000000001"
 //! epc = "300833B2DDD9014000000000"   # optional
@@ -317,9 +318,9 @@ impl<'a> Reader<'a> {
 
     /// The optional multi-select prefix (0x88) and the option byte of a tag command. Other
     /// prefixes (0x81 BAP, 0x84 read-after-write) are not modelled and refused.
-    fn option(&mut self) -> Result<(bool, u8), Refusal> {
+    fn option(&mut self, multi_select: bool) -> Result<(bool, u8), Refusal> {
         match self.u8()? {
-            MULTI_SELECT => Ok((true, self.u8()?)),
+            MULTI_SELECT if multi_select => Ok((true, self.u8()?)),
             b if b & 0x80 != 0 => Err(INVALID_PARAMETER),
             b => Ok((false, b)),
         }
@@ -421,6 +422,8 @@ pub struct MercurySim {
     protocol: u16,
     read_power: u16,
     write_power: u16,
+    /// Get Version data (bootloader, hardware, firmware date, firmware, protocols).
+    version: [u8; 20],
     baud: u32,
     power_mode: u8,
     /// Reader configuration values set by the host (key → value).
@@ -463,6 +466,7 @@ impl MercurySim {
             protocol: 0,
             read_power: 0,
             write_power: 0,
+            version: VERSION,
             baud: 115_200,
             power_mode: 0,
             config: std::collections::BTreeMap::new(),
@@ -502,10 +506,24 @@ impl MercurySim {
                         sim.tags.push(Self::tag_from_table(t)?);
                     }
                 }
-                ("timing_scale" | "start" | "tags", v) => {
+                ("firmware", toml::Value::String(s)) => {
+                    let digits: String = s.chars().filter(|c| *c != '.').collect();
+                    let bytes: [u8; 4] =
+                        hex::decode(&digits).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                            format!(
+                                "rfid option firmware: expected 4 hex bytes like \"01.09.00.14\", got {s:?}"
+                            )
+                        })?;
+                    sim.version[12..16].copy_from_slice(&bytes);
+                }
+                ("timing_scale" | "start" | "tags" | "firmware", v) => {
                     return Err(format!("rfid option {key}: unexpected value {v}"));
                 }
-                _ => return Err(format!("rfid: unknown option {key}; known: timing_scale, start, tags")),
+                _ => {
+                    return Err(format!(
+                        "rfid: unknown option {key}; known: timing_scale, start, tags, firmware"
+                    ));
+                }
             }
         }
         Ok(sim)
@@ -583,12 +601,12 @@ impl MercurySim {
         match op {
             0x03 => {
                 r.end()?;
-                ok(VERSION.to_vec(), 2.0)
+                ok(self.version.to_vec(), 2.0)
             }
             0x04 => {
                 r.end()?;
                 self.in_app = true;
-                ok(VERSION.to_vec(), 250.0)
+                ok(self.version.to_vec(), 250.0)
             }
             0x0C => {
                 r.end()?;
@@ -762,6 +780,12 @@ impl MercurySim {
         }
     }
 
+    /// Whether this firmware takes the 0x88 multi-select prefix: M6e Nano from 01.09.00.0D on (the
+    /// C API's `isMultiSelectSupported`); older firmware refuses the prefix as an invalid option.
+    fn multi_select(&self) -> bool {
+        self.version[4] == 0x30 && self.version[12..16] >= [0x01, 0x09, 0x00, 0x0D][..]
+    }
+
     /// Value of a reader configuration key (Get/Set Reader Optional Parameters, key-value form);
     /// `None` for keys this simulator does not know.
     fn reader_config(&self, key: u8) -> Option<Vec<u8>> {
@@ -792,8 +816,8 @@ impl MercurySim {
     /// The fixed part of a tag command: timeout is read by the caller, then the optional 0x88
     /// prefix, the option byte and (with option bit 0x10) the metadata flags where the command
     /// has them.
-    fn tag_header(r: &mut Reader<'_>, has_metadata: bool) -> Result<(bool, u8, u16), Refusal> {
-        let (multi, option) = r.option()?;
+    fn tag_header(&self, r: &mut Reader<'_>, has_metadata: bool) -> Result<(bool, u8, u16), Refusal> {
+        let (multi, option) = r.option(self.multi_select())?;
         let metadata = if option & 0x10 != 0 {
             if !has_metadata {
                 return Err(INVALID_PARAMETER);
@@ -907,7 +931,7 @@ impl MercurySim {
         Ok(match op {
             0x22 => {
                 let (multi, option, _) = {
-                    let (multi, option) = r.option()?;
+                    let (multi, option) = r.option(self.multi_select())?;
                     (multi, option, 0)
                 };
                 let flags = r.u16()?;
@@ -927,7 +951,7 @@ impl MercurySim {
             }
             0x28 => {
                 let _timeout = r.u16()?;
-                let (multi, option, metadata) = Self::tag_header(r, true)?;
+                let (multi, option, metadata) = self.tag_header(r, true)?;
                 let bank = r.u8()?;
                 let address = r.u32()? as usize;
                 let count = usize::from(r.u8()?);
@@ -937,7 +961,7 @@ impl MercurySim {
             }
             0x24 => {
                 let _timeout = r.u16()?;
-                let (multi, option, metadata) = Self::tag_header(r, false)?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
                 let address = r.u32()? as usize;
                 let bank = r.u8()?;
                 let sel = r.selection(option, multi, true)?;
@@ -949,7 +973,7 @@ impl MercurySim {
             }
             0x23 => {
                 let _timeout = r.u16()?;
-                let (multi, option, metadata) = Self::tag_header(r, false)?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
                 let sel = r.selection(option, multi, true)?;
                 if option == 0 && r.u8()? != 0 {
                     return Err(INVALID_PARAMETER); // second RFU byte
@@ -962,7 +986,7 @@ impl MercurySim {
             }
             0x25 => {
                 let _timeout = r.u16()?;
-                let (multi, option, metadata) = Self::tag_header(r, false)?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
                 let password = r.u32()?;
                 let mask = r.u16()?;
                 let action = r.u16()?;
@@ -976,7 +1000,7 @@ impl MercurySim {
             }
             0x26 => {
                 let _timeout = r.u16()?;
-                let (multi, option, metadata) = Self::tag_header(r, false)?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
                 let password = r.u32()?;
                 if r.u8()? != 0 {
                     return Err(INVALID_PARAMETER); // RFU
@@ -1527,6 +1551,21 @@ mod tests {
         assert_eq!(status_of(&send(&mut sim, &cmd(0x55, "0102"))), INVALID_OPCODE);
         // Known opcode, wrong length: wrong number of data.
         assert_eq!(status_of(&send(&mut sim, &cmd(0x68, "00"))), WRONG_DATA);
+    }
+
+    #[test]
+    fn firmware_before_multi_select_refuses_the_prefix() {
+        let options = "timing_scale = 0\nstart = \"app\"\nfirmware = \"01.09.00.0C\"";
+        let mut sim = MercurySim::from_options(&options.parse().unwrap()).unwrap();
+        send(&mut sim, &hex("FF 01 97 08 4B B5"));
+        send(&mut sim, &cmd(0x93, "0005"));
+        let reply = send(&mut sim, &hex("FF 00 03 1D 0C"));
+        assert_eq!(&reply[17..21], &[0x01, 0x09, 0x00, 0x0C]);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x22, "88 10 0013 0000 0FFF"))), INVALID_PARAMETER);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x22, "10 0013 0000 0FFF"))), OK);
+        let bad = "timing_scale = 0\nfirmware = \"1.9\"";
+        let err = MercurySim::from_options(&bad.parse().unwrap()).err().unwrap();
+        assert!(err.contains("firmware"), "{err}");
     }
 
     /// Host frames the Mercury C API 1.35.1.43 sent to this simulator (see the data file's header).
