@@ -1190,6 +1190,28 @@ mod tests {
     }
 
     #[test]
+    fn extended_length_and_tlv_forms() {
+        // LEN = FF, then a 2-byte little-endian length: the same purchase as the verified vector.
+        let a = [0x06, 0x01, 0xFF, 0x07, 0x00, 0x04, 0, 0, 0, 0, 0x01, 0x90];
+        assert_eq!(
+            parse_command(&a),
+            Ok(EcrCommand::Authorisation { amount: Some(190), currency: None, payment_type: None })
+        );
+        let mut short = a;
+        short[3] = 0x08;
+        assert_eq!(parse_command(&short).unwrap_err().code, ERR_PROTOCOL);
+        // TLV with a two-byte tag and 81 length form; a constructed tag whose content is cut.
+        let ok = [0x06, 0x01, 0x0D, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x06, 0x81, 0x03, 0x1F, 0x10, 0x00];
+        assert!(parse_command(&ok).is_ok(), "{:?}", parse_command(&ok));
+        let cut = [0x06, 0x01, 0x0C, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x06, 0x03, 0xE9, 0x02, 0x1F];
+        let e = parse_command(&cut).unwrap_err();
+        assert!(e.what.contains("TLV"), "{e}");
+        // LLVAR prefix bytes must be Fx.
+        let bad_ll = [0x06, 0x01, 0x0B, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x22, 0xF0, 0x31, 0x12];
+        assert!(parse_command(&bad_ll).unwrap_err().what.contains("Fx"));
+    }
+
+    #[test]
     fn bad_crc_from_ecr_is_naked() {
         let mut s = sim();
         let mut bad = PURCHASE_190;
