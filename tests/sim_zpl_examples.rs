@@ -290,3 +290,27 @@ proptest! {
         prop_assert_eq!(s.labels().len(), 1, "{}", s.status());
     }
 }
+
+#[test]
+fn refused_format_leaves_a_log_line() {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut s = sim();
+        feed(&mut s, b"^XA^FO50,50^A0N,50,50^FDHello^FS^QQ1^XZ");
+    });
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("WARN") && log.contains("^QQ: unknown command"), "{log}");
+}

@@ -113,6 +113,43 @@ fn ctrl(apdu: &[u8]) -> String {
     format!("{:02X} {:02X}", apdu[0], apdu[1])
 }
 
+/// Walks a terminal's bitmap sequence with the lengths of the Wireshark ZVT dissector's table
+/// (plus BMP 60, LLLVAR individual totals), independently of the simulator's parser.
+fn walk_bitmaps(d: &[u8]) -> Result<(), String> {
+    let mut i = 0;
+    while i < d.len() {
+        let bmp = d[i];
+        let var = |digits: usize| -> Result<(usize, usize), String> {
+            let l = d.get(i + 1..i + 1 + digits).ok_or(format!("BMP {bmp:02X} length cut"))?;
+            let n = l.iter().try_fold(0usize, |n, b| {
+                if b >> 4 == 0xF && b & 0xF < 10 {
+                    Ok(n * 10 + usize::from(b & 0xF))
+                } else {
+                    Err(format!("BMP {bmp:02X}: {b:02X}"))
+                }
+            })?;
+            Ok((1 + digits, n))
+        };
+        let (head, len) = match bmp {
+            0x01 | 0x02 | 0x03 | 0x05 | 0x19 | 0x27 | 0x8A => (1, 1),
+            0x04 => (1, 6),
+            0x0B | 0x0C => (1, 3),
+            0x0D | 0x0E | 0x17 | 0x3A | 0x49 | 0x87 => (1, 2),
+            0x29 => (1, 4),
+            0x2A => (1, 15),
+            0x3B => (1, 8),
+            0x22 | 0x23 | 0x2D | 0x8B => var(2)?,
+            0x24 | 0x3C | 0x60 => var(3)?,
+            other => return Err(format!("BMP {other:02X} at {i} not in the table")),
+        };
+        i += head + len;
+        if i > d.len() {
+            return Err(format!("BMP {bmp:02X} runs past the end"));
+        }
+    }
+    Ok(())
+}
+
 /// BMP 04 of a Status-Information `04 0F` (the simulator puts 27 xx first, then 04).
 fn status_amount(apdu: &[u8]) -> Option<u64> {
     let d = &apdu[3..];
@@ -141,6 +178,14 @@ fn vectors_from_outside_sources() {
             assert_eq!(ctrls.last().map(String::as_str), step["last"].as_str(), "{why}");
             for c in step.get("contains").and_then(|c| c.as_array()).into_iter().flatten() {
                 assert!(ctrls.iter().any(|x| x == c.as_str().unwrap()), "{c} missing: {why}");
+            }
+            for c in step.get("absent").and_then(|c| c.as_array()).into_iter().flatten() {
+                assert!(!ctrls.iter().any(|x| x == c.as_str().unwrap()), "{c} present: {why}");
+            }
+            for si in line.apdus.iter().filter(|a| a.starts_with(&[0x04, 0x0F])) {
+                if let Err(e) = walk_bitmaps(&si[3..]) {
+                    panic!("the terminal's 04 0F is not a bitmap sequence ({e}): {why}");
+                }
             }
             if ctrls[0].starts_with("84") {
                 assert_eq!(line.apdus.len(), 1, "a refusal is the only answer: {why}");
@@ -321,4 +366,33 @@ proptest! {
             prop_assert_eq!(line.apdus[0][0], 0x84);
         }
     }
+}
+
+/// Collects what `tracing` writes while `f` runs on this thread.
+fn logs_of(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn refusal_leaves_a_log_line() {
+    let log = logs_of(|| {
+        let mut s = sim(&toml::Table::new());
+        exchange(&mut s, &frame(&hex_bytes("06 01 09 04 00 00 00 00 01 90 F0 00")));
+    });
+    assert!(log.contains("WARN") && log.contains("bitmap F0 at byte 10"), "{log}");
 }
