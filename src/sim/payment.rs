@@ -5,6 +5,10 @@
 //! and abort with realistic pauses (scaled by `timing_scale`; 0 in tests). Faults: `decline`,
 //! `timeout` (never answers), `drop_mid_purchase` (one-shot: the link drops after the card is read,
 //! the approval is kept as the last transaction), `nak_once` (one-shot: one frame with a bad CRC).
+//!
+//! Every command is read to its last byte ([`parse_command`]); what the terminal cannot read gets
+//! `84 9A 00`, what it does not offer (or a wrong password) `84 83 00`, a bad CRC a NAK, each
+//! with a `warn` log line and a count in [`SimDevice::status`]. Never `80 00 00` for those.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -4,6 +4,11 @@
 //! `head_open`, `ribbon_out`, `pause`, and for RFID `no_tag`, `write_fail`.
 //!
 //! Its ZPL reading lives in [`parse`], written independently of the driver's builder.
+//!
+//! Stricter than a printer on purpose: a format holding anything the simulator cannot read (an
+//! unknown command, a parameter of the wrong shape, a malformed `^GF`, `^RF`, `^RL`, `^HV` or
+//! `^BQ`) prints nothing, writes no tag and returns nothing; the reason is logged (`warn`) and
+//! kept in `status` (`rejected_formats`, `last_rejection`). A real Zebra skips unknown commands.
 
 pub mod parse;
 
