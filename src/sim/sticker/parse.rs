@@ -295,8 +295,8 @@ fn shape(code: &str) -> Option<&'static str> {
     })
 }
 
-/// Checks a format command (prefix `^`) other than `^A`, `^GF`, `^XA`, `^XZ` against the shape the guide gives it;
-/// the error says which parameter is wrong.
+/// Checks a format command (prefix `^`) other than `^A`, `^GF`, `^XA`, `^XZ` against the shape
+/// the guide gives it; the error says which parameter is wrong.
 pub fn check_params(code: &str, params: &str) -> Result<(), String> {
     let spec = shape(code).ok_or_else(|| format!("^{code}: unknown command"))?;
     if spec == "*" {
