@@ -12,7 +12,9 @@ use crate::config::{Config, Mode};
 use crate::devices::Health;
 use crate::devices::gpio::{GpioEvent, Output};
 use crate::devices::manager::Manager;
-use crate::journal::{Journal, JournalOptions, JournalOwner, OpenReport, kinds};
+use crate::journal::kinds::{self, DaemonStart, DaemonStop, DeviceHealth, DevicesHealth, HealthState};
+use crate::journal::kinds::{InputChange, PreviousStop, RunMode, StopReason};
+use crate::journal::{Journal, JournalOptions, JournalOwner, OpenReport};
 use crate::keys::{KeyError, VanKey};
 
 /// Loads the van key as the mode requires: production refuses a missing key; simulation creates
@@ -77,23 +79,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let cfg = config.clone();
     let (journal, report) = tokio::task::spawn_blocking(move || open_journal(&cfg)).await??;
     let previous = match (report.created, report.last_kind.as_deref()) {
-        (true, _) => "none",
-        (false, Some(kinds::DAEMON_STOP)) => "clean",
-        (false, _) => "unclean",
+        (true, _) => PreviousStop::None,
+        (false, Some(kinds::DAEMON_STOP)) => PreviousStop::Clean,
+        (false, _) => PreviousStop::Unclean,
     };
-    if previous == "unclean" {
+    if previous == PreviousStop::Unclean {
         tracing::warn!("the previous run did not stop cleanly (power loss or kill); recorded in the journal");
     }
     let start = journal
         .append_async(
             kinds::DAEMON_START,
-            &serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "mode": config.mode,
-                "config": config.source,
-                "previous_stop": previous,
-                "records_verified_at_open": report.verified,
-                "open_ms": report.elapsed.as_millis() as u64,
+            &payload(&DaemonStart {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                mode: match config.mode {
+                    Mode::Production => RunMode::Production,
+                    Mode::Simulation => RunMode::Simulation,
+                },
+                config: config.source.clone(),
+                previous_stop: previous,
+                records_verified_at_open: report.verified,
+                open_ms: report.elapsed.as_millis() as u64,
             }),
         )
         .await?;
@@ -135,7 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let reason = signals.wait_for_stop(power_rx).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    tracing::info!(%reason, "stopping");
+    tracing::info!(reason = reason.as_str(), "stopping");
     manager.set_output(Output::ReadyLed, false);
     let _ = stop_tx.send(true);
     let _ = control.await;
@@ -148,7 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&config.simulation.control);
         tokio::task::spawn_blocking(move || sim.shutdown()).await?;
     }
-    let stop = journal.append_async(kinds::DAEMON_STOP, &serde_json::json!({ "reason": reason })).await;
+    let stop = journal.append_async(kinds::DAEMON_STOP, &payload(&DaemonStop { reason })).await;
     match stop {
         Ok(a) => tracing::info!(seq = a.seq, "stop recorded"),
         Err(e) => tracing::error!(error = %e, "could not record the stop"),
@@ -175,7 +180,7 @@ impl Signals {
 
     /// Waits for SIGTERM, SIGINT or another stop reason (UPS power failure), sending watchdog
     /// pings meanwhile when systemd asks for them.
-    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<&'static str>) -> &'static str {
+    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<StopReason>) -> StopReason {
         let Signals { mut term, mut int } = self;
         let watchdog_timeout = sd_notify::watchdog_enabled();
         let watchdog = watchdog_timeout.is_some();
@@ -183,8 +188,8 @@ impl Signals {
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = int.recv() => return "SIGINT",
+                _ = term.recv() => return StopReason::Sigterm,
+                _ = int.recv() => return StopReason::Sigint,
             Some(reason) = other.recv() => return reason,
                 _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
             }
@@ -279,7 +284,8 @@ async fn record_health(
 ) {
     let mut last: BTreeMap<String, &'static str> =
         initial.iter().map(|(k, v)| (k.clone(), state_name(v))).collect();
-    if let Err(e) = journal.append_async("devices.health", &serde_json::json!({ "devices": initial })).await {
+    let devices = initial.iter().map(|(name, h)| (name.clone(), health_state(h))).collect();
+    if let Err(e) = journal.append_async(kinds::DEVICES_HEALTH, &payload(&DevicesHealth { devices })).await {
         tracing::error!(error = %e, "could not record the devices' health");
     }
     loop {
@@ -300,8 +306,8 @@ async fn record_health(
         if name == "connected" && matches!(previous, Some("busy") | Some("connected")) {
             continue;
         }
-        let payload = serde_json::json!({ "device": event.device, "health": event.health });
-        if let Err(e) = journal.append_async("device.health", &payload).await {
+        let change = DeviceHealth { device: event.device.clone(), health: health_state(&event.health) };
+        if let Err(e) = journal.append_async(kinds::DEVICE_HEALTH, &payload(&change)).await {
             tracing::error!(error = %e, "could not record a device health change");
         }
     }
@@ -312,22 +318,39 @@ async fn record_health(
 async fn record_gpio(
     journal: Journal,
     events: Option<tokio::sync::broadcast::Receiver<GpioEvent>>,
-    stop: tokio::sync::mpsc::Sender<&'static str>,
+    stop: tokio::sync::mpsc::Sender<StopReason>,
 ) {
     let Some(mut events) = events else { return };
     while let Ok(event) = events.recv().await {
         let (kind, active) = match event {
-            GpioEvent::Tamper { active } => ("gpio.tamper", active),
-            GpioEvent::PowerFail { active } => ("power.fail", active),
+            GpioEvent::Tamper { active } => (kinds::GPIO_TAMPER, active),
+            GpioEvent::PowerFail { active } => (kinds::POWER_FAIL, active),
         };
         if active {
             tracing::warn!("{kind}: active");
         }
-        if let Err(e) = journal.append_async(kind, &serde_json::json!({ "active": active })).await {
+        if let Err(e) = journal.append_async(kind, &payload(&InputChange { active })).await {
             tracing::error!(error = %e, "could not record {kind}");
         }
         if matches!(event, GpioEvent::PowerFail { active: true }) {
-            let _ = stop.send("power-fail").await;
+            let _ = stop.send(StopReason::PowerFail).await;
         }
+    }
+}
+
+/// A typed payload from the journal's kinds catalogue, as the JSON value `append` takes.
+fn payload<T: serde::Serialize>(p: &T) -> serde_json::Value {
+    // Catalogue payloads are plain structs (strings, integers, enums, string-keyed maps).
+    serde_json::to_value(p).unwrap_or(serde_json::Value::Null)
+}
+
+/// A device's health in the journal's catalogue form (the same JSON shape).
+fn health_state(h: &Health) -> HealthState {
+    match h {
+        Health::Absent => HealthState::Absent,
+        Health::Connected => HealthState::Connected,
+        Health::Busy { what } => HealthState::Busy { what: what.clone() },
+        Health::Fault { why, action } => HealthState::Fault { why: why.clone(), action: action.clone() },
+        Health::Disconnected { why } => HealthState::Disconnected { why: why.clone() },
     }
 }
