@@ -686,15 +686,13 @@ impl Writer {
             return;
         }
         // Format-rule errors are the caller's, not storage's: answer them and keep the rest.
-        batch.retain_mut(|(kind, payload, reply)| {
-            match super::rules::check_appended(kind, payload) {
-                Ok(()) => true,
-                Err(e) => {
-                    if let Some(r) = reply.take() {
-                        let _ = r.send(Err(JournalError::Field(e)));
-                    }
-                    false
+        batch.retain_mut(|(kind, payload, reply)| match super::rules::check_appended(kind, payload) {
+            Ok(()) => true,
+            Err(e) => {
+                if let Some(r) = reply.take() {
+                    let _ = r.send(Err(JournalError::Field(e)));
                 }
+                false
             }
         });
         if batch.is_empty() {

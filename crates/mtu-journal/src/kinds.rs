@@ -37,8 +37,10 @@ pub const POWER_FAIL: &str = "power.fail";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Genesis {
     /// Format version: 1.
+    #[serde(deserialize_with = "format_one")]
     pub format: u32,
     /// The first signing key, 64 lowercase hex digits.
+    #[serde(deserialize_with = "hex_digits::<_, 64>")]
     pub public_key: String,
     /// Same as the record's van id.
     pub van_id: String,
@@ -127,13 +129,35 @@ pub struct DaemonStop {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRotate {
     /// The new key's id, 16 hex digits.
+    #[serde(deserialize_with = "hex_digits::<_, 16>")]
     pub new_key_id: String,
     /// The new public key, 64 hex digits.
+    #[serde(deserialize_with = "hex_digits::<_, 64>")]
     pub new_public_key: String,
     /// The old key's id, 16 hex digits.
+    #[serde(deserialize_with = "hex_digits::<_, 16>")]
     pub old_key_id: String,
     /// The new key's signature over the rotation proof bytes, 128 hex digits.
+    #[serde(deserialize_with = "hex_digits::<_, 128>")]
     pub proof: String,
+}
+
+/// A string of exactly `N` lowercase hex digits.
+fn hex_digits<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.len() == N && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom(format!("expected {N} lowercase hex digits, found {s:?}")))
+    }
+}
+
+/// The format version, which is 1.
+fn format_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    match u32::deserialize(d)? {
+        1 => Ok(1),
+        n => Err(serde::de::Error::custom(format!("format {n}: this is format 1"))),
+    }
 }
 
 /// `fault.storage`: appends that failed before this record; none of them was written.

@@ -199,7 +199,8 @@ mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
 
-    const GENESIS_PAYLOAD: &[u8] = br#"{"format":1,"public_key":"00","van_id":"MTU-TEST-1"}"#;
+    const GENESIS_PAYLOAD: &[u8] =
+        br#"{"format":1,"public_key":"0000000000000000000000000000000000000000000000000000000000000000","van_id":"MTU-TEST-1"}"#;
 
     pub(crate) fn draft(payload: &[u8]) -> Draft<'_> {
         Draft {
@@ -222,7 +223,8 @@ mod tests {
         assert_eq!(&body[..22], RECORD_DOMAIN);
         assert_eq!(&body[22..30], &1u64.to_be_bytes());
         assert_eq!(body[30] as usize, "MTU-TEST-1".len());
-        let len = 22 + 8 + 1 + 10 + 8 + 8 + 16 + 8 + 1 + kinds::GENESIS.len() + 4 + GENESIS_PAYLOAD.len() + 32;
+        let len =
+            22 + 8 + 1 + 10 + 8 + 8 + 16 + 8 + 1 + kinds::GENESIS.len() + 4 + GENESIS_PAYLOAD.len() + 32;
         assert_eq!(body.len(), len);
         assert_eq!(rec.hash, <[u8; 32]>::from(Sha256::digest(&body)));
         key.verifying_key().verify_strict(&body, &rec.signature()).unwrap();

@@ -84,7 +84,9 @@ pub fn check_position(seq: u64, kind: &str) -> Result<(), RuleError> {
 /// Rule 7: a record of a catalogued kind carries a payload of that kind's type.
 pub fn check_catalogue(kind: &str, payload: &[u8]) -> Result<(), RuleError> {
     match kinds::lookup(kind) {
-        Some(spec) => (spec.check)(payload).map_err(|detail| RuleError::Payload { kind: kind.to_owned(), detail }),
+        Some(spec) => {
+            (spec.check)(payload).map_err(|detail| RuleError::Payload { kind: kind.to_owned(), detail })
+        }
         None => Ok(()),
     }
 }

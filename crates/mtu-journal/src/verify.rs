@@ -166,6 +166,12 @@ impl ChainVerifier {
                 .and_then(|h| hex::decode(h).ok())
                 .and_then(|b| <[u8; 64]>::try_from(b).ok())
                 .ok_or_else(|| malformed("key.rotate payload lacks a 64-byte hex proof".into()))?;
+            let ids = (payload.get("old_key_id"), payload.get("new_key_id"));
+            if ids.0.and_then(|v| v.as_str()) != Some(hex::encode(key_id).as_str())
+                || ids.1.and_then(|v| v.as_str()) != Some(hex::encode(key_id_of(&new_key)).as_str())
+            {
+                return Err(malformed("key.rotate key ids do not match the old and new public keys".into()));
+            }
             let msg = rotation_proof_bytes(&rec.van_id, seq, &key_id, &new_key);
             if !verify_strict(&new_key, &msg, &proof) {
                 return Err(malformed("key.rotate proof is not signed by the new key".into()));
