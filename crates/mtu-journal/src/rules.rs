@@ -114,6 +114,17 @@ pub fn check_appended(kind: &str, payload: &[u8]) -> Result<(), RuleError> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any bytes in any field give a verdict, never a panic.
+        #[test]
+        fn arbitrary_records_never_panic(seq in 0u64..4, van in ".{0,40}", kind in ".{0,70}",
+                payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128),
+                catalogued in 0usize..kinds::CATALOGUE.len()) {
+            let _ = check_record(seq, &van, &kind, &payload);
+            let _ = check_catalogue(kinds::CATALOGUE[catalogued].kind, &payload);
+        }
+    }
+
     #[test]
     fn each_rule_refuses_what_it_should() {
         assert!(check_van_id("MTU-CAI-0001").is_ok());
