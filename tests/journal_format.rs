@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mtu::journal::kinds::{self, CATALOGUE, HealthState, PreviousStop, RunMode, StopReason};
+use mtu::journal::kinds::{self, CATALOGUE, HealthState, JobOutcome, PreviousStop, RunMode, StopReason};
 use mtu::journal::record::Record;
 use mtu::journal::rules::RuleError;
 use mtu::journal::{
@@ -328,16 +328,27 @@ fn an_honest_journal_passes_both_verifiers_including_every_catalogued_kind() {
     let van = Van::new();
     let journal = |k| Journal::open(&van.db(), k, &opts()).unwrap().0;
     let j = journal(seed_key());
-    let health = HealthState::Fault { why: "ribbon out".into(), action: "load a ribbon".into() };
+    let health = HealthState::Fault { fault: "card.ribbon_ended".into(), detail: "ribbon out".into() };
     let payloads = [
         (
             kinds::DEVICES_HEALTH,
             serde_json::json!({"devices": {"card": health, "rfid": HealthState::Absent}}),
         ),
-        (kinds::DEVICE_HEALTH, serde_json::json!({"device": "card", "health": HealthState::Connected})),
+        (
+            kinds::DEVICE_HEALTH,
+            serde_json::json!({"device": "card", "health": HealthState::Connected, "changes": 2}),
+        ),
+        (
+            kinds::DEVICE_JOB,
+            serde_json::json!({"job": 3, "device": "payment", "what": "purchase", "outcome": "unknown",
+                "fault": "payment.timeout", "may_have_acted": true, "ms": 30_000}),
+        ),
         (kinds::GPIO_TAMPER, serde_json::json!({"active": true})),
         (kinds::POWER_FAIL, serde_json::json!({"active": false})),
-        (kinds::DAEMON_STOP, serde_json::json!({"reason": StopReason::PowerFail})),
+        (
+            kinds::DAEMON_STOP,
+            serde_json::json!({"reason": StopReason::PowerFail, "interrupted_jobs": 0, "stop_ms": 12}),
+        ),
     ];
     for (kind, payload) in &payloads {
         j.append(kind, payload).unwrap();
@@ -352,7 +363,7 @@ fn an_honest_journal_passes_both_verifiers_including_every_catalogued_kind() {
         van.vanctl(&["journal", "verify", "--pubkey", &hex::encode(seed_key().verifying_key().as_bytes())]);
     assert!(out.status.success(), "{}", text(&out));
     let out = python_verify(&van.export_file(), Some(&hex::encode(seed_key().verifying_key().as_bytes())));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK: 9 records", "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK: 10 records", "{}", text(&out));
 }
 
 #[test]
@@ -423,6 +434,10 @@ fn doc_table_and_code_catalogue_agree() {
         let v = serde_json::to_string(&p).unwrap();
         assert!(cell(kinds::DAEMON_START).contains(&v), "daemon.start previous_stop {v}");
     }
+    for o in JobOutcome::ALL {
+        let v = serde_json::to_string(&o).unwrap();
+        assert!(cell(kinds::DEVICE_JOB).contains(&v), "device.job outcome {v}");
+    }
     for m in [RunMode::Production, RunMode::Simulation] {
         let v = serde_json::to_string(&m).unwrap();
         assert!(cell(kinds::DAEMON_START).contains(&v), "daemon.start mode {v}");
@@ -431,7 +446,7 @@ fn doc_table_and_code_catalogue_agree() {
         HealthState::Absent,
         HealthState::Connected,
         HealthState::Busy { what: "…".into() },
-        HealthState::Fault { why: "…".into(), action: "…".into() },
+        HealthState::Fault { fault: "…".into(), detail: "…".into() },
         HealthState::Disconnected { why: "…".into() },
     ];
     for h in healths {
@@ -440,7 +455,8 @@ fn doc_table_and_code_catalogue_agree() {
     }
 }
 
-/// The `"name":` keys of a payload sketch such as `{"reason":"SIGTERM"\|"SIGINT"}`.
+/// The `"name":` (or optional `"name"?:`) keys of a payload sketch such as
+/// `{"reason":"SIGTERM"\|"SIGINT"}`.
 fn regex_lite_fields(cell: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let b = cell.as_bytes();
@@ -448,10 +464,47 @@ fn regex_lite_fields(cell: &str) -> BTreeSet<String> {
     while let Some(start) = cell[i..].find('"').map(|p| p + i) {
         let Some(end) = cell[start + 1..].find('"').map(|p| p + start + 1) else { break };
         let name = &cell[start + 1..end];
-        if b.get(end + 1) == Some(&b':') && name.bytes().all(|c| c.is_ascii_lowercase() || c == b'_') {
+        let key = b.get(end + 1) == Some(&b':') || b.get(end + 1..end + 3) == Some(b"?:");
+        if key && name.bytes().all(|c| c.is_ascii_lowercase() || c == b'_') {
             out.insert(name.to_owned());
         }
         i = end + 1;
     }
     out
+}
+
+/// The payloads the daemon builds from the devices' own types (the job recorder, the health
+/// recorder) are what the catalogue says: otherwise the writer would refuse them at run time.
+#[test]
+fn device_records_built_from_the_device_types_fit_the_catalogue() {
+    use mtu::devices::manager::{JobId, JobRecord};
+    use mtu::devices::{DeviceId, Fault, Health};
+    use mtu::journal::rules::check_appended;
+    let job = JobRecord {
+        job: JobId(9),
+        device: DeviceId::Payment,
+        what: "purchase".into(),
+        outcome: "unknown",
+        fault: Some(Fault::Config),
+        may_have_acted: true,
+        detail: Some("no answer".into()),
+        data: Some(serde_json::json!({"receipt": 12})),
+        ms: 40,
+    };
+    check_appended(kinds::DEVICE_JOB, &serde_json::to_vec(&job).unwrap()).unwrap();
+    let healths = [
+        Health::Absent,
+        Health::Connected,
+        Health::Busy { what: "print card".into() },
+        Health::Fault { fault: Fault::Config, detail: String::new() },
+        Health::Disconnected { why: "unplugged".into() },
+    ];
+    for h in &healths {
+        let one = serde_json::json!({"device": DeviceId::Card, "health": h, "changes": 1});
+        check_appended(kinds::DEVICE_HEALTH, one.to_string().as_bytes()).unwrap();
+    }
+    let all: std::collections::BTreeMap<DeviceId, &Health> =
+        DeviceId::ALL.into_iter().zip(&healths).collect();
+    let all = serde_json::json!({ "devices": all });
+    check_appended(kinds::DEVICES_HEALTH, all.to_string().as_bytes()).unwrap();
 }

@@ -9,7 +9,8 @@ use mercury_pty::{Served, serve};
 use mtu::config::{DeviceConfig, Parity, SerialConfig};
 use mtu::devices::DeviceError;
 use mtu::devices::mercury::{MercuryEncoder, MercuryError, TagProfile, TagSecret};
-use mtu::devices::rfid::{TagData, TagEncoder, driver_from_config};
+use mtu::devices::registry::rfid as driver_from_config;
+use mtu::devices::rfid::{TagData, TagEncoder};
 
 const SIM_TID: &str = "E28011702000000000000001";
 
@@ -98,6 +99,7 @@ fn through_the_trait_and_config() {
             timeout_ms: 500,
         },
         options: s.options.clone(),
+        health_poll: None,
     };
     let mut enc: Box<dyn TagEncoder> = driver_from_config(&cfg, Box::new(link)).unwrap();
     enc.init().unwrap();
@@ -123,7 +125,7 @@ fn through_the_trait_and_config() {
     bad.driver = "acme".into();
     let (link, _served) = serve(sim(""));
     assert!(
-        matches!(driver_from_config(&bad, Box::new(link)), Err(DeviceError::Config { key, .. }) if key == "driver")
+        matches!(driver_from_config(&bad, Box::new(link)), Err(DeviceError::Config { key, .. }) if key == "devices.rfid.driver")
     );
 }
 
@@ -289,8 +291,11 @@ fn silent_or_vanished_module_is_a_link_error() {
     assert_eq!(boots, 2);
     // The far end goes away: a link error, never a hang.
     drop(served);
+    // Through the trait a link failure during an encode is conservatively "may have written":
+    // the driver cannot tell from the error alone whether a write command had gone out.
     let err = enc.encode(&vehicle()).unwrap_err();
-    assert!(matches!(err, DeviceError::Link(_)), "{err}");
+    assert!(matches!(err.kind(), mtu::devices::Fault::Link(_)), "{err}");
+    assert!(err.may_have_acted(), "{err}");
 }
 
 #[test]

@@ -116,8 +116,18 @@ def _is_str(v):
     return isinstance(v, str)
 
 
+class _optional:
+    """A field that may be absent (or null); when present it must pass `check`."""
+
+    def __init__(self, check):
+        self.check = check
+
+    def __call__(self, v):
+        return v is None or self.check(v)
+
+
 def _is_health(v):
-    fields = {"absent": (), "connected": (), "busy": ("what",), "fault": ("why", "action"),
+    fields = {"absent": (), "connected": (), "busy": ("what",), "fault": ("fault", "detail"),
               "disconnected": ("why",)}
     return (isinstance(v, dict) and v.get("state") in fields
             and all(isinstance(v.get(f), str) for f in fields[v["state"]]))
@@ -128,12 +138,17 @@ CATALOGUE = {
     "daemon.start": {"config": _is_str, "mode": _one_of("production", "simulation"), "open_ms": _is_int,
                      "previous_stop": _one_of("none", "clean", "unclean"),
                      "records_verified_at_open": _is_int, "version": _is_str},
-    "daemon.stop": {"reason": _one_of("SIGTERM", "SIGINT", "power-fail")},
+    "daemon.stop": {"reason": _one_of("SIGTERM", "SIGINT", "power-fail"), "interrupted_jobs": _is_int,
+                    "stop_ms": _is_int},
     "key.rotate": {"new_key_id": _is_hex(16), "new_public_key": _is_hex(64), "old_key_id": _is_hex(16),
                    "proof": _is_hex(128)},
     "fault.storage": {"failed_appends": _is_int, "first_error": _is_str, "since": _is_str},
-    "device.health": {"device": _is_str, "health": _is_health},
+    "device.health": {"device": _is_str, "health": _is_health, "changes": _is_int},
     "devices.health": {"devices": lambda v: isinstance(v, dict) and all(map(_is_health, v.values()))},
+    "device.job": {"job": _is_int, "device": _is_str, "what": _is_str,
+                   "outcome": _one_of("done", "failed", "unknown", "cancelled", "interrupted"),
+                   "fault": _optional(_is_str), "may_have_acted": lambda v: isinstance(v, bool),
+                   "detail": _optional(_is_str), "data": _optional(lambda v: True), "ms": _is_int},
     "gpio.tamper": {"active": lambda v: isinstance(v, bool)},
     "power.fail": {"active": lambda v: isinstance(v, bool)},
 }
@@ -156,7 +171,7 @@ def format_rules(seq, van, kind, payload):
     if (seq == 1) != (kind == b"journal.genesis"):
         raise Failure("journal.genesis must be record 1 and only record 1")
     for field, ok in CATALOGUE.get(kind.decode(), {}).items():
-        if not isinstance(p, dict) or field not in p or not ok(p[field]):
+        if not isinstance(p, dict) or not ok(p.get(field)) or (field not in p and not isinstance(ok, _optional)):
             raise Failure(f"{kind.decode()} payload field {field!r} is missing or malformed")
     return p
 

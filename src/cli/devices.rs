@@ -109,6 +109,9 @@ pub fn health_table(map: &BTreeMap<String, Health>) -> String {
         };
         let detail = match h {
             Health::Absent | Health::Connected => String::new(),
+            Health::Fault { fault, .. } => {
+                format!("{fault} — {} [{}]", fault.action(crate::devices::Lang::En), fault.code())
+            }
             other => health_line(other).split_once(": ").map(|(_, d)| d.to_owned()).unwrap_or_default(),
         };
         out.push_str(format!("{name:<9} {state:<13} {detail}").trim_end());
@@ -142,14 +145,14 @@ mod tests {
         m.insert("rfid".to_owned(), Health::Absent);
         m.insert(
             "card".to_owned(),
-            Health::Fault { why: "ribbon ended".into(), action: "replace the ribbon".into() },
+            Health::fault(crate::devices::Fault::Card(crate::devices::card::CardFault::RibbonEnded)),
         );
         m.insert("payment".to_owned(), Health::Disconnected { why: "unplugged from var/dev/payment".into() });
         let t = health_table(&m);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "DEVICE    STATE         DETAIL");
         assert_eq!(lines[1], "payment   disconnected  unplugged from var/dev/payment");
-        assert_eq!(lines[2], "card      FAULT         ribbon ended — replace the ribbon");
+        assert_eq!(lines[2], "card      FAULT         ribbon ended — replace the ribbon [card.ribbon_ended]");
         assert_eq!(lines[3], "rfid      absent");
         assert_eq!(lines[4], "gpio      connected");
     }

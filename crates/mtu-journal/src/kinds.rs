@@ -26,6 +26,8 @@ pub const KEY_ROTATE: &str = "key.rotate";
 pub const FAULT_STORAGE: &str = "fault.storage";
 /// One device's health changed (fault, disconnect, recovery).
 pub const DEVICE_HEALTH: &str = "device.health";
+/// A device job ended (done, failed, unknown, cancelled, interrupted).
+pub const DEVICE_JOB: &str = "device.job";
 /// Every device's health at start-up.
 pub const DEVICES_HEALTH: &str = "devices.health";
 /// The tamper input changed.
@@ -118,11 +120,15 @@ impl StopReason {
     }
 }
 
-/// `daemon.stop`.
+/// `daemon.stop`: written after every device job's outcome is on record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonStop {
     /// Why it stopped.
     pub reason: StopReason,
+    /// Device jobs that were still running and are recorded as `interrupted`.
+    pub interrupted_jobs: u64,
+    /// Milliseconds from the stop request to this record.
+    pub stop_ms: u64,
 }
 
 /// `key.rotate`: signed by the old key; the records after it are signed by the new one.
@@ -184,12 +190,12 @@ pub enum HealthState {
         /// What job.
         what: String,
     },
-    /// Cannot be used.
+    /// Cannot be used until a person acts.
     Fault {
-        /// What is wrong.
-        why: String,
-        /// What a person should do.
-        action: String,
+        /// The fault's code, e.g. `card.ribbon_ended`.
+        fault: String,
+        /// What the device or driver said, for a technician (may be empty).
+        detail: String,
     },
     /// Port not open (unplugged or not found); retrying.
     Disconnected {
@@ -201,10 +207,66 @@ pub enum HealthState {
 /// `device.health`: one device's health changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceHealth {
-    /// Device name (`payment`, `card`, `sticker`, `rfid`).
+    /// Device name (`payment`, `card`, `sticker`, `rfid`, `gpio`).
     pub device: String,
     /// Its new state.
     pub health: HealthState,
+    /// State changes since the previous record of this device (more than 1: intermediate
+    /// states passed between two looks).
+    pub changes: u64,
+}
+
+/// How a device job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobOutcome {
+    /// It did what was asked.
+    Done,
+    /// It failed; the device did not act.
+    Failed,
+    /// The result is not known and the device may have acted (never repeat it blindly).
+    Unknown,
+    /// Cancelled before the device acted.
+    Cancelled,
+    /// The daemon stopped while it ran.
+    Interrupted,
+}
+
+impl JobOutcome {
+    /// Every value, for documentation checks.
+    pub const ALL: [JobOutcome; 5] = [
+        JobOutcome::Done,
+        JobOutcome::Failed,
+        JobOutcome::Unknown,
+        JobOutcome::Cancelled,
+        JobOutcome::Interrupted,
+    ];
+}
+
+/// `device.job`: a device job's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceJob {
+    /// The job's number.
+    pub job: u64,
+    /// Device name.
+    pub device: String,
+    /// What the job did (`print card`, `purchase`, `self-test`).
+    pub what: String,
+    /// How it ended.
+    pub outcome: JobOutcome,
+    /// The fault's code, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// Whether the device may have acted without the result being known.
+    pub may_have_acted: bool,
+    /// The error, for a technician.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What the device reported (for `done`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// How long the job ran, in milliseconds.
+    pub ms: u64,
 }
 
 /// `devices.health`: every device's state at start-up.
@@ -248,6 +310,9 @@ impl Payload for DeviceHealth {
 impl Payload for DevicesHealth {
     const KIND: &'static str = DEVICES_HEALTH;
 }
+impl Payload for DeviceJob {
+    const KIND: &'static str = DEVICE_JOB;
+}
 
 /// One catalogued kind.
 #[derive(Clone, Copy)]
@@ -283,6 +348,7 @@ pub const CATALOGUE: &[KindSpec] = &[
     spec::<FaultStorage>(FAULT_STORAGE),
     spec::<DeviceHealth>(DEVICE_HEALTH),
     spec::<DevicesHealth>(DEVICES_HEALTH),
+    spec::<DeviceJob>(DEVICE_JOB),
     spec::<InputChange>(GPIO_TAMPER),
     spec::<InputChange>(POWER_FAIL),
 ];
@@ -365,17 +431,23 @@ mod tests {
         kinds.sort();
         kinds.dedup();
         assert_eq!(kinds.len(), CATALOGUE.len());
-        let stop = to_payload(&DaemonStop { reason: StopReason::PowerFail });
-        assert_eq!(stop, br#"{"reason":"power-fail"}"#);
+        let stop =
+            to_payload(&DaemonStop { reason: StopReason::PowerFail, interrupted_jobs: 1, stop_ms: 80 });
+        assert_eq!(stop, br#"{"reason":"power-fail","interrupted_jobs":1,"stop_ms":80}"#);
         (lookup(DAEMON_STOP).unwrap().check)(&stop).unwrap();
-        assert!((lookup(DAEMON_STOP).unwrap().check)(br#"{"reason":"SIGKILL"}"#).is_err());
+        let kill = br#"{"reason":"SIGKILL","interrupted_jobs":0,"stop_ms":1}"#;
+        assert!((lookup(DAEMON_STOP).unwrap().check)(kill).is_err());
         let health = DeviceHealth {
             device: "card".into(),
-            health: HealthState::Fault { why: "ribbon out".into(), action: "load a ribbon".into() },
+            health: HealthState::Fault { fault: "card.ribbon_ended".into(), detail: String::new() },
+            changes: 1,
         };
         assert_eq!(
             String::from_utf8(to_payload(&health)).unwrap(),
-            r#"{"device":"card","health":{"state":"fault","why":"ribbon out","action":"load a ribbon"}}"#
+            r#"{"device":"card","health":{"state":"fault","fault":"card.ribbon_ended","detail":""},"changes":1}"#
         );
+        // Optional fields of device.job may be left out.
+        let job = br#"{"job":7,"device":"payment","what":"purchase","outcome":"unknown","may_have_acted":true,"ms":900}"#;
+        (lookup(DEVICE_JOB).unwrap().check)(job).unwrap();
     }
 }

@@ -9,7 +9,7 @@ use super::codec::{
 };
 use super::profile::{TagPasswords, TagProfile, TagSecret};
 use crate::devices::rfid::{EncodedTag, TagData, TagEncoder};
-use crate::devices::{DeviceError, Link, LinkError, SelfTestReport};
+use crate::devices::{DeviceError, Fault, Link, LinkError, RfidFault, SelfTestReport};
 
 /// Words per Write Tag Data command (kept small: tags write word by word on the air).
 const WRITE_CHUNK_WORDS: usize = 16;
@@ -58,41 +58,54 @@ pub enum MercuryError {
 }
 
 impl MercuryError {
-    fn action(&self) -> &'static str {
-        match self {
-            MercuryError::NoTag => "place one e-sticker flat on the encoder antenna and retry",
-            MercuryError::MultipleTags { .. } => {
-                "remove every other tag from the encoder area, keep only the sticker to encode"
-            }
-            MercuryError::WriteFailed { .. } | MercuryError::VerifyFailed { .. } => {
-                "hold the sticker still on the antenna and retry; if it fails again, void it and use a new one"
-            }
-            MercuryError::LockFailed { .. } => {
-                "retry; if it fails again, void this sticker and use a new one"
-            }
-            MercuryError::WrongPassword => "this sticker was encoded elsewhere: use a blank sticker",
-            MercuryError::PermanentlyLocked => {
-                "this sticker was already encoded and permanently locked: void it and use a blank one"
-            }
-            MercuryError::WrongRegion { .. } => {
-                "set devices.rfid.options.region to a region this module supports"
-            }
-            MercuryError::Module { .. } | MercuryError::Protocol(_) => {
-                "check the encoder cable and power; restart the encoder if it persists"
-            }
-            MercuryError::BadRequest(_) => "report this to the software maintainer (tag profile mismatch)",
-            MercuryError::Link(_) => "check the encoder cable and power",
-        }
+    /// The typed fault.
+    fn fault(&self) -> Option<RfidFault> {
+        Some(match self {
+            MercuryError::NoTag => RfidFault::NoTag,
+            MercuryError::MultipleTags { .. } => RfidFault::MultipleTags,
+            MercuryError::WriteFailed { .. } => RfidFault::WriteFailed,
+            MercuryError::VerifyFailed { .. } => RfidFault::VerifyFailed,
+            MercuryError::LockFailed { .. } => RfidFault::LockFailed,
+            MercuryError::WrongPassword => RfidFault::WrongPassword,
+            MercuryError::PermanentlyLocked => RfidFault::PermanentlyLocked,
+            MercuryError::WrongRegion { .. } => RfidFault::WrongRegion,
+            MercuryError::Module { .. } => RfidFault::ModuleError,
+            MercuryError::BadRequest(_) => RfidFault::BadRequest,
+            MercuryError::Protocol(_) | MercuryError::Link(_) => return None,
+        })
+    }
+
+    /// Whether the tag may have been written when this error ended an encode: only refusals
+    /// that come before the first write (no tag, several tags, bad request, foreign password,
+    /// region) are certain to have written nothing; anything else is treated as "may have".
+    fn before_any_write(&self) -> bool {
+        matches!(
+            self,
+            MercuryError::NoTag
+                | MercuryError::MultipleTags { .. }
+                | MercuryError::BadRequest(_)
+                | MercuryError::WrongPassword
+                | MercuryError::WrongRegion { .. }
+        )
     }
 
     /// The shared device error, naming the device and the action to take.
     pub fn into_device_error(self, path: &str) -> DeviceError {
         let device = format!("e-sticker encoder on {path}");
-        match self {
-            MercuryError::Link(e) => DeviceError::Link(e),
-            MercuryError::Protocol(detail) => DeviceError::Protocol { device, detail },
-            other => DeviceError::Fault { device, fault: other.to_string(), action: other.action().into() },
+        match self.fault() {
+            Some(f) => DeviceError::fault(device, Fault::Rfid(f), self.to_string()),
+            None => match self {
+                MercuryError::Link(e) => DeviceError::Link(e),
+                other => DeviceError::Protocol { device, detail: other.to_string() },
+            },
         }
+    }
+
+    /// As [`MercuryError::into_device_error`] for an operation that writes tags.
+    pub fn into_write_error(self, path: &str) -> DeviceError {
+        let before = self.before_any_write();
+        let e = self.into_device_error(path);
+        if before { e } else { e.after_acting() }
     }
 }
 
@@ -575,12 +588,12 @@ impl TagEncoder for MercuryEncoder {
 
     fn encode(&mut self, data: &TagData) -> Result<EncodedTag, DeviceError> {
         let path = self.link.path().to_string();
-        self.encode_tag(data).map_err(|e| e.into_device_error(&path))
+        self.encode_tag(data).map_err(|e| e.into_write_error(&path))
     }
 
     fn void(&mut self, tid: &[u8]) -> Result<(), DeviceError> {
         let path = self.link.path().to_string();
-        self.kill_tag(tid).map_err(|e| e.into_device_error(&path))
+        self.kill_tag(tid).map_err(|e| e.into_write_error(&path))
     }
 
     /// Version and region checks. A module still in its bootloader (power-cycled, or never
