@@ -278,7 +278,7 @@ fn each_format_rule_is_enforced_by_the_writer_and_both_verifiers() {
         (kinds::GENESIS, genesis, "\"journal.genesis\" is allowed only as record 1"),
         (
             kinds::DAEMON_STOP,
-            r#"{"reason":"SIGKILL"}"#.into(),
+            r#"{"reason":"SIGKILL","interrupted_jobs":0,"stop_ms":1}"#.into(),
             "daemon.stop payload does not match the catalogue",
         ),
         (kinds::POWER_FAIL, r#"{"active":1}"#.into(), "power.fail payload does not match the catalogue"),

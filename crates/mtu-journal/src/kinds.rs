@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn field_names_come_from_the_types() {
-        assert_eq!((lookup(DAEMON_STOP).unwrap().fields)(), ["reason"]);
+        assert_eq!((lookup(DAEMON_STOP).unwrap().fields)(), ["reason", "interrupted_jobs", "stop_ms"]);
         assert_eq!((lookup(POWER_FAIL).unwrap().fields)(), ["active"]);
         assert_eq!((lookup(GENESIS).unwrap().fields)(), ["format", "public_key", "van_id"]);
         assert!(lookup("test.append").is_none());

@@ -146,8 +146,9 @@ mod tests {
         assert_eq!(check_appended("journal.genesis", b"{}"), Err(RuleError::SecondGenesis));
         assert!(check_appended("service.issue", b"{}").is_ok());
         assert!(check_position(7, "service.issue").is_ok());
-        assert!(check_catalogue("daemon.stop", br#"{"reason":"SIGTERM"}"#).is_ok());
-        assert!(check_catalogue("daemon.stop", br#"{"why":"SIGTERM"}"#).is_err());
+        assert!(check_catalogue("power.fail", br#"{"active":true}"#).is_ok());
+        assert!(check_catalogue("power.fail", br#"{"active":"yes"}"#).is_err());
+        assert!(check_catalogue("power.fail", br#"{"on":true}"#).is_err());
         assert!(check_catalogue("service.issue", br#"[1]"#).is_ok());
     }
 }
