@@ -488,7 +488,9 @@ mod tests {
     #[test]
     fn docs_list_every_fault_with_its_words() {
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/devices.md")).unwrap();
-        let mut table = String::from("| code | what (en) | action (en) | ما المشكلة | ما العمل |\n|---|---|---|---|---|\n");
+        let mut table = String::from(
+            "| code | what (en) | action (en) | ما المشكلة | ما العمل |\n|---|---|---|---|---|\n",
+        );
         for f in Fault::all() {
             table.push_str(&format!(
                 "| `{}` | {} | {} | {} | {} |\n",
