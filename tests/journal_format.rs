@@ -508,3 +508,58 @@ fn device_records_built_from_the_device_types_fit_the_catalogue() {
     let all = serde_json::json!({ "devices": all });
     check_appended(kinds::DEVICES_HEALTH, all.to_string().as_bytes()).unwrap();
 }
+
+/// The strict public-key rule on fixed vectors: the 8 small-order points (canonical encodings), a
+/// non-canonical encoding (y = p + 1) and an ordinary key, judged the same by the shared crate and by
+/// tools/verify_journal.py.
+#[test]
+fn both_verifiers_judge_public_keys_alike() {
+    const SMALL_ORDER: [&str; 8] = [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ];
+    const NON_CANONICAL: &str = "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+    let good = hex::encode(seed_key().verifying_key().as_bytes());
+    let mut cases: Vec<(String, &str)> = SMALL_ORDER.iter().map(|h| (h.to_string(), "small-order")).collect();
+    cases.push((NON_CANONICAL.into(), "non-canonical"));
+    cases.push((good, "ok"));
+
+    let judge_rust = |h: &str| {
+        use mtu_journal::keys::{PublicKeyError, strict_public_key};
+        match strict_public_key(&hex::decode(h).unwrap().try_into().unwrap()) {
+            Ok(_) => "ok",
+            Err(PublicKeyError::SmallOrder) => "small-order",
+            Err(PublicKeyError::NonCanonical | PublicKeyError::NotOnCurve) => "non-canonical",
+        }
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/verify_journal.py");
+    let program = format!(
+        "import importlib.util, sys\n\
+         spec = importlib.util.spec_from_file_location('vj', {script:?})\n\
+         vj = importlib.util.module_from_spec(spec); spec.loader.exec_module(vj)\n\
+         for h in sys.argv[1:]:\n\
+         \x20   try:\n\
+         \x20       vj.strict_key(bytes.fromhex(h), 'key'); print('ok')\n\
+         \x20   except vj.Failure as e:\n\
+         \x20       print('small-order' if 'small-order' in str(e) else 'non-canonical')\n"
+    );
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(program)
+        .args(cases.iter().map(|(h, _)| h.as_str()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let python_says: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    for ((h, want), py) in cases.iter().zip(&python_says) {
+        assert_eq!(judge_rust(h), *want, "Rust on {h}");
+        assert_eq!(py, want, "Python on {h}");
+    }
+    assert_eq!(python_says.len(), cases.len());
+}

@@ -80,6 +80,18 @@ impl SealingKey for SigningKey {
 mod tests {
     use super::*;
 
+    /// The canonical encodings of the 8 points of small order (orders 1, 2, 4, 4, 8, 8, 8, 8).
+    pub const SMALL_ORDER: [&str; 8] = [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ];
+
     #[test]
     fn strict_key_rules() {
         // The identity point (0, 1): small order.
@@ -91,6 +103,10 @@ mod tests {
         non_canonical[0] = 0xee;
         non_canonical[31] = 0x7f;
         assert_eq!(strict_public_key(&non_canonical), Err(PublicKeyError::NonCanonical));
+        for hex_point in SMALL_ORDER {
+            let bytes: [u8; 32] = hex::decode(hex_point).unwrap().try_into().unwrap();
+            assert_eq!(strict_public_key(&bytes), Err(PublicKeyError::SmallOrder), "{hex_point}");
+        }
         let good = SigningKey::from_bytes(&[7; 32]).verifying_key();
         assert_eq!(strict_public_key(good.as_bytes()), Ok(good));
     }
