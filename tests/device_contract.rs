@@ -260,3 +260,46 @@ fn kind_modules_import_no_driver() {
         }
     }
 }
+
+/// Cancellation where the protocol allows it: a purchase cancelled while the terminal waits for
+/// the card is aborted at the terminal (`06 B0`), and the outcome is `cancelled`, not `failed`.
+#[tokio::test]
+async fn a_purchase_cancelled_before_the_card_is_presented_is_cancelled() {
+    use mtu::sim::host::{Scenario, SimHost, default_factory};
+    let dir = tempfile::tempdir().unwrap();
+    let host = SimHost::start(&Scenario::default(), dir.path(), default_factory).unwrap();
+    let d = dir.path().display();
+    let text = format!(
+        "mode = \"simulation\"\n[van]\nid = \"MTU-T\"\n[paths]\nstate_dir = \"{d}\"\n[gpio]\nbackend = \"none\"\n\
+         [devices.payment]\ndriver = \"zvt\"\npath = \"{d}/payment\"\nbaud = 9600\nstop_bits = 2\nhealth_poll_ms = 0\n"
+    );
+    let (sink, mut jobs) = tokio::sync::mpsc::unbounded_channel();
+    let options = ManagerOptions { sink: Some(sink), ..ManagerOptions::default() };
+    let m = Manager::start_with(
+        &Config::parse(&text, "t.toml").unwrap(),
+        mtu::devices::manager::default_factory(),
+        options,
+    );
+    let mut rx = m.watch_health();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|b| b.devices.get(&DeviceId::Payment) == Some(&Health::Connected)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (texts_tx, texts_rx) = std::sync::mpsc::channel::<String>();
+    let job = m.device(DeviceId::Payment).unwrap().purchase(1990, move |t| {
+        let _ = texts_tx.send(t.to_owned());
+    });
+    // The terminal's first prompt ("insert card"): the citizen has not presented a card yet.
+    let first =
+        tokio::task::spawn_blocking(move || texts_rx.recv_timeout(Duration::from_secs(20))).await.unwrap();
+    assert!(first.is_ok(), "no terminal prompt");
+    job.cancel();
+    assert!(matches!(job.outcome().await, Outcome::Cancelled));
+    let rec = jobs.recv().await.unwrap();
+    assert_eq!((rec.what.as_str(), rec.outcome, rec.may_have_acted), ("purchase", "cancelled", false));
+    m.shutdown();
+    host.shutdown();
+}
