@@ -16,3 +16,4 @@ pub mod keys;
 pub mod logging;
 pub mod render;
 pub mod sim;
+pub mod techtest;

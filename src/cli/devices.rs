@@ -29,6 +29,16 @@ pub struct DevicesArgs {
 pub enum DevicesAction {
     /// Safe checks of each device (status and version queries; nothing printed, encoded or charged).
     SelfTest,
+    /// A real test job on one device: a test card (card), a test label with an RFID write and
+    /// read-back (sticker), a test tag encoded with the tag profile (rfid, uses up a sticker), or
+    /// the terminal's status and diagnosis (payment, never a charge). Journaled as `device.job`.
+    Test {
+        /// payment, card, sticker or rfid.
+        device: String,
+        /// Do not ask for confirmation (asked under the production configuration).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Where the answer came from, shown to the technician.
@@ -40,6 +50,9 @@ enum Source {
 
 /// Runs `vanctl devices`.
 pub fn run(args: &DevicesArgs, config: &Config) -> anyhow::Result<()> {
+    if let Some(DevicesAction::Test { device, yes }) = &args.action {
+        return test(config, device, *yes, args.json);
+    }
     let self_test = matches!(args.action, Some(DevicesAction::SelfTest));
     let (answer, source) = query(config, self_test)?;
     if source == Source::Direct && !args.json {
@@ -90,6 +103,55 @@ fn query(config: &Config, self_test: bool) -> anyhow::Result<(Value, Source)> {
         v
     });
     Ok((value, Source::Direct))
+}
+
+/// `vanctl devices test DEVICE`.
+fn test(config: &Config, device: &str, yes: bool, json_out: bool) -> anyhow::Result<()> {
+    use crate::devices::DeviceId;
+    let id = DeviceId::parse(device)
+        .filter(|d| *d != DeviceId::Gpio)
+        .ok_or_else(|| anyhow::anyhow!("unknown device {device:?} (known: payment, card, sticker, rfid)"))?;
+    if config.mode == crate::config::Mode::Production && !yes {
+        let what = match id {
+            DeviceId::Card => "print a test card (uses a blank card and ribbon)",
+            DeviceId::Sticker => "print a test label (and write its RFID tag on an RFID model)",
+            DeviceId::Rfid => "encode and lock a test tag (uses up the e-sticker on the encoder)",
+            _ => "ask the terminal for its status and diagnosis (no charge)",
+        };
+        eprint!("This will {what}. Continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("not confirmed (use --yes to skip the question)");
+        }
+    }
+    let socket = control::socket_path(&config.paths.state_dir);
+    let answer = match control::request(&socket, &json!({ "cmd": "test", "device": id.name() })) {
+        Ok(v) => v.get("test").cloned().unwrap_or(Value::Null),
+        // Test jobs use real stock and are journaled by the daemon, which owns the journal and
+        // the ports: without it there is nobody to record them.
+        Err(ControlError::NoDaemon { .. }) => {
+            anyhow::bail!("vand is not running: start it first (test jobs are journaled by the daemon)")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        let verdict = if answer["ok"] == true { "OK" } else { "FAILED" };
+        println!(
+            "{id} test: {verdict} ({} {})",
+            answer["job"].as_str().unwrap_or("?"),
+            answer["outcome"].as_str().unwrap_or("?")
+        );
+        for line in answer["lines"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            println!("    {}", line.as_str().unwrap_or_default());
+        }
+    }
+    if answer["ok"] != true {
+        anyhow::bail!("{id} test failed");
+    }
+    Ok(())
 }
 
 /// The health map as an aligned table: device, state, detail.

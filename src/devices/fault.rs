@@ -483,6 +483,27 @@ mod tests {
         assert_eq!(Fault::from_code("config.x"), None);
     }
 
+    /// `docs/devices.md` lists every fault code with its words; on a mismatch the message holds
+    /// the table as the code has it.
+    #[test]
+    fn docs_list_every_fault_with_its_words() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/devices.md")).unwrap();
+        let mut table = String::from(
+            "| code | what (en) | action (en) | ما المشكلة | ما العمل |\n|---|---|---|---|---|\n",
+        );
+        for f in Fault::all() {
+            table.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                f.code(),
+                f.text(Lang::En),
+                f.action(Lang::En),
+                f.text(Lang::Ar),
+                f.action(Lang::Ar)
+            ));
+        }
+        assert!(doc.contains(&table), "docs/devices.md must contain this table:\n{table}");
+    }
+
     #[test]
     fn device_ids_parse_their_names() {
         for d in DeviceId::ALL {

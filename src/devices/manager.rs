@@ -320,8 +320,18 @@ impl<T> JobHandle<T> {
 type Job = Box<dyn FnOnce(Result<&mut Driver, JobError>) -> (Option<Health>, Reply) + Send>;
 type Reply = Box<dyn FnOnce() + Send>;
 
+/// A queued job, taken exactly once: by its device thread to run it, or by a shutdown to
+/// cancel it (so a job still queued when the daemon stops gets its `cancelled` record).
+type Slot = Arc<Mutex<Option<Job>>>;
+/// The jobs of one device not yet taken by its thread.
+type Queue = Arc<Mutex<BTreeMap<JobId, Slot>>>;
+
+fn take(slot: &Slot) -> Option<Job> {
+    slot.lock().ok().and_then(|mut j| j.take())
+}
+
 enum Msg {
-    Job { id: JobId, what: String, ctx: JobCtx, job: Job },
+    Job { id: JobId, what: String, ctx: JobCtx, slot: Slot },
     Stop,
 }
 
@@ -376,6 +386,7 @@ pub struct DeviceHandle {
     id: DeviceId,
     tx: mpsc::Sender<Msg>,
     sink: Option<JobSink>,
+    queue: Queue,
 }
 
 impl DeviceHandle {
@@ -401,6 +412,7 @@ impl DeviceHandle {
         let job: Job = Box::new(move |driver| {
             let started = Instant::now();
             let outcome = match driver {
+                Err(JobError::Cancelled { .. }) => Outcome::Cancelled,
                 Err(e) => Outcome::Failed(e),
                 Ok(_) if job_ctx.cancelled() => Outcome::Cancelled,
                 Ok(d) => match f(d, &job_ctx) {
@@ -428,12 +440,16 @@ impl DeviceHandle {
             (health, reply)
         });
         let handle = JobHandle { id, device, what: what.to_owned(), ctx: ctx.clone(), rx: Some(rx) };
-        if let Err(mpsc::SendError(Msg::Job { job, .. })) =
-            self.tx.send(Msg::Job { id, what: what.to_owned(), ctx, job })
-        {
+        let slot: Slot = Arc::new(Mutex::new(Some(job)));
+        if let Ok(mut q) = self.queue.lock() {
+            q.insert(id, slot.clone());
+        }
+        if self.tx.send(Msg::Job { id, what: what.to_owned(), ctx, slot: slot.clone() }).is_err() {
             // The device thread is gone: answer here, so the outcome still reaches everyone.
-            let (_, reply) = job(Err(JobError::Stopped { device: self.id.name().into() }));
-            reply();
+            if let Some(job) = take(&slot) {
+                let (_, reply) = job(Err(JobError::Stopped { device: self.id.name().into() }));
+                reply();
+            }
         }
         handle
     }
@@ -594,6 +610,7 @@ pub struct Manager {
     gpio_health: Health,
     gpio_debounce: Duration,
     options: ManagerOptions,
+    van_id: String,
 }
 
 /// The default idle status-poll interval of each kind: the cheapest safe status query
@@ -629,6 +646,7 @@ impl Manager {
             };
             publisher.set(id, Health::Disconnected { why: "opening".into() });
             let (tx, rx) = mpsc::channel();
+            let queue: Queue = Arc::default();
             let poll = dev.health_poll.unwrap_or_else(|| default_poll(id));
             let worker = Worker {
                 id,
@@ -639,6 +657,7 @@ impl Manager {
                 poll,
                 running: running.clone(),
                 stopping: stopping.clone(),
+                queue: queue.clone(),
                 rx,
             };
             let exit = exit_tx.clone();
@@ -649,7 +668,7 @@ impl Manager {
             match spawned {
                 Ok(t) => {
                     threads.push((id, t));
-                    handles.insert(id, DeviceHandle { id, tx, sink: options.sink.clone() });
+                    handles.insert(id, DeviceHandle { id, tx, sink: options.sink.clone(), queue });
                 }
                 Err(e) => publisher.set(
                     id,
@@ -679,7 +698,13 @@ impl Manager {
             gpio_health,
             gpio_debounce: Duration::from_millis(config.gpio.debounce_ms),
             options,
+            van_id: config.van.id.clone(),
         }
+    }
+
+    /// The van these devices belong to (stamped on test output).
+    pub fn van_id(&self) -> &str {
+        &self.van_id
     }
 
     /// Current health of every device.
@@ -800,6 +825,24 @@ impl Manager {
         }
         for h in self.handles.values() {
             let _ = h.tx.send(Msg::Stop);
+        }
+        // Jobs still queued are never started: cancel them now, so their outcome (cancelled)
+        // reaches their callers and the journal even while a long job holds the device.
+        for h in self.handles.values() {
+            let queued: Vec<Slot> = h
+                .queue
+                .lock()
+                .map(|mut q| std::mem::take(&mut *q).into_values().collect())
+                .unwrap_or_default();
+            for slot in queued {
+                if let Some(job) = take(&slot) {
+                    let (_, reply) = job(Err(JobError::Cancelled {
+                        device: h.id.name().into(),
+                        what: "queued job".into(),
+                    }));
+                    reply();
+                }
+            }
         }
         let mut threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
         if let Ok(exited) = self.exited.lock() {
@@ -959,6 +1002,7 @@ struct Worker {
     poll: Duration,
     running: Arc<Mutex<BTreeMap<DeviceId, Running>>>,
     stopping: Arc<AtomicBool>,
+    queue: Queue,
     rx: mpsc::Receiver<Msg>,
 }
 
@@ -982,7 +1026,12 @@ impl Worker {
             };
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Ok(Msg::Job { id, what, ctx, job }) => {
+                Ok(Msg::Job { id, what, ctx, slot }) => {
+                    if let Ok(mut q) = self.queue.lock() {
+                        q.remove(&id);
+                    }
+                    // Already cancelled and answered by a shutdown.
+                    let Some(job) = take(&slot) else { continue };
                     if self.stopping.load(Ordering::SeqCst) {
                         // Never start a job once the daemon is stopping: it is cancelled.
                         ctx.cancel.store(true, Ordering::SeqCst);

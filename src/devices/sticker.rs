@@ -1,7 +1,7 @@
 //! The sticker printer kind: what the workflow asks of any label printer protocol (ZPL II today).
 //!
 //! The types here are protocol-neutral: a label is a list of positioned elements in printer dots,
-//! an RFID tag write is what to put on the tag. The ZPL driver (`devices::zpl`) turns them into
+//! an RFID tag write is what to put on the tag. The ZPL driver (the `zpl` module) turns them into
 //! printer language.
 
 use std::fmt;

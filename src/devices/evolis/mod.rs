@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use self::codec::{Reply, ReplyReader, command};
 use self::job::{Insertion, JobSettings, Ribbon, build_job};
-use self::raster::Levels;
 use super::Fault;
 use super::card::{CardFault, CardJob, CardPrinter, CardPrinterStatus, PrintReceipt};
 use super::{DeviceError, Link, SelfTestReport};
@@ -43,8 +42,7 @@ pub mod query {
 const FEEDER_LOADED_MV: u32 = 1000;
 
 /// Driver options (`[devices.card.options]`), with defaults.
-const OPTION_KEYS: [&str; 6] =
-    ["ribbon", "insertion", "contrast", "colour_levels", "compression", "print_timeout_ms"];
+const OPTION_KEYS: [&str; 5] = ["ribbon", "insertion", "contrast", "compression", "print_timeout_ms"];
 
 /// The Evolis driver over one link.
 pub struct EvolisPrinter {
@@ -81,10 +79,10 @@ impl EvolisPrinter {
 
     /// Builds the driver from its configuration section; a bad option is a
     /// [`DeviceError::Config`] naming the key. Options (`[devices.card.options]`):
-    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`feeder` default,
-    /// `manual`, `auto`), `contrast` (0–20, default 10), `colour_levels` (32 default, 64, 128),
-    /// `compression` (K/O `Dbc`, default true), `print_timeout_ms` (default 120000). The reply
-    /// timeout is the serial section's `timeout_ms`.
+    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`printer` default: the
+    /// printer's own setting, or `feeder`), `contrast` (0–20, default 10), `compression` (K/O
+    /// `Dbc`, default false: the vendor library's uncompressed form), `print_timeout_ms`
+    /// (default 120000). The reply timeout is the serial section's `timeout_ms`.
     pub fn from_config(cfg: &DeviceConfig, link: Box<dyn Link>) -> Result<Self, DeviceError> {
         let (settings, print_timeout) = settings_from_options(&cfg.options)?;
         Ok(Self::new(link, settings, Duration::from_millis(cfg.serial.timeout_ms), print_timeout))
@@ -255,7 +253,7 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
             }
             "insertion" => {
                 s.insertion = value.as_str().and_then(Insertion::parse).ok_or_else(|| {
-                    config_error(key, format!("{value} is not an insertion mode (feeder, manual, auto)"))
+                    config_error(key, format!("{value} is not an insertion mode (printer, feeder)"))
                 })?;
             }
             "contrast" => {
@@ -264,14 +262,6 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
                     .filter(|v| (0..=20).contains(v))
                     .and_then(|v| u8::try_from(v).ok())
                     .ok_or_else(|| config_error(key, format!("{value} is not a contrast from 0 to 20")))?;
-            }
-            "colour_levels" => {
-                s.colour_levels = value
-                    .as_integer()
-                    .map(|v| v.to_string())
-                    .and_then(|v| Levels::from_param(&v))
-                    .filter(|l| *l != Levels::Two)
-                    .ok_or_else(|| config_error(key, format!("{value} is not 32, 64 or 128")))?;
             }
             "compression" => {
                 s.compress = value
@@ -341,16 +331,21 @@ mod tests {
     #[test]
     fn options_parse_and_name_bad_keys() {
         let (s, t) = settings_from_options(&table(
-            "ribbon = \"k\"\ncontrast = 12\ncolour_levels = 128\ncompression = false\nprint_timeout_ms = 5000",
+            "ribbon = \"k\"\ncontrast = 12\ninsertion = \"feeder\"\ncompression = true\nprint_timeout_ms = 5000",
         ))
         .unwrap();
         assert_eq!(s.ribbon, Ribbon::K);
         assert_eq!(s.contrast_k, 12);
-        assert_eq!(s.colour_levels, Levels::L128);
-        assert!(!s.compress);
+        assert_eq!(s.insertion, Insertion::Feeder);
+        assert!(s.compress);
         assert_eq!(t, Duration::from_secs(5));
-        for bad in ["ribbon = \"rgb\"", "contrast = 99", "colour_levels = 2", "colour = 1", "compression = 1"]
-        {
+        for bad in [
+            "ribbon = \"rgb\"",
+            "contrast = 99",
+            "insertion = \"manual\"",
+            "colour_levels = 32",
+            "compression = 1",
+        ] {
             match settings_from_options(&table(bad)) {
                 Err(DeviceError::Config { key, .. }) => {
                     let name = bad.split(' ').next().unwrap();
