@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::devices::options;
+
 /// The simulation configuration compiled into the binaries.
 pub const EMBEDDED_SIM: &str = include_str!("../config/sim.toml");
 /// Name shown in messages for the embedded configuration.
@@ -60,6 +62,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     #[serde(default)]
     pub simulation: SimulationConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
     /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
     #[serde(skip)]
     pub source: String,
@@ -208,7 +212,8 @@ pub struct DeviceConfig {
     pub enabled: bool,
     /// Serial line settings.
     pub serial: SerialConfig,
-    /// Driver-specific options (documented in `docs/config.md`), checked by the driver at start.
+    /// Driver-specific options (documented in `docs/config.md`). Checked when the configuration
+    /// is loaded (typed in [`crate::devices::options`]) and read again by the driver at open.
     pub options: toml::Table,
 }
 
@@ -334,6 +339,22 @@ impl Default for SimulationConfig {
     }
 }
 
+/// The local control socket (`vanctl`): how many clients it serves and how long an idle one may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Clients served at once (1 … 1024); one more is answered with an error and closed.
+    pub max_clients: usize,
+    /// Seconds a client may stay connected without sending a request (1 … 3600).
+    pub idle_timeout_s: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { max_clients: 16, idle_timeout_s: 30 }
+    }
+}
+
 /// Document rendering settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -379,11 +400,64 @@ impl Config {
             toml_error(text, file, &key, e.inner())
         })?;
         config.source = file.to_owned();
-        config.validate().map_err(|(key, message)| {
+        let placed = |(key, message): (String, String)| {
             let (line, column) = locate_key(text, &key).unwrap_or((1, 1));
             ConfigError::Invalid { file: file.to_owned(), line, column, key, message }
-        })?;
+        };
+        config.validate().map_err(placed)?;
+        config.check_driver_options(text, file)?;
         Ok(config)
+    }
+
+    /// Reads every device's `options` table into its driver's typed options, from the text so an
+    /// error names the line and the full key (`devices.rfid.options.region`).
+    fn check_driver_options(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, file, "", &e))?;
+        let doc: OptionsDoc = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let (key, _) = options::error_key("", &path, &e.inner().to_string());
+            toml_error(text, file, key.trim_start_matches('.'), e.inner())
+        })?;
+        let placed = |key: String, message: String| {
+            let (line, column) = locate_key(text, &key).unwrap_or((1, 1));
+            ConfigError::Invalid { file: file.to_owned(), line, column, key, message }
+        };
+        fn check<T: options::DriverOptions>(
+            section: &Option<OptionsSection<T>>,
+            device: &Option<DeviceConfig>,
+        ) -> Result<(), (String, String)> {
+            match (section, device) {
+                (Some(s), Some(d)) if d.enabled => s.options.check().map_err(|(key, message)| {
+                    (format!("{}.{key}", options::options_prefix(T::DEVICE)), message)
+                }),
+                _ => Ok(()),
+            }
+        }
+        let d = &doc.devices;
+        check(&d.payment, &self.devices.payment)
+            .and(check(&d.card, &self.devices.card))
+            .and(check(&d.sticker, &self.devices.sticker))
+            .and(check(&d.rfid, &self.devices.rfid))
+            .map_err(|(key, message)| placed(key, message))?;
+        if let (Some(sticker), Some(dev)) = (&d.sticker, &self.devices.sticker)
+            && dev.enabled
+            && sticker.options.dpi.0 != self.documents.sticker_dpi
+        {
+            let key = if dev.options.contains_key("dpi") {
+                "devices.sticker.options.dpi"
+            } else {
+                "documents.sticker_dpi"
+            };
+            return Err(placed(
+                key.into(),
+                format!(
+                    "the sticker printer is set to {} dpi (devices.sticker.options.dpi) but labels \
+                     are rendered at {} dpi (documents.sticker_dpi): make them equal",
+                    sticker.options.dpi.0, self.documents.sticker_dpi
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Semantic checks; returns the dotted key and what is wrong with it.
@@ -453,6 +527,12 @@ impl Config {
                 return Err((format!("devices.{name}.path"), "must not be empty".into()));
             }
         }
+        if !(1..=1024).contains(&self.control.max_clients) {
+            return Err(("control.max_clients".into(), "must be 1 … 1024".into()));
+        }
+        if !(1..=3600).contains(&self.control.idle_timeout_s) {
+            return Err(("control.idle_timeout_s".into(), "must be 1 … 3600 seconds".into()));
+        }
         if !matches!(self.documents.sticker_dpi, 203 | 300) {
             return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));
         }
@@ -474,6 +554,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The configuration seen only through the devices' typed driver options (everything else is
+/// read, and checked, by [`Config`]); each slot has its one driver, checked before this is read.
+#[derive(Deserialize)]
+struct OptionsDoc {
+    #[serde(default)]
+    devices: OptionsDevices,
+}
+
+#[derive(Default, Deserialize)]
+struct OptionsDevices {
+    payment: Option<OptionsSection<options::ZvtOptions>>,
+    card: Option<OptionsSection<options::EvolisOptions>>,
+    sticker: Option<OptionsSection<options::ZplOptions>>,
+    rfid: Option<OptionsSection<options::MercuryOptions>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: options::DriverOptions"))]
+struct OptionsSection<T> {
+    #[serde(default)]
+    options: T,
 }
 
 /// Parses `HH:MM` into minutes after midnight.

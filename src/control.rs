@@ -6,6 +6,13 @@
 //! - anything else → `{"error":"…"}` naming what was wrong; the connection stays usable.
 //!
 //! The socket is created with mode 0660 so only the daemon's user and group (technicians) can use it.
+//!
+//! Clients are bounded ([`Limits`], `[control]` in the configuration): at most `max_clients` are
+//! served at once, a client beyond that is answered `{"error":"too many control clients (16); try
+//! again"}` and closed at once, a client that sends no request for `idle_timeout_s` is told so and
+//! closed, and a request line is at most [`MAX_LINE`] bytes. The socket also never takes the
+//! daemon's last [`FD_RESERVE`] file descriptors, so a device can always be reopened after a
+//! replug; [`raise_fd_limit`] lifts the soft descriptor limit to the hard one at daemon start.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -18,10 +25,71 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::config::ControlConfig;
 use crate::devices::manager::Manager;
 
 /// Longest request line accepted (a request is a few dozen bytes).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// File descriptors the control socket always leaves to the rest of the daemon (device ports, the
+/// journal, logs): a client whose descriptor would fall into this reserve is refused.
+pub const FD_RESERVE: u64 = 64;
+
+/// How many clients the control socket serves and for how long an idle one may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Clients served at once; one more is refused with a reason.
+    pub max_clients: usize,
+    /// A client that sends no complete request for this long is closed (and an answer that
+    /// cannot be written for this long ends the connection).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&ControlConfig::default())
+    }
+}
+
+impl From<&ControlConfig> for Limits {
+    fn from(c: &ControlConfig) -> Self {
+        Limits {
+            max_clients: c.max_clients.max(1),
+            idle_timeout: Duration::from_secs(c.idle_timeout_s.max(1)),
+        }
+    }
+}
+
+/// Raises the soft limit on open file descriptors (`RLIMIT_NOFILE`) to the hard limit and returns
+/// the soft limit before and after. Call once at daemon start: systemd's default soft limit
+/// (1024) is far below its hard limit, and vand uses epoll, never `select`.
+pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur as u64;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard one
+        // needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur as u64))
+}
+
+/// The current soft limit on open file descriptors (`u64::MAX` if unknown or unlimited).
+fn fd_soft_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    lim.rlim_cur as u64
+}
 
 /// File name of the socket inside the state directory.
 pub const SOCKET_NAME: &str = "vand.sock";
@@ -66,11 +134,22 @@ pub enum ControlError {
     Remote(String),
 }
 
-/// Serves the control socket until `shutdown` becomes true (or its sender is dropped). A stale
-/// socket file from a crashed daemon is replaced; a live one is an error.
+/// Serves the control socket with the default [`Limits`]; see [`serve_with`].
 pub async fn serve(
     path: &Path,
     manager: Arc<Manager>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ControlError> {
+    serve_with(path, manager, Limits::default(), shutdown).await
+}
+
+/// Serves the control socket until `shutdown` becomes true (or its sender is dropped), with at
+/// most `limits.max_clients` clients at once. A stale socket file from a crashed daemon is
+/// replaced; a live one is an error.
+pub async fn serve_with(
+    path: &Path,
+    manager: Arc<Manager>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let shown = path.display().to_string();
@@ -84,7 +163,14 @@ pub async fn serve(
         UnixListener::bind(path).map_err(|source| ControlError::Bind { path: shown.clone(), source })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|source| ControlError::Bind { path: shown.clone(), source })?;
-    tracing::info!("control socket listening on {shown}");
+    tracing::info!(
+        "control socket listening on {shown} (at most {} clients, idle timeout {} s)",
+        limits.max_clients,
+        limits.idle_timeout.as_secs()
+    );
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_clients));
+    let fd_limit = fd_soft_limit();
+    let mut refused: u64 = 0;
     loop {
         if *shutdown.borrow() {
             break;
@@ -95,9 +181,36 @@ pub async fn serve(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let m = manager.clone();
-                    let sd = shutdown.clone();
-                    tokio::spawn(async move { connection(stream, m, sd).await });
+                    use std::os::fd::AsRawFd;
+                    // Descriptors are allocated lowest first: a high number means the process
+                    // is close to its limit, and the reserve belongs to the devices.
+                    let fd = stream.as_raw_fd() as u64;
+                    let permit = if fd.saturating_add(FD_RESERVE) >= fd_limit {
+                        Err(format!(
+                            "vand is short of file descriptors ({fd} of {fd_limit} in use); try again"
+                        ))
+                    } else {
+                        slots.clone().try_acquire_owned().map_err(|_| {
+                            format!("too many control clients ({}); try again", limits.max_clients)
+                        })
+                    };
+                    match permit {
+                        Ok(permit) => {
+                            let m = manager.clone();
+                            let sd = shutdown.clone();
+                            tokio::spawn(async move {
+                                connection(stream, m, sd, limits.idle_timeout).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(reason) => {
+                            refused += 1;
+                            if refused.is_power_of_two() {
+                                tracing::warn!("control socket {shown}: client refused: {reason} ({refused} so far)");
+                            }
+                            refuse(&stream, &reason);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("control socket {shown}: accept failed: {e}");
@@ -110,7 +223,20 @@ pub async fn serve(
     Ok(())
 }
 
-async fn connection(stream: UnixStream, manager: Arc<Manager>, mut shutdown: watch::Receiver<bool>) {
+/// Answers a client that will not be served with one error line, without waiting (the line fits
+/// in an empty socket buffer; if it does not, the client gets only the close), then closes it.
+fn refuse(stream: &UnixStream, reason: &str) {
+    let mut text = json!({ "error": reason }).to_string();
+    text.push('\n');
+    let _ = stream.try_write(text.as_bytes());
+}
+
+async fn connection(
+    stream: UnixStream,
+    manager: Arc<Manager>,
+    mut shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
     let mut line = Vec::new();
@@ -118,7 +244,17 @@ async fn connection(stream: UnixStream, manager: Arc<Manager>, mut shutdown: wat
         line.clear();
         let n = tokio::select! {
             _ = shutdown.changed() => return,
-            n = read_line_limited(&mut reader, &mut line) => n,
+            n = tokio::time::timeout(idle_timeout, read_line_limited(&mut reader, &mut line)) => match n {
+                Ok(n) => n,
+                Err(_) => {
+                    let text = format!(
+                        "{}\n",
+                        json!({"error": format!("no request for {} s; closing", idle_timeout.as_secs())})
+                    );
+                    let _ = tokio::time::timeout(idle_timeout, write.write_all(text.as_bytes())).await;
+                    return;
+                }
+            },
         };
         let answer = match n {
             Ok(0) => return,
@@ -130,7 +266,8 @@ async fn connection(stream: UnixStream, manager: Arc<Manager>, mut shutdown: wat
         };
         let mut text = answer.to_string();
         text.push('\n');
-        if write.write_all(text.as_bytes()).await.is_err() {
+        // A client that does not read its answer must not keep its slot.
+        if !matches!(tokio::time::timeout(idle_timeout, write.write_all(text.as_bytes())).await, Ok(Ok(()))) {
             return;
         }
         if matches!(n, Err(LineError::TooLong)) {
@@ -253,6 +390,17 @@ mod tests {
         assert!(parse_request(b"").unwrap_err().contains("not JSON"));
         assert!(parse_request(b"null").unwrap_err().contains("JSON object"));
         assert!(parse_request(br#"{"cmd":"DEVICES"}"#).unwrap_err().contains("unknown cmd \"DEVICES\""));
+    }
+
+    #[test]
+    fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
+        let (before, after) = raise_fd_limit().unwrap();
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit on a struct we own.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(after, lim.rlim_max as u64);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+        assert!(after >= before);
     }
 
     proptest! {

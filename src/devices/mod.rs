@@ -68,6 +68,7 @@ pub mod evolis;
 pub mod gpio;
 pub mod manager;
 pub mod mercury;
+pub mod options;
 pub mod payment;
 pub mod rfid;
 pub mod sticker;

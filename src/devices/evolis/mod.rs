@@ -18,8 +18,7 @@ pub mod raster;
 use std::time::{Duration, Instant};
 
 use self::codec::{Reply, ReplyReader, command};
-use self::job::{Insertion, JobSettings, Ribbon, build_job};
-use self::raster::Levels;
+use self::job::{JobSettings, build_job};
 use super::card::{CardFault, CardJob, CardPrinter, CardPrinterStatus, PrintReceipt};
 use super::{DeviceError, Link, SelfTestReport};
 use crate::config::DeviceConfig;
@@ -40,10 +39,6 @@ pub mod query {
 
 /// Feeder sensor voltage at or above which cards are present (millivolts).
 const FEEDER_LOADED_MV: u32 = 1000;
-
-/// Driver options (`[devices.card.options]`), with defaults.
-const OPTION_KEYS: [&str; 6] =
-    ["ribbon", "insertion", "contrast", "colour_levels", "compression", "print_timeout_ms"];
 
 /// The Evolis driver over one link.
 pub struct EvolisPrinter {
@@ -234,62 +229,18 @@ fn push_fault(faults: &mut Vec<CardFault>, f: CardFault) {
     }
 }
 
-fn config_error(key: &str, message: String) -> DeviceError {
-    DeviceError::Config { device: "card".into(), key: format!("devices.card.options.{key}"), message }
-}
-
-/// Reads the driver options; returns the job settings and the print timeout.
+/// Reads the driver options (typed in [`super::options::EvolisOptions`], which
+/// `vand check-config` also uses); returns the job settings and the print timeout.
 pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Duration), DeviceError> {
-    let mut s = JobSettings::default();
-    let mut print_timeout = Duration::from_secs(120);
-    for (key, value) in options {
-        match key.as_str() {
-            "ribbon" => {
-                s.ribbon = value.as_str().and_then(Ribbon::parse).ok_or_else(|| {
-                    config_error(key, format!("{value} is not a ribbon type (k, ko, ymcko, ymckok)"))
-                })?;
-            }
-            "insertion" => {
-                s.insertion = value.as_str().and_then(Insertion::parse).ok_or_else(|| {
-                    config_error(key, format!("{value} is not an insertion mode (feeder, manual, auto)"))
-                })?;
-            }
-            "contrast" => {
-                s.contrast_k = value
-                    .as_integer()
-                    .filter(|v| (0..=20).contains(v))
-                    .and_then(|v| u8::try_from(v).ok())
-                    .ok_or_else(|| config_error(key, format!("{value} is not a contrast from 0 to 20")))?;
-            }
-            "colour_levels" => {
-                s.colour_levels = value
-                    .as_integer()
-                    .map(|v| v.to_string())
-                    .and_then(|v| Levels::from_param(&v))
-                    .filter(|l| *l != Levels::Two)
-                    .ok_or_else(|| config_error(key, format!("{value} is not 32, 64 or 128")))?;
-            }
-            "compression" => {
-                s.compress = value
-                    .as_bool()
-                    .ok_or_else(|| config_error(key, format!("{value} is not true or false")))?;
-            }
-            "print_timeout_ms" => {
-                let ms = value
-                    .as_integer()
-                    .filter(|v| (1000..=600_000).contains(v))
-                    .ok_or_else(|| config_error(key, format!("{value} is not 1000–600000 ms")))?;
-                print_timeout = Duration::from_millis(ms as u64);
-            }
-            other => {
-                return Err(config_error(
-                    other,
-                    format!("unknown option (known: {})", OPTION_KEYS.join(", ")),
-                ));
-            }
-        }
-    }
-    Ok((s, print_timeout))
+    let o = super::options::EvolisOptions::from_table(options)?;
+    let settings = JobSettings {
+        ribbon: o.ribbon.0,
+        insertion: o.insertion.0,
+        contrast_k: o.contrast.0 as u8,
+        colour_levels: o.colour_levels.0,
+        compress: o.compression,
+    };
+    Ok((settings, o.print_timeout_ms.millis()))
 }
 
 impl CardPrinter for EvolisPrinter {
@@ -328,6 +279,8 @@ impl CardPrinter for EvolisPrinter {
 
 #[cfg(test)]
 mod tests {
+    use super::job::Ribbon;
+    use super::raster::Levels;
     use super::*;
 
     fn table(s: &str) -> toml::Table {
