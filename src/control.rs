@@ -361,9 +361,15 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
     stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
     let mut text = req.to_string();
     text.push('\n');
-    stream.write_all(text.as_bytes()).map_err(io)?;
+    // A daemon that refuses the client (too many clients) answers and closes before reading:
+    // the write then fails, but its answer is still there to read.
+    let written = stream.write_all(text.as_bytes());
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
+    if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
+    }
     if answer.is_empty() {
         return Err(ControlError::BadAnswer {
             path: shown,
