@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mtu::config::Config;
-use mtu::devices::card::{Bitmap1, CardJob, CardSide, ColourPlanes, Plane8, driver_from_config};
+use mtu::devices::card::{Bitmap1, CardJob, CardSide, ColourPlanes, Plane8};
+use mtu::devices::registry::card as driver_from_config;
 use mtu::devices::transport::{CountingLink, SerialLink};
 use mtu::sim::card::EvolisSim;
 use mtu::sim::{SimDevice, SimOut};

@@ -14,7 +14,7 @@ use mtu::config::Config;
 use mtu::control::{ControlError, Limits, request, serve_with};
 use mtu::devices::manager::{Driver, GenericDevice, Manager, ManagerOptions};
 use mtu::devices::transport::Backoff;
-use mtu::devices::{DeviceError, Health, Link, SelfTestReport};
+use mtu::devices::{DeviceError, DeviceId, Health, Link, SelfTestReport};
 use serde_json::{Value, json};
 use serialport::{SerialPort, TTYPort};
 
@@ -97,6 +97,7 @@ fn start_manager(cfg: &Config) -> Manager {
         backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(50)),
         idle_check: Duration::from_millis(20),
         self_test_timeout: Duration::from_secs(10),
+        sink: None,
     };
     Manager::start_with(cfg, factory, options)
 }
@@ -111,11 +112,13 @@ async fn wait_for_socket(path: &Path) {
     panic!("socket {} never appeared", path.display());
 }
 
-async fn wait_health(m: &Manager, device: &str, pred: impl Fn(&Health) -> bool) {
+async fn wait_health(m: &Manager, device: DeviceId, pred: impl Fn(&Health) -> bool) {
     let mut rx = m.watch_health();
-    let got =
-        tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|map| map.get(device).is_some_and(&pred)))
-            .await;
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        rx.wait_for(|b| b.devices.get(&device).is_some_and(&pred)),
+    )
+    .await;
     assert!(matches!(got, Ok(Ok(_))), "{device} never reached the expected state; now {:?}", m.health());
 }
 
@@ -186,12 +189,12 @@ async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still
     let (master, _) = pty_at(dir.path(), "payment");
     let responder = respond(master);
     let devices = format!(
-        "[devices.payment]\ndriver = \"zvt\"\npath = \"{}/payment\"\nbaud = 9600\n",
+        "[devices.payment]\ndriver = \"zvt\"\npath = \"{}/payment\"\nbaud = 9600\nhealth_poll_ms = 0\n",
         dir.path().display()
     );
     let cfg = config(dir.path(), &devices);
     let manager = Arc::new(start_manager(&cfg));
-    wait_health(&manager, "payment", |h| *h == Health::Connected).await;
+    wait_health(&manager, DeviceId::Payment, |h| *h == Health::Connected).await;
 
     // The daemon's situation with systemd's default: a soft limit that a thousand connections
     // would exhaust if the socket took them all (the test's own client ends count here too).
@@ -257,12 +260,15 @@ async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still
     // needs descriptors; the control socket left them).
     responder.unplug();
     std::fs::remove_file(dir.path().join("payment")).unwrap();
-    wait_health(&manager, "payment", |h| matches!(h, Health::Disconnected { .. })).await;
+    wait_health(&manager, DeviceId::Payment, |h| matches!(h, Health::Disconnected { .. })).await;
     let (master, _) = pty_at(dir.path(), "payment");
     let responder = respond(master);
-    wait_health(&manager, "payment", |h| *h == Health::Connected).await;
-    let report =
-        manager.device("payment").unwrap().run("ping", Duration::from_secs(10), |d| d.self_test()).await;
+    wait_health(&manager, DeviceId::Payment, |h| *h == Health::Connected).await;
+    let report = manager
+        .device(DeviceId::Payment)
+        .unwrap()
+        .run("ping", Duration::from_secs(10), |d| d.self_test())
+        .await;
     assert!(report.unwrap().ok);
 
     // Served clients leave: their slots free up and a normal request is answered.

@@ -82,10 +82,17 @@ pub fn from_table<T: DriverOptions>(table: &toml::Table) -> Result<T, OptionErro
 pub fn error_key(prefix: &str, path: &str, message: &str) -> (String, String) {
     let message = message.lines().next().unwrap_or_default().trim().to_owned();
     let mut key = prefix.to_owned();
-    let path = path.trim_matches('.');
+    // A TOML key, not a serde path: `lock[1]` is reported as `lock` (the message names the value).
+    let mut path = path.trim_matches('.').to_owned();
+    while let (Some(open), Some(close)) = (path.find('['), path.find(']')) {
+        if close < open {
+            break;
+        }
+        path.replace_range(open..=close, "");
+    }
     if !path.is_empty() {
         key.push('.');
-        key.push_str(path);
+        key.push_str(&path);
     }
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some(end) = rest.find('`')

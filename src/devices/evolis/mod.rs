@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use self::codec::{Reply, ReplyReader, command};
 use self::job::{JobSettings, build_job};
+use super::Fault;
 use super::card::{CardFault, CardJob, CardPrinter, CardPrinterStatus, PrintReceipt};
 use super::{DeviceError, Link, SelfTestReport};
 use crate::config::DeviceConfig;
@@ -94,11 +95,7 @@ impl EvolisPrinter {
     }
 
     fn fault(&self, f: CardFault, said: &str) -> DeviceError {
-        DeviceError::Fault {
-            device: self.device.clone(),
-            fault: format!("{} (printer said {said:?})", f.what()),
-            action: f.action().into(),
-        }
+        DeviceError::fault(self.device.clone(), Fault::Card(f), format!("printer said {said:?}"))
     }
 
     /// Sends one command and waits for its reply.
@@ -200,19 +197,26 @@ impl EvolisPrinter {
         self.bytes_sent = 0;
         self.round_trips = 0;
         let mut panels = Vec::new();
+        // From the sequence start on, a card may be fed and printed: any error after it leaves
+        // the outcome unknown (a printed card may be in the output hopper).
+        let mut acting = false;
         for c in &commands {
             let timeout = if c.ends_sequence { self.print_timeout } else { self.reply_timeout };
-            match self.exchange(&c.bytes, timeout)? {
+            acting |= c.bytes.starts_with(b"\x1bSs");
+            let reply = self.exchange(&c.bytes, timeout);
+            let mark = |e: DeviceError| if acting { e.after_acting() } else { e };
+            let reply = reply.map_err(mark)?;
+            match reply {
                 Reply::Ok => {}
                 Reply::Error { text, fault: Some(f) } => {
                     tracing::warn!(device = %self.device, step = %c.label, reply = %text, "card printer fault");
-                    return Err(self.fault(f, &text));
+                    return Err(mark(self.fault(f, &text)));
                 }
                 Reply::Error { text, fault: None } => {
-                    return Err(self.protocol(format!("printer rejected {} with {text:?}", c.label)));
+                    return Err(mark(self.protocol(format!("printer rejected {} with {text:?}", c.label))));
                 }
                 Reply::Value(v) => {
-                    return Err(self.protocol(format!("unexpected reply {v:?} to {}", c.label)));
+                    return Err(mark(self.protocol(format!("unexpected reply {v:?} to {}", c.label))));
                 }
             }
             if c.label.contains(':') {
