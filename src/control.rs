@@ -66,6 +66,7 @@ impl From<&ControlConfig> for Limits {
 /// Raises the soft limit on open file descriptors (`RLIMIT_NOFILE`) to the hard limit and returns
 /// the soft limit before and after. Call once at daemon start: systemd's default soft limit
 /// (1024) is far below its hard limit, and vand uses epoll, never `select`.
+#[allow(clippy::unnecessary_cast)] // rlim_t is narrower than u64 on some targets
 pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
@@ -85,6 +86,7 @@ pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
 }
 
 /// The current soft limit on open file descriptors (`u64::MAX` if unknown or unlimited).
+#[allow(clippy::unnecessary_cast)] // rlim_t is narrower than u64 on some targets
 fn fd_soft_limit() -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
@@ -434,6 +436,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::unnecessary_cast)] // rlim_t is narrower than u64 on some targets
     fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
         let (before, after) = raise_fd_limit().unwrap();
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

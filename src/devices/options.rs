@@ -567,3 +567,136 @@ impl MercuryOptions {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table(s: &str) -> toml::Table {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_are_what_the_drivers_used_before() {
+        let z = ZvtOptions::from_table(&toml::Table::new()).unwrap();
+        assert!(z.currency);
+        assert_eq!((z.currency_code.0, z.config_byte.0), (818, 0x0E));
+        assert_eq!((z.ack_timeout_ms.0, z.t3_ms.0, z.t4_ms.0), (5000, 5000, 180_000));
+        let e = EvolisOptions::from_table(&toml::Table::new()).unwrap();
+        assert_eq!((e.contrast.0, e.print_timeout_ms.0, e.compression), (10, 120_000, true));
+        let s = ZplOptions::from_table(&toml::Table::new()).unwrap();
+        assert_eq!((s.dpi.0, s.rfid, s.print_timeout_ms.0), (203, false, 20_000));
+        let m = MercuryOptions::from_table(&table("password_file = \"/x\"")).unwrap();
+        assert_eq!(m.region.0, Region::EU3);
+        assert_eq!(m.lock_targets().len(), 4);
+    }
+
+    #[test]
+    fn errors_carry_the_full_key_and_hide_the_password() {
+        let e = ZvtOptions::from_table(&table("password = \"98765\"")).unwrap_err();
+        assert_eq!(e.key, "devices.payment.options.password");
+        assert!(!e.message.contains("98765") && !format!("{e}").contains("98765"), "{e}");
+        let e = ZvtOptions::from_table(&table("password = 987654")).unwrap_err();
+        assert!(!format!("{e}").contains("987654"), "{e}");
+        let e = ZvtOptions::from_table(&table("password = [\"987654\"]")).unwrap_err();
+        assert!(!format!("{e}").contains("987654"), "{e}");
+        let z = ZvtOptions::from_table(&table("password = \"987654\"")).unwrap();
+        assert!(!format!("{z:?}").contains("987654"));
+        let e = MercuryOptions::from_table(&table("password_file = \"/x\"\nregoin = \"eu3\"")).unwrap_err();
+        assert_eq!(e.key, "devices.rfid.options.regoin");
+        assert!(e.message.contains("region"), "{e}");
+        let e = MercuryOptions::from_table(&table("region = \"eu3\"")).unwrap_err();
+        assert_eq!(e.key, "devices.rfid.options.password_file");
+        let e =
+            MercuryOptions::from_table(&table("password_file = \"/x\"\nlock = [\"epc\", 3]")).unwrap_err();
+        assert_eq!(e.key, "devices.rfid.options.lock");
+        let e = ZplOptions::from_table(&table("dpi = 600")).unwrap_err();
+        assert_eq!((e.device, e.key.as_str()), ("sticker", "devices.sticker.options.dpi"));
+        let e = EvolisOptions::from_table(&table("colour_levels = 256")).unwrap_err();
+        assert_eq!(e.key, "devices.card.options.colour_levels");
+    }
+
+    #[test]
+    fn regions_by_name_any_case_or_number() {
+        for (text, want) in [("\"na\"", Region::NA), ("\"EU3\"", Region::EU3), ("255", Region::OPEN)] {
+            let m = MercuryOptions::from_table(&table(&format!("password_file = \"/x\"\nregion = {text}")))
+                .unwrap();
+            assert_eq!(m.region.0, want, "{text}");
+        }
+        for bad in ["\"mars\"", "256", "-1", "1.5", "true"] {
+            let e = MercuryOptions::from_table(&table(&format!("password_file = \"/x\"\nregion = {bad}")))
+                .unwrap_err();
+            assert_eq!(e.key, "devices.rfid.options.region", "{bad}");
+        }
+    }
+
+    /// Any TOML value under a known or unknown key.
+    fn value() -> impl Strategy<Value = toml::Value> {
+        prop_oneof![
+            any::<i64>().prop_map(toml::Value::Integer),
+            (-2000i64..200_000).prop_map(toml::Value::Integer),
+            any::<bool>().prop_map(toml::Value::Boolean),
+            any::<f64>().prop_map(toml::Value::Float),
+            "[a-zA-Z0-9 ]{0,8}".prop_map(toml::Value::String),
+            proptest::collection::vec("[a-z]{0,6}", 0..4)
+                .prop_map(|v| toml::Value::Array(v.into_iter().map(toml::Value::String).collect())),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(vec![
+                "password",
+                "currency",
+                "currency_code",
+                "config_byte",
+                "ack_timeout_ms",
+                "t3_ms",
+                "t4_ms",
+                "ribbon",
+                "insertion",
+                "contrast",
+                "colour_levels",
+                "compression",
+                "print_timeout_ms",
+                "dpi",
+                "rfid",
+                "graphics",
+                "region",
+                "read_power_cdbm",
+                "write_power_cdbm",
+                "epc_bytes",
+                "user_words",
+                "tid_words",
+                "lock",
+                "permalock",
+                "password_file",
+                "tag_op_timeout_ms",
+                "inventory_ms",
+            ])
+            .prop_map(str::to_owned),
+            "[a-z_]{1,10}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_table_is_read_or_refused_with_a_key_never_a_panic(
+            entries in proptest::collection::vec((key(), value()), 0..6)
+        ) {
+            let t: toml::Table = entries.into_iter().collect();
+            let results = [
+                ZvtOptions::from_table(&t).err(),
+                EvolisOptions::from_table(&t).err(),
+                ZplOptions::from_table(&t).err(),
+                MercuryOptions::from_table(&t).err(),
+            ];
+            for e in results.into_iter().flatten() {
+                prop_assert!(e.key.starts_with(&format!("devices.{}.options.", e.device)), "{e}");
+                let k = e.key.rsplit('.').next().unwrap_or_default();
+                prop_assert!(t.contains_key(k) || k == "password_file", "{e}");
+            }
+        }
+    }
+}
