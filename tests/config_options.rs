@@ -100,11 +100,20 @@ fn bad_values_of_every_driver_name_their_key_and_line() {
 
 #[test]
 fn a_missing_tag_secret_and_a_dpi_mismatch_are_configuration_errors() {
-    let (_, key, message) = err(&format!("{BASE}{RFID}"));
+    // In production an enabled encoder needs its tag secret.
+    let production = BASE.replace("simulation", "production");
+    let (_, key, message) = err(&format!("{production}{RFID}"));
     assert_eq!(key, "devices.rfid.options.password_file", "{message}");
     // A disabled encoder is never opened: its secret is not required.
-    let text = format!("{BASE}{}", RFID.replace("baud", "enabled = false\nbaud"));
+    let text = format!("{production}{}", RFID.replace("baud", "enabled = false\nbaud"));
     Config::parse(&text, "van.toml").unwrap();
+    // In simulation the driver reports it when the port opens.
+    Config::parse(&format!("{BASE}{RFID}"), "van.toml").unwrap();
+    let missing = mtu::devices::mercury::profile::TagProfile::from_options(&toml::Table::new());
+    assert!(
+        matches!(&missing, Err(DeviceError::Config { key, .. }) if key == "devices.rfid.options.password_file"),
+        "{missing:?}"
+    );
 
     let sticker = "[devices.sticker]\ndriver = \"zpl\"\npath = \"/dev/van/sticker\"\nbaud = 9600\n";
     let text = format!("{BASE}{sticker}[devices.sticker.options]\ndpi = 300\n");

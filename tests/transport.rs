@@ -480,8 +480,7 @@ mod control {
     fn config(dir: &Path) -> Config {
         let text = format!(
             "mode = \"simulation\"\n[van]\nid = \"MTU-T\"\n[paths]\nstate_dir = \"{}\"\n\
-             [devices.rfid]\ndriver = \"mercury\"\npath = \"{}/rfid\"\nbaud = 115200\n\
-             options = {{ password_file = \"tag-secret.hex\" }}\n[gpio]\nbackend = \"none\"\n",
+             [devices.rfid]\ndriver = \"mercury\"\npath = \"{}/rfid\"\nbaud = 115200\n[gpio]\nbackend = \"none\"\n",
             dir.display(),
             dir.display()
         );
