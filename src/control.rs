@@ -96,6 +96,17 @@ fn fd_soft_limit() -> u64 {
     lim.rlim_cur as u64
 }
 
+/// Open descriptors of this process and its soft limit; `None` when they cannot be counted
+/// (counting needs a descriptor itself, so the table is full). Without procfs nothing is known
+/// and nothing is held back.
+fn fd_headroom() -> Option<(u64, u64)> {
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => Some((dir.count() as u64, fd_soft_limit())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((0, u64::MAX)),
+        Err(_) => None,
+    }
+}
+
 /// File name of the socket inside the state directory.
 pub const SOCKET_NAME: &str = "vand.sock";
 
@@ -174,7 +185,6 @@ pub async fn serve_with(
         limits.idle_timeout.as_secs()
     );
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_clients));
-    let fd_limit = fd_soft_limit();
     let mut refused: u64 = 0;
     loop {
         if *shutdown.borrow() {
@@ -186,18 +196,18 @@ pub async fn serve_with(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    use std::os::fd::AsRawFd;
-                    // Descriptors are allocated lowest first: a high number means the process
-                    // is close to its limit, and the reserve belongs to the devices.
-                    let fd = stream.as_raw_fd() as u64;
-                    let permit = if fd.saturating_add(FD_RESERVE) >= fd_limit {
-                        Err(format!(
-                            "vand is short of file descriptors ({fd} of {fd_limit} in use); try again"
-                        ))
-                    } else {
-                        slots.clone().try_acquire_owned().map_err(|_| {
-                            format!("too many control clients ({}); try again", limits.max_clients)
-                        })
+                    let permit = match slots.clone().try_acquire_owned() {
+                        Err(_) => Err(format!(
+                            "too many control clients ({}); try again",
+                            limits.max_clients
+                        )),
+                        Ok(permit) => match fd_headroom() {
+                            Some((open, limit)) if open.saturating_add(FD_RESERVE) >= limit => Err(format!(
+                                "vand is short of file descriptors ({open} of {limit} open); try again"
+                            )),
+                            None => Err("vand is short of file descriptors; try again".to_owned()),
+                            Some(_) => Ok(permit),
+                        },
                     };
                     match permit {
                         Ok(permit) => {

@@ -20,6 +20,9 @@ use serialport::{SerialPort, TTYPort};
 
 const CLIENTS: usize = 1100;
 
+/// The tests here change the process's descriptor limit: they run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A PTY pair with a stable symlink `dir/name` → slave (as van-sim makes them).
 fn pty_at(dir: &Path, name: &str) -> (TTYPort, PathBuf) {
     let (master, slave) = TTYPort::pair().expect("pty pair");
@@ -185,6 +188,7 @@ fn peek(client: &mut UnixStream, pending: &mut Vec<u8>) -> Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still_reconnects() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (master, _) = pty_at(dir.path(), "payment");
     let responder = respond(master);
@@ -286,6 +290,15 @@ async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still
     };
     assert_eq!(answered["devices"]["payment"]["state"], "connected", "{answered}");
 
+    // Whatever else fills the descriptor table, the control socket leaves the last ones to the
+    // devices: with free slots but a nearly full table, a client is refused and says why.
+    set_soft_fd_limit(open_fds() + mtu::control::FD_RESERVE / 2);
+    match ask(&sock, json!({"cmd": "devices"})).await {
+        Err(ControlError::Remote(msg)) => assert!(msg.contains("short of file descriptors"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    set_soft_fd_limit(limit);
+
     drop(clients);
     stop.send(true).unwrap();
     server.await.unwrap().unwrap();
@@ -296,6 +309,7 @@ async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_is_dropped_after_the_idle_timeout_and_its_slot_is_reused() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), "");
     let manager = Arc::new(start_manager(&cfg));
