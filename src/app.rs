@@ -20,12 +20,43 @@ use crate::devices::manager::{HealthBoard, JobRecord, Manager, ManagerOptions, d
 use crate::devices::{DeviceId, Health};
 use crate::journal::Journal;
 
-/// Record kind of a device job's outcome.
-pub const KIND_DEVICE_JOB: &str = "device.job";
-/// Record kind of a device's health transition.
-pub const KIND_DEVICE_HEALTH: &str = "device.health";
-/// Record kind of all devices' health at start.
-pub const KIND_DEVICES_HEALTH: &str = "devices.health";
+use crate::journal::kinds::{
+    self, DeviceHealth, DeviceJob, DevicesHealth, HealthState, InputChange, JobOutcome,
+};
+
+/// The journal's typed form of a job record (the catalogue lives in the shared journal crate,
+/// which knows nothing of devices).
+pub fn job_payload(r: &JobRecord) -> DeviceJob {
+    let outcome = match r.outcome {
+        "done" => JobOutcome::Done,
+        "failed" => JobOutcome::Failed,
+        "cancelled" => JobOutcome::Cancelled,
+        "interrupted" => JobOutcome::Interrupted,
+        _ => JobOutcome::Unknown,
+    };
+    DeviceJob {
+        job: r.job.0,
+        device: r.device.name().into(),
+        what: r.what.clone(),
+        outcome,
+        fault: r.fault.map(|f| f.code()),
+        may_have_acted: r.may_have_acted,
+        detail: r.detail.clone(),
+        data: r.data.clone(),
+        ms: r.ms,
+    }
+}
+
+/// The journal's typed form of a device's health.
+pub fn health_payload(h: &Health) -> HealthState {
+    match h {
+        Health::Absent => HealthState::Absent,
+        Health::Connected => HealthState::Connected,
+        Health::Busy { what } => HealthState::Busy { what: what.clone() },
+        Health::Fault { fault, detail } => HealthState::Fault { fault: fault.code(), detail: detail.clone() },
+        Health::Disconnected { why } => HealthState::Disconnected { why: why.clone() },
+    }
+}
 
 /// The daemon's shared pieces.
 pub struct App {
@@ -89,7 +120,7 @@ impl App {
             }
         }
         for r in interrupted {
-            append(&self.journal, KIND_DEVICE_JOB, &r).await;
+            append(&self.journal, kinds::DEVICE_JOB, &job_payload(&r)).await;
         }
         n
     }
@@ -186,24 +217,15 @@ async fn record_jobs(
         tokio::select! {
             biased;
             r = jobs.recv() => match r {
-                Some(r) => append(&journal, KIND_DEVICE_JOB, &r).await,
+                Some(r) => append(&journal, kinds::DEVICE_JOB, &job_payload(&r)).await,
                 None => return,
             },
             _ = until(&mut cancel) => break,
         }
     }
     while let Ok(r) = jobs.try_recv() {
-        append(&journal, KIND_DEVICE_JOB, &r).await;
+        append(&journal, kinds::DEVICE_JOB, &job_payload(&r)).await;
     }
-}
-
-/// One device's health change as journaled.
-#[derive(Debug, serde::Serialize)]
-struct HealthRecord<'a> {
-    device: DeviceId,
-    health: &'a Health,
-    /// Changes since the last record (more than 1: intermediate states passed between looks).
-    changes: u64,
 }
 
 /// Records device health transitions (`device.health`) from the health board: the recorder
@@ -216,7 +238,8 @@ async fn record_health(
     mut cancel: watch::Receiver<bool>,
 ) {
     let first = board.borrow_and_update().clone();
-    append(&journal, KIND_DEVICES_HEALTH, &serde_json::json!({ "devices": first.stable })).await;
+    let devices = first.stable.iter().map(|(d, h)| (d.name().to_owned(), health_payload(h))).collect();
+    append(&journal, kinds::DEVICES_HEALTH, &DevicesHealth { devices }).await;
     let mut recorded: BTreeMap<DeviceId, u64> = first.changes.clone();
     loop {
         let now = board.borrow_and_update().clone();
@@ -226,12 +249,12 @@ async fn record_health(
                 continue;
             }
             if let Some(health) = now.stable.get(device) {
-                append(
-                    &journal,
-                    KIND_DEVICE_HEALTH,
-                    &HealthRecord { device: *device, health, changes: count - before },
-                )
-                .await;
+                let payload = DeviceHealth {
+                    device: device.name().into(),
+                    health: health_payload(health),
+                    changes: count - before,
+                };
+                append(&journal, kinds::DEVICE_HEALTH, &payload).await;
             }
             recorded.insert(*device, *count);
         }
@@ -265,13 +288,13 @@ async fn record_gpio(
             _ = until(&mut cancel) => return,
         };
         let (kind, active) = match event {
-            GpioEvent::Tamper { active } => ("gpio.tamper", active),
-            GpioEvent::PowerFail { active } => ("power.fail", active),
+            GpioEvent::Tamper { active } => (kinds::GPIO_TAMPER, active),
+            GpioEvent::PowerFail { active } => (kinds::POWER_FAIL, active),
         };
         if active {
             tracing::warn!("{kind}: active");
         }
-        append(&journal, kind, &serde_json::json!({ "active": active })).await;
+        append(&journal, kind, &InputChange { active }).await;
         if matches!(event, GpioEvent::PowerFail { active: true }) {
             let _ = stop.send("power-fail").await;
         }

@@ -213,10 +213,7 @@ pub async fn serve_with(
                         Ok(permit) => {
                             let m = manager.clone();
                             let sd = shutdown.clone();
-                            tokio::spawn(async move {
-                                connection(stream, m, sd, limits.idle_timeout).await;
-                                drop(permit);
-                            });
+                            tokio::spawn(connection(stream, m, sd, limits.idle_timeout, permit));
                         }
                         Err(reason) => {
                             refused += 1;
@@ -249,17 +246,33 @@ fn refuse(stream: &UnixStream, reason: &str) {
 async fn connection(
     stream: UnixStream,
     manager: Arc<Manager>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     idle_timeout: Duration,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
+    serve_client(&mut reader, &mut write, &manager, shutdown, idle_timeout).await;
+    // The slot is free before the client sees the close, so it may connect again at once.
+    drop(slot);
+    drop(write);
+    drop(reader);
+}
+
+/// Answers requests until the client leaves, idles out, sends a too-long line or stops reading.
+async fn serve_client(
+    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    manager: &Manager,
+    mut shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+) {
     let mut line = Vec::new();
     loop {
         line.clear();
         let n = tokio::select! {
             _ = shutdown.changed() => return,
-            n = tokio::time::timeout(idle_timeout, read_line_limited(&mut reader, &mut line)) => match n {
+            n = tokio::time::timeout(idle_timeout, read_line_limited(reader, &mut line)) => match n {
                 Ok(n) => n,
                 Err(_) => {
                     let text = format!(
@@ -273,7 +286,7 @@ async fn connection(
         };
         let answer = match n {
             Ok(0) => return,
-            Ok(_) => handle_request(&manager, &line).await,
+            Ok(_) => handle_request(manager, &line).await,
             Err(LineError::TooLong) => {
                 json!({"error": format!("request line longer than {MAX_LINE} bytes")})
             }

@@ -9,7 +9,8 @@ use anyhow::Context;
 
 use crate::config::{Config, Mode};
 use crate::devices::gpio::Output;
-use crate::journal::{Journal, JournalOptions, JournalOwner, OpenReport, kinds};
+use crate::journal::kinds::{self, DaemonStart, DaemonStop, PreviousStop, RunMode, StopReason};
+use crate::journal::{Journal, JournalOptions, JournalOwner, OpenReport};
 use crate::keys::{KeyError, VanKey};
 
 /// Loads the van key as the mode requires: production refuses a missing key; simulation creates
@@ -74,23 +75,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let cfg = config.clone();
     let (journal, report) = tokio::task::spawn_blocking(move || open_journal(&cfg)).await??;
     let previous = match (report.created, report.last_kind.as_deref()) {
-        (true, _) => "none",
-        (false, Some(kinds::DAEMON_STOP)) => "clean",
-        (false, _) => "unclean",
+        (true, _) => PreviousStop::None,
+        (false, Some(kinds::DAEMON_STOP)) => PreviousStop::Clean,
+        (false, _) => PreviousStop::Unclean,
     };
-    if previous == "unclean" {
+    if previous == PreviousStop::Unclean {
         tracing::warn!("the previous run did not stop cleanly (power loss or kill); recorded in the journal");
     }
     let start = journal
         .append_async(
             kinds::DAEMON_START,
-            &serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "mode": config.mode,
-                "config": config.source,
-                "previous_stop": previous,
-                "records_verified_at_open": report.verified,
-                "open_ms": report.elapsed.as_millis() as u64,
+            &payload(&DaemonStart {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                mode: match config.mode {
+                    Mode::Production => RunMode::Production,
+                    Mode::Simulation => RunMode::Simulation,
+                },
+                config: config.source.clone(),
+                previous_stop: previous,
+                records_verified_at_open: report.verified,
+                open_ms: report.elapsed.as_millis() as u64,
             }),
         )
         .await?;
@@ -122,7 +126,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let reason = signals.wait_for_stop(power_rx).await;
     let stop_started = std::time::Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    tracing::info!(%reason, budget_ms = budget.as_millis() as u64, "stopping");
+    tracing::info!(reason = reason.as_str(), budget_ms = budget.as_millis() as u64, "stopping");
     app.manager.set_output(Output::ReadyLed, false);
     let interrupted = app.stop(services, budget).await;
     if let Some(sim) = simulators {
@@ -132,10 +136,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stop = journal
         .append_async(
             kinds::DAEMON_STOP,
-            &serde_json::json!({
-                "reason": reason,
-                "interrupted_jobs": interrupted,
-                "stop_ms": stop_started.elapsed().as_millis() as u64,
+            &payload(&DaemonStop {
+                reason,
+                interrupted_jobs: interrupted as u64,
+                stop_ms: stop_started.elapsed().as_millis() as u64,
             }),
         )
         .await;
@@ -166,7 +170,7 @@ impl Signals {
 
     /// Waits for SIGTERM, SIGINT or another stop reason (UPS power failure), sending watchdog
     /// pings meanwhile when systemd asks for them.
-    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<&'static str>) -> &'static str {
+    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<&'static str>) -> StopReason {
         let Signals { mut term, mut int } = self;
         let watchdog_timeout = sd_notify::watchdog_enabled();
         let watchdog = watchdog_timeout.is_some();
@@ -174,9 +178,10 @@ impl Signals {
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = int.recv() => return "SIGINT",
-            Some(reason) = other.recv() => return reason,
+                _ = term.recv() => return StopReason::Sigterm,
+                _ = int.recv() => return StopReason::Sigint,
+                // The only other stop request is the UPS power-fail input's.
+                Some(_) = other.recv() => return StopReason::PowerFail,
                 _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
             }
         }
@@ -248,4 +253,10 @@ fn ensure_sim_tag_secret(config: &Config) -> anyhow::Result<()> {
     f.sync_all()?;
     tracing::info!(path = %path.display(), "created simulation e-sticker tag secret");
     Ok(())
+}
+
+/// A typed payload from the journal's kinds catalogue, as the JSON value `append` takes.
+fn payload<T: serde::Serialize>(p: &T) -> serde_json::Value {
+    // Catalogue payloads are plain structs (strings, integers, enums, string-keyed maps).
+    serde_json::to_value(p).unwrap_or(serde_json::Value::Null)
 }

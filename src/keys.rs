@@ -12,19 +12,10 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-/// Length of a key id in bytes.
-pub const KEY_ID_LEN: usize = 8;
-
-/// Key id of a public key: the first 8 bytes of SHA-256 over its 32 bytes.
-pub fn key_id_of(public: &VerifyingKey) -> [u8; KEY_ID_LEN] {
-    let digest = Sha256::digest(public.as_bytes());
-    let mut id = [0u8; KEY_ID_LEN];
-    id.copy_from_slice(&digest[..KEY_ID_LEN]);
-    id
-}
+// Key ids are part of the shared journal format.
+pub use mtu_journal::keys::{KEY_ID_LEN, key_id_of};
 
 /// Why a key could not be created or loaded. Messages name the file; none contains key material.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +148,16 @@ impl VanKey {
     /// Signs `message` (Ed25519, RFC 8032, pure: the message itself, not a pre-hash).
     pub fn sign(&self, message: &[u8]) -> Signature {
         self.signing.sign(message)
+    }
+}
+
+/// The journal writer seals records with the van's key.
+impl mtu_journal::SealingKey for VanKey {
+    fn public_key(&self) -> VerifyingKey {
+        self.verifying_key()
+    }
+    fn sign_bytes(&self, message: &[u8]) -> Signature {
+        self.sign(message)
     }
 }
 

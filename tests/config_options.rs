@@ -70,9 +70,9 @@ fn bad_values_of_every_driver_name_their_key_and_line() {
         (format!("{card}[devices.card.options]\nribbon = \"rgb\"\n"), "ribbon", "card.options.ribbon"),
         (format!("{card}[devices.card.options]\ncontrast = 21\n"), "contrast", "card.options.contrast"),
         (
-            format!("{card}[devices.card.options]\ncolour_levels = 2\n"),
-            "colour_levels",
-            "card.options.colour_levels",
+            format!("{card}[devices.card.options]\ninsertion = \"auto\"\n"),
+            "insertion",
+            "card.options.insertion",
         ),
         (format!("{sticker}[devices.sticker.options]\ndpi = 200\n"), "dpi", "sticker.options.dpi"),
         (

@@ -21,7 +21,6 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use super::DeviceError;
 use super::evolis::job::{Insertion, Ribbon};
-use super::evolis::raster::Levels;
 use super::mercury::codec::Region;
 use super::mercury::profile::LockTarget;
 use super::zpl::label::GfEncoding;
@@ -218,27 +217,13 @@ impl<'de> Deserialize<'de> for RibbonOption {
     }
 }
 
-/// Evolis card insertion (`feeder`, `manual`, `auto`).
+/// Evolis card insertion (`printer`: the printer's own setting, `feeder`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InsertionOption(pub Insertion);
 
 impl<'de> Deserialize<'de> for InsertionOption {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Named::read(d, Insertion::parse, "feeder, manual, auto").map(InsertionOption)
-    }
-}
-
-/// Grey levels of the Y, M, C panels (the levels the Evolis driver can send, 2 excepted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ColourLevels(pub Levels);
-
-impl<'de> Deserialize<'de> for ColourLevels {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = i64::deserialize(d)?;
-        Levels::from_param(&v.to_string())
-            .filter(|l| *l != Levels::Two)
-            .map(ColourLevels)
-            .ok_or_else(|| de::Error::custom(format!("{v} is not 32, 64 or 128")))
+        Named::read(d, Insertion::parse, "printer, feeder").map(InsertionOption)
     }
 }
 
@@ -420,8 +405,6 @@ pub struct EvolisOptions {
     pub insertion: InsertionOption,
     /// Black contrast, 0–20.
     pub contrast: Ranged<0, 20>,
-    /// Grey levels of the colour panels.
-    pub colour_levels: ColourLevels,
     /// `Dbc` compressed upload of K/O panels.
     pub compression: bool,
     /// A card's whole job, ms.
@@ -435,7 +418,6 @@ impl Default for EvolisOptions {
             ribbon: RibbonOption(s.ribbon),
             insertion: InsertionOption(s.insertion),
             contrast: Ranged(i64::from(s.contrast_k)),
-            colour_levels: ColourLevels(s.colour_levels),
             compression: s.compress,
             print_timeout_ms: Ranged(120_000),
         }
@@ -584,7 +566,7 @@ mod tests {
         assert_eq!((z.currency_code.0, z.config_byte.0), (818, 0x0E));
         assert_eq!((z.ack_timeout_ms.0, z.t3_ms.0, z.t4_ms.0), (5000, 5000, 180_000));
         let e = EvolisOptions::from_table(&toml::Table::new()).unwrap();
-        assert_eq!((e.contrast.0, e.print_timeout_ms.0, e.compression), (10, 120_000, true));
+        assert_eq!((e.contrast.0, e.print_timeout_ms.0, e.compression), (10, 120_000, false));
         let s = ZplOptions::from_table(&toml::Table::new()).unwrap();
         assert_eq!((s.dpi.0, s.rfid, s.print_timeout_ms.0), (203, false, 20_000));
         let m = MercuryOptions::from_table(&table("password_file = \"/x\"")).unwrap();
@@ -613,8 +595,9 @@ mod tests {
         assert_eq!(e.key, "devices.rfid.options.lock");
         let e = ZplOptions::from_table(&table("dpi = 600")).unwrap_err();
         assert_eq!((e.device, e.key.as_str()), ("sticker", "devices.sticker.options.dpi"));
-        let e = EvolisOptions::from_table(&table("colour_levels = 256")).unwrap_err();
-        assert_eq!(e.key, "devices.card.options.colour_levels");
+        let e = EvolisOptions::from_table(&table("insertion = \"manual\"")).unwrap_err();
+        assert_eq!(e.key, "devices.card.options.insertion");
+        assert!(e.message.contains("printer, feeder"), "{e}");
     }
 
     #[test]
@@ -657,7 +640,6 @@ mod tests {
                 "ribbon",
                 "insertion",
                 "contrast",
-                "colour_levels",
                 "compression",
                 "print_timeout_ms",
                 "dpi",

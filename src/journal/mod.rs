@@ -1,15 +1,14 @@
 //! The signed, hash-chained, append-only journal.
 //!
-//! - [`record`]: the record, its exact signed bytes and sealing (pure; shared with HQ).
-//! - [`verify`]: streaming chain verification (pure; shared with HQ).
+//! The format itself (record layout, sealing, format rules, kinds catalogue, verification, export)
+//! lives in the `mtu-journal` crate, shared with HQ and auditors; it is re-exported here under its
+//! old paths. This module adds the van's side:
+//!
 //! - [`store`]: SQLite storage, the single writer thread, readers.
-//! - [`export`]: the documented JSON Lines export for HQ and auditors.
 
-pub mod export;
-pub mod record;
+pub use mtu_journal::{export, kinds, record, rules, verify};
 pub mod store;
-pub mod verify;
 
-pub use record::{Record, kinds};
+pub use record::Record;
 pub use store::{Appended, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport};
 pub use verify::{ChainState, ChainVerifier, VerifyError};

@@ -685,16 +685,14 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        // Field errors are the caller's, not storage's: answer them and keep the rest.
-        batch.retain_mut(|(kind, payload, reply)| {
-            match super::record::check_kind(kind).and_then(|_| super::record::check_payload(payload)) {
-                Ok(()) => true,
-                Err(e) => {
-                    if let Some(r) = reply.take() {
-                        let _ = r.send(Err(JournalError::Field(e)));
-                    }
-                    false
+        // Format-rule errors are the caller's, not storage's: answer them and keep the rest.
+        batch.retain_mut(|(kind, payload, reply)| match super::rules::check_appended(kind, payload) {
+            Ok(()) => true,
+            Err(e) => {
+                if let Some(r) = reply.take() {
+                    let _ = r.send(Err(JournalError::Field(e)));
                 }
+                false
             }
         });
         if batch.is_empty() {

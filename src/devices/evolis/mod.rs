@@ -76,10 +76,10 @@ impl EvolisPrinter {
 
     /// Builds the driver from its configuration section; a bad option is a
     /// [`DeviceError::Config`] naming the key. Options (`[devices.card.options]`):
-    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`feeder` default,
-    /// `manual`, `auto`), `contrast` (0–20, default 10), `colour_levels` (32 default, 64, 128),
-    /// `compression` (K/O `Dbc`, default true), `print_timeout_ms` (default 120000). The reply
-    /// timeout is the serial section's `timeout_ms`.
+    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`printer` default: the
+    /// printer's own setting, or `feeder`), `contrast` (0–20, default 10), `compression` (K/O
+    /// `Dbc`, default false: the vendor library's uncompressed form), `print_timeout_ms`
+    /// (default 120000). The reply timeout is the serial section's `timeout_ms`.
     pub fn from_config(cfg: &DeviceConfig, link: Box<dyn Link>) -> Result<Self, DeviceError> {
         let (settings, print_timeout) = settings_from_options(&cfg.options)?;
         Ok(Self::new(link, settings, Duration::from_millis(cfg.serial.timeout_ms), print_timeout))
@@ -241,7 +241,6 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
         ribbon: o.ribbon.0,
         insertion: o.insertion.0,
         contrast_k: o.contrast.0 as u8,
-        colour_levels: o.colour_levels.0,
         compress: o.compression,
     };
     Ok((settings, o.print_timeout_ms.millis()))
@@ -283,8 +282,7 @@ impl CardPrinter for EvolisPrinter {
 
 #[cfg(test)]
 mod tests {
-    use super::job::Ribbon;
-    use super::raster::Levels;
+    use super::job::{Insertion, Ribbon};
     use super::*;
 
     fn table(s: &str) -> toml::Table {
@@ -294,16 +292,21 @@ mod tests {
     #[test]
     fn options_parse_and_name_bad_keys() {
         let (s, t) = settings_from_options(&table(
-            "ribbon = \"k\"\ncontrast = 12\ncolour_levels = 128\ncompression = false\nprint_timeout_ms = 5000",
+            "ribbon = \"k\"\ncontrast = 12\ninsertion = \"feeder\"\ncompression = true\nprint_timeout_ms = 5000",
         ))
         .unwrap();
         assert_eq!(s.ribbon, Ribbon::K);
         assert_eq!(s.contrast_k, 12);
-        assert_eq!(s.colour_levels, Levels::L128);
-        assert!(!s.compress);
+        assert_eq!(s.insertion, Insertion::Feeder);
+        assert!(s.compress);
         assert_eq!(t, Duration::from_secs(5));
-        for bad in ["ribbon = \"rgb\"", "contrast = 99", "colour_levels = 2", "colour = 1", "compression = 1"]
-        {
+        for bad in [
+            "ribbon = \"rgb\"",
+            "contrast = 99",
+            "insertion = \"manual\"",
+            "colour_levels = 32",
+            "compression = 1",
+        ] {
             match settings_from_options(&table(bad)) {
                 Err(DeviceError::Config { key, .. }) => {
                     let name = bad.split(' ').next().unwrap();
