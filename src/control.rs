@@ -350,9 +350,10 @@ pub enum Request {
     Test(crate::devices::DeviceId),
 }
 
-/// How long the control socket waits for a technician test job (a colour card takes about a
-/// minute on the wire); the job goes on and is journaled if it takes longer.
-pub const TEST_JOB_WAIT: Duration = Duration::from_secs(180);
+/// How long the control socket waits for a technician test job (a two-sided colour card is about
+/// 2.2 MB, over three minutes at 115,200 baud); the job goes on and is journaled if it takes
+/// longer.
+pub const TEST_JOB_WAIT: Duration = Duration::from_secs(300);
 
 /// Parses one request line; the error says what was wrong, for the `{"error": …}` answer.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
