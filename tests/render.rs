@@ -692,7 +692,13 @@ fn printed_qr_has_the_size_of_the_pdf_qr() {
         (203, vec![("sticker", "sticker.1bit.png"), ("receipt-80mm", "receipt-80mm.1bit.png")]),
         (300, vec![("sticker", "sticker.1bit.png"), ("vehicle-licence", "vehicle-licence.k.png")]),
     ] {
-        let cfg = config_with(&[("sticker_dpi = 203", &format!("sticker_dpi = {dpi}"))]);
+        let cfg = config_with(&[
+            ("sticker_dpi = 203", &format!("sticker_dpi = {dpi}")),
+            (
+                "path = \"var/dev/sticker\"\n",
+                &format!("path = \"var/dev/sticker\"\noptions = {{ dpi = {dpi} }}\n"),
+            ),
+        ]);
         let dir = render_all(&cfg);
         for (name, bitmap) in docs {
             let printer = qr_side_px(&std::fs::read(dir.path().join(bitmap)).unwrap()) / dpi as f32 * 25.4;
