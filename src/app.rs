@@ -83,8 +83,9 @@ impl App {
         let mut sup = Supervisor::new();
         let socket = crate::control::socket_path(&self.config.paths.state_dir);
         let manager = self.manager.clone();
+        let limits = crate::control::Limits::from(&self.config.control);
         sup.spawn("control socket", move |cancel| async move {
-            if let Err(e) = crate::control::serve(&socket, manager, cancel).await {
+            if let Err(e) = crate::control::serve_with(&socket, manager, limits, cancel).await {
                 tracing::error!("control socket: {e}");
             }
         });
