@@ -87,6 +87,11 @@ fn query(config: &Config, self_test: bool) -> anyhow::Result<(Value, Source)> {
     let cmd = if self_test { "self_test" } else { "devices" };
     match control::request(&socket, &json!({ "cmd": cmd })) {
         Ok(v) => return Ok((v, Source::Daemon)),
+        Err(ControlError::NoDaemon { .. }) if daemon_holds_journal(config) => {
+            // vand is starting (or its socket is gone): opening the ports here would take them
+            // from it (they are opened exclusively), so ask again later instead.
+            anyhow::bail!("vand is running but its control socket does not answer yet; try again in a moment")
+        }
         Err(ControlError::NoDaemon { .. }) => {}
         Err(e) => return Err(e.into()),
     }
@@ -103,6 +108,17 @@ fn query(config: &Config, self_test: bool) -> anyhow::Result<(Value, Source)> {
         v
     });
     Ok((value, Source::Direct))
+}
+
+/// Whether a daemon holds the journal's lock (`<journal>.lock`, flock'ed by the journal writer).
+fn daemon_holds_journal(config: &Config) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut lock = config.paths.journal_path().into_os_string();
+    lock.push(".lock");
+    let Ok(file) = std::fs::File::open(&lock) else { return false };
+    // SAFETY: flock on a descriptor we own; released when `file` closes.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
 /// `vanctl devices test DEVICE`.
