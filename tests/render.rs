@@ -117,8 +117,9 @@ fn card_panels_have_the_printer_frame() {
         // Text and QR are on K; some ink, far from all.
         let black = p.k.black_pixels() as f64 / (648.0 * 1016.0);
         assert!(black > 0.02 && black < 0.5, "{kind:?}: {black}");
-        // The header band is on the colour panels (landscape top = portrait right edge).
-        assert!(p.c.data[647] > 0, "{kind:?}");
+        // The header band is on the colour panels (landscape top = portrait left edge, since
+        // portrait (x, y) = landscape (1015 − y, x)).
+        assert!(p.c.data[500 * 648] > 0, "{kind:?}");
     }
 }
 
@@ -308,10 +309,10 @@ fn jpeg_photo_decodes_and_prints() {
     d.photo = std::sync::Arc::new(photo);
     let s = documents::driving_licence_front(&d, DocOptions::default()).unwrap();
     let panels = raster::card_panels(&s).unwrap();
-    // The photo is on the colour panels only: (landscape 100, 200) → portrait (647 − 200, 100).
-    let i = 100 * 648 + (647 - 200);
+    // The photo is on the colour panels only: (landscape 100, 200) → portrait (200, 1015 − 100).
+    let i = (1015 - 100) * 648 + 200;
     assert!(panels.c.data[i] > 0 || panels.m.data[i] > 0 || panels.y.data[i] > 0);
-    assert!(!panels.k.get(647 - 200, 100));
+    assert!(!panels.k.get(200, 1015 - 100));
 }
 
 /// Every glyph of every sample document lies on its page (nothing silently off the card).
@@ -906,4 +907,47 @@ fn block_difference_sees_a_moved_word() {
     }
     let b = raster::rasterize(&s, 300.0, None).unwrap();
     assert!(block_difference(&a, &b) > 0.1, "{}", block_difference(&a, &b));
+}
+
+/// The renderer's portrait frame and the card printer agree on orientation: the panels
+/// `card_panels` makes are sent byte for byte as the landscape rendering itself would be (which
+/// the Evolis driver maps exactly as the vendor library does), so the card's top is the layout's
+/// top.
+#[test]
+fn card_panels_print_the_same_card_as_the_landscape_image() {
+    use mtu::devices::card::{CardJob, CardSide, ColourPlanes, Plane8};
+    use mtu::devices::evolis::job::{JobSettings, build_job};
+    let kind = DocKind::DrivingLicenceFront;
+    let scene = &scenes(kind)[0];
+    let p = raster::card_panels(scene).unwrap();
+    let plane = |q: &raster::Plane8| Plane8 { width: q.width, height: q.height, data: q.data.clone() };
+    let portrait = CardSide {
+        k: Some(p.k.clone()),
+        ymc: Some(ColourPlanes { y: plane(&p.y), m: plane(&p.m), c: plane(&p.c) }),
+        overlay: true,
+    };
+    // The same scene, landscape, straight from the rasteriser.
+    let k = raster::to_bitmap1(
+        &raster::rasterize(scene, raster::CARD_DPI, Some(mtu::render::scene::Ink::K)).unwrap(),
+    );
+    let colour = raster::rasterize(scene, raster::CARD_DPI, Some(mtu::render::scene::Ink::Colour)).unwrap();
+    let (w, h) = (colour.width(), colour.height());
+    let ink = |f: &dyn Fn(&tiny_skia::PremultipliedColorU8) -> u8| Plane8 {
+        width: w,
+        height: h,
+        data: colour.pixels().iter().map(|px| 255 - f(px)).collect(),
+    };
+    let landscape = CardSide {
+        k: Some(k),
+        ymc: Some(ColourPlanes { y: ink(&|p| p.blue()), m: ink(&|p| p.green()), c: ink(&|p| p.red()) }),
+        overlay: true,
+    };
+    assert_eq!((landscape.k.as_ref().unwrap().width, portrait.k.as_ref().unwrap().width), (1016, 648));
+    let s = JobSettings::default();
+    let a = build_job(&s, &CardJob { front: portrait, back: None }).unwrap();
+    let b = build_job(&s, &CardJob { front: landscape, back: None }).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(x.bytes == y.bytes, "{} differs between the portrait frame and the landscape image", x.label);
+    }
 }

@@ -214,12 +214,28 @@ pub fn rotate_cw_1(b: &Bitmap1) -> Bitmap1 {
     Bitmap1 { width: w, height: h, data }
 }
 
-fn rotate_cw_8(p: &Plane8) -> Plane8 {
+/// Turns a landscape 1-bit bitmap 90° counter-clockwise: portrait (x, y) = landscape
+/// (W − 1 − y, x). This is the printer's portrait frame (see [`card_panels`]).
+pub fn rotate_ccw_1(b: &Bitmap1) -> Bitmap1 {
+    let (w, h) = (b.height, b.width);
+    let stride = (w as usize).div_ceil(8);
+    let mut data = vec![0u8; stride * h as usize];
+    for y in 0..h {
+        for x in 0..w {
+            if b.get(b.width - 1 - y, x) {
+                data[y as usize * stride + x as usize / 8] |= 0x80 >> (x % 8);
+            }
+        }
+    }
+    Bitmap1 { width: w, height: h, data }
+}
+
+fn rotate_ccw_8(p: &Plane8) -> Plane8 {
     let (w, h) = (p.height, p.width);
     let mut data = vec![0u8; (w * h) as usize];
     for y in 0..h {
         for x in 0..w {
-            data[(y * w + x) as usize] = p.data[((p.height - 1 - x) * p.width + y) as usize];
+            data[(y * w + x) as usize] = p.data[(x * p.width + (p.width - 1 - y)) as usize];
         }
     }
     Plane8 { width: w, height: h, data }
@@ -227,8 +243,13 @@ fn rotate_cw_8(p: &Plane8) -> Plane8 {
 
 /// Renders a landscape card scene into the printer's portrait panels: K from the black items,
 /// Y/M/C (ink = 255 − RGB) from the colour items.
+///
+/// The portrait frame is the landscape layout turned 90° counter-clockwise, portrait (x, y) =
+/// landscape (1015 − y, x): Evolis's own library turns a portrait image half a turn on its way to
+/// the printer (see `devices::evolis::raster`), so this frame prints the same card as handing it
+/// the landscape image, with the layout's top along the card's top edge.
 pub fn card_panels(scene: &Scene) -> Result<CardPanels, RenderError> {
-    let k = rotate_cw_1(&to_bitmap1(&rasterize(scene, CARD_DPI, Some(Ink::K))?));
+    let k = rotate_ccw_1(&to_bitmap1(&rasterize(scene, CARD_DPI, Some(Ink::K))?));
     let colour = rasterize(scene, CARD_DPI, Some(Ink::Colour))?;
     let (w, h) = (colour.width(), colour.height());
     let mut planes = [Vec::new(), Vec::new(), Vec::new()];
@@ -237,7 +258,7 @@ pub fn card_panels(scene: &Scene) -> Result<CardPanels, RenderError> {
         planes[1].push(255 - px.green());
         planes[2].push(255 - px.red());
     }
-    let [y, m, c] = planes.map(|data| rotate_cw_8(&Plane8 { width: w, height: h, data }));
+    let [y, m, c] = planes.map(|data| rotate_ccw_8(&Plane8 { width: w, height: h, data }));
     Ok(CardPanels { y, m, c, k })
 }
 
@@ -287,5 +308,21 @@ mod tests {
         assert!(r.get(1, 0));
         assert!(r.get(0, 9));
         assert_eq!(r.black_pixels(), 2);
+    }
+
+    /// The card frame: portrait (x, y) = landscape (W − 1 − y, x), for bits and ink planes.
+    #[test]
+    fn counter_clockwise_turn_of_one_pixel() {
+        let mut b = Bitmap1::blank(10, 4);
+        b.set(2, 1, true);
+        let r = rotate_ccw_1(&b);
+        assert_eq!((r.width, r.height), (4, 10));
+        assert!(r.get(1, 7), "landscape (2, 1) → portrait (1, 10 − 1 − 2)");
+        assert_eq!(r.black_pixels(), 1);
+        let mut data = vec![0u8; 40];
+        data[10 + 2] = 200;
+        let p = rotate_ccw_8(&Plane8 { width: 10, height: 4, data });
+        assert_eq!((p.width, p.height), (4, 10));
+        assert_eq!(p.data[7 * 4 + 1], 200);
     }
 }
