@@ -1,10 +1,12 @@
 //! The control socket under load: a bounded number of clients, refusals with a reason, an idle
 //! timeout, and a device that still reconnects while a thousand clients hold connections.
 
+mod common;
+use common::pty_at;
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -22,17 +24,6 @@ const CLIENTS: usize = 1100;
 
 /// The tests here change the process's descriptor limit: they run one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A PTY pair with a stable symlink `dir/name` → slave (as van-sim makes them).
-fn pty_at(dir: &Path, name: &str) -> (TTYPort, PathBuf) {
-    let (master, slave) = TTYPort::pair().expect("pty pair");
-    let slave_path = PathBuf::from(slave.name().expect("slave name"));
-    drop(slave);
-    let link = dir.join(name);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&slave_path, &link).expect("symlink");
-    (master, link)
-}
 
 /// Test double: a device that answers `PING\r` with `PONG\r`.
 struct Pinger {

@@ -2,7 +2,9 @@
 //! health follows the device without a job, shutdown is bounded, self-test runs in parallel.
 //! Each test reproduces a finding of the contract's audit.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::pty_at;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,17 +12,7 @@ use mtu::config::Config;
 use mtu::devices::manager::{Driver, GenericDevice, JobRecord, Manager, ManagerOptions, Outcome};
 use mtu::devices::transport::Backoff;
 use mtu::devices::{DeviceError, DeviceId, Fault, Health, SelfTestReport};
-use serialport::{SerialPort, TTYPort};
-
-fn pty_at(dir: &Path, name: &str) -> (TTYPort, PathBuf) {
-    let (master, slave) = TTYPort::pair().expect("pty pair");
-    let slave_path = PathBuf::from(slave.name().expect("slave name"));
-    drop(slave);
-    let link = dir.join(name);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&slave_path, &link).expect("symlink");
-    (master, link)
-}
+use serialport::TTYPort;
 
 fn config(dir: &Path, poll_ms: u64) -> Config {
     let d = dir.display();

@@ -1,26 +1,16 @@
 //! Whole-program tests of the serial transport, device manager, control socket and `van-sim`,
 //! over real pseudo-terminals.
 
+mod common;
+use common::pty_at;
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mtu::config::{Parity, SerialConfig};
 use mtu::devices::transport::{Backoff, Reopener, SerialLink};
 use mtu::devices::{Link, LinkError};
 use serialport::{SerialPort, TTYPort};
-
-/// A PTY pair with a stable symlink `dir/name` → slave, as van-sim makes them. The slave end of the
-/// pair is closed so the symlink's opener is the only user (like a real port).
-fn pty_at(dir: &Path, name: &str) -> (TTYPort, PathBuf) {
-    let (master, slave) = TTYPort::pair().expect("pty pair");
-    let slave_path = PathBuf::from(slave.name().expect("slave name"));
-    drop(slave);
-    let link = dir.join(name);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&slave_path, &link).expect("symlink");
-    (master, link)
-}
 
 fn serial_cfg(path: &Path) -> SerialConfig {
     SerialConfig {
