@@ -295,3 +295,22 @@ async fn a_purchase_cancelled_before_the_card_is_presented_is_cancelled() {
     m.shutdown();
     host.shutdown();
 }
+
+/// A driver that panics mid-job loses no outcome either: the caller hears `unknown` (it may have
+/// acted before failing) and so does the journal; the device is reopened.
+#[tokio::test]
+async fn a_driver_panic_mid_job_is_unknown_for_the_caller_and_the_journal() {
+    let mut v = van(Duration::from_millis(1), 0);
+    connected(&v.manager).await;
+    let card = v.manager.device(DeviceId::Card).unwrap();
+    let job = card.submit("crash", |_d, _ctx| -> Result<(), DeviceError> { panic!("driver bug") });
+    let id = job.id();
+    assert!(matches!(job.outcome().await, Outcome::Unknown(_)));
+    let rec = v.jobs.recv().await.unwrap();
+    assert_eq!(
+        (rec.job, rec.outcome, rec.fault, rec.may_have_acted),
+        (id, "unknown", Some(Fault::Internal), true)
+    );
+    connected(&v.manager).await;
+    v.manager.shutdown();
+}

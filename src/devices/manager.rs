@@ -1056,16 +1056,22 @@ impl Worker {
                                 // driver (and the port), report it, and start again from a fresh
                                 // open. The caller's oneshot is dropped: its handle reports an
                                 // unknown outcome (the driver may have acted before panicking).
-                                tracing::error!(device = %self.id, %id, "driver panicked during {what}");
+                                self.driver_failed(&mut reopener, &format!("driver failed during {what}"));
                                 open = None;
-                                reopener.after_unplug(Instant::now());
-                                self.publisher.set(
-                                    self.id,
-                                    Health::Fault {
-                                        fault: Fault::Internal,
-                                        detail: format!("driver failed during {what}"),
-                                    },
-                                );
+                                // Its reply went down with the job: the journal still hears of it.
+                                if let Some(sink) = &self.options.sink {
+                                    let _ = sink.send(JobRecord {
+                                        job: id,
+                                        device: self.id,
+                                        what: what.clone(),
+                                        outcome: "unknown",
+                                        fault: Some(Fault::Internal),
+                                        may_have_acted: true,
+                                        detail: Some("the driver failed internally during the job".into()),
+                                        data: None,
+                                        ms: 0,
+                                    });
+                                }
                                 continue;
                             };
                             if o.unplugged.load(Ordering::SeqCst) {
@@ -1120,16 +1126,8 @@ impl Worker {
                                 }
                             }
                             Err(_) => {
-                                tracing::error!(device = %self.id, "driver panicked during a status poll");
+                                self.driver_failed(&mut reopener, "status poll failed");
                                 open = None;
-                                reopener.after_unplug(Instant::now());
-                                self.publisher.set(
-                                    self.id,
-                                    Health::Fault {
-                                        fault: Fault::Internal,
-                                        detail: "status poll failed".into(),
-                                    },
-                                );
                             }
                         }
                     }
@@ -1137,6 +1135,14 @@ impl Worker {
             }
         }
         drop(open);
+    }
+
+    /// A driver bug must not take the device thread down: the caller drops the driver (and the
+    /// port); this reports it and schedules a fresh open.
+    fn driver_failed(&self, reopener: &mut Reopener, detail: &str) {
+        tracing::error!(device = %self.id, "{detail} (driver panicked)");
+        reopener.after_unplug(Instant::now());
+        self.publisher.set(self.id, Health::Fault { fault: Fault::Internal, detail: detail.to_owned() });
     }
 
     fn unplugged(&self, reopener: &mut Reopener) {
