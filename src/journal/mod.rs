@@ -11,5 +11,8 @@ pub mod store;
 pub mod verify;
 
 pub use record::{Record, kinds};
-pub use store::{Appended, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport};
+pub use store::{
+    Appended, FirstStart, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport,
+    PreviousStop, VanFacts, VanVerified,
+};
 pub use verify::{ChainState, ChainVerifier, VerifyError};
