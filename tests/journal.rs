@@ -587,3 +587,347 @@ fn key_rotation_from_the_cli_and_interrupted_rotation_recovery() {
     let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Starts vand with `cfg`, waits for "ready", stops it with SIGTERM and returns its `daemon.start`
+/// record's `previous_stop`.
+fn run_vand_once(dir: &Path, cfg: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vand"))
+        .arg("--config")
+        .arg(cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("vand exited before ready").unwrap();
+        if line.contains("ready") {
+            break;
+        }
+    }
+    // SAFETY: kill with a valid pid of our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let journal = JournalReader::open(&dir.join("state/journal.db")).unwrap();
+    let tail = journal.tail().unwrap().unwrap();
+    let mut start = None;
+    journal
+        .for_each(1, tail.seq, |r| {
+            if r.kind == kinds::DAEMON_START {
+                start = Some(r);
+            }
+            Ok(true)
+        })
+        .unwrap();
+    start.unwrap().payload_json()["previous_stop"].as_str().unwrap().to_owned()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Finding 1: verify reads one snapshot, so a writer appending meanwhile never causes a false gap.
+#[test]
+fn verify_while_appending_never_fails_falsely() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let mut child = vanctl(&cfg)
+        .args(["journal", "append-loop"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acks = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..20 {
+        acks.next().unwrap().unwrap();
+    }
+    let drain = std::thread::spawn(move || for _ in acks {});
+    let mut failures = Vec::new();
+    for _ in 0..15 {
+        let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drain.join().unwrap();
+    assert!(failures.is_empty(), "{} of 15 runs failed while appending: {}", failures.len(), failures[0]);
+}
+
+/// Finding 2: a removed last record is found from the checkpoint vand keeps.
+#[test]
+fn verify_finds_a_deleted_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "5"]));
+    let conn = Connection::open(dir.path().join("state/journal.db")).unwrap();
+    conn.execute_batch("DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq = 6;").unwrap();
+    drop(conn);
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAILED") && stdout.contains("record 6"), "{stdout}");
+}
+
+/// Finding 3: a journal next to another van's key, or under another van's id, fails.
+#[test]
+fn verify_uses_the_key_file_and_van_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "2"]));
+    let key = dir.path().join("state/van.key");
+    let saved = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    VanKey::from_seed(&[77u8; 32]).save_new(&key).unwrap();
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAILED") && stdout.contains("key"), "{stdout}");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::write(&key, saved).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    run_ok(vanctl(&cfg).args(["journal", "verify"]));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("MTU-T-1", "MTU-T-2");
+    std::fs::write(&cfg, text).unwrap();
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("MTU-T-2"), "{stdout}");
+}
+
+/// Finding 4: a `vanctl key rotate` between two runs is not an unclean stop.
+#[test]
+fn key_rotate_is_not_an_unclean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    assert_eq!(run_vand_once(dir.path(), &cfg), "none");
+    run_ok(vanctl(&cfg).args(["key", "rotate"]));
+    assert_eq!(run_vand_once(dir.path(), &cfg), "clean");
+    // A killed writer is still unclean.
+    let mut child = vanctl(&cfg).args(["journal", "append-loop"]).stdout(Stdio::piped()).spawn().unwrap();
+    BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(run_vand_once(dir.path(), &cfg), "unclean");
+}
+
+/// Finding 5: HQ enrolls the genesis key; `pubkey` keeps printing it after a rotation and
+/// `verify --pubkey` accepts it, and explains when given the rotated key instead.
+#[test]
+fn enrolment_is_the_genesis_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let before = run_ok(vanctl(&cfg).arg("pubkey"));
+    let genesis = before.split_whitespace().nth(2).unwrap().to_owned();
+    let rotated = run_ok(vanctl(&cfg).args(["key", "rotate"]));
+    assert!(rotated.contains("genesis") && !rotated.contains("enroll it"), "{rotated}");
+    assert_eq!(run_ok(vanctl(&cfg).arg("pubkey")), before);
+    run_ok(vanctl(&cfg).args(["journal", "verify", "--pubkey", &genesis]));
+    let tail = JournalReader::open(&dir.path().join("state/journal.db")).unwrap().tail().unwrap().unwrap();
+    assert_eq!(tail.kind, kinds::KEY_ROTATE);
+    let new_key = tail.payload_json()["new_public_key"].as_str().unwrap().to_owned();
+    let out = vanctl(&cfg).args(["journal", "verify", "--pubkey", &new_key]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("genesis key") && stdout.contains(&genesis), "{stdout}");
+}
+
+/// Finding 6: a key left staged by a rotation that never committed does not block the next one.
+#[test]
+fn interrupted_rotation_never_blocks_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let staged = dir.path().join("state/van.key.new");
+    VanKey::from_seed(&[78u8; 32]).save_new(&staged).unwrap();
+    let out = run_ok(vanctl(&cfg).args(["key", "rotate"]));
+    assert!(out.contains("rotated at record"), "{out}");
+    assert!(!staged.exists());
+    run_ok(vanctl(&cfg).args(["journal", "verify"]));
+}
+
+/// Finding 7: with the key present, a deleted or emptied journal stops the daemon with what to
+/// restore; a deleted key with a journal present is never replaced by a new key.
+#[test]
+fn lost_journal_or_key_is_never_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "2"]));
+    let state = dir.path().join("state");
+    let db = state.join("journal.db");
+    let saved = std::fs::read(&db).unwrap();
+    for damage in ["delete", "empty"] {
+        match damage {
+            "delete" => std::fs::remove_file(&db).unwrap(),
+            _ => std::fs::write(&db, b"").unwrap(),
+        }
+        for cmd in [&mut Command::new(env!("CARGO_BIN_EXE_vand")), &mut vanctl(&cfg)] {
+            if cmd.get_program().to_string_lossy().ends_with("vand") {
+                cmd.arg("--config").arg(&cfg);
+            } else {
+                cmd.args(["journal", "append-loop", "--count", "1"]);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{damage}: started on a lost journal");
+            assert!(stderr.contains("restore the journal") && stderr.contains("journal.db"), "{stderr}");
+            assert!(
+                std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) == 0,
+                "{damage}: journal re-created"
+            );
+        }
+    }
+    std::fs::write(&db, &saved).unwrap();
+    let key = state.join("van.key");
+    std::fs::remove_file(&key).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vand")).arg("--config").arg(&cfg).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("restore the van's key, never create a new one")
+            || stderr.contains("restore the van's key (never create a new one"),
+        "{stderr}"
+    );
+    assert!(!key.exists(), "a new key was created for an existing journal");
+    let out = vanctl(&cfg).arg("keygen").output().unwrap();
+    assert!(!out.status.success());
+    assert!(!key.exists(), "keygen created a new key for an existing journal");
+}
+
+/// Finding 7, production: `vanctl keygen` is the first start: it creates key and journal together.
+#[test]
+fn keygen_creates_key_and_journal_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "production");
+    let out = run_ok(vanctl(&cfg).arg("keygen"));
+    assert!(out.contains("journal"), "{out}");
+    let reader = JournalReader::open(&dir.path().join("state/journal.db")).unwrap();
+    assert_eq!(reader.get(1).unwrap().kind, kinds::GENESIS);
+    let pubkey = run_ok(vanctl(&cfg).arg("pubkey"));
+    assert!(out.contains(pubkey.split_whitespace().nth(2).unwrap()), "{out} vs {pubkey}");
+}
+
+/// Finding 8: appends that failed on a full disk are counted across a restart, and written as
+/// `fault.storage` once space is back; the message never says nothing was lost.
+#[test]
+fn disk_full_failures_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let small = JournalOptions { max_pages: Some(40), ..opts() };
+    let (j, _) = Journal::open(&path, key(), &small).unwrap();
+    let big = "x".repeat(3000);
+    let err = loop {
+        if let Err(e) = j.append("test.append", &serde_json::json!({"pad": big})) {
+            break e;
+        }
+    };
+    assert!(!err.to_string().contains("nothing was lost"), "{err}");
+    assert!(j.append("device.health", &serde_json::json!({"pad": big})).is_err());
+    assert!(j.append(kinds::DAEMON_STOP, &serde_json::json!({"reason": "SIGTERM", "pad": big})).is_err());
+    j.close();
+    // Restarted, still full: the count keeps growing.
+    let (j, _) = Journal::open(&path, key(), &small).unwrap();
+    assert!(j.append("test.append", &serde_json::json!({"pad": big})).is_err());
+    j.close();
+    // Space is back.
+    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    let next = j.append(kinds::DAEMON_START, &serde_json::json!({})).unwrap();
+    j.close();
+    let reader = JournalReader::open(&path).unwrap();
+    reader.verify_all(None).unwrap();
+    let marker = reader.get(next.seq - 1).unwrap();
+    assert_eq!(marker.kind, kinds::FAULT_STORAGE);
+    assert_eq!(marker.payload_json()["failed_appends"], 4, "{:?}", marker.payload_json());
+}
+
+/// Finding 9: an auditor's read-only copy can be verified, exported and shown.
+#[test]
+fn read_only_copy_verifies_exports_and_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "3"]));
+    let genesis = run_ok(vanctl(&cfg).arg("pubkey")).split_whitespace().nth(2).unwrap().to_owned();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(dir.path().join("state/journal.db"), copy.join("journal.db")).unwrap();
+    let audit = dir.path().join("audit.toml");
+    std::fs::write(
+        &audit,
+        format!(
+            "mode = \"simulation\"\n[van]\nid = \"MTU-T-1\"\n[paths]\nstate_dir = \"{}\"\njournal = \"{}\"\nkey_file = \"{}\"\n[log]\nformat = \"text\"\n",
+            copy.display(),
+            copy.join("journal.db").display(),
+            copy.join("no.key").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(copy.join("journal.db"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o555)).unwrap();
+    for p in [dir.path(), audit.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let as_auditor = |args: &[&str]| {
+        let mut c = vanctl(&audit);
+        c.args(args);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // Root writes anywhere: run as `nobody`, for whom the copy is read-only.
+            std::os::unix::process::CommandExt::uid(&mut c, 65534);
+        }
+        c
+    };
+    let out = run_ok(&mut as_auditor(&["journal", "verify", "--pubkey", &genesis]));
+    assert!(out.starts_with("OK: 4 records"), "{out}");
+    let out = run_ok(&mut as_auditor(&["journal", "export"]));
+    assert_eq!(out.lines().count(), 4);
+    let out = run_ok(&mut as_auditor(&["journal", "show", "1"]));
+    assert!(out.contains(kinds::GENESIS), "{out}");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Finding 12: files vanctl creates get the daemon's modes whatever the caller's umask.
+#[test]
+fn vanctl_creates_private_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let state = dir.path().join("state");
+    assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o750);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o027, 0, "{} has mode {mode:o}", entry.path().display());
+    }
+    assert_eq!(std::fs::metadata(state.join("journal.db")).unwrap().permissions().mode() & 0o777, 0o640);
+}
+
+/// Finding 12: a journal from a newer schema says so.
+#[test]
+fn newer_schema_names_a_newer_vand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    Connection::open(dir.path().join("state/journal.db"))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    for args in [&["journal", "append-loop", "--count", "1"][..], &["journal", "verify"]] {
+        let out = vanctl(&cfg).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("made by a newer vand"), "{args:?}: {stderr}");
+    }
+}
