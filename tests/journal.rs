@@ -621,6 +621,22 @@ fn run_vand_once(dir: &Path, cfg: &Path) -> String {
     start.unwrap().payload_json()["previous_stop"].as_str().unwrap().to_owned()
 }
 
+/// Runs a command that is expected to exit (a refusing vand); one still running after 20 s has
+/// started when it should not have: it is killed and reported as started.
+fn output_within(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after 20 s (it started): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -780,7 +796,7 @@ fn lost_journal_or_key_is_never_recreated() {
             } else {
                 cmd.args(["journal", "append-loop", "--count", "1"]);
             }
-            let out = cmd.output().unwrap();
+            let out = output_within(cmd);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!out.status.success(), "{damage}: started on a lost journal");
             assert!(stderr.contains("restore the journal") && stderr.contains("journal.db"), "{stderr}");
@@ -793,7 +809,7 @@ fn lost_journal_or_key_is_never_recreated() {
     std::fs::write(&db, &saved).unwrap();
     let key = state.join("van.key");
     std::fs::remove_file(&key).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_vand")).arg("--config").arg(&cfg).output().unwrap();
+    let out = output_within(Command::new(env!("CARGO_BIN_EXE_vand")).arg("--config").arg(&cfg));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -842,8 +858,10 @@ fn disk_full_failures_survive_a_restart() {
     let (j, _) = Journal::open(&path, key(), &small).unwrap();
     assert!(j.append("test.append", &serde_json::json!({"pad": big})).is_err());
     j.close();
-    // Space is back.
-    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    // Space is back. Both writers closed cleanly although their last records were not written.
+    let (j, report) = Journal::open(&path, key(), &opts()).unwrap();
+    assert_eq!(report.previous_stop, mtu::journal::PreviousStop::Clean);
+    assert_eq!(report.unrecorded_failures, 4);
     let next = j.append(kinds::DAEMON_START, &serde_json::json!({})).unwrap();
     j.close();
     let reader = JournalReader::open(&path).unwrap();
@@ -851,6 +869,10 @@ fn disk_full_failures_survive_a_restart() {
     let marker = reader.get(next.seq - 1).unwrap();
     assert_eq!(marker.kind, kinds::FAULT_STORAGE);
     assert_eq!(marker.payload_json()["failed_appends"], 4, "{:?}", marker.payload_json());
+    assert_eq!(marker.payload_json()["failed_kinds"][kinds::DAEMON_STOP], 1);
+    let (j, report) = Journal::open(&path, key(), &opts()).unwrap();
+    assert_eq!(report.unrecorded_failures, 0, "the marker is written once");
+    j.close();
 }
 
 /// Finding 9: an auditor's read-only copy can be verified, exported and shown.
@@ -930,4 +952,73 @@ fn newer_schema_names_a_newer_vand() {
         assert!(!out.status.success());
         assert!(stderr.contains("made by a newer vand"), "{args:?}: {stderr}");
     }
+}
+
+/// The transaction index answers "records of X" and "last state of X" from the index, in the
+/// same transaction as the record; a journal from before the index is indexed by the migration.
+#[test]
+fn transaction_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    let a1 = j.append("service.step", &serde_json::json!({"txn": "DL-1", "step": "opened"})).unwrap();
+    j.append("service.step", &serde_json::json!({"txn": "DL-2", "step": "opened"})).unwrap();
+    j.append("test.append", &serde_json::json!({"note": "no txn", "inner": {"txn": "DL-1"}})).unwrap();
+    let a3 = j.append("payment.done", &serde_json::json!({"txn": "DL-1", "step": "paid"})).unwrap();
+    for bad in [
+        serde_json::json!({"txn": 7}),
+        serde_json::json!({"txn": ""}),
+        serde_json::json!({"txn": "x".repeat(65)}),
+    ] {
+        let err = j.append("service.step", &bad).unwrap_err();
+        assert!(matches!(err, JournalError::Txn(_)), "{err}");
+    }
+    let seqs = |recs: Vec<mtu::journal::Record>| recs.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(j.txn_records("DL-1").unwrap()), vec![a1.seq, a3.seq]);
+    assert_eq!(j.txn_last("DL-1").unwrap().unwrap().kind, "payment.done");
+    assert!(j.txn_last("DL-9").unwrap().is_none());
+    j.close();
+    let reader = JournalReader::open(&path).unwrap();
+    assert_eq!(reader.tail().unwrap().unwrap().seq, a3.seq, "refused appends wrote nothing");
+    assert_eq!(seqs(reader.txn_records("DL-2").unwrap()), vec![a1.seq + 1]);
+    // Lookups search the index; they never scan the records.
+    let conn = Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare("EXPLAIN QUERY PLAN SELECT r.seq FROM txn_index t JOIN records r ON r.seq = t.seq WHERE t.txn = 'DL-1' ORDER BY t.seq DESC LIMIT 1")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(plan.iter().all(|p| p.starts_with("SEARCH")), "{plan:?}");
+    // The index is append-only like the records.
+    assert!(conn.execute("DELETE FROM txn_index", []).unwrap_err().to_string().contains("append-only"));
+    // A journal made before the index: the migration fills it from the payloads.
+    conn.execute_batch("DROP TABLE txn_index; PRAGMA user_version = 1;").unwrap();
+    drop(conn);
+    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    assert_eq!(seqs(j.txn_records("DL-1").unwrap()), vec![a1.seq, a3.seq]);
+    j.close();
+}
+
+/// One signer: documents are signed by the journal writer with the key it holds, domain-separated
+/// from records; after a rotation, with the new key.
+#[test]
+fn journal_signs_documents_with_the_key_it_holds() {
+    use mtu::keys::{DomainSigner, RESERVED_DOMAINS};
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(&dir.path().join("j.db"), key(), &opts()).unwrap();
+    let s = j.sign_domain(b"EG-MTU-QR\0", b"receipt 4711").unwrap();
+    assert_eq!(s.public_key, key().verifying_key());
+    key().verifying_key().verify_strict(b"EG-MTU-QR\0receipt 4711", &s.signature).unwrap();
+    for reserved in RESERVED_DOMAINS {
+        assert!(j.sign_domain(reserved, b"x").is_err());
+    }
+    let new_key = VanKey::from_seed(&[43u8; 32]);
+    let new_public = new_key.verifying_key();
+    j.rotate_key(new_key).unwrap();
+    let s = j.sign_domain(b"EG-MTU-QR\0", b"after").unwrap();
+    assert_eq!(s.public_key, new_public);
+    new_public.verify_strict(b"EG-MTU-QR\0after", &s.signature).unwrap();
+    j.close();
 }
