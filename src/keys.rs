@@ -125,6 +125,8 @@ pub enum KeyError {
 /// is held in `Zeroizing` buffers. `Debug` prints only the key id.
 pub struct VanKey {
     signing: SigningKey,
+    /// [`key_id_of`] the public half, computed once (every record carries it).
+    key_id: [u8; KEY_ID_LEN],
 }
 
 impl std::fmt::Debug for VanKey {
@@ -136,12 +138,12 @@ impl std::fmt::Debug for VanKey {
 impl VanKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Self {
-        VanKey { signing: SigningKey::generate(&mut rand_core::OsRng) }
+        Self::from_signing(SigningKey::generate(&mut rand_core::OsRng))
     }
 
     /// A key from a 32-byte seed (tests and the documented worked example only).
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        VanKey { signing: SigningKey::from_bytes(seed) }
+        Self::from_signing(SigningKey::from_bytes(seed))
     }
 
     /// Loads a key file, refusing one that group or others may access.
@@ -166,7 +168,12 @@ impl VanKey {
         );
         let signing =
             SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Malformed { path: path.to_owned() })?;
-        Ok(VanKey { signing })
+        Ok(Self::from_signing(signing))
+    }
+
+    fn from_signing(signing: SigningKey) -> Self {
+        let key_id = key_id_of(&signing.verifying_key());
+        VanKey { signing, key_id }
     }
 
     /// Writes this key to a new file with mode 0600 (never overwrites), syncing file and folder.
@@ -217,7 +224,7 @@ impl VanKey {
 
     /// This key's id (see [`key_id_of`]).
     pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
-        key_id_of(&self.verifying_key())
+        self.key_id
     }
 
     /// Signs `message` (Ed25519, RFC 8032, pure: the message itself, not a pre-hash).

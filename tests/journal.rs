@@ -1022,3 +1022,23 @@ fn journal_signs_documents_with_the_key_it_holds() {
     new_public.verify_strict(b"EG-MTU-QR\0after", &s.signature).unwrap();
     j.close();
 }
+
+/// The checkpoint re-reads what this writer sealed and finds a record altered in storage since
+/// (its bytes or only its signature).
+#[test]
+fn checkpoint_finds_own_records_altered_in_storage() {
+    for column in ["payload", "sig", "prev_hash"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+        for i in 0..10 {
+            j.append("test.append", &serde_json::json!({"i": i})).unwrap();
+        }
+        flip(&Connection::open(&path).unwrap(), 6, column, 3, 2);
+        let err = j.checkpoint().unwrap_err();
+        match err {
+            JournalError::Integrity { error, .. } => assert_eq!(error.seq(), 6, "{column}: {error}"),
+            e => panic!("{column}: {e}"),
+        }
+    }
+}

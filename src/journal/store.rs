@@ -37,6 +37,8 @@ pub const APPLICATION_ID: i32 = 0x4D54_554A;
 const READ_CHUNK: u64 = 4096;
 /// Most appends committed in one transaction (group commit under concurrent appenders).
 const MAX_BATCH: usize = 256;
+/// Most sealed records remembered for a checkpoint (96 bytes each).
+const MAX_SEALED: usize = 100_000;
 /// Mode of the journal database, its WAL and side files: the `mtu` user writes, its group reads.
 pub const JOURNAL_FILE_MODE: u32 = 0o640;
 /// Longest transaction id (`"txn"` payload field), in bytes.
@@ -430,6 +432,9 @@ struct Writer {
     /// Appends that failed and are not on record yet.
     failed: Option<Failures>,
     status: Option<StatusFile>,
+    /// (seq, hash, signature) of each record this writer sealed since the checkpoint, in order;
+    /// `None` once more than [`MAX_SEALED`] (then the checkpoint verifies signatures).
+    sealed: Option<Vec<(u64, [u8; 32], [u8; 64])>>,
     _lock: File,
 }
 
@@ -448,8 +453,18 @@ fn lock_file(path: &Path) -> Result<File, JournalError> {
         .open(&lock_path)
         .or_else(|_| File::open(&lock_path))
         .map_err(|e| JournalError::Open { path: path.to_owned(), detail: format!("lock file: {e}") })?;
-    // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // A writer that just closed may still appear to hold the lock for a moment: a process forked
+    // meanwhile (before its exec closes inherited descriptors) shares the lock. Retry briefly.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let rc = loop {
+        // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let busy = rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK);
+        if !busy || Instant::now() >= deadline {
+            break rc;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         return Err(if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
@@ -952,6 +967,7 @@ impl Journal {
             checkpoint_every: opts.checkpoint_every.max(1),
             failed,
             status,
+            sealed: Some(Vec::new()),
             _lock: lock,
         };
         writer.save_status(true);
@@ -977,6 +993,7 @@ impl Journal {
             tracing::error!(error = %e, "journal checkpoint at open failed");
         } else {
             writer.checkpoint = writer.tail.clone();
+            writer.sealed = Some(Vec::new());
         }
         let report = OpenReport {
             created,
@@ -1112,7 +1129,10 @@ pub fn txn_of(payload: &[u8]) -> Result<Option<String>, JournalError> {
         txn: Option<serde_json::Value>,
     }
     let first = payload.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    // No object, or no `"txn"` anywhere in it (escapes aside, which a probe then settles): no
+    // transaction, without parsing the payload a second time.
+    let maybe = payload.windows(5).any(|w| w == b"\"txn\"") || payload.contains(&b'\\');
+    if first != Some(&b'{') || !maybe {
         return Ok(None);
     }
     let probe: Probe = serde_json::from_slice(payload)
@@ -1266,6 +1286,7 @@ impl Writer {
         let mut seq = self.tail.seq;
         let mut prev = self.tail.hash;
         let (time_us, boot_id, boot_us) = (clock::now_utc_us(), clock::boot_id(), clock::boottime_us());
+        let mut sealed: Vec<(u64, [u8; 32], [u8; 64])> = Vec::with_capacity(batch.len() + 1);
         let mut seal_insert =
             |kind: &str, payload: &[u8], txn: Option<&str>| -> Result<Appended, JournalError> {
                 seq += 1;
@@ -1281,6 +1302,7 @@ impl Writer {
                 };
                 let rec = draft.seal(&self.key)?;
                 insert(&tx, &rec, txn).map_err(|e| map_sqlite(&path, e))?;
+                sealed.push((rec.seq, rec.hash, rec.sig));
                 prev = rec.hash;
                 Ok(Appended { seq, hash: rec.hash })
             };
@@ -1298,6 +1320,13 @@ impl Writer {
             done.push(seal_insert(kind, payload, txn.as_deref())?);
         }
         tx.commit().map_err(m)?;
+        if let Some(list) = self.sealed.as_mut() {
+            if list.len() + sealed.len() > MAX_SEALED {
+                self.sealed = None;
+            } else {
+                list.extend(sealed);
+            }
+        }
         if self.failed.take().is_some() {
             self.save_status(true);
         }
@@ -1334,10 +1363,55 @@ impl Writer {
         if self.tail.seq == self.checkpoint.seq {
             return Ok(self.checkpoint.seq);
         }
-        let (state, _) = verify_from(&self.conn, &self.path, self.checkpoint.clone(), None)?;
+        let state = match self.sealed.take() {
+            Some(list) if list.first().map(|r| r.0) == Some(self.checkpoint.seq + 1) => {
+                self.check_own_records(&list)?
+            }
+            _ => verify_from(&self.conn, &self.path, self.checkpoint.clone(), None)?.0,
+        };
         save_checkpoint(&self.conn, &state).map_err(|e| map_sqlite(&self.path, e))?;
         self.checkpoint = state;
+        self.sealed = Some(Vec::new());
         Ok(self.checkpoint.seq)
+    }
+
+    /// Re-reads the records this writer sealed since the checkpoint and checks that storage holds
+    /// exactly them: each record's bytes hash to its stored hash, which, with the stored signature,
+    /// is the one sealed, and the chain links. A signature made here over bytes that are unchanged
+    /// needs no second verification (records from earlier runs are verified in full at open).
+    fn check_own_records(&self, sealed: &[(u64, [u8; 32], [u8; 64])]) -> Result<ChainState, JournalError> {
+        let path = &self.path;
+        let fail = |error| JournalError::Integrity { path: path.clone(), error };
+        let mut prev = self.checkpoint.hash;
+        let mut expected = sealed.iter();
+        let mut buf = Vec::with_capacity(512);
+        let mut failure = None;
+        let end = sealed.last().map_or(self.checkpoint.seq, |r| r.0);
+        for_each_record(&self.conn, path, self.checkpoint.seq + 1, end, |rec| {
+            let Some((seq, hash, sig)) = expected.next() else { return Ok(false) };
+            rec.write_signed_bytes(&mut buf);
+            let computed: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&buf).into();
+            failure = if rec.seq != *seq {
+                Some(VerifyError::Gap { seq: rec.seq, expected: *seq })
+            } else if rec.prev_hash != prev {
+                Some(VerifyError::ChainBroken { seq: rec.seq })
+            } else if computed != rec.hash || rec.hash != *hash {
+                Some(VerifyError::HashMismatch { seq: rec.seq })
+            } else if rec.sig != *sig {
+                Some(VerifyError::BadSignature { seq: rec.seq })
+            } else {
+                None
+            };
+            prev = rec.hash;
+            Ok(failure.is_none())
+        })?;
+        if let Some(error) = failure {
+            return Err(fail(error));
+        }
+        if let Some((seq, _, _)) = expected.next() {
+            return Err(fail(VerifyError::Gap { seq: *seq, expected: *seq }));
+        }
+        Ok(ChainState { van_id: self.van_id.clone(), seq: end, hash: prev, key: self.tail.key })
     }
 }
 
