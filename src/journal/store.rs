@@ -37,6 +37,8 @@ pub const APPLICATION_ID: i32 = 0x4D54_554A;
 const READ_CHUNK: u64 = 4096;
 /// Most appends committed in one transaction (group commit under concurrent appenders).
 const MAX_BATCH: usize = 256;
+/// A record this writer sealed: seq, hash, signature.
+type Sealed = (u64, [u8; 32], [u8; 64]);
 /// Most sealed records remembered for a checkpoint (96 bytes each).
 const MAX_SEALED: usize = 100_000;
 /// Mode of the journal database, its WAL and side files: the `mtu` user writes, its group reads.
@@ -434,7 +436,7 @@ struct Writer {
     status: Option<StatusFile>,
     /// (seq, hash, signature) of each record this writer sealed since the checkpoint, in order;
     /// `None` once more than [`MAX_SEALED`] (then the checkpoint verifies signatures).
-    sealed: Option<Vec<(u64, [u8; 32], [u8; 64])>>,
+    sealed: Option<Vec<Sealed>>,
     _lock: File,
 }
 
@@ -1286,7 +1288,7 @@ impl Writer {
         let mut seq = self.tail.seq;
         let mut prev = self.tail.hash;
         let (time_us, boot_id, boot_us) = (clock::now_utc_us(), clock::boot_id(), clock::boottime_us());
-        let mut sealed: Vec<(u64, [u8; 32], [u8; 64])> = Vec::with_capacity(batch.len() + 1);
+        let mut sealed: Vec<Sealed> = Vec::with_capacity(batch.len() + 1);
         let mut seal_insert =
             |kind: &str, payload: &[u8], txn: Option<&str>| -> Result<Appended, JournalError> {
                 seq += 1;
@@ -1379,7 +1381,7 @@ impl Writer {
     /// exactly them: each record's bytes hash to its stored hash, which, with the stored signature,
     /// is the one sealed, and the chain links. A signature made here over bytes that are unchanged
     /// needs no second verification (records from earlier runs are verified in full at open).
-    fn check_own_records(&self, sealed: &[(u64, [u8; 32], [u8; 64])]) -> Result<ChainState, JournalError> {
+    fn check_own_records(&self, sealed: &[Sealed]) -> Result<ChainState, JournalError> {
         let path = &self.path;
         let fail = |error| JournalError::Integrity { path: path.clone(), error };
         let mut prev = self.checkpoint.hash;
