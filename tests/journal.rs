@@ -1042,3 +1042,12 @@ fn checkpoint_finds_own_records_altered_in_storage() {
         }
     }
 }
+
+proptest! {
+    /// The transaction-id probe never panics: any bytes give a txn, none, or a refusal.
+    #[test]
+    fn txn_probe_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), text in ".{0,80}") {
+        let _ = mtu::journal::store::txn_of(&bytes);
+        let _ = mtu::journal::store::txn_of(format!("{{\"txn\":{text}}}").as_bytes());
+    }
+}

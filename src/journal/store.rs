@@ -1,4 +1,8 @@
-//! SQLite storage of the journal: schema and migrations, the single writer thread, and readers.
+//! SQLite storage of the journal: schema and migrations, the single writer, and readers.
+//!
+//! The writer is not a thread: an appender queues its record and takes the writer lock; whoever
+//! holds the lock commits everything queued in one transaction (group commit) and answers each
+//! caller. A lone appender so does its own commit with no thread handoff.
 //!
 //! Invariants enforced here (and again by triggers in the database):
 //! - records are only ever inserted, never updated or deleted;
@@ -16,8 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
@@ -35,8 +38,6 @@ pub const APPLICATION_ID: i32 = 0x4D54_554A;
 
 /// Rows read per short read transaction when streaming (keeps WAL checkpoints unblocked).
 const READ_CHUNK: u64 = 4096;
-/// Most appends committed in one transaction (group commit under concurrent appenders).
-const MAX_BATCH: usize = 256;
 /// A record this writer sealed: seq, hash, signature.
 type Sealed = (u64, [u8; 32], [u8; 64]);
 /// Most sealed records remembered for a checkpoint (96 bytes each).
@@ -370,28 +371,29 @@ pub struct Appended {
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
-enum Cmd {
-    Append { kind: String, payload: Vec<u8>, reply: Reply<Appended> },
-    Rotate { new_key: Box<VanKey>, reply: Reply<Appended> },
-    Checkpoint { reply: Reply<u64> },
-    Quota { max_pages: Option<u64>, reply: Reply<()> },
-    Sign { domain: Vec<u8>, message: Vec<u8>, reply: oneshot::Sender<Result<DomainSignature, SignError>> },
+/// What the handles share: appends waiting to be committed, and the writer (`None` once closed).
+struct Shared {
+    queue: Mutex<Vec<Pending>>,
+    writer: Mutex<Option<Writer>>,
 }
 
-/// Handle to the journal's single writer thread. Cloning shares the same writer.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Handle to the journal's single writer. Cloning shares the same writer.
 #[derive(Clone)]
 pub struct Journal {
-    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
     path: PathBuf,
     /// A read-only connection for lookups (transaction index) beside the writer.
     reader: Arc<Mutex<Connection>>,
 }
 
-/// Owns the writer thread; dropping it (or calling [`JournalOwner::close`]) stops the writer after
-/// the queued appends, checkpoints, and releases the lock.
+/// Owns the writer; dropping it (or calling [`JournalOwner::close`]) commits what is queued,
+/// checkpoints, records a clean close and releases the lock.
 pub struct JournalOwner {
     handle: Journal,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::ops::Deref for JournalOwner {
@@ -408,11 +410,11 @@ impl JournalOwner {
     }
 
     fn stop(&mut self) {
-        // Replace our sender with a dead one so the writer sees all senders dropped once clones go.
-        let (dead, _) = mpsc::channel();
-        self.handle.tx = dead;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let taken = lock(&self.handle.shared.writer).take();
+        if let Some(mut w) = taken {
+            let mut rest = std::mem::take(&mut *lock(&self.handle.shared.queue));
+            w.flush(&mut rest);
+            w.close();
         }
     }
 }
@@ -1007,13 +1009,9 @@ impl Journal {
             elapsed: started.elapsed(),
         };
 
-        let (tx, rx) = mpsc::channel();
-        let thread =
-            std::thread::Builder::new().name("journal-writer".into()).spawn(move || writer.run(rx)).map_err(
-                |e| JournalError::Open { path: path.to_owned(), detail: format!("writer thread: {e}") },
-            )?;
-        let handle = Journal { tx, path: path.to_owned(), reader: Arc::new(Mutex::new(reader)) };
-        Ok((JournalOwner { handle, thread: Some(thread) }, report))
+        let shared = Arc::new(Shared { queue: Mutex::new(Vec::new()), writer: Mutex::new(Some(writer)) });
+        let handle = Journal { shared, path: path.to_owned(), reader: Arc::new(Mutex::new(reader)) };
+        Ok((JournalOwner { handle }, report))
     }
 
     /// The database path.
@@ -1021,23 +1019,44 @@ impl Journal {
         &self.path
     }
 
-    fn send<T>(
+    /// Runs `f` on the writer after committing what is queued; `Closed` once closed.
+    fn with_writer<T>(
         &self,
-        make: impl FnOnce(Reply<T>) -> Cmd,
-    ) -> Result<oneshot::Receiver<Result<T, JournalError>>, JournalError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| JournalError::Closed)?;
-        Ok(rx)
+        f: impl FnOnce(&mut Writer) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
+        let mut guard = lock(&self.shared.writer);
+        let w = guard.as_mut().ok_or(JournalError::Closed)?;
+        let mut queued = std::mem::take(&mut *lock(&self.shared.queue));
+        w.flush(&mut queued);
+        f(w)
     }
 
     /// Appends a record and waits until it is durably committed. Blocking: do not call from an
     /// async task (use [`Journal::append_async`]).
     pub fn append(&self, kind: &str, payload: &serde_json::Value) -> Result<Appended, JournalError> {
-        let payload = payload.to_string().into_bytes();
-        let kind = kind.to_owned();
-        self.send(|reply| Cmd::Append { kind, payload, reply })?
-            .blocking_recv()
-            .map_err(|_| JournalError::Closed)?
+        self.append_bytes(kind.to_owned(), payload.to_string().into_bytes())
+    }
+
+    fn append_bytes(&self, kind: String, payload: Vec<u8>) -> Result<Appended, JournalError> {
+        // Checked here, in the caller's thread, so concurrent appenders check in parallel.
+        super::record::check_kind(&kind)?;
+        super::record::check_payload(&payload)?;
+        let txn = txn_of(&payload)?;
+        let (reply, mut rx) = oneshot::channel();
+        lock(&self.shared.queue).push((kind, payload, txn, Some(reply)));
+        let mut guard = lock(&self.shared.writer);
+        // Committed by the previous holder of the lock (group commit)?
+        match rx.try_recv() {
+            Ok(result) => return result,
+            Err(oneshot::error::TryRecvError::Closed) => return Err(JournalError::Closed),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        let Some(w) = guard.as_mut() else { return Err(JournalError::Closed) };
+        let mut batch = std::mem::take(&mut *lock(&self.shared.queue));
+        w.flush(&mut batch);
+        w.checkpoint_if_due();
+        drop(guard);
+        rx.try_recv().map_err(|_| JournalError::Closed)?
     }
 
     /// Appends a record and waits (asynchronously) until it is durably committed.
@@ -1047,48 +1066,36 @@ impl Journal {
         payload: &serde_json::Value,
     ) -> Result<Appended, JournalError> {
         let payload = payload.to_string().into_bytes();
-        let kind = kind.to_owned();
-        self.send(|reply| Cmd::Append { kind, payload, reply })?.await.map_err(|_| JournalError::Closed)?
+        let (kind, journal) = (kind.to_owned(), self.clone());
+        tokio::task::spawn_blocking(move || journal.append_bytes(kind, payload))
+            .await
+            .map_err(|_| JournalError::Closed)?
     }
 
     /// Hands signing over to `new_key`: writes a `key.rotate` record signed by the current key that
     /// carries the new public key and the new key's proof. The caller saves the new key file first.
     pub fn rotate_key(&self, new_key: VanKey) -> Result<Appended, JournalError> {
-        let new_key = Box::new(new_key);
-        self.send(|reply| Cmd::Rotate { new_key, reply })?
-            .blocking_recv()
-            .map_err(|_| JournalError::Closed)?
+        self.with_writer(|w| w.rotate(new_key))
     }
 
-    /// Re-reads and verifies the records since the last checkpoint from storage and advances the
+    /// Re-reads the records since the last checkpoint from storage, checks them and advances the
     /// checkpoint to the tail. Returns the checkpoint's sequence number.
     pub fn checkpoint(&self) -> Result<u64, JournalError> {
-        self.send(|reply| Cmd::Checkpoint { reply })?.blocking_recv().map_err(|_| JournalError::Closed)?
+        self.with_writer(|w| w.advance_checkpoint())
     }
 
     /// Changes the size cap (`None` lifts it); see [`JournalOptions::max_pages`].
     pub fn set_max_pages(&self, max_pages: Option<u64>) -> Result<(), JournalError> {
-        self.send(|reply| Cmd::Quota { max_pages, reply })?
-            .blocking_recv()
-            .map_err(|_| JournalError::Closed)?
+        self.with_writer(|w| {
+            let pages = max_pages.map_or(i64::from(u32::MAX), |p| p as i64);
+            w.conn.pragma_update(None, "max_page_count", pages).map_err(|e| map_sqlite(&w.path, e))
+        })
     }
 
     /// Async form of [`Journal::checkpoint`].
     pub async fn checkpoint_async(&self) -> Result<u64, JournalError> {
-        self.send(|reply| Cmd::Checkpoint { reply })?.await.map_err(|_| JournalError::Closed)?
-    }
-
-    fn sign_cmd(
-        &self,
-        domain: &[u8],
-        message: &[u8],
-    ) -> Result<oneshot::Receiver<Result<DomainSignature, SignError>>, SignError> {
-        crate::keys::check_domain(domain)?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Sign { domain: domain.to_vec(), message: message.to_vec(), reply })
-            .map_err(|_| SignError::Closed)?;
-        Ok(rx)
+        let journal = self.clone();
+        tokio::task::spawn_blocking(move || journal.checkpoint()).await.map_err(|_| JournalError::Closed)?
     }
 
     /// Async form of [`DomainSigner::sign_domain`]: signs with the key the writer holds (after a
@@ -1098,7 +1105,10 @@ impl Journal {
         domain: &[u8],
         message: &[u8],
     ) -> Result<DomainSignature, SignError> {
-        self.sign_cmd(domain, message)?.await.map_err(|_| SignError::Closed)?
+        let (domain, message, journal) = (domain.to_vec(), message.to_vec(), self.clone());
+        tokio::task::spawn_blocking(move || journal.sign_domain(&domain, &message))
+            .await
+            .map_err(|_| SignError::Closed)?
     }
 
     /// The records of transaction `txn` (payload field `"txn"`), in order, from the index.
@@ -1115,10 +1125,12 @@ impl Journal {
 }
 
 impl DomainSigner for Journal {
-    /// Signs on the writer thread, which owns the van's key. Blocking: from async code use
-    /// [`Journal::sign_domain_async`].
+    /// Signs with the key the writer owns (waits for a commit in progress). Blocking: from async
+    /// code use [`Journal::sign_domain_async`].
     fn sign_domain(&self, domain: &[u8], message: &[u8]) -> Result<DomainSignature, SignError> {
-        self.sign_cmd(domain, message)?.blocking_recv().map_err(|_| SignError::Closed)?
+        crate::keys::check_domain(domain)?;
+        let guard = lock(&self.shared.writer);
+        guard.as_ref().ok_or(SignError::Closed)?.key.sign_domain(domain, message)
     }
 }
 
@@ -1176,42 +1188,17 @@ fn txn_last_of(conn: &Connection, path: &Path, txn: &str) -> Result<Option<Recor
 type Pending = (String, Vec<u8>, Option<String>, Option<Reply<Appended>>);
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<Cmd>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch: Vec<Pending> = Vec::new();
-            let mut next = Some(first);
-            while let Some(cmd) = next.take() {
-                match cmd {
-                    Cmd::Append { kind, payload, reply } => batch.push((kind, payload, None, Some(reply))),
-                    Cmd::Sign { domain, message, reply } => {
-                        let _ = reply.send(self.key.sign_domain(&domain, &message));
-                    }
-                    Cmd::Rotate { new_key, reply } => {
-                        self.flush(&mut batch);
-                        let _ = reply.send(self.rotate(*new_key));
-                    }
-                    Cmd::Checkpoint { reply } => {
-                        self.flush(&mut batch);
-                        let _ = reply.send(self.advance_checkpoint());
-                    }
-                    Cmd::Quota { max_pages, reply } => {
-                        self.flush(&mut batch);
-                        let pages = max_pages.map_or(i64::from(u32::MAX), |p| p as i64);
-                        let r = self.conn.pragma_update(None, "max_page_count", pages);
-                        let _ = reply.send(r.map_err(|e| map_sqlite(&self.path, e)));
-                    }
-                }
-                if batch.len() < MAX_BATCH {
-                    next = rx.try_recv().ok();
-                }
-            }
-            self.flush(&mut batch);
-            if self.tail.seq >= self.checkpoint.seq + self.checkpoint_every
-                && let Err(e) = self.advance_checkpoint()
-            {
-                tracing::error!(error = %e, "journal checkpoint failed");
-            }
+    /// Advances the checkpoint when `checkpoint_every` records were written since the last.
+    fn checkpoint_if_due(&mut self) {
+        if self.tail.seq >= self.checkpoint.seq + self.checkpoint_every
+            && let Err(e) = self.advance_checkpoint()
+        {
+            tracing::error!(error = %e, "journal checkpoint failed");
         }
+    }
+
+    /// Checkpoints, merges the WAL and records a clean close; the lock goes with `self`.
+    fn close(mut self) {
         if let Err(e) = self.advance_checkpoint() {
             tracing::error!(error = %e, "journal checkpoint at close failed");
         }
@@ -1231,28 +1218,6 @@ impl Writer {
 
     /// Commits a batch and answers every caller.
     fn flush(&mut self, batch: &mut Vec<Pending>) {
-        if batch.is_empty() {
-            return;
-        }
-        // Field errors are the caller's, not storage's: answer them and keep the rest.
-        batch.retain_mut(|(kind, payload, txn, reply)| {
-            let checked = super::record::check_kind(kind)
-                .and_then(|_| super::record::check_payload(payload))
-                .map_err(JournalError::Field)
-                .and_then(|_| txn_of(payload));
-            match checked {
-                Ok(t) => {
-                    *txn = t;
-                    true
-                }
-                Err(e) => {
-                    if let Some(r) = reply.take() {
-                        let _ = r.send(Err(e));
-                    }
-                    false
-                }
-            }
-        });
         if batch.is_empty() {
             return;
         }
