@@ -2,7 +2,7 @@
 //!
 //! - [`record`]: the record, its exact signed bytes and sealing (pure; shared with HQ).
 //! - [`verify`]: streaming chain verification (pure; shared with HQ).
-//! - [`store`]: SQLite storage, the single writer thread, readers.
+//! - [`store`]: SQLite storage, the single writer (group commit, no thread), readers.
 //! - [`export`]: the documented JSON Lines export for HQ and auditors.
 
 pub mod export;

@@ -775,7 +775,7 @@ pub enum FirstStart {
 
 impl Journal {
     /// Opens (or creates) the journal at `path` as its only writer, verifies the records since
-    /// the last checkpoint, and starts the writer thread. A new journal gets its genesis record.
+    /// the last checkpoint, and makes this process the writer. A new journal gets its genesis record.
     /// This is the storage layer; a van opens its journal with [`Journal::open_van`].
     pub fn open(
         path: &Path,
