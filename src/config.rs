@@ -49,6 +49,8 @@ pub struct Config {
     #[serde(default)]
     pub journal: JournalConfig,
     #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
     pub service: ServiceConfig,
@@ -113,6 +115,40 @@ pub struct JournalConfig {
 impl Default for JournalConfig {
     fn default() -> Self {
         JournalConfig { checkpoint_every: 1000 }
+    }
+}
+
+/// The daemon's own tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, from = "RawDaemonConfig")]
+pub struct DaemonConfig {
+    /// How long a stop may take (`shutdown_budget_ms`, default 15000): running device steps
+    /// reach a safe point or are recorded as interrupted, then `daemon.stop` is written. Keep it
+    /// below the unit's `TimeoutStopSec` (20 s).
+    pub shutdown_budget: std::time::Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig { shutdown_budget: std::time::Duration::from_secs(15) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemonConfig {
+    shutdown_budget_ms: u64,
+}
+
+impl Default for RawDaemonConfig {
+    fn default() -> Self {
+        RawDaemonConfig { shutdown_budget_ms: 15_000 }
+    }
+}
+
+impl From<RawDaemonConfig> for DaemonConfig {
+    fn from(r: RawDaemonConfig) -> Self {
+        DaemonConfig { shutdown_budget: std::time::Duration::from_millis(r.shutdown_budget_ms) }
     }
 }
 
@@ -210,6 +246,9 @@ pub struct DeviceConfig {
     pub serial: SerialConfig,
     /// Driver-specific options (documented in `docs/config.md`), checked by the driver at start.
     pub options: toml::Table,
+    /// Idle status-poll interval (`health_poll_ms`; 0 = off; absent = the kind's default, see
+    /// `devices::manager::default_poll`).
+    pub health_poll: Option<std::time::Duration>,
 }
 
 /// The TOML shape of a device section: flat keys (`path`, `baud`, …) so that errors keep their
@@ -231,6 +270,8 @@ struct RawDeviceConfig {
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
     #[serde(default)]
+    health_poll_ms: Option<u64>,
+    #[serde(default)]
     options: toml::Table,
 }
 
@@ -248,6 +289,7 @@ impl From<RawDeviceConfig> for DeviceConfig {
                 timeout_ms: r.timeout_ms,
             },
             options: r.options,
+            health_poll: r.health_poll_ms.map(std::time::Duration::from_millis),
         }
     }
 }
@@ -264,6 +306,20 @@ pub struct DevicesConfig {
     pub card: Option<DeviceConfig>,
     pub sticker: Option<DeviceConfig>,
     pub rfid: Option<DeviceConfig>,
+}
+
+impl DevicesConfig {
+    /// The section of a serial device, if configured.
+    pub fn get(&self, id: crate::devices::DeviceId) -> Option<&DeviceConfig> {
+        use crate::devices::DeviceId;
+        match id {
+            DeviceId::Payment => self.payment.as_ref(),
+            DeviceId::Card => self.card.as_ref(),
+            DeviceId::Sticker => self.sticker.as_ref(),
+            DeviceId::Rfid => self.rfid.as_ref(),
+            DeviceId::Gpio => None,
+        }
+    }
 }
 
 /// GPIO backend.

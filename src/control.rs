@@ -3,6 +3,9 @@
 //! One request per line, one answer per line:
 //! - `{"cmd":"devices"}` → `{"devices":{"payment":{"state":"connected"},…}}`
 //! - `{"cmd":"self_test"}` → `{"self_test":[{"device":"payment","ok":true,"lines":[…]},…]}`
+//! - `{"cmd":"test","device":"card"}` → `{"test":{"device":"card","job":"job-…","outcome":"done","ok":true,"lines":[…]}}`
+//!   (a technician test job: prints a test card or label, encodes a test tag, or asks the terminal
+//!   for its diagnosis; see `techtest`)
 //! - anything else → `{"error":"…"}` naming what was wrong; the connection stays usable.
 //!
 //! The socket is created with mode 0660 so only the daemon's user and group (technicians) can use it.
@@ -181,7 +184,13 @@ pub enum Request {
     Devices,
     /// `{"cmd":"self_test"}`: safe self-test reports.
     SelfTest,
+    /// `{"cmd":"test","device":"card"}`: a technician test job on one device.
+    Test(crate::devices::DeviceId),
 }
+
+/// How long the control socket waits for a technician test job (a colour card takes about a
+/// minute on the wire); the job goes on and is journaled if it takes longer.
+pub const TEST_JOB_WAIT: Duration = Duration::from_secs(180);
 
 /// Parses one request line; the error says what was wrong, for the `{"error": …}` answer.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
@@ -197,10 +206,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         Some(Value::String(s)) => match s.as_str() {
             "devices" => Ok(Request::Devices),
             "self_test" => Ok(Request::SelfTest),
-            other => Err(format!("unknown cmd {other:?} (known: devices, self_test)")),
+            "test" => {
+                let known = "payment, card, sticker, rfid";
+                match obj.get("device").and_then(Value::as_str) {
+                    Some(d) => match crate::devices::DeviceId::parse(d) {
+                        Some(id) if id != crate::devices::DeviceId::Gpio => Ok(Request::Test(id)),
+                        _ => Err(format!("unknown device {d:?} for test (known: {known})")),
+                    },
+                    None => Err(format!("cmd \"test\" needs a string field \"device\" ({known})")),
+                }
+            }
+            other => Err(format!("unknown cmd {other:?} (known: devices, self_test, test)")),
         },
         Some(_) => Err("field \"cmd\" must be a string".into()),
-        None => Err("missing field \"cmd\" (known: devices, self_test)".into()),
+        None => Err("missing field \"cmd\" (known: devices, self_test, test)".into()),
     }
 }
 
@@ -209,6 +228,16 @@ pub async fn handle_request(manager: &Manager, line: &[u8]) -> Value {
     match parse_request(line) {
         Ok(Request::Devices) => json!({"devices": manager.health()}),
         Ok(Request::SelfTest) => json!({"self_test": manager.self_test().await}),
+        Ok(Request::Test(device)) => {
+            let stamp = crate::techtest::Stamp {
+                van_id: manager.van_id().to_owned(),
+                time_us: crate::clock::now_utc_us(),
+            };
+            match crate::techtest::run(manager, device, &stamp, TEST_JOB_WAIT).await {
+                Ok(report) => json!({"test": report}),
+                Err(e) => json!({"error": e.to_string()}),
+            }
+        }
         Err(e) => json!({"error": e}),
     }
 }
@@ -221,7 +250,7 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
         .map_err(|source| ControlError::NoDaemon { path: shown.clone(), source })?;
     let io = |source| ControlError::Io { path: shown.clone(), source };
     // Self-tests of four devices can take a while; a hung daemon must not hang vanctl forever.
-    stream.set_read_timeout(Some(Duration::from_secs(120))).map_err(io)?;
+    stream.set_read_timeout(Some(TEST_JOB_WAIT + Duration::from_secs(30))).map_err(io)?;
     let mut text = req.to_string();
     text.push('\n');
     stream.write_all(text.as_bytes()).map_err(io)?;
@@ -253,6 +282,12 @@ mod tests {
         assert!(parse_request(b"").unwrap_err().contains("not JSON"));
         assert!(parse_request(b"null").unwrap_err().contains("JSON object"));
         assert!(parse_request(br#"{"cmd":"DEVICES"}"#).unwrap_err().contains("unknown cmd \"DEVICES\""));
+        assert_eq!(
+            parse_request(br#"{"cmd":"test","device":"card"}"#),
+            Ok(Request::Test(crate::devices::DeviceId::Card))
+        );
+        assert!(parse_request(br#"{"cmd":"test","device":"gpio"}"#).unwrap_err().contains("unknown device"));
+        assert!(parse_request(br#"{"cmd":"test"}"#).unwrap_err().contains("needs a string field"));
     }
 
     proptest! {

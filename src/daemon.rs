@@ -1,7 +1,6 @@
 //! The daemon: open the journal (verifying its tail), record the start, run until SIGTERM or
 //! SIGINT, record the stop. Device and console tasks hang off this loop.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{Config, Mode};
-use crate::devices::Health;
-use crate::devices::gpio::{GpioEvent, Output};
-use crate::devices::manager::Manager;
-use crate::journal::{FirstStart, Journal, JournalOptions, JournalOwner, OpenReport, PreviousStop, kinds};
+use crate::devices::gpio::Output;
+use crate::journal::kinds::{self, DaemonStart, DaemonStop, PreviousStop, RunMode, StopReason};
+use crate::journal::{FirstStart, Journal, JournalOptions, JournalOwner, OpenReport};
 
 /// Opens the van's journal with its key file (see [`Journal::open_van`] for the rules: a first
 /// start creates both only in simulation; a missing journal or key stops with what to restore; an
@@ -46,20 +44,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = Signals::install()?;
     let cfg = config.clone();
     let (journal, report) = tokio::task::spawn_blocking(move || open_journal(&cfg)).await??;
-    let previous = report.previous_stop.as_str();
-    if report.previous_stop == PreviousStop::Unclean {
+    // From the writer's status block: a `vanctl key rotate` between runs, or a stop record lost
+    // to a full disk, is not an unclean stop.
+    let previous = report.previous_stop;
+    if previous == PreviousStop::Unclean {
         tracing::warn!("the previous run did not stop cleanly (power loss or kill); recorded in the journal");
     }
     let start = journal
         .append_async(
             kinds::DAEMON_START,
-            &serde_json::json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "mode": config.mode,
-                "config": config.source,
-                "previous_stop": previous,
-                "records_verified_at_open": report.verified,
-                "open_ms": report.elapsed.as_millis() as u64,
+            &payload(&DaemonStart {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                mode: match config.mode {
+                    Mode::Production => RunMode::Production,
+                    Mode::Simulation => RunMode::Simulation,
+                },
+                config: config.source.clone(),
+                previous_stop: previous,
+                records_verified_at_open: report.verified,
+                open_ms: report.elapsed.as_millis() as u64,
             }),
         )
         .await?;
@@ -79,46 +82,40 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             simulators = start_simulators(&config)?;
         }
     }
-    // Devices: one thread per port; health and GPIO events come back as events.
-    let manager = Arc::new(Manager::start(&config));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let socket = crate::control::socket_path(&config.paths.state_dir);
-    let control = tokio::spawn({
-        let manager = manager.clone();
-        async move {
-            if let Err(e) = crate::control::serve(&socket, manager, stop_rx).await {
-                tracing::error!("control socket: {e}");
-            }
-        }
-    });
+    // The composition root: devices (one thread per port), their job outcomes and health
+    // transitions into the journal, the control socket; all under one supervisor.
+    let budget = config.daemon.shutdown_budget;
+    let mut app = crate::app::App::start(config.clone(), (*journal).clone());
     let (power_tx, power_rx) = tokio::sync::mpsc::channel(1);
-    let recorders = vec![
-        tokio::spawn(record_health((*journal).clone(), manager.subscribe(), manager.health())),
-        tokio::spawn(record_gpio((*journal).clone(), manager.gpio_events(), power_tx)),
-    ];
-    manager.set_output(Output::ReadyLed, true);
+    let services = app.run_services(power_tx);
+    app.manager.set_output(Output::ReadyLed, true);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let reason = signals.wait_for_stop(power_rx).await;
+    let stop_started = std::time::Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    tracing::info!(%reason, "stopping");
-    manager.set_output(Output::ReadyLed, false);
-    let _ = stop_tx.send(true);
-    let _ = control.await;
-    for r in recorders {
-        r.abort();
-    }
-    let m = manager.clone();
-    tokio::task::spawn_blocking(move || m.shutdown()).await?;
+    tracing::info!(reason = reason.as_str(), budget_ms = budget.as_millis() as u64, "stopping");
+    app.manager.set_output(Output::ReadyLed, false);
+    let interrupted = app.stop(services, budget).await;
     if let Some(sim) = simulators {
         let _ = std::fs::remove_file(&config.simulation.control);
         tokio::task::spawn_blocking(move || sim.shutdown()).await?;
     }
-    let stop = journal.append_async(kinds::DAEMON_STOP, &serde_json::json!({ "reason": reason })).await;
+    let stop = journal
+        .append_async(
+            kinds::DAEMON_STOP,
+            &payload(&DaemonStop {
+                reason,
+                interrupted_jobs: interrupted as u64,
+                stop_ms: stop_started.elapsed().as_millis() as u64,
+            }),
+        )
+        .await;
     match stop {
         Ok(a) => tracing::info!(seq = a.seq, "stop recorded"),
         Err(e) => tracing::error!(error = %e, "could not record the stop"),
     }
+    drop(app);
     tokio::task::spawn_blocking(move || journal.close()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -141,7 +138,7 @@ impl Signals {
 
     /// Waits for SIGTERM, SIGINT or another stop reason (UPS power failure), sending watchdog
     /// pings meanwhile when systemd asks for them.
-    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<&'static str>) -> &'static str {
+    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<&'static str>) -> StopReason {
         let Signals { mut term, mut int } = self;
         let watchdog_timeout = sd_notify::watchdog_enabled();
         let watchdog = watchdog_timeout.is_some();
@@ -149,9 +146,10 @@ impl Signals {
         let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
-                _ = term.recv() => return "SIGTERM",
-                _ = int.recv() => return "SIGINT",
-            Some(reason) = other.recv() => return reason,
+                _ = term.recv() => return StopReason::Sigterm,
+                _ = int.recv() => return StopReason::Sigint,
+                // The only other stop request is the UPS power-fail input's.
+                Some(_) = other.recv() => return StopReason::PowerFail,
                 _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
             }
         }
@@ -225,75 +223,8 @@ fn ensure_sim_tag_secret(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The name of a health state, for recording transitions (not every detail change).
-fn state_name(h: &Health) -> &'static str {
-    match h {
-        Health::Absent => "absent",
-        Health::Connected => "connected",
-        Health::Busy { .. } => "busy",
-        Health::Fault { .. } => "fault",
-        Health::Disconnected { .. } => "disconnected",
-    }
-}
-
-/// Records device health transitions in the journal (`device.health`): faults, disconnects and
-/// recoveries are on record. Busy/idle changes during jobs are not (the job's own records are).
-async fn record_health(
-    journal: Journal,
-    mut events: tokio::sync::broadcast::Receiver<crate::devices::manager::HealthEvent>,
-    initial: BTreeMap<String, Health>,
-) {
-    let mut last: BTreeMap<String, &'static str> =
-        initial.iter().map(|(k, v)| (k.clone(), state_name(v))).collect();
-    if let Err(e) = journal.append_async("devices.health", &serde_json::json!({ "devices": initial })).await {
-        tracing::error!(error = %e, "could not record the devices' health");
-    }
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("{n} device health events were not recorded (too many at once)");
-                continue;
-            }
-            Err(_) => return,
-        };
-        let name = state_name(&event.health);
-        if name == "busy" || last.get(&event.device) == Some(&name) {
-            continue;
-        }
-        // Connected after busy is the normal end of a job, not a recovery.
-        let previous = last.insert(event.device.clone(), name);
-        if name == "connected" && matches!(previous, Some("busy") | Some("connected")) {
-            continue;
-        }
-        let payload = serde_json::json!({ "device": event.device, "health": event.health });
-        if let Err(e) = journal.append_async("device.health", &payload).await {
-            tracing::error!(error = %e, "could not record a device health change");
-        }
-    }
-}
-
-/// Records tamper and power-fail inputs (`gpio.tamper`, `power.fail`); a power failure asks the
-/// daemon to stop cleanly while the UPS still holds.
-async fn record_gpio(
-    journal: Journal,
-    events: Option<tokio::sync::broadcast::Receiver<GpioEvent>>,
-    stop: tokio::sync::mpsc::Sender<&'static str>,
-) {
-    let Some(mut events) = events else { return };
-    while let Ok(event) = events.recv().await {
-        let (kind, active) = match event {
-            GpioEvent::Tamper { active } => ("gpio.tamper", active),
-            GpioEvent::PowerFail { active } => ("power.fail", active),
-        };
-        if active {
-            tracing::warn!("{kind}: active");
-        }
-        if let Err(e) = journal.append_async(kind, &serde_json::json!({ "active": active })).await {
-            tracing::error!(error = %e, "could not record {kind}");
-        }
-        if matches!(event, GpioEvent::PowerFail { active: true }) {
-            let _ = stop.send("power-fail").await;
-        }
-    }
+/// A typed payload from the journal's kinds catalogue, as the JSON value `append` takes.
+fn payload<T: serde::Serialize>(p: &T) -> serde_json::Value {
+    // Catalogue payloads are plain structs (strings, integers, enums, string-keyed maps).
+    serde_json::to_value(p).unwrap_or(serde_json::Value::Null)
 }

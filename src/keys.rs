@@ -14,11 +14,10 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-/// Length of a key id in bytes.
-pub const KEY_ID_LEN: usize = 8;
+// Key ids are part of the shared journal format.
+pub use mtu_journal::keys::{KEY_ID_LEN, key_id_of};
 
 /// DER prefix of an Ed25519 PKCS#8 v1 `PrivateKeyInfo` (RFC 8410 section 7): SEQUENCE, version 0,
 /// AlgorithmIdentifier id-Ed25519 (1.3.101.112), OCTET STRING wrapping the 32-byte seed.
@@ -81,14 +80,6 @@ pub fn check_domain(domain: &[u8]) -> Result<(), SignError> {
         return Err(SignError::Reserved(shown()));
     }
     Ok(())
-}
-
-/// Key id of a public key: the first 8 bytes of SHA-256 over its 32 bytes.
-pub fn key_id_of(public: &VerifyingKey) -> [u8; KEY_ID_LEN] {
-    let digest = Sha256::digest(public.as_bytes());
-    let mut id = [0u8; KEY_ID_LEN];
-    id.copy_from_slice(&digest[..KEY_ID_LEN]);
-    id
 }
 
 /// Why a key could not be created or loaded. Messages name the file; none contains key material.
@@ -261,6 +252,19 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(STATE_DIR_MODE).create(dir)?;
     // The umask may have removed group bits; never add any beyond 0750.
     fs::set_permissions(dir, fs::Permissions::from_mode(STATE_DIR_MODE))
+}
+
+/// The journal writer seals records with the van's key.
+impl mtu_journal::SealingKey for VanKey {
+    fn public_key(&self) -> VerifyingKey {
+        self.verifying_key()
+    }
+    fn sign_bytes(&self, message: &[u8]) -> Signature {
+        self.sign(message)
+    }
+    fn id(&self) -> [u8; KEY_ID_LEN] {
+        self.key_id
+    }
 }
 
 #[cfg(test)]

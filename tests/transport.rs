@@ -168,8 +168,8 @@ fn reopener_follows_a_repointed_symlink_after_replug() {
 mod manager {
     use super::*;
     use mtu::config::Config;
-    use mtu::devices::manager::{Driver, GenericDevice, HealthEvent, JobError, Manager, ManagerOptions};
-    use mtu::devices::{DeviceError, Health, SelfTestReport};
+    use mtu::devices::manager::{Driver, GenericDevice, JobError, Manager, ManagerOptions};
+    use mtu::devices::{DeviceError, DeviceId, Fault, Health, SelfTestReport};
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::sync::mpsc;
@@ -192,11 +192,11 @@ mod manager {
                 got.extend_from_slice(&buf[..n]);
             }
             if got == b"FAULT\r" {
-                return Err(DeviceError::Fault {
-                    device: "payment".into(),
-                    fault: "paper out".into(),
-                    action: "load paper".into(),
-                });
+                return Err(DeviceError::fault(
+                    "payment",
+                    Fault::Sticker(mtu::devices::sticker::StickerFault::PaperOut),
+                    "said FAULT",
+                ));
             }
             Ok(SelfTestReport {
                 device: "payment".into(),
@@ -238,7 +238,12 @@ mod manager {
         }
     }
 
+    /// Idle status polls off: these tests drive every exchange themselves.
     fn config(dir: &Path) -> Config {
+        config_polling(dir, 0)
+    }
+
+    fn config_polling(dir: &Path, poll: u64) -> Config {
         let d = dir.display();
         let text = format!(
             r#"mode = "simulation"
@@ -250,10 +255,12 @@ state_dir = "{d}"
 driver = "zvt"
 path = "{d}/payment"
 baud = 9600
+health_poll_ms = {poll}
 [devices.card]
 driver = "evolis"
 path = "{d}/card"
 baud = 115200
+health_poll_ms = {poll}
 [devices.sticker]
 driver = "zpl"
 enabled = false
@@ -281,19 +288,20 @@ tamper = {{ pin = 5, active_high = false }}
             backoff: Backoff::new(Duration::from_millis(5), Duration::from_millis(20)),
             idle_check: Duration::from_millis(5),
             self_test_timeout: Duration::from_secs(10),
+            sink: None,
         };
         Manager::start_with(cfg, factory, options)
     }
 
-    async fn wait_for(m: &Manager, device: &str, pred: impl Fn(&Health) -> bool) -> Health {
+    async fn wait_for(m: &Manager, device: DeviceId, pred: impl Fn(&Health) -> bool) -> Health {
         let mut rx = m.watch_health();
         let got = tokio::time::timeout(
             Duration::from_secs(20),
-            rx.wait_for(|map| map.get(device).is_some_and(&pred)),
+            rx.wait_for(|b| b.devices.get(&device).is_some_and(&pred)),
         )
         .await;
         match got {
-            Ok(Ok(map)) => map[device].clone(),
+            Ok(Ok(b)) => b.devices[&device].clone(),
             _ => panic!("{device} never reached the expected state; now {:?}", m.health()),
         }
     }
@@ -310,7 +318,7 @@ tamper = {{ pin = 5, active_high = false }}
     }
 
     async fn ping(m: &Manager) -> Result<SelfTestReport, JobError> {
-        m.device("payment").unwrap().run("ping", Duration::from_secs(10), |d| d.self_test()).await
+        m.device(DeviceId::Payment).unwrap().run("ping", Duration::from_secs(10), |d| d.self_test()).await
     }
 
     #[tokio::test]
@@ -320,17 +328,17 @@ tamper = {{ pin = 5, active_high = false }}
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"PONG\r");
         let m = start(&cfg);
-        let mut events = m.subscribe();
 
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
         let card =
-            wait_for(&m, "card", |h| matches!(h, Health::Disconnected { why } if why != "opening")).await;
+            wait_for(&m, DeviceId::Card, |h| matches!(h, Health::Disconnected { why } if why != "opening"))
+                .await;
         assert!(format!("{card:?}").contains("no such device"), "{card:?}");
         let h = m.health();
-        assert_eq!(h["sticker"], Health::Absent, "disabled device is absent");
-        assert_eq!(h["rfid"], Health::Absent, "unconfigured device is absent");
-        assert_eq!(h["gpio"], Health::Connected);
-        assert!(m.device("rfid").is_none());
+        assert_eq!(h[&DeviceId::Sticker], Health::Absent, "disabled device is absent");
+        assert_eq!(h[&DeviceId::Rfid], Health::Absent, "unconfigured device is absent");
+        assert_eq!(h[&DeviceId::Gpio], Health::Connected);
+        assert!(m.device(DeviceId::Rfid).is_none());
 
         let report = ping(&m).await.unwrap();
         assert!(report.ok && report.lines == ["PONG"], "{report:?}");
@@ -338,14 +346,14 @@ tamper = {{ pin = 5, active_high = false }}
         // Unplug while idle: detected without any job running.
         responder.unplug();
         std::fs::remove_file(dir.path().join("payment")).unwrap();
-        wait_for(&m, "payment", |h| matches!(h, Health::Disconnected { .. })).await;
+        wait_for(&m, DeviceId::Payment, |h| matches!(h, Health::Disconnected { .. })).await;
         let e = ping(&m).await.unwrap_err();
         assert!(matches!(e, JobError::NotConnected { .. }), "{e}");
 
         // Replug under the same stable name: reconnected by the backoff loop.
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"PONG\r");
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
         assert!(ping(&m).await.unwrap().ok);
 
         // The fault LED is on while the card printer is missing…
@@ -355,20 +363,14 @@ tamper = {{ pin = 5, active_high = false }}
         // …and goes off once the card printer appears too.
         let (card_master, _) = pty_at(dir.path(), "card");
         let card_responder = respond(card_master, b"PONG\r");
-        wait_for(&m, "card", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Card, |h| *h == Health::Connected).await;
         assert_eq!(wait_led(&m, &led, false).await, Some(false));
 
-        let mut seen: Vec<HealthEvent> = Vec::new();
-        while let Ok(ev) = events.try_recv() {
-            seen.push(ev);
-        }
-        let payment: Vec<&Health> =
-            seen.iter().filter(|e| e.device == "payment").map(|e| &e.health).collect();
-        let pos = |f: &dyn Fn(&Health) -> bool| payment.iter().position(|h| f(h));
-        let busy = pos(&|h| matches!(h, Health::Busy { what } if what == "ping")).expect("busy shown");
-        let disc = pos(&|h| matches!(h, Health::Disconnected { .. })).expect("disconnect event");
-        let back = payment.iter().rposition(|h| **h == Health::Connected).unwrap();
-        assert!(busy < disc && disc < back, "{payment:?}");
+        // Opening, connected, unplugged, connected again: each stable change is counted (busy
+        // during the pings is not), so a recorder that looked late still knows.
+        let board = m.watch_health().borrow().clone();
+        assert_eq!(board.changes[&DeviceId::Payment], 4, "{board:?}");
+        assert_eq!(board.stable[&DeviceId::Payment], Health::Connected);
 
         let reports = m.self_test().await;
         let names: Vec<&str> = reports.iter().map(|r| r.device.as_str()).collect();
@@ -386,13 +388,14 @@ tamper = {{ pin = 5, active_high = false }}
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"");
         let m = start_patient(&config(dir.path()), Duration::from_millis(100));
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
         let e = ping(&m).await.unwrap_err();
         assert!(matches!(e, JobError::Device(DeviceError::Link(LinkError::Timeout { .. }))), "{e}");
-        match m.health()["payment"].clone() {
-            Health::Fault { why, action } => {
-                assert!(why.contains("no answer"), "{why}");
-                assert!(action.contains("switched on"), "{action}");
+        match m.health()[&DeviceId::Payment].clone() {
+            Health::Fault { fault, detail } => {
+                assert_eq!(fault, Fault::Link(mtu::devices::LinkFault::NoAnswer));
+                assert!(detail.contains("no answer"), "{detail}");
+                assert!(fault.action(mtu::devices::Lang::En).contains("switched on"));
             }
             other => panic!("{other:?}"),
         }
@@ -405,15 +408,15 @@ tamper = {{ pin = 5, active_high = false }}
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"PONG\r");
         let m = start(&config(dir.path()));
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
-        let handle = m.device("payment").unwrap().clone();
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
+        let handle = m.device(DeviceId::Payment).unwrap().clone();
         let e = handle
             .run("boom", Duration::from_secs(10), |_d| -> Result<(), DeviceError> { panic!("driver bug") })
             .await
             .unwrap_err();
         assert!(matches!(e, JobError::Aborted { .. }), "{e}");
         // The thread survived: the port is reopened and the device works again.
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
         assert!(ping(&m).await.unwrap().ok);
         // Typed helpers refuse a driver of another kind instead of guessing.
         let e = handle.card("status", Duration::from_secs(10), |_c| Ok(())).await.unwrap_err();
@@ -441,21 +444,24 @@ tamper = {{ pin = 5, active_high = false }}
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"FAULT\r");
         let m = start(&cfg);
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
         let e = ping(&m).await.unwrap_err();
-        assert!(e.to_string().contains("paper out — load paper"), "{e}");
+        assert!(e.to_string().contains("out of labels: said FAULT — load a new label roll"), "{e}");
         assert_eq!(
-            m.health()["payment"],
-            Health::Fault { why: "paper out".into(), action: "load paper".into() }
+            m.health()[&DeviceId::Payment],
+            Health::Fault {
+                fault: Fault::Sticker(mtu::devices::sticker::StickerFault::PaperOut),
+                detail: "said FAULT".into()
+            }
         );
         responder.unplug();
         let _ = std::fs::remove_file(dir.path().join("payment"));
         let (master, _) = pty_at(dir.path(), "payment");
         let responder = respond(master, b"PONG\r");
-        wait_for(&m, "payment", |h| *h == Health::Connected).await;
+        wait_for(&m, DeviceId::Payment, |h| *h == Health::Connected).await;
         assert!(ping(&m).await.unwrap().ok);
         responder.unplug();
-        let _: BTreeMap<String, Health> = m.health();
+        let _: BTreeMap<DeviceId, Health> = m.health();
     }
 }
 
@@ -716,8 +722,8 @@ mod van_sim {
 mod end_to_end {
     use super::*;
     use mtu::config::Config;
-    use mtu::devices::Health;
     use mtu::devices::manager::Manager;
+    use mtu::devices::{DeviceId, Health};
     use serde_json::Value;
     use std::process::{Command, Stdio};
 
@@ -772,7 +778,8 @@ mod end_to_end {
         let cfg = Config::parse(&text, "sim.toml (test copy)").unwrap();
         let manager = Manager::start(&cfg);
         let mut rx = manager.watch_health();
-        for name in ["payment", "card", "sticker", "rfid"] {
+        for id in DeviceId::SERIAL {
+            let name = id.name();
             let served = status["devices"][name]["plugged"] == true;
             let want_connected = move |h: &Health| {
                 if served {
@@ -783,10 +790,10 @@ mod end_to_end {
             };
             let got = tokio::time::timeout(
                 Duration::from_secs(30),
-                rx.wait_for(|m| m.get(name).is_some_and(want_connected)),
+                rx.wait_for(|m| m.devices.get(&id).is_some_and(want_connected)),
             )
             .await;
-            assert!(got.is_ok(), "{name} (served: {served}): {:?}", manager.health().get(name));
+            assert!(got.is_ok(), "{name} (served: {served}): {:?}", manager.health().get(&id));
         }
         let reports = manager.self_test().await;
         // Every served device answered its driver's self-test over the PTY (whether the device
@@ -812,26 +819,27 @@ mod end_to_end {
                 .unwrap();
             assert!(out.status.success(), "{words:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
-        for name in ["payment", "card", "sticker", "rfid"] {
+        for id in DeviceId::SERIAL {
+            let name = id.name();
             if status["devices"][name]["plugged"] != true {
                 continue;
             }
             ctl(&["unplug", name]);
             let gone = tokio::time::timeout(
                 Duration::from_secs(30),
-                rx.wait_for(|m| matches!(m.get(name), Some(Health::Disconnected { .. }))),
+                rx.wait_for(|m| matches!(m.devices.get(&id), Some(Health::Disconnected { .. }))),
             )
             .await
             .is_ok_and(|r| r.is_ok());
-            assert!(gone, "{name}: {:?}", manager.health().get(name));
+            assert!(gone, "{name}: {:?}", manager.health().get(&id));
             ctl(&["replug", name]);
             let back = tokio::time::timeout(
                 Duration::from_secs(30),
-                rx.wait_for(|m| m.get(name) == Some(&Health::Connected)),
+                rx.wait_for(|m| m.devices.get(&id) == Some(&Health::Connected)),
             )
             .await
             .is_ok_and(|r| r.is_ok());
-            assert!(back, "{name}: {:?}", manager.health().get(name));
+            assert!(back, "{name}: {:?}", manager.health().get(&id));
         }
         let reports = manager.self_test().await;
         for r in reports.iter().filter(|r| status["devices"][r.device.as_str()]["plugged"] == true) {

@@ -452,10 +452,7 @@ fn driver_from_config_builds_the_zpl_driver() {
     )
     .unwrap();
     let (host, _dev) = TTYPort::pair().unwrap();
-    assert!(
-        mtu::devices::sticker::driver_from_config(&cfg, Box::new(SerialLink::from_tty(host, "sticker")))
-            .is_ok()
-    );
+    assert!(mtu::devices::registry::sticker(&cfg, Box::new(SerialLink::from_tty(host, "sticker"))).is_ok());
 }
 
 #[test]
@@ -464,7 +461,7 @@ fn driver_from_config_names_bad_options() {
         toml::from_str("driver = \"zpl\"\npath = \"/dev/null\"\nbaud = 9600\n[options]\ndpi = 250\n")
             .unwrap();
     let (host, _dev) = TTYPort::pair().unwrap();
-    match mtu::devices::sticker::driver_from_config(&cfg, Box::new(SerialLink::from_tty(host, "sticker"))) {
+    match mtu::devices::registry::sticker(&cfg, Box::new(SerialLink::from_tty(host, "sticker"))) {
         Err(DeviceError::Config { key, .. }) => assert_eq!(key, "devices.sticker.options.dpi"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("dpi 250 accepted"),

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use mtu::config::DeviceConfig;
 use mtu::devices::DeviceError;
-use mtu::devices::payment::{PaymentOutcome, PaymentTerminal, driver_from_config};
+use mtu::devices::payment::{PaymentOutcome, PaymentTerminal};
+use mtu::devices::registry::payment as driver_from_config;
 use mtu::devices::transport::SerialLink;
 use mtu::sim::{SimDevice, SimOut, payment};
 use serialport::{SerialPort, TTYPort};
@@ -176,15 +177,16 @@ fn decline() {
 }
 
 #[test]
-fn terminal_silent_gives_unknown_after_bounded_retries() {
+fn silent_terminal_gets_the_purchase_exactly_once_and_the_outcome_is_unknown() {
     let (sim, mut t, host) = setup(Tamper::default());
     sim.lock().unwrap().apply_fault("timeout").unwrap();
     let (out, _) = purchase(t.as_mut(), 190);
     assert!(matches!(out, PaymentOutcome::Unknown { .. }), "{out:?}");
-    // The command frame was sent exactly 3 times (SERIAL_MAX_TRIES), never more.
+    // Over a real PTY: silence may mean the terminal took it and its ACK was lost, so the
+    // purchase frame goes out exactly once; recovery is by status enquiry / repeat receipt.
     let wire = host.from_ecr.lock().unwrap().clone();
     let starts = wire.windows(4).filter(|w| *w == [0x10, 0x02, 0x06, 0x01]).count();
-    assert_eq!(starts, 3);
+    assert_eq!(starts, 1);
 }
 
 #[test]

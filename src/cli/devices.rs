@@ -29,6 +29,16 @@ pub struct DevicesArgs {
 pub enum DevicesAction {
     /// Safe checks of each device (status and version queries; nothing printed, encoded or charged).
     SelfTest,
+    /// A real test job on one device: a test card (card), a test label with an RFID write and
+    /// read-back (sticker), a test tag encoded with the tag profile (rfid, uses up a sticker), or
+    /// the terminal's status and diagnosis (payment, never a charge). Journaled as `device.job`.
+    Test {
+        /// payment, card, sticker or rfid.
+        device: String,
+        /// Do not ask for confirmation (asked under the production configuration).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Where the answer came from, shown to the technician.
@@ -40,6 +50,9 @@ enum Source {
 
 /// Runs `vanctl devices`.
 pub fn run(args: &DevicesArgs, config: &Config) -> anyhow::Result<()> {
+    if let Some(DevicesAction::Test { device, yes }) = &args.action {
+        return test(config, device, *yes, args.json);
+    }
     let self_test = matches!(args.action, Some(DevicesAction::SelfTest));
     let (answer, source) = query(config, self_test)?;
     if source == Source::Direct && !args.json {
@@ -92,6 +105,55 @@ fn query(config: &Config, self_test: bool) -> anyhow::Result<(Value, Source)> {
     Ok((value, Source::Direct))
 }
 
+/// `vanctl devices test DEVICE`.
+fn test(config: &Config, device: &str, yes: bool, json_out: bool) -> anyhow::Result<()> {
+    use crate::devices::DeviceId;
+    let id = DeviceId::parse(device)
+        .filter(|d| *d != DeviceId::Gpio)
+        .ok_or_else(|| anyhow::anyhow!("unknown device {device:?} (known: payment, card, sticker, rfid)"))?;
+    if config.mode == crate::config::Mode::Production && !yes {
+        let what = match id {
+            DeviceId::Card => "print a test card (uses a blank card and ribbon)",
+            DeviceId::Sticker => "print a test label (and write its RFID tag on an RFID model)",
+            DeviceId::Rfid => "encode and lock a test tag (uses up the e-sticker on the encoder)",
+            _ => "ask the terminal for its status and diagnosis (no charge)",
+        };
+        eprint!("This will {what}. Continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            anyhow::bail!("not confirmed (use --yes to skip the question)");
+        }
+    }
+    let socket = control::socket_path(&config.paths.state_dir);
+    let answer = match control::request(&socket, &json!({ "cmd": "test", "device": id.name() })) {
+        Ok(v) => v.get("test").cloned().unwrap_or(Value::Null),
+        // Test jobs use real stock and are journaled by the daemon, which owns the journal and
+        // the ports: without it there is nobody to record them.
+        Err(ControlError::NoDaemon { .. }) => {
+            anyhow::bail!("vand is not running: start it first (test jobs are journaled by the daemon)")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        let verdict = if answer["ok"] == true { "OK" } else { "FAILED" };
+        println!(
+            "{id} test: {verdict} ({} {})",
+            answer["job"].as_str().unwrap_or("?"),
+            answer["outcome"].as_str().unwrap_or("?")
+        );
+        for line in answer["lines"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            println!("    {}", line.as_str().unwrap_or_default());
+        }
+    }
+    if answer["ok"] != true {
+        anyhow::bail!("{id} test failed");
+    }
+    Ok(())
+}
+
 /// The health map as an aligned table: device, state, detail.
 pub fn health_table(map: &BTreeMap<String, Health>) -> String {
     let order = ["payment", "card", "sticker", "rfid", "gpio"];
@@ -109,6 +171,9 @@ pub fn health_table(map: &BTreeMap<String, Health>) -> String {
         };
         let detail = match h {
             Health::Absent | Health::Connected => String::new(),
+            Health::Fault { fault, .. } => {
+                format!("{fault} — {} [{}]", fault.action(crate::devices::Lang::En), fault.code())
+            }
             other => health_line(other).split_once(": ").map(|(_, d)| d.to_owned()).unwrap_or_default(),
         };
         out.push_str(format!("{name:<9} {state:<13} {detail}").trim_end());
@@ -142,14 +207,14 @@ mod tests {
         m.insert("rfid".to_owned(), Health::Absent);
         m.insert(
             "card".to_owned(),
-            Health::Fault { why: "ribbon ended".into(), action: "replace the ribbon".into() },
+            Health::fault(crate::devices::Fault::Card(crate::devices::card::CardFault::RibbonEnded)),
         );
         m.insert("payment".to_owned(), Health::Disconnected { why: "unplugged from var/dev/payment".into() });
         let t = health_table(&m);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "DEVICE    STATE         DETAIL");
         assert_eq!(lines[1], "payment   disconnected  unplugged from var/dev/payment");
-        assert_eq!(lines[2], "card      FAULT         ribbon ended — replace the ribbon");
+        assert_eq!(lines[2], "card      FAULT         ribbon ended — replace the ribbon [card.ribbon_ended]");
         assert_eq!(lines[3], "rfid      absent");
         assert_eq!(lines[4], "gpio      connected");
     }

@@ -164,7 +164,7 @@ fn parse_pubkey(text: &str) -> anyhow::Result<VerifyingKey> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .context("--pubkey must be 64 hex digits (32 bytes)")?;
-    VerifyingKey::from_bytes(&bytes).context("--pubkey is not a valid Ed25519 public key")
+    mtu_journal::keys::strict_public_key(&bytes).map_err(|e| anyhow::anyhow!("--pubkey refused: {e}"))
 }
 
 /// Runs `vanctl journal …`. Returns the process exit code (1 when verification fails).
@@ -238,6 +238,13 @@ pub fn run(cmd: &JournalCmd, config: &Config) -> anyhow::Result<u8> {
             }
         }
         JournalCmd::Export { since, to } => {
+            if let Some(to) = to
+                && to < since
+            {
+                bail!(
+                    "--to {to} is before --since {since}: nothing could be exported (records after {since} up to {to})"
+                );
+            }
             let reader = JournalReader::open(&path)?;
             let stdout = std::io::stdout();
             let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());

@@ -3,8 +3,7 @@
 //! The input types are deliberately plain (width, height, pixel buffers) so the document renderer
 //! can fill them without knowing any printer protocol.
 
-use super::{DeviceError, Health, Link, SelfTestReport};
-use crate::config::DeviceConfig;
+use super::{DeviceError, Health, SelfTestReport};
 
 /// Width of a CR-80 card image at 300 dpi in the printer's line direction (pixels per line).
 pub const CARD_WIDTH: u32 = 648;
@@ -168,7 +167,7 @@ impl CardPrinterStatus {
     pub fn health(&self) -> Health {
         match self.faults.first() {
             None => Health::Connected,
-            Some(f) => Health::Fault { why: f.what().into(), action: f.action().into() },
+            Some(f) => Health::fault(super::Fault::Card(*f)),
         }
     }
 }
@@ -193,18 +192,4 @@ pub trait CardPrinter: Send {
     /// Prints one card (front and optional back). A fault ends the job with
     /// [`DeviceError::Fault`] saying what to do; the job is never re-sent automatically.
     fn print(&mut self, job: &CardJob) -> Result<PrintReceipt, DeviceError>;
-}
-
-/// Builds the configured card printer driver over an open link.
-pub fn driver_from_config(
-    cfg: &DeviceConfig,
-    link: Box<dyn Link>,
-) -> Result<Box<dyn CardPrinter>, DeviceError> {
-    match cfg.driver.as_str() {
-        "evolis" => Ok(Box::new(super::evolis::EvolisPrinter::from_config(cfg, link)?)),
-        other => Err(DeviceError::Unsupported {
-            device: "card".into(),
-            what: format!("card printer driver {other:?} (known: evolis)"),
-        }),
-    }
 }

@@ -1,106 +1,97 @@
 //! The device manager: one thread owns each configured device's port and driver (one owner per
 //! resource); the daemon talks to it through async [`DeviceHandle`]s and watches [`Health`].
 //!
-//! Each device thread loops: open the port (resolving the udev symlink), build the driver, then
-//! run jobs sent over a channel and, between jobs, watch the port for a hang-up. After an unplug it
-//! closes everything and reopens with exponential backoff ([`Backoff`]). Health is published on
-//! every change. A device that is not configured or `enabled = false` is [`Health::Absent`], never
-//! an error. The GPIO backend is owned by its own [`GpioService`] thread, started here too.
+//! Each device thread loops: open the port (resolving the udev symlink), build the driver (through
+//! the [`registry`](super::registry)), then run jobs sent over a channel and, between jobs, poll
+//! the device's status at its configured interval (so a fault and its recovery show without a
+//! job) and watch the port for a hang-up. After an unplug it closes everything and reopens with
+//! exponential backoff ([`Backoff`]). Health is published on every change. A device that is not
+//! configured or `enabled = false` is [`Health::Absent`], never an error. The GPIO backend is
+//! owned by its own [`GpioService`] thread, started here too.
+//!
+//! **The job contract.** Every job has a [`JobId`]. Its [`Outcome`] is always delivered to
+//! whoever holds its [`JobHandle`] and sent as a [`JobRecord`] to the journal sink, even when the
+//! caller stopped waiting: a caller's timeout ends the wait, not the job. An outcome is
+//! [`Outcome::Done`], [`Outcome::Failed`] (the device certainly did nothing),
+//! [`Outcome::Unknown`] (it may have acted: a charge, a printed card, a written tag) or
+//! [`Outcome::Cancelled`] (cancelled before the device acted).
 //!
 //! How the daemon uses it:
 //!
 //! ```no_run
 //! # async fn demo(config: &mtu::config::Config) -> Result<(), mtu::devices::manager::JobError> {
 //! use std::time::Duration;
+//! use mtu::devices::DeviceId;
 //! let manager = mtu::devices::manager::Manager::start(config);
-//! let mut health = manager.subscribe(); // (device, Health) changes for the officer's screen
-//! if let Some(card) = manager.device("card") {
-//!     // Runs on the card printer's own thread; the answer comes back over a oneshot channel.
-//!     let report = card.card("status", Duration::from_secs(10), |printer| printer.self_test()).await?;
-//!     println!("{:?}", report.lines);
+//! let mut health = manager.watch_health(); // the whole health board, for the officer's screen
+//! if let Some(card) = manager.device(DeviceId::Card) {
+//!     // Runs on the card printer's own thread; the outcome comes back over a oneshot channel
+//!     // and is journaled whether or not anybody still waits for it.
+//!     let mut job = card.submit("status", |d, _ctx| d.self_test());
+//!     match job.wait(Duration::from_secs(10)).await {
+//!         Ok(outcome) => println!("{outcome:?}"),
+//!         Err(still_running) => println!("{still_running}"), // wait again, or read the journal
+//!     }
 //! }
-//! let _ = health.try_recv();
+//! let _ = health.borrow_and_update();
 //! manager.shutdown();
 //! # Ok(()) }
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
-use super::card::CardPrinter;
+use super::card::{CardPrinterStatus, PrintReceipt};
 use super::gpio::{GpioEvent, GpioService, Output};
-use super::payment::PaymentTerminal;
-use super::rfid::TagEncoder;
-use super::sticker::StickerPrinter;
+use super::payment::{Approval, DayTotals, PaymentOutcome, PaymentTerminal, TerminalStatus};
+use super::rfid::{EncodedTag, TagEncoder};
+use super::sticker::{StickerPrinter, StickerStatus};
 use super::transport::{Backoff, HangupProbe, Reopener};
-use super::{DeviceError, Health, Link, LinkError, SelfTestReport};
+use super::{DeviceError, DeviceId, Fault, Health, Link, LinkError, PaymentFault, RfidFault, SelfTestReport};
 use crate::config::{Config, DeviceConfig};
 
-/// The serial device names, in display order.
-pub const DEVICE_NAMES: [&str; 4] = ["payment", "card", "sticker", "rfid"];
+use super::card::CardPrinter;
+pub use super::registry::{Driver, GenericDevice};
 
-/// A device without one of the four kind traits (test doubles, future auxiliary devices).
-pub trait GenericDevice: Send {
-    /// Safe checks only.
-    fn self_test(&mut self) -> Result<SelfTestReport, DeviceError>;
-}
-
-/// A built driver, by kind. Jobs receive `&mut Driver` and match on their kind.
-pub enum Driver {
-    /// The payment terminal (ZVT).
-    Payment(Box<dyn PaymentTerminal>),
-    /// The card printer (Evolis).
-    Card(Box<dyn CardPrinter>),
-    /// The sticker printer (ZPL).
-    Sticker(Box<dyn StickerPrinter>),
-    /// The e-sticker encoder (Mercury).
-    Rfid(Box<dyn TagEncoder>),
-    /// Anything else (see [`GenericDevice`]).
-    Generic(Box<dyn GenericDevice>),
-}
-
-impl Driver {
-    /// Runs the driver's safe self-test.
-    pub fn self_test(&mut self) -> Result<SelfTestReport, DeviceError> {
-        match self {
-            Driver::Payment(d) => d.self_test(),
-            Driver::Card(d) => d.self_test(),
-            Driver::Sticker(d) => d.self_test(),
-            Driver::Rfid(d) => d.self_test(),
-            Driver::Generic(d) => d.self_test(),
-        }
-    }
-}
-
-/// Builds a driver for a device over an open link. The default calls each kind's
-/// `driver_from_config`; tests pass doubles.
+/// Builds a driver for a device over an open link. The default is the
+/// [`registry`](super::registry); tests pass doubles.
 pub type DriverFactory =
-    Arc<dyn Fn(&str, &DeviceConfig, Box<dyn Link>) -> Result<Driver, DeviceError> + Send + Sync>;
+    Arc<dyn Fn(DeviceId, &DeviceConfig, Box<dyn Link>) -> Result<Driver, DeviceError> + Send + Sync>;
 
 /// The factory used by the daemon: the configured driver of each kind.
 pub fn default_factory() -> DriverFactory {
-    Arc::new(|name: &str, cfg: &DeviceConfig, link: Box<dyn Link>| -> Result<Driver, DeviceError> {
-        Ok(match name {
-            "payment" => Driver::Payment(super::payment::driver_from_config(cfg, link)?),
-            "card" => Driver::Card(super::card::driver_from_config(cfg, link)?),
-            "sticker" => Driver::Sticker(super::sticker::driver_from_config(cfg, link)?),
-            "rfid" => Driver::Rfid(super::rfid::driver_from_config(cfg, link)?),
-            other => {
-                return Err(DeviceError::Unsupported {
-                    device: other.into(),
-                    what: "unknown device name".into(),
-                });
-            }
-        })
-    })
+    Arc::new(super::registry::build)
 }
 
-/// Why a job could not run or did not finish.
+/// A job's identity: unique within the van (seeded from the UTC clock at start, then counted),
+/// shown in records and to the officer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job-{:x}", self.0)
+    }
+}
+
+fn next_job_id() -> JobId {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        crate::clock::now_utc_us().max(1) as u64,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    JobId(NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+/// Why a job could not run, or how it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     /// The device is not configured in this van.
@@ -109,64 +100,282 @@ pub enum JobError {
     /// The port is not open (unplugged, not found, or the driver failed to start).
     #[error("{device}: not connected: {why}")]
     NotConnected { device: String, why: String },
-    /// No answer from the device thread in time (the job may still finish; its result is dropped).
-    #[error("{device}: {what} did not finish within {ms} ms")]
-    Timeout { device: String, what: String, ms: u64 },
-    /// The manager was shut down.
+    /// The caller stopped waiting; the job goes on and its outcome is journaled.
+    #[error("{device}: {what} still running after {waited_ms} ms ({job}); its outcome will be journaled")]
+    StillRunning { device: String, what: String, job: JobId, waited_ms: u64 },
+    /// The manager was shut down before the job started.
     #[error("{device}: device manager stopped")]
     Stopped { device: String },
-    /// The job ended without an answer (the driver failed internally; see the log).
+    /// The driver failed internally mid-job (see the log); it may have acted.
     #[error("{device}: {what} aborted by an internal driver error (see the log)")]
     Aborted { device: String, what: String },
+    /// The job was cancelled before the device acted.
+    #[error("{device}: {what} cancelled")]
+    Cancelled { device: String, what: String },
     /// The driver reported an error.
     #[error(transparent)]
     Device(#[from] DeviceError),
 }
 
-/// A health change of one device.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HealthEvent {
-    /// Device name.
-    pub device: String,
-    /// Its new health.
-    pub health: Health,
+impl JobError {
+    /// The typed condition, if the device reported one.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            JobError::Device(e) => Some(e.kind()),
+            JobError::Aborted { .. } => Some(Fault::Internal),
+            _ => None,
+        }
+    }
 }
 
-/// A job erased of its result type. It returns the health the device should show afterwards when
-/// the job revealed a fault (ribbon ended, …) and a thunk that delivers the reply, run after the
-/// health is published so a caller never sees a result before the matching health.
+/// How a job ended.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The device did it; here is what it reported.
+    Done(T),
+    /// It did not happen, and the device certainly did nothing.
+    Failed(JobError),
+    /// It may have happened (a charge, a printed card, a written tag): find out before retrying.
+    Unknown(JobError),
+    /// Cancelled before the device acted.
+    Cancelled,
+}
+
+impl<T> Outcome<T> {
+    /// The outcome's name as recorded: `done`, `failed`, `unknown`, `cancelled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "done",
+            Outcome::Failed(_) => "failed",
+            Outcome::Unknown(_) => "unknown",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// As a `Result` for callers that treat anything but `Done` as an error.
+    pub fn into_result(self, device: DeviceId, what: &str) -> Result<T, JobError> {
+        match self {
+            Outcome::Done(v) => Ok(v),
+            Outcome::Failed(e) | Outcome::Unknown(e) => Err(e),
+            Outcome::Cancelled => {
+                Err(JobError::Cancelled { device: device.name().into(), what: what.into() })
+            }
+        }
+    }
+}
+
+/// What a job's result says about the device having acted, beyond errors. A payment driver
+/// reports an unknown outcome as data ([`PaymentOutcome::Unknown`]), not as an error.
+pub trait JobData: serde::Serialize + Send + 'static {
+    /// `Some(reason)` if this result means the device may have acted but the result is lost.
+    fn unknown(&self) -> Option<String> {
+        None
+    }
+    /// Whether this result means the operation was cancelled before anything was done.
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! plain_job_data {
+    ($($t:ty),* $(,)?) => { $(impl JobData for $t {})* };
+}
+plain_job_data!(
+    (),
+    bool,
+    String,
+    SelfTestReport,
+    PrintReceipt,
+    CardPrinterStatus,
+    StickerStatus,
+    EncodedTag,
+    TerminalStatus,
+    DayTotals,
+    Option<Approval>,
+    serde_json::Value,
+);
+
+impl JobData for PaymentOutcome {
+    fn unknown(&self) -> Option<String> {
+        match self {
+            PaymentOutcome::Unknown { reason } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+    fn cancelled(&self) -> bool {
+        matches!(self, PaymentOutcome::Aborted)
+    }
+}
+
+/// What the journal gets for every job (kind `device.job`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobRecord {
+    /// The job.
+    pub job: JobId,
+    /// The device.
+    pub device: DeviceId,
+    /// What the job did (`print card`, `purchase`, `self-test`).
+    pub what: String,
+    /// `done`, `failed`, `unknown`, `cancelled`, or `interrupted` (the daemon stopped mid-job).
+    pub outcome: &'static str,
+    /// The typed fault, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// Whether the device may have acted without the result being known.
+    pub may_have_acted: bool,
+    /// The error, for a technician.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What the device reported (for `done`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    /// How long the job ran, in milliseconds.
+    pub ms: u64,
+}
+
+/// Where job records go (the daemon journals them). Unbounded so a device thread never blocks
+/// and no record is dropped; the daemon drains it before `daemon.stop`.
+pub type JobSink = tokio::sync::mpsc::UnboundedSender<JobRecord>;
+
+/// What a running job may consult.
+#[derive(Clone, Debug, Default)]
+pub struct JobCtx {
+    cancel: Arc<AtomicBool>,
+}
+
+impl JobCtx {
+    /// Whether cancellation was asked for (by the caller or by a daemon shutdown). A job checks
+    /// it where its protocol allows stopping safely (ZVT: abort before the card is presented).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+}
+
+/// The caller's side of a submitted job.
+#[derive(Debug)]
+pub struct JobHandle<T> {
+    id: JobId,
+    device: DeviceId,
+    what: String,
+    ctx: JobCtx,
+    rx: Option<oneshot::Receiver<Outcome<T>>>,
+}
+
+impl<T> JobHandle<T> {
+    /// The job's id (as in its journal record).
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Asks the job to stop where its protocol allows; a job not yet started is never started.
+    /// The outcome says what happened ([`Outcome::Cancelled`] only if nothing was done).
+    pub fn cancel(&self) {
+        self.ctx.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits up to `timeout` for the outcome. On timeout the job goes on: wait again, or find
+    /// its outcome in the journal ([`JobError::StillRunning`] names the job).
+    pub async fn wait(&mut self, timeout: Duration) -> Result<Outcome<T>, JobError> {
+        let still = |waited: Duration, s: &Self| JobError::StillRunning {
+            device: s.device.name().into(),
+            what: s.what.clone(),
+            job: s.id,
+            waited_ms: waited.as_millis() as u64,
+        };
+        let Some(rx) = self.rx.as_mut() else {
+            return Err(JobError::Stopped { device: self.device.name().into() });
+        };
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(outcome)) => {
+                self.rx = None;
+                Ok(outcome)
+            }
+            // The device thread is gone without an answer (only when the process is stopping).
+            Ok(Err(_)) => {
+                self.rx = None;
+                Ok(Outcome::Unknown(JobError::Aborted {
+                    device: self.device.name().into(),
+                    what: self.what.clone(),
+                }))
+            }
+            Err(_) => Err(still(timeout, self)),
+        }
+    }
+
+    /// Waits for the outcome, however long the job takes.
+    pub async fn outcome(mut self) -> Outcome<T> {
+        loop {
+            match self.wait(Duration::from_secs(3600)).await {
+                Ok(o) => return o,
+                Err(JobError::StillRunning { .. }) => continue,
+                Err(e) => return Outcome::Failed(e),
+            }
+        }
+    }
+}
+
+/// A job erased of its result type, run on the device thread. It returns the health the device
+/// should show afterwards when the job revealed a fault, and a thunk that delivers the outcome
+/// (run after the health is published so a caller never sees a result before its health).
 type Job = Box<dyn FnOnce(Result<&mut Driver, JobError>) -> (Option<Health>, Reply) + Send>;
 type Reply = Box<dyn FnOnce() + Send>;
 
+/// A queued job, taken exactly once: by its device thread to run it, or by a shutdown to
+/// cancel it (so a job still queued when the daemon stops gets its `cancelled` record).
+type Slot = Arc<Mutex<Option<Job>>>;
+/// The jobs of one device not yet taken by its thread.
+type Queue = Arc<Mutex<BTreeMap<JobId, Slot>>>;
+
+fn take(slot: &Slot) -> Option<Job> {
+    slot.lock().ok().and_then(|mut j| j.take())
+}
+
 enum Msg {
-    Job { what: String, job: Job },
+    Job { id: JobId, what: String, ctx: JobCtx, slot: Slot },
     Stop,
+}
+
+/// Every device's health, for screens and for the journal recorder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthBoard {
+    /// Current health per device, `busy` included.
+    pub devices: BTreeMap<DeviceId, Health>,
+    /// The last state per device that is not `busy` (what the journal records).
+    pub stable: BTreeMap<DeviceId, Health>,
+    /// How many times each device's stable state changed since start, so a reader of the watch
+    /// knows when two changes happened between two looks.
+    pub changes: BTreeMap<DeviceId, u64>,
 }
 
 #[derive(Clone)]
 struct Publisher {
-    map: watch::Sender<BTreeMap<String, Health>>,
-    events: broadcast::Sender<HealthEvent>,
+    board: watch::Sender<HealthBoard>,
 }
 
 impl Publisher {
-    fn set(&self, device: &str, health: Health) {
+    fn set(&self, device: DeviceId, health: Health) {
         let mut changed = false;
-        self.map.send_if_modified(|m| {
-            if m.get(device) == Some(&health) {
-                return false;
+        self.board.send_if_modified(|b| {
+            let mut modified = false;
+            if b.devices.get(&device) != Some(&health) {
+                b.devices.insert(device, health.clone());
+                modified = true;
             }
-            m.insert(device.to_owned(), health.clone());
-            changed = true;
-            true
+            if !matches!(health, Health::Busy { .. }) && b.stable.get(&device) != Some(&health) {
+                b.stable.insert(device, health.clone());
+                *b.changes.entry(device).or_default() += 1;
+                changed = true;
+                modified = true;
+            }
+            modified
         });
         if changed {
             match &health {
-                Health::Fault { why, .. } | Health::Disconnected { why } => tracing::warn!("{device}: {why}"),
+                Health::Fault { fault, detail } => tracing::warn!("{device}: {} ({detail})", fault.code()),
+                Health::Disconnected { why } => tracing::warn!("{device}: {why}"),
                 Health::Connected => tracing::info!("{device}: connected"),
                 _ => {}
             }
-            let _ = self.events.send(HealthEvent { device: device.to_owned(), health });
         }
     }
 }
@@ -174,64 +383,163 @@ impl Publisher {
 /// The async face of one device thread.
 #[derive(Clone)]
 pub struct DeviceHandle {
-    name: String,
+    id: DeviceId,
     tx: mpsc::Sender<Msg>,
+    sink: Option<JobSink>,
+    queue: Queue,
 }
 
 impl DeviceHandle {
-    /// The device name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The device.
+    pub fn id(&self) -> DeviceId {
+        self.id
     }
 
-    /// Runs `f` on the device thread with the driver and waits up to `timeout` for its result.
-    /// `what` is shown as [`Health::Busy`] while the job runs.
-    pub async fn run<R, F>(&self, what: &str, timeout: Duration, f: F) -> Result<R, JobError>
+    /// Queues `f` to run on the device thread with the driver. The outcome reaches the returned
+    /// handle and the journal sink, whether or not anybody waits for it.
+    pub fn submit<R, F>(&self, what: &str, f: F) -> JobHandle<R>
     where
-        R: Send + 'static,
-        F: FnOnce(&mut Driver) -> Result<R, DeviceError> + Send + 'static,
+        R: JobData,
+        F: FnOnce(&mut Driver, &JobCtx) -> Result<R, DeviceError> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<R, JobError>>();
+        let id = next_job_id();
+        let ctx = JobCtx::default();
+        let (tx, rx) = oneshot::channel::<Outcome<R>>();
+        let device = self.id;
+        let sink = self.sink.clone();
+        let what_owned = what.to_owned();
+        let job_ctx = ctx.clone();
         let job: Job = Box::new(move |driver| {
-            let r = match driver {
-                Ok(d) => f(d).map_err(JobError::from),
-                Err(e) => Err(e),
+            let started = Instant::now();
+            let outcome = match driver {
+                Err(JobError::Cancelled { .. }) => Outcome::Cancelled,
+                Err(e) => Outcome::Failed(e),
+                Ok(_) if job_ctx.cancelled() => Outcome::Cancelled,
+                Ok(d) => match f(d, &job_ctx) {
+                    Ok(v) if v.cancelled() && job_ctx.cancelled() => Outcome::Cancelled,
+                    // A payment whose result was lost stays `Done(PaymentOutcome::Unknown)`: the
+                    // caller needs its data for recovery; the record says `unknown`.
+                    Ok(v) => Outcome::Done(v),
+                    Err(e) if e.may_have_acted() => Outcome::Unknown(JobError::Device(e)),
+                    Err(e) => Outcome::Failed(JobError::Device(e)),
+                },
             };
-            let health = match &r {
-                Err(JobError::Device(e)) => fault_health(e),
+            let health = match &outcome {
+                Outcome::Failed(JobError::Device(e)) | Outcome::Unknown(JobError::Device(e)) => e.health(),
                 _ => None,
             };
+            let record = job_record(id, device, &what_owned, &outcome, started.elapsed());
             let reply: Reply = Box::new(move || {
-                let _ = tx.send(r);
+                if let Some(sink) = sink {
+                    if sink.send(record).is_err() {
+                        tracing::error!(%id, "job outcome could not reach the journal (recorder gone)");
+                    }
+                }
+                let _ = tx.send(outcome);
             });
             (health, reply)
         });
-        let stopped = || JobError::Stopped { device: self.name.clone() };
-        self.tx.send(Msg::Job { what: what.to_owned(), job }).map_err(|_| stopped())?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(JobError::Aborted { device: self.name.clone(), what: what.to_owned() }),
-            Err(_) => Err(JobError::Timeout {
-                device: self.name.clone(),
-                what: what.to_owned(),
-                ms: timeout.as_millis() as u64,
-            }),
+        let handle = JobHandle { id, device, what: what.to_owned(), ctx: ctx.clone(), rx: Some(rx) };
+        let slot: Slot = Arc::new(Mutex::new(Some(job)));
+        if let Ok(mut q) = self.queue.lock() {
+            q.insert(id, slot.clone());
         }
+        if self.tx.send(Msg::Job { id, what: what.to_owned(), ctx, slot: slot.clone() }).is_err() {
+            // The device thread is gone: answer here, so the outcome still reaches everyone.
+            if let Some(job) = take(&slot) {
+                let (_, reply) = job(Err(JobError::Stopped { device: self.id.name().into() }));
+                reply();
+            }
+        }
+        handle
+    }
+
+    /// Runs `f` and waits up to `timeout` for its result. On timeout the job goes on and its
+    /// outcome is journaled ([`JobError::StillRunning`]). `what` is shown as [`Health::Busy`].
+    pub async fn run<R, F>(&self, what: &str, timeout: Duration, f: F) -> Result<R, JobError>
+    where
+        R: JobData,
+        F: FnOnce(&mut Driver) -> Result<R, DeviceError> + Send + 'static,
+    {
+        let mut job = self.submit(what, move |d, _ctx| f(d));
+        job.wait(timeout).await?.into_result(self.id, what)
+    }
+
+    /// Charges `amount` piastres: progress texts go to `progress`; [`JobHandle::cancel`] asks the
+    /// terminal to abort (possible until the card is presented). A lost result is
+    /// [`Outcome::Done`]`(`[`PaymentOutcome::Unknown`]`)`: recover with repeat receipt.
+    pub fn purchase(
+        &self,
+        amount: u64,
+        progress: impl FnMut(&str) + Send + 'static,
+    ) -> JobHandle<PaymentOutcome> {
+        let mut progress = progress;
+        self.submit("purchase", move |d, ctx| match d {
+            Driver::Payment(t) => {
+                let ctx = ctx.clone();
+                t.purchase(amount, &mut |text: &str| {
+                    progress(text);
+                    !ctx.cancelled()
+                })
+            }
+            _ => Err(not_kind(DeviceId::Payment)),
+        })
+    }
+}
+
+fn not_kind(kind: DeviceId) -> DeviceError {
+    DeviceError::Unsupported { device: kind.name().into(), what: format!("not a {} device", kind.name()) }
+}
+
+fn job_record<T: JobData>(
+    id: JobId,
+    device: DeviceId,
+    what: &str,
+    o: &Outcome<T>,
+    took: Duration,
+) -> JobRecord {
+    let (fault, may_have_acted, detail, data) = match o {
+        Outcome::Done(v) => {
+            let unknown = v.unknown();
+            (
+                unknown.as_ref().map(|_| Fault::Link(super::LinkFault::NoAnswer)),
+                unknown.is_some(),
+                unknown,
+                serde_json::to_value(v).ok(),
+            )
+        }
+        Outcome::Failed(e) => (e.fault(), false, Some(e.to_string()), None),
+        Outcome::Unknown(e) => (e.fault(), true, Some(e.to_string()), None),
+        Outcome::Cancelled => (None, false, None, None),
+    };
+    let outcome = match o {
+        Outcome::Done(v) if v.unknown().is_some() => "unknown",
+        other => other.name(),
+    };
+    JobRecord {
+        job: id,
+        device,
+        what: what.into(),
+        outcome,
+        fault,
+        may_have_acted,
+        detail,
+        data,
+        ms: took.as_millis() as u64,
     }
 }
 
 macro_rules! kind_runner {
-    ($(#[$doc:meta])* $fn:ident, $variant:ident, $tr:path) => {
+    ($(#[$doc:meta])* $fn:ident, $variant:ident, $tr:path, $id:expr) => {
         $(#[$doc])*
         pub async fn $fn<R, F>(&self, what: &str, timeout: Duration, f: F) -> Result<R, JobError>
         where
-            R: Send + 'static,
+            R: JobData,
             F: FnOnce(&mut dyn $tr) -> Result<R, DeviceError> + Send + 'static,
         {
-            let device = self.name.clone();
             self.run(what, timeout, move |d| match d {
                 Driver::$variant(x) => f(x.as_mut()),
-                _ => Err(DeviceError::Unsupported { device, what: concat!("not a ", stringify!($fn), " device").into() }),
+                _ => Err(not_kind($id)),
             })
             .await
         }
@@ -241,19 +549,19 @@ macro_rules! kind_runner {
 impl DeviceHandle {
     kind_runner!(
         /// Runs `f` with the payment terminal driver (see [`DeviceHandle::run`]).
-        payment, Payment, PaymentTerminal
+        payment, Payment, PaymentTerminal, DeviceId::Payment
     );
     kind_runner!(
         /// Runs `f` with the card printer driver (see [`DeviceHandle::run`]).
-        card, Card, CardPrinter
+        card, Card, CardPrinter, DeviceId::Card
     );
     kind_runner!(
         /// Runs `f` with the sticker printer driver (see [`DeviceHandle::run`]).
-        sticker, Sticker, StickerPrinter
+        sticker, Sticker, StickerPrinter, DeviceId::Sticker
     );
     kind_runner!(
         /// Runs `f` with the e-sticker encoder driver (see [`DeviceHandle::run`]).
-        rfid, Rfid, TagEncoder
+        rfid, Rfid, TagEncoder, DeviceId::Rfid
     );
 }
 
@@ -266,6 +574,8 @@ pub struct ManagerOptions {
     pub idle_check: Duration,
     /// Answer timeout of a self-test job.
     pub self_test_timeout: Duration,
+    /// Where job outcomes go (the daemon's journal recorder); `None` in one-shot tools.
+    pub sink: Option<JobSink>,
 }
 
 impl Default for ManagerOptions {
@@ -274,19 +584,44 @@ impl Default for ManagerOptions {
             backoff: Backoff::default(),
             idle_check: Duration::from_millis(250),
             self_test_timeout: Duration::from_secs(15),
+            sink: None,
         }
     }
 }
 
+/// The job a device thread is running, for a bounded shutdown's report.
+#[derive(Debug, Clone)]
+struct Running {
+    id: JobId,
+    what: String,
+    since: Instant,
+    ctx: JobCtx,
+}
+
 /// Owner of all device threads and the GPIO service.
 pub struct Manager {
-    handles: BTreeMap<String, DeviceHandle>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    handles: BTreeMap<DeviceId, DeviceHandle>,
+    threads: Mutex<Vec<(DeviceId, std::thread::JoinHandle<()>)>>,
+    exited: Mutex<mpsc::Receiver<DeviceId>>,
+    running: Arc<Mutex<BTreeMap<DeviceId, Running>>>,
+    stopping: Arc<AtomicBool>,
     publisher: Publisher,
     gpio: Mutex<Option<GpioService>>,
     gpio_health: Health,
     gpio_debounce: Duration,
     options: ManagerOptions,
+    van_id: String,
+}
+
+/// The default idle status-poll interval of each kind: the cheapest safe status query
+/// (Evolis `Rfs`-style status, ZPL `~HS`, Mercury version) every few seconds; the ZVT status
+/// enquiry `05 01` far less often, since terminals show it and some log it.
+pub fn default_poll(id: DeviceId) -> Duration {
+    match id {
+        DeviceId::Payment => Duration::from_secs(60),
+        DeviceId::Card | DeviceId::Sticker => Duration::from_secs(5),
+        DeviceId::Rfid | DeviceId::Gpio => Duration::from_secs(10),
+    }
 }
 
 impl Manager {
@@ -297,78 +632,89 @@ impl Manager {
 
     /// As [`Manager::start`], with another driver factory and tuning (tests, `vanctl` without daemon).
     pub fn start_with(config: &Config, factory: DriverFactory, options: ManagerOptions) -> Manager {
-        let (map, _) = watch::channel(BTreeMap::new());
-        let (events, _) = broadcast::channel(64);
-        let publisher = Publisher { map, events };
-        let devices = [
-            ("payment", &config.devices.payment),
-            ("card", &config.devices.card),
-            ("sticker", &config.devices.sticker),
-            ("rfid", &config.devices.rfid),
-        ];
+        let (board, _) = watch::channel(HealthBoard::default());
+        let publisher = Publisher { board };
+        let running: Arc<Mutex<BTreeMap<DeviceId, Running>>> = Arc::default();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (exit_tx, exit_rx) = mpsc::channel();
         let mut handles = BTreeMap::new();
         let mut threads = Vec::new();
-        for (name, dev) in devices {
-            let Some(dev) = dev.as_ref().filter(|d| d.enabled) else {
-                publisher.set(name, Health::Absent);
+        for id in DeviceId::SERIAL {
+            let Some(dev) = config.devices.get(id).filter(|d| d.enabled) else {
+                publisher.set(id, Health::Absent);
                 continue;
             };
-            publisher.set(name, Health::Disconnected { why: "opening".into() });
+            publisher.set(id, Health::Disconnected { why: "opening".into() });
             let (tx, rx) = mpsc::channel();
+            let queue: Queue = Arc::default();
+            let poll = dev.health_poll.unwrap_or_else(|| default_poll(id));
             let worker = Worker {
-                name: name.to_owned(),
+                id,
                 cfg: dev.clone(),
                 factory: factory.clone(),
                 publisher: publisher.clone(),
                 options: options.clone(),
+                poll,
+                running: running.clone(),
+                stopping: stopping.clone(),
+                queue: queue.clone(),
                 rx,
             };
-            match std::thread::Builder::new().name(format!("dev-{name}")).spawn(move || worker.run()) {
+            let exit = exit_tx.clone();
+            let spawned = std::thread::Builder::new().name(format!("dev-{id}")).spawn(move || {
+                worker.run();
+                let _ = exit.send(id);
+            });
+            match spawned {
                 Ok(t) => {
-                    threads.push(t);
-                    handles.insert(name.to_owned(), DeviceHandle { name: name.to_owned(), tx });
+                    threads.push((id, t));
+                    handles.insert(id, DeviceHandle { id, tx, sink: options.sink.clone(), queue });
                 }
                 Err(e) => publisher.set(
-                    name,
+                    id,
                     Health::Fault {
-                        why: format!("cannot start device thread: {e}"),
-                        action: "restart vand".into(),
+                        fault: Fault::Internal,
+                        detail: format!("cannot start device thread: {e}"),
                     },
                 ),
             }
         }
         let state_file = config.paths.state_dir.join("gpio-sim.json");
         let (gpio, gpio_health) = start_gpio(config, &state_file);
-        publisher.set("gpio", gpio_health.clone());
+        publisher.set(DeviceId::Gpio, gpio_health.clone());
         if let Some(g) = &gpio {
             if config.gpio.lines.contains_key(Output::FaultLed.name()) {
-                fault_led_follower(g.outputs(), publisher.map.subscribe());
+                fault_led_follower(g.outputs(), publisher.board.subscribe());
             }
         }
         Manager {
             handles,
             threads: Mutex::new(threads),
+            exited: Mutex::new(exit_rx),
+            running,
+            stopping,
             publisher,
             gpio: Mutex::new(gpio),
             gpio_health,
             gpio_debounce: Duration::from_millis(config.gpio.debounce_ms),
             options,
+            van_id: config.van.id.clone(),
         }
     }
 
-    /// Current health of every device (`payment`, `card`, `sticker`, `rfid`, `gpio`).
-    pub fn health(&self) -> BTreeMap<String, Health> {
-        self.publisher.map.borrow().clone()
+    /// The van these devices belong to (stamped on test output).
+    pub fn van_id(&self) -> &str {
+        &self.van_id
     }
 
-    /// Health changes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
-        self.publisher.events.subscribe()
+    /// Current health of every device.
+    pub fn health(&self) -> BTreeMap<DeviceId, Health> {
+        self.publisher.board.borrow().devices.clone()
     }
 
-    /// A watch of the whole health map (for waiting on a state).
-    pub fn watch_health(&self) -> watch::Receiver<BTreeMap<String, Health>> {
-        self.publisher.map.subscribe()
+    /// A watch of the whole health board (for screens, the journal recorder, waiting on a state).
+    pub fn watch_health(&self) -> watch::Receiver<HealthBoard> {
+        self.publisher.board.subscribe()
     }
 
     /// Waits until no device is still in its first `opening` state (or `timeout` passes) and the
@@ -378,19 +724,19 @@ impl Manager {
             tokio::time::sleep(self.gpio_debounce.min(timeout) + Duration::from_millis(25)).await;
         }
         let mut rx = self.watch_health();
-        let opening = |m: &BTreeMap<String, Health>| {
-            m.values().any(|h| matches!(h, Health::Disconnected { why } if why == "opening"))
+        let opening = |b: &HealthBoard| {
+            b.devices.values().any(|h| matches!(h, Health::Disconnected { why } if why == "opening"))
         };
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|m| !opening(m))).await;
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|b| !opening(b))).await;
     }
 
     /// The handle of a configured device.
-    pub fn device(&self, name: &str) -> Option<&DeviceHandle> {
-        self.handles.get(name)
+    pub fn device(&self, id: DeviceId) -> Option<&DeviceHandle> {
+        self.handles.get(&id)
     }
 
     /// Debounced GPIO input changes (tamper, power fail); `None` without GPIO.
-    pub fn gpio_events(&self) -> Option<broadcast::Receiver<GpioEvent>> {
+    pub fn gpio_events(&self) -> Option<tokio::sync::broadcast::Receiver<GpioEvent>> {
         self.gpio.lock().ok()?.as_ref().map(|g| g.subscribe())
     }
 
@@ -409,21 +755,35 @@ impl Manager {
     }
 
     /// Safe self-test of every device: version/status queries only, nothing printed or charged.
+    /// The devices are tested in parallel: the whole test takes the slowest device's time.
     pub async fn self_test(&self) -> Vec<SelfTestReport> {
+        let timeout = self.options.self_test_timeout;
+        let tests: Vec<_> = DeviceId::SERIAL
+            .into_iter()
+            .map(|id| {
+                let job = self.handles.get(&id).map(|h| h.submit("self-test", |d, _ctx| d.self_test()));
+                (id, job)
+            })
+            .collect();
         let mut reports = Vec::new();
-        for name in DEVICE_NAMES {
-            let Some(handle) = self.handles.get(name) else {
+        let started = Instant::now();
+        for (id, job) in tests {
+            let Some(mut job) = job else {
                 reports.push(SelfTestReport {
-                    device: name.into(),
+                    device: id.name().into(),
                     ok: true,
                     lines: vec!["not configured in this van (absent)".into()],
                 });
                 continue;
             };
-            let r = handle.run("self-test", self.options.self_test_timeout, |d| d.self_test()).await;
+            let left = timeout.saturating_sub(started.elapsed());
+            let r = match job.wait(left).await {
+                Ok(o) => o.into_result(id, "self-test"),
+                Err(e) => Err(e),
+            };
             reports.push(match r {
-                Ok(report) => SelfTestReport { device: name.into(), ..report },
-                Err(e) => SelfTestReport { device: name.into(), ok: false, lines: vec![e.to_string()] },
+                Ok(report) => SelfTestReport { device: id.name().into(), ..report },
+                Err(e) => SelfTestReport { device: id.name().into(), ok: false, lines: vec![e.to_string()] },
             });
         }
         let gpio_state = self.gpio.lock().ok().and_then(|g| g.as_ref().map(|g| g.state()));
@@ -445,44 +805,88 @@ impl Manager {
         reports
     }
 
-    /// Stops every device thread (closing the ports) and the GPIO service.
-    /// Safe to call more than once; also done on drop.
+    /// Stops every device thread (closing the ports) and the GPIO service, waiting as long as
+    /// running jobs take. Safe to call more than once; also done on drop.
     pub fn shutdown(&self) {
+        let _ = self.shutdown_within(Duration::from_secs(24 * 3600));
+    }
+
+    /// Stops within `budget`: jobs not yet started are cancelled, running jobs are asked to
+    /// cancel (where the protocol allows) and given until the budget ends to reach a safe point.
+    /// Returns a record (`outcome: "interrupted"`, `may_have_acted: true`) for each job still
+    /// running at the end; its device thread is left behind (the process is ending).
+    pub fn shutdown_within(&self, budget: Duration) -> Vec<JobRecord> {
+        let deadline = Instant::now() + budget;
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Ok(running) = self.running.lock() {
+            for r in running.values() {
+                r.ctx.cancel.store(true, Ordering::SeqCst);
+            }
+        }
         for h in self.handles.values() {
             let _ = h.tx.send(Msg::Stop);
         }
-        let threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
-        for t in threads {
-            let _ = t.join();
+        // Jobs still queued are never started: cancel them now, so their outcome (cancelled)
+        // reaches their callers and the journal even while a long job holds the device.
+        for h in self.handles.values() {
+            let queued: Vec<Slot> = h
+                .queue
+                .lock()
+                .map(|mut q| std::mem::take(&mut *q).into_values().collect())
+                .unwrap_or_default();
+            for slot in queued {
+                if let Some(job) = take(&slot) {
+                    let (_, reply) = job(Err(JobError::Cancelled {
+                        device: h.id.name().into(),
+                        what: "queued job".into(),
+                    }));
+                    reply();
+                }
+            }
+        }
+        let mut threads: Vec<_> = self.threads.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        if let Ok(exited) = self.exited.lock() {
+            while !threads.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match exited.recv_timeout(left) {
+                    Ok(id) => {
+                        if let Some(i) = threads.iter().position(|(t, _)| *t == id) {
+                            let (_, t) = threads.swap_remove(i);
+                            let _ = t.join();
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut interrupted = Vec::new();
+        for (id, _thread) in threads {
+            let running = self.running.lock().ok().and_then(|r| r.get(&id).cloned());
+            if let Some(r) = running {
+                tracing::error!(device = %id, job = %r.id, what = %r.what, "shutdown budget ended during a job");
+                interrupted.push(JobRecord {
+                    job: r.id,
+                    device: id,
+                    what: r.what,
+                    outcome: "interrupted",
+                    fault: None,
+                    may_have_acted: true,
+                    detail: Some(format!("vand stopped after {} ms of shutdown budget", budget.as_millis())),
+                    data: None,
+                    ms: r.since.elapsed().as_millis() as u64,
+                });
+            }
         }
         if let Some(mut g) = self.gpio.lock().ok().and_then(|mut g| g.take()) {
             g.stop();
         }
+        interrupted
     }
 }
 
 impl Drop for Manager {
     fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// The health a failed job leaves behind: device-reported faults, silence and garbage need a
-/// person; unplugs are handled by the owner thread; other errors leave the device connected.
-fn fault_health(e: &DeviceError) -> Option<Health> {
-    match e {
-        DeviceError::Fault { fault, action, .. } => {
-            Some(Health::Fault { why: fault.clone(), action: action.clone() })
-        }
-        DeviceError::Link(LinkError::Timeout { .. }) => Some(Health::Fault {
-            why: e.to_string(),
-            action: "check that the device is switched on and its cable is plugged in".into(),
-        }),
-        DeviceError::Protocol { .. } => Some(Health::Fault {
-            why: e.to_string(),
-            action: "check that the line settings (baud, parity, stop bits) match the device".into(),
-        }),
-        _ => None,
+        let _ = self.shutdown_within(Duration::from_secs(30));
     }
 }
 
@@ -492,25 +896,30 @@ pub fn health_line(h: &Health) -> String {
         Health::Absent => "absent (not configured)".into(),
         Health::Connected => "connected".into(),
         Health::Busy { what } => format!("busy: {what}"),
-        Health::Fault { why, action } => format!("FAULT: {why} — {action}"),
+        Health::Fault { fault, detail } if detail.is_empty() => {
+            format!("FAULT {}: {fault} — {}", fault.code(), fault.action(super::Lang::En))
+        }
+        Health::Fault { fault, detail } => {
+            format!("FAULT {}: {fault} ({detail}) — {}", fault.code(), fault.action(super::Lang::En))
+        }
         Health::Disconnected { why } => format!("disconnected: {why}"),
     }
 }
 
 /// Whether any device needs attention (the fault LED's meaning).
-pub fn any_fault(map: &BTreeMap<String, Health>) -> bool {
+pub fn any_fault(map: &BTreeMap<DeviceId, Health>) -> bool {
     map.values().any(|h| matches!(h, Health::Fault { .. } | Health::Disconnected { .. }))
 }
 
 /// Keeps the fault LED in step with device health, on a small thread that ends with the manager.
-fn fault_led_follower(leds: super::gpio::OutputHandle, mut map: watch::Receiver<BTreeMap<String, Health>>) {
+fn fault_led_follower(leds: super::gpio::OutputHandle, mut board: watch::Receiver<HealthBoard>) {
     let spawned = std::thread::Builder::new().name("fault-led".into()).spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else { return };
         rt.block_on(async move {
             loop {
-                let fault = any_fault(&map.borrow_and_update());
+                let fault = any_fault(&board.borrow_and_update().devices);
                 leds.set(Output::FaultLed, fault);
-                if map.changed().await.is_err() {
+                if board.changed().await.is_err() {
                     break;
                 }
             }
@@ -528,13 +937,7 @@ fn start_gpio(config: &Config, state_file: &Path) -> (Option<GpioService>, Healt
             let svc = GpioService::start(backend, Duration::from_millis(config.gpio.debounce_ms));
             (Some(svc), Health::Connected)
         }
-        Err(e) => (
-            None,
-            Health::Fault {
-                why: e.to_string(),
-                action: "check [gpio] in the configuration and the wiring (docs/hardware.md)".into(),
-            },
-        ),
+        Err(e) => (None, Health::Fault { fault: Fault::Config, detail: e.to_string() }),
     }
 }
 
@@ -575,78 +978,159 @@ struct Open {
     driver: Driver,
     probe: Option<HangupProbe>,
     unplugged: Arc<AtomicBool>,
+    next_poll: Instant,
+}
+
+/// The idle status query of each kind; `Ok(None)` means ready.
+fn poll_status(driver: &mut Driver) -> Result<Option<Fault>, DeviceError> {
+    Ok(match driver {
+        Driver::Card(d) => d.status()?.faults.first().map(|f| Fault::Card(*f)),
+        Driver::Sticker(d) => d.host_status()?.faults.first().map(|f| Fault::Sticker(*f)),
+        Driver::Payment(d) => (!d.status()?.ready).then_some(Fault::Payment(PaymentFault::NotReady)),
+        Driver::Rfid(d) => (!d.self_test()?.ok).then_some(Fault::Rfid(RfidFault::ModuleError)),
+        Driver::Generic(d) => (!d.self_test()?.ok).then_some(Fault::Internal),
+    })
 }
 
 struct Worker {
-    name: String,
+    id: DeviceId,
     cfg: DeviceConfig,
     factory: DriverFactory,
     publisher: Publisher,
     options: ManagerOptions,
+    /// Idle status-poll interval; zero turns polling off.
+    poll: Duration,
+    running: Arc<Mutex<BTreeMap<DeviceId, Running>>>,
+    stopping: Arc<AtomicBool>,
+    queue: Queue,
     rx: mpsc::Receiver<Msg>,
 }
 
 impl Worker {
     fn run(self) {
-        let mut reopener = Reopener::new(&self.name, self.cfg.serial.clone(), self.options.backoff.clone());
+        let mut reopener =
+            Reopener::new(self.id.name(), self.cfg.serial.clone(), self.options.backoff.clone());
         let mut open: Option<Open> = None;
         // A permanent driver error (bad option, no such driver): retrying cannot help.
-        let mut permanent: Option<(String, String)> = None;
+        let mut permanent: Option<String> = None;
         loop {
-            if open.is_none() && permanent.is_none() {
+            if open.is_none() && permanent.is_none() && !self.stopping.load(Ordering::SeqCst) {
                 open = self.try_open(&mut reopener, &mut permanent);
             }
             let wait = match (&open, reopener.next_attempt()) {
+                (Some(o), _) if !self.poll.is_zero() => {
+                    o.next_poll.saturating_duration_since(Instant::now()).min(self.options.idle_check)
+                }
                 (Some(_), _) | (None, None) => self.options.idle_check,
                 (None, Some(t)) => t.saturating_duration_since(Instant::now()).min(self.options.idle_check),
             };
             match self.rx.recv_timeout(wait) {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Ok(Msg::Job { what, job }) => match &mut open {
-                    Some(o) => {
-                        self.publisher.set(&self.name, Health::Busy { what: what.clone() });
-                        let ran =
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(&mut o.driver))));
-                        let Ok((after, reply)) = ran else {
-                            // A driver bug must not take the device thread down: drop the driver
-                            // (and the port), report it, and start again from a fresh open.
-                            tracing::error!("{}: driver panicked during {what}", self.name);
-                            open = None;
-                            reopener.after_unplug(Instant::now());
-                            self.publisher.set(
-                                &self.name,
-                                Health::Fault {
-                                    why: format!("driver failed during {what} (internal error)"),
-                                    action: "retrying; if it repeats, restart vand and report the log".into(),
-                                },
-                            );
-                            continue;
-                        };
-                        if o.unplugged.load(Ordering::SeqCst) {
-                            open = None;
-                            self.unplugged(&mut reopener);
-                        } else {
-                            self.publisher.set(&self.name, after.unwrap_or(Health::Connected));
+                Ok(Msg::Job { id, what, ctx, slot }) => {
+                    if let Ok(mut q) = self.queue.lock() {
+                        q.remove(&id);
+                    }
+                    // Already cancelled and answered by a shutdown.
+                    let Some(job) = take(&slot) else { continue };
+                    if self.stopping.load(Ordering::SeqCst) {
+                        // Never start a job once the daemon is stopping: it is cancelled.
+                        ctx.cancel.store(true, Ordering::SeqCst);
+                    }
+                    match &mut open {
+                        Some(o) if !ctx.cancelled() => {
+                            self.publisher.set(self.id, Health::Busy { what: what.clone() });
+                            if let Ok(mut r) = self.running.lock() {
+                                r.insert(
+                                    self.id,
+                                    Running { id, what: what.clone(), since: Instant::now(), ctx },
+                                );
+                            }
+                            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                job(Ok(&mut o.driver))
+                            }));
+                            if let Ok(mut r) = self.running.lock() {
+                                r.remove(&self.id);
+                            }
+                            let Ok((after, reply)) = ran else {
+                                // A driver bug must not take the device thread down: drop the
+                                // driver (and the port), report it, and start again from a fresh
+                                // open. The caller's oneshot is dropped: its handle reports an
+                                // unknown outcome (the driver may have acted before panicking).
+                                tracing::error!(device = %self.id, %id, "driver panicked during {what}");
+                                open = None;
+                                reopener.after_unplug(Instant::now());
+                                self.publisher.set(
+                                    self.id,
+                                    Health::Fault {
+                                        fault: Fault::Internal,
+                                        detail: format!("driver failed during {what}"),
+                                    },
+                                );
+                                continue;
+                            };
+                            if o.unplugged.load(Ordering::SeqCst) {
+                                open = None;
+                                self.unplugged(&mut reopener);
+                            } else {
+                                self.publisher.set(self.id, after.unwrap_or(Health::Connected));
+                                o.next_poll = Instant::now() + self.poll;
+                            }
+                            reply();
                         }
-                        reply();
+                        _ => {
+                            let why = match (&permanent, reopener.last_error()) {
+                                (Some(why), _) => why.clone(),
+                                (None, Some(e)) => e.to_owned(),
+                                (None, None) => "port not open".into(),
+                            };
+                            let err = if ctx.cancelled() {
+                                JobError::Cancelled { device: self.id.name().into(), what }
+                            } else {
+                                JobError::NotConnected { device: self.id.name().into(), why }
+                            };
+                            let (_, reply) = job(Err(err));
+                            reply();
+                        }
                     }
-                    None => {
-                        let why = match (&permanent, reopener.last_error()) {
-                            (Some((why, _)), _) => why.clone(),
-                            (None, Some(e)) => e.to_owned(),
-                            (None, None) => "port not open".into(),
-                        };
-                        let (_, reply) = job(Err(JobError::NotConnected { device: self.name.clone(), why }));
-                        reply();
-                    }
-                },
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(o) = &open {
-                        let gone = o.unplugged.load(Ordering::SeqCst)
-                            || o.probe.as_ref().is_some_and(|p| p.hung_up());
-                        if gone {
-                            open = None;
-                            self.unplugged(&mut reopener);
+                    let Some(o) = &mut open else { continue };
+                    let gone =
+                        o.unplugged.load(Ordering::SeqCst) || o.probe.as_ref().is_some_and(|p| p.hung_up());
+                    if gone {
+                        open = None;
+                        self.unplugged(&mut reopener);
+                        continue;
+                    }
+                    if !self.poll.is_zero() && Instant::now() >= o.next_poll {
+                        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            poll_status(&mut o.driver)
+                        }));
+                        o.next_poll = Instant::now() + self.poll;
+                        match polled {
+                            _ if o.unplugged.load(Ordering::SeqCst) => {
+                                open = None;
+                                self.unplugged(&mut reopener);
+                            }
+                            Ok(Ok(None)) => self.publisher.set(self.id, Health::Connected),
+                            Ok(Ok(Some(fault))) => self.publisher.set(self.id, Health::fault(fault)),
+                            Ok(Err(e)) => {
+                                if let Some(h) = e.health() {
+                                    self.publisher.set(self.id, h);
+                                }
+                            }
+                            Err(_) => {
+                                tracing::error!(device = %self.id, "driver panicked during a status poll");
+                                open = None;
+                                reopener.after_unplug(Instant::now());
+                                self.publisher.set(
+                                    self.id,
+                                    Health::Fault {
+                                        fault: Fault::Internal,
+                                        detail: "status poll failed".into(),
+                                    },
+                                );
+                            }
                         }
                     }
                 }
@@ -658,46 +1142,48 @@ impl Worker {
     fn unplugged(&self, reopener: &mut Reopener) {
         reopener.after_unplug(Instant::now());
         self.publisher.set(
-            &self.name,
+            self.id,
             Health::Disconnected {
                 why: format!("unplugged from {}; reconnecting", self.cfg.serial.path.display()),
             },
         );
     }
 
-    fn try_open(&self, reopener: &mut Reopener, permanent: &mut Option<(String, String)>) -> Option<Open> {
+    fn try_open(&self, reopener: &mut Reopener, permanent: &mut Option<String>) -> Option<Open> {
         let link = match reopener.try_open(Instant::now()) {
             Ok(Some(link)) => link,
             Ok(None) => return None,
             Err(e) => {
-                self.publisher.set(&self.name, Health::Disconnected { why: e.to_string() });
+                self.publisher.set(self.id, Health::Disconnected { why: e.to_string() });
                 return None;
             }
         };
         let probe = link.hangup_probe();
         let unplugged = Arc::new(AtomicBool::new(false));
         let watched = WatchedLink { inner: Box::new(link), unplugged: unplugged.clone() };
-        match (self.factory)(&self.name, &self.cfg, Box::new(watched)) {
+        match (self.factory)(self.id, &self.cfg, Box::new(watched)) {
             Ok(driver) => {
-                self.publisher.set(&self.name, Health::Connected);
-                Some(Open { driver, probe, unplugged })
+                self.publisher.set(self.id, Health::Connected);
+                // First status poll right away: a device that is plugged in with its cover open
+                // shows the fault at once.
+                Some(Open { driver, probe, unplugged, next_poll: Instant::now() })
             }
             Err(e) => {
                 let why = e.to_string();
-                match e {
+                match &e {
                     DeviceError::Config { .. } | DeviceError::Unsupported { .. } => {
-                        let action =
-                            "fix the device section of the configuration and restart vand".to_owned();
                         self.publisher
-                            .set(&self.name, Health::Fault { why: why.clone(), action: action.clone() });
-                        *permanent = Some((why, action));
+                            .set(self.id, Health::Fault { fault: Fault::Config, detail: why.clone() });
+                        *permanent = Some(why);
                     }
-                    DeviceError::Fault { fault, action, .. } => {
-                        self.publisher.set(&self.name, Health::Fault { why: fault, action });
+                    DeviceError::Fault { .. } | DeviceError::AfterActing(_) => {
+                        if let Some(h) = e.health() {
+                            self.publisher.set(self.id, h);
+                        }
                         reopener.after_unplug(Instant::now());
                     }
                     DeviceError::Link(_) | DeviceError::Protocol { .. } => {
-                        self.publisher.set(&self.name, Health::Disconnected { why });
+                        self.publisher.set(self.id, Health::Disconnected { why });
                         reopener.after_unplug(Instant::now());
                     }
                 }

@@ -53,28 +53,64 @@ pub trait Link: Send {
 pub enum Health {
     /// Not configured in this van.
     Absent,
-    /// Port open, last exchange fine, idle.
+    /// Port open, last exchange or status poll fine, idle.
     Connected,
     /// Working on a job.
-    Busy { what: String },
-    /// Cannot be used; `why` says what is wrong, `action` what a person should do.
-    Fault { why: String, action: String },
+    Busy {
+        /// What the job does (`print card`, `self-test`).
+        what: String,
+    },
+    /// Cannot be used until a person acts: [`Fault::action`] says what to do.
+    Fault {
+        /// The typed condition (serialised as its code, e.g. `card.ribbon_ended`).
+        fault: Fault,
+        /// What the device or driver said, for a technician (may be empty).
+        detail: String,
+    },
     /// Port not open (unplugged or not yet found); retrying.
-    Disconnected { why: String },
+    Disconnected {
+        /// Why, for a technician.
+        why: String,
+    },
+}
+
+impl Health {
+    /// The state's name (`connected`, `fault`, …), as recorded in transitions.
+    pub fn state_name(&self) -> &'static str {
+        match self {
+            Health::Absent => "absent",
+            Health::Connected => "connected",
+            Health::Busy { .. } => "busy",
+            Health::Fault { .. } => "fault",
+            Health::Disconnected { .. } => "disconnected",
+        }
+    }
+
+    /// A fault state without detail.
+    pub fn fault(fault: Fault) -> Health {
+        Health::Fault { fault, detail: String::new() }
+    }
 }
 
 pub mod card;
 pub mod evolis;
+pub mod fault;
 pub mod gpio;
 pub mod manager;
 pub mod mercury;
 pub mod payment;
+pub mod registry;
 pub mod rfid;
 pub mod sticker;
 pub mod zpl;
 pub mod zvt;
 
+pub use fault::{DeviceId, Fault, Lang, LinkFault, PaymentFault, RfidFault};
+
 /// A device operation that did not succeed, with what a person should know to act on it.
+///
+/// Callers branch on [`DeviceError::fault`] (typed) and [`DeviceError::may_have_acted`]; the
+/// `Display` text is for logs and technicians.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The link failed (timeout, unplug, open failure).
@@ -84,14 +120,89 @@ pub enum DeviceError {
     #[error("{device}: protocol error: {detail}")]
     Protocol { device: String, detail: String },
     /// The device reports a condition that needs a person (ribbon ended, cover open, no tag …).
-    #[error("{device}: {fault} — {action}")]
-    Fault { device: String, fault: String, action: String },
+    #[error("{device}: {fault}{}{detail} — {}", if detail.is_empty() { "" } else { ": " }, fault.action(Lang::En))]
+    Fault {
+        /// The device, as a technician knows it (`card printer on /dev/van/card`).
+        device: String,
+        /// The typed condition.
+        fault: Fault,
+        /// What the device said, for a technician (may be empty).
+        detail: String,
+        /// Whether the device may have acted (printed, charged, written) before the fault.
+        may_have_acted: bool,
+    },
     /// A driver option in the configuration is invalid.
     #[error("{device}: configuration option {key}: {message}")]
     Config { device: String, key: String, message: String },
     /// The operation is not offered by this device or driver.
     #[error("{device}: not supported: {what}")]
     Unsupported { device: String, what: String },
+    /// The error came after the device was told to act (print, charge, write): it may have
+    /// acted, and the outcome is unknown. Never repeat the operation blindly.
+    #[error("outcome unknown (the device may have acted): {0}")]
+    AfterActing(Box<DeviceError>),
+}
+
+impl DeviceError {
+    /// A device-reported fault before anything was done.
+    pub fn fault(device: impl Into<String>, fault: Fault, detail: impl Into<String>) -> DeviceError {
+        DeviceError::Fault { device: device.into(), fault, detail: detail.into(), may_have_acted: false }
+    }
+
+    /// The typed condition behind this error.
+    pub fn kind(&self) -> Fault {
+        match self {
+            DeviceError::Link(LinkError::Timeout { .. }) => Fault::Link(LinkFault::NoAnswer),
+            DeviceError::Link(LinkError::Unplugged { .. }) | DeviceError::Link(LinkError::Io { .. }) => {
+                Fault::Link(LinkFault::Unplugged)
+            }
+            DeviceError::Link(LinkError::Open { .. }) => Fault::Link(LinkFault::CannotOpen),
+            DeviceError::Protocol { .. } => Fault::Link(LinkFault::Garbled),
+            DeviceError::Fault { fault, .. } => *fault,
+            DeviceError::Config { .. } | DeviceError::Unsupported { .. } => Fault::Config,
+            DeviceError::AfterActing(inner) => inner.kind(),
+        }
+    }
+
+    /// Whether the device may have acted before this error (the outcome is unknown).
+    pub fn may_have_acted(&self) -> bool {
+        match self {
+            DeviceError::AfterActing(_) => true,
+            DeviceError::Fault { may_have_acted, .. } => *may_have_acted,
+            _ => false,
+        }
+    }
+
+    /// Marks an error that happened after the device was told to act (drivers call it from
+    /// their point of no return on: the purchase frame, the card sequence start, the first tag
+    /// write, the label job).
+    pub fn after_acting(self) -> DeviceError {
+        match self {
+            DeviceError::Fault { device, fault, detail, .. } => {
+                DeviceError::Fault { device, fault, detail, may_have_acted: true }
+            }
+            DeviceError::AfterActing(_) | DeviceError::Config { .. } | DeviceError::Unsupported { .. } => {
+                self
+            }
+            other => DeviceError::AfterActing(Box::new(other)),
+        }
+    }
+
+    /// The health this error leaves the device in, if it needs a person. Unplugs are the owner
+    /// thread's business (it reopens); configuration errors are shown as they are.
+    pub fn health(&self) -> Option<Health> {
+        match self {
+            DeviceError::AfterActing(inner) => inner.health(),
+            DeviceError::Link(
+                LinkError::Unplugged { .. } | LinkError::Io { .. } | LinkError::Open { .. },
+            ) => None,
+            DeviceError::Unsupported { .. } => None,
+            DeviceError::Fault { fault, detail, .. } => {
+                Some(Health::Fault { fault: *fault, detail: detail.clone() })
+            }
+            other => Some(Health::Fault { fault: other.kind(), detail: other.to_string() }),
+        }
+    }
 }
 
 /// Result of `vanctl devices self-test` for one device: only safe queries (version, status);

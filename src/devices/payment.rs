@@ -1,8 +1,7 @@
 //! The payment terminal kind: what the workflow asks of any terminal protocol (ZVT today; an
 //! acquirer's own protocol can be added as a second driver behind the same trait).
 
-use super::{DeviceError, Link, SelfTestReport};
-use crate::config::DeviceConfig;
+use super::{DeviceError, SelfTestReport};
 
 /// An approved payment (or reversal/refund) as the terminal reported it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -117,21 +116,6 @@ pub trait PaymentTerminal: Send {
     fn abort(&mut self) -> Result<(), DeviceError>;
     /// Safe checks only (status/diagnosis); never charges.
     fn self_test(&mut self) -> Result<SelfTestReport, DeviceError>;
-}
-
-/// Builds the configured payment driver over an open link.
-pub fn driver_from_config(
-    cfg: &DeviceConfig,
-    link: Box<dyn Link>,
-) -> Result<Box<dyn PaymentTerminal>, DeviceError> {
-    match cfg.driver.as_str() {
-        "zvt" => Ok(Box::new(super::zvt::ZvtTerminal::from_config(cfg, link)?)),
-        other => Err(DeviceError::Config {
-            device: "payment".into(),
-            key: "driver".into(),
-            message: format!("unknown payment driver {other:?} (known: zvt)"),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! The e-sticker encoder kind: what the workflow asks of any UHF Gen2 encoder (ThingMagic Mercury today).
 
-use super::{DeviceError, Link, SelfTestReport};
-use crate::config::DeviceConfig;
+use super::{DeviceError, SelfTestReport};
 
 /// What to write on one e-sticker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,19 +32,4 @@ pub trait TagEncoder: Send {
     fn void(&mut self, tid: &[u8]) -> Result<(), DeviceError>;
     /// Safe checks only (version, region); never writes a tag.
     fn self_test(&mut self) -> Result<SelfTestReport, DeviceError>;
-}
-
-/// Builds the configured tag encoder driver over an open link.
-pub fn driver_from_config(
-    cfg: &DeviceConfig,
-    link: Box<dyn Link>,
-) -> Result<Box<dyn TagEncoder>, DeviceError> {
-    match cfg.driver.as_str() {
-        "mercury" => Ok(Box::new(super::mercury::MercuryEncoder::from_config(cfg, link)?)),
-        other => Err(DeviceError::Config {
-            device: "rfid".into(),
-            key: "driver".into(),
-            message: format!("unknown e-sticker encoder driver {other:?}; known: mercury"),
-        }),
-    }
 }

@@ -1,13 +1,12 @@
 //! The sticker printer kind: what the workflow asks of any label printer protocol (ZPL II today).
 //!
 //! The types here are protocol-neutral: a label is a list of positioned elements in printer dots,
-//! an RFID tag write is what to put on the tag. The ZPL driver (`devices::zpl`) turns them into
+//! an RFID tag write is what to put on the tag. The ZPL driver (the `zpl` module) turns them into
 //! printer language.
 
 use std::fmt;
 
-use super::{DeviceError, Link, SelfTestReport};
-use crate::config::DeviceConfig;
+use super::{DeviceError, SelfTestReport};
 
 /// A monochrome bitmap, row-major, one bit per pixel, most significant bit first, `1` = black.
 ///
@@ -271,7 +270,7 @@ pub struct StickerStatus {
 }
 
 /// A condition that stops the sticker printer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StickerFault {
     /// Out of labels (or the printer did not answer, which printers do when out of media).
@@ -292,9 +291,28 @@ pub enum StickerFault {
     CorruptRam,
     /// No answer to the status query at all.
     NoAnswer,
+    /// The RFID tag could not be encoded; the printer voided the label.
+    RfidVoid,
+    /// The label did not finish printing in time (jam or stall).
+    NotFinished,
 }
 
 impl StickerFault {
+    /// Every fault, for listings.
+    pub const ALL: [StickerFault; 11] = [
+        StickerFault::PaperOut,
+        StickerFault::HeadOpen,
+        StickerFault::RibbonOut,
+        StickerFault::Paused,
+        StickerFault::OverTemperature,
+        StickerFault::UnderTemperature,
+        StickerFault::BufferFull,
+        StickerFault::CorruptRam,
+        StickerFault::NoAnswer,
+        StickerFault::RfidVoid,
+        StickerFault::NotFinished,
+    ];
+
     /// What is wrong, for a technician.
     pub fn describe(self) -> &'static str {
         match self {
@@ -307,6 +325,8 @@ impl StickerFault {
             StickerFault::BufferFull => "receive buffer full",
             StickerFault::CorruptRam => "configuration lost (corrupt RAM)",
             StickerFault::NoAnswer => "no answer to the status query",
+            StickerFault::RfidVoid => "RFID tag not encoded; the label was voided",
+            StickerFault::NotFinished => "label did not finish printing",
         }
     }
 
@@ -325,6 +345,8 @@ impl StickerFault {
                 "check labels, ribbon and print head (the printer stays silent when out of media, \
                  out of ribbon or open), then cable and power"
             }
+            StickerFault::RfidVoid => "check the RFID label stock and its position, then print again",
+            StickerFault::NotFinished => "check the printer for a jam, then retry",
         }
     }
 }
@@ -339,26 +361,6 @@ pub trait StickerPrinter: Send {
     fn print_label(&mut self, label: &StickerLabel) -> Result<(), DeviceError>;
     /// Prints a label on RFID stock, encoding its tag; returns the tag's TID.
     fn print_rfid_label(&mut self, label: &StickerLabel, tag: &TagWrite) -> Result<Tid, DeviceError>;
-}
-
-/// Builds the configured sticker printer driver over an open link.
-///
-/// Driver `zpl`; options: `dpi` (203 or 300, default 203), `rfid` (bool, default false).
-pub fn driver_from_config(
-    cfg: &DeviceConfig,
-    link: Box<dyn Link>,
-) -> Result<Box<dyn StickerPrinter>, DeviceError> {
-    match cfg.driver.as_str() {
-        "zpl" => {
-            let options = super::zpl::ZplOptions::from_table(&cfg.options, cfg.serial.timeout_ms)?;
-            Ok(Box::new(super::zpl::ZplPrinter::new(link, options)))
-        }
-        other => Err(DeviceError::Config {
-            device: "sticker".into(),
-            key: "driver".into(),
-            message: format!("unknown sticker driver {other:?} (known: zpl)"),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,18 @@
 //! The signed, hash-chained, append-only journal.
 //!
-//! - [`record`]: the record, its exact signed bytes and sealing (pure; shared with HQ).
-//! - [`verify`]: streaming chain verification (pure; shared with HQ).
-//! - [`store`]: SQLite storage, the single writer (group commit, no thread), readers.
-//! - [`export`]: the documented JSON Lines export for HQ and auditors.
+//! The format itself (record layout, sealing, format rules, kinds catalogue, verification, export)
+//! lives in the `mtu-journal` crate, shared with HQ and auditors; it is re-exported here under its
+//! old paths. This module adds the van's side:
+//!
+//! - [`store`]: SQLite storage, the single writer (group commit, no thread), readers, the
+//!   transaction index, and the van's rules for its key and journal files.
 
-pub mod export;
-pub mod record;
+pub use mtu_journal::{export, kinds, record, rules, verify};
 pub mod store;
-pub mod verify;
 
-pub use record::{Record, kinds};
+pub use record::Record;
 pub use store::{
     Appended, FirstStart, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport,
-    PreviousStop, VanFacts, VanVerified,
+    VanFacts, VanVerified,
 };
 pub use verify::{ChainState, ChainVerifier, VerifyError};

@@ -28,6 +28,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::oneshot;
 
+use super::kinds::PreviousStop;
 use super::record::{Draft, FieldError, Record, kinds, rotation_proof_bytes};
 use super::verify::{ChainState, ChainVerifier, VerifyError};
 use crate::clock;
@@ -240,29 +241,6 @@ pub struct OpenReport {
     pub unrecorded_failures: u64,
     /// Time taken to open and verify.
     pub elapsed: Duration,
-}
-
-/// How the previous writer of a journal stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreviousStop {
-    /// There was none: the journal was just created.
-    None,
-    /// It closed the journal cleanly after its last record (vand's stop, or a `vanctl` command),
-    /// even if its last records could not be written (they are counted in `fault.storage`).
-    Clean,
-    /// It was killed or lost power while the journal was open.
-    Unclean,
-}
-
-impl PreviousStop {
-    /// `"none"`, `"clean"` or `"unclean"`, as the `daemon.start` record says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PreviousStop::None => "none",
-            PreviousStop::Clean => "clean",
-            PreviousStop::Unclean => "unclean",
-        }
-    }
 }
 
 /// Appends that failed and are not on record yet (kept in `<journal>.status`).
@@ -1039,8 +1017,7 @@ impl Journal {
 
     fn append_bytes(&self, kind: String, payload: Vec<u8>) -> Result<Appended, JournalError> {
         // Checked here, in the caller's thread, so concurrent appenders check in parallel.
-        super::record::check_kind(&kind)?;
-        super::record::check_payload(&payload)?;
+        super::rules::check_appended(&kind, &payload)?;
         let txn = txn_of(&payload)?;
         let (reply, mut rx) = oneshot::channel();
         lock(&self.shared.queue).push((kind, payload, txn, Some(reply)));

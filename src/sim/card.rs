@@ -1,10 +1,21 @@
 //! Simulated Evolis card printer: the device side of the Evolis command protocol.
 //!
 //! It has its own parser of the command stream (written from the Programming Guide A5013
-//! Rev. E, not sharing code with the driver's encoder, so a symmetric bug cannot hide), keeps
-//! the printer's state (ribbon left, cards in the feeder, cover, jams), answers with realistic
-//! delays (`timing_scale`, 0 in tests) and turns the received panels back into PNG images so a
-//! person can see what would have been printed.
+//! Rev. E and from the job Evolis's own library writes, not sharing code with the driver's
+//! encoder, so a symmetric bug cannot hide), keeps the printer's state (ribbon left, cards in the
+//! feeder, cover, jams), answers with realistic delays (`timing_scale`, 0 in tests) and turns
+//! the received panels back into PNG images so a person can see what would have been printed.
+//!
+//! What it accepts: every command the vendor library (libevolis 9.4.1, Primacy 2) writes for a
+//! card, including its `Psync` commands and the `<HEADER>`, `<BINARY Size=…>` … tags between
+//! commands, so the vendor's own job file prints here; panels `Db;k|o;2;` + 82,296 bytes,
+//! `Db;y|m|c;256;` + 658,368 bytes, and `Dbc;k|o;2;<length>;` (guide page 5 compression).
+//!
+//! It never answers `OK` to something it did not fully parse. An unknown command gets
+//! `ERROR CDE`, a known command with parameters it does not take gets `ERROR PARAMETRES` (the
+//! printer's replies as the vendor library's reply table names them), bytes between commands that
+//! are not vendor tags get `ERROR CDE`; each is logged with the reason and counted (`malformed`
+//! in the status).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,35 +32,47 @@ const LINES: usize = 1016;
 const SIDE_PX: usize = LINE_PX * LINES;
 /// Bytes per line of a 1-bit panel.
 const LINE_BYTES: usize = 81;
-/// Longest command head or text parameter list we accept before calling it garbage.
+/// Longest command head we accept before calling it garbage.
 const MAX_TEXT: usize = 512;
-/// Largest binary payload accepted (a 128-level panel is 592 368 bytes).
-const MAX_DATA: usize = 600_000;
+/// Longest run of text between commands (vendor tags are a few dozen bytes).
+const MAX_GAP_TEXT: usize = 256;
+/// Largest `Dbc` payload accepted (an uncompressed K panel is smaller).
+const MAX_DBC: usize = 100_000;
 
-/// `Db` payload sizes as listed on guide page 14, by grey levels.
-fn db_size(levels: u32) -> Option<usize> {
-    match levels {
-        2 => Some(84_624),
-        32 => Some(423_120),
-        64 => Some(507_744),
-        128 => Some(592_368),
+/// Reply to an unknown command (vendor library's reply table).
+pub const ERR_COMMAND: &str = "ERROR CDE";
+/// Reply to a known command with bad parameters (vendor library's reply table).
+pub const ERR_PARAMS: &str = "ERROR PARAMETRES";
+
+/// `Db` payload size for a panel at the given levels: K/O at 2 levels (1 bit per pixel), Y/M/C
+/// at 256 levels (one byte per pixel), as the vendor library writes them.
+fn db_size(panel: &str, levels: &str) -> Option<usize> {
+    match (panel, levels) {
+        ("k" | "o", "2") => Some(SIDE_PX / 8),
+        ("y" | "m" | "c", "256") => Some(SIDE_PX),
         _ => None,
     }
 }
 
-/// One command as the printer parsed it.
+/// One unit of the stream as the printer parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Parsed {
     /// Name, text parameters and binary data (empty for text-only commands).
     Command { name: String, params: Vec<String>, data: Vec<u8> },
-    /// Something that could not be a command.
-    Malformed(String),
+    /// Vendor job tags between commands (`<CARD>`): no reply.
+    Tags,
+    /// Something that is not a command the printer takes: the error reply and why.
+    Bad { reply: &'static str, why: String },
 }
 
 #[derive(Debug)]
 enum PState {
-    /// Waiting for ESC; other bytes are dropped.
+    /// Between commands.
     Idle,
+    /// Text between commands, up to the next ESC.
+    Gap(Vec<u8>),
+    /// Over-long text between commands, already reported: dropped up to the next ESC.
+    Skip,
     /// Collecting the command head (name and text parameters) up to CR, or up to the start of
     /// the data for `Db` / `Dbc`.
     Head(Vec<u8>),
@@ -65,36 +88,82 @@ struct StreamParser {
     state: PState,
 }
 
+/// Whether text between commands is one or more vendor tags (`<CARD>`, `</BINARY>`,
+/// `<BINARY Size=82305>`, `<DOC Duplex=1>`): `<`, printable ASCII without `<` `>`, `>`.
+fn is_tags(text: &[u8]) -> bool {
+    let mut rest = text;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(body) = rest.strip_prefix(b"<") else { return false };
+        let Some(end) = body.iter().position(|&b| b == b'>') else { return false };
+        let inner = &body[..end];
+        if inner.is_empty() || !inner.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'<') {
+            return false;
+        }
+        rest = &body[end + 1..];
+    }
+    true
+}
+
 impl StreamParser {
     fn new() -> Self {
         StreamParser { state: PState::Idle }
     }
 
+    fn end_gap(gap: &[u8], out: &mut Vec<Parsed>) {
+        if is_tags(gap) {
+            out.push(Parsed::Tags);
+        } else {
+            let shown = String::from_utf8_lossy(&gap[..gap.len().min(32)]).into_owned();
+            out.push(Parsed::Bad { reply: ERR_COMMAND, why: format!("bytes outside a command: {shown:?}") });
+        }
+    }
+
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Parsed>) {
         let mut i = 0;
         while i < bytes.len() {
+            let b = bytes[i];
             let state = std::mem::replace(&mut self.state, PState::Idle);
             self.state = match state {
                 PState::Idle => {
-                    if bytes[i] == 0x1B {
-                        i += 1;
-                        PState::Head(Vec::new())
-                    } else {
-                        // Guide page 4 allows omitting ESC after a CR; we are strict and skip
-                        // anything before the next ESC (NUL padding, line noise).
-                        i += 1;
-                        PState::Idle
+                    i += 1;
+                    match b {
+                        0x1B => PState::Head(Vec::new()),
+                        // NUL padding (USB printer class) and line ends between commands.
+                        0x00 | b'\r' | b'\n' => PState::Idle,
+                        _ => PState::Gap(vec![b]),
                     }
                 }
+                PState::Gap(mut gap) => {
+                    i += 1;
+                    if b == 0x1B {
+                        Self::end_gap(&gap, out);
+                        PState::Head(Vec::new())
+                    } else if gap.len() >= MAX_GAP_TEXT {
+                        out.push(Parsed::Bad {
+                            reply: ERR_COMMAND,
+                            why: "long text outside a command".into(),
+                        });
+                        PState::Skip
+                    } else {
+                        gap.push(b);
+                        PState::Gap(gap)
+                    }
+                }
+                PState::Skip => {
+                    i += 1;
+                    if b == 0x1B { PState::Head(Vec::new()) } else { PState::Skip }
+                }
                 PState::Head(mut head) => {
-                    let b = bytes[i];
                     i += 1;
                     if b == 0x0D {
                         out.push(text_command(&head));
                         PState::Idle
                     } else if head.len() >= MAX_TEXT {
-                        out.push(Parsed::Malformed("command head too long".into()));
-                        PState::Idle
+                        out.push(Parsed::Bad { reply: ERR_COMMAND, why: "command head too long".into() });
+                        PState::Skip
                     } else {
                         head.push(b);
                         match data_start(&head) {
@@ -102,7 +171,7 @@ impl StreamParser {
                                 PState::Data { name, params, data: Vec::with_capacity(need), need }
                             }
                             Some(Err(why)) => {
-                                out.push(Parsed::Malformed(why));
+                                out.push(Parsed::Bad { reply: ERR_PARAMS, why });
                                 PState::Idle
                             }
                             None => PState::Head(head),
@@ -120,12 +189,14 @@ impl StreamParser {
                     }
                 }
                 PState::End { name, params, data } => {
-                    let b = bytes[i];
                     i += 1;
                     if b == 0x0D {
                         out.push(Parsed::Command { name, params, data });
                     } else {
-                        out.push(Parsed::Malformed(format!("{name}: data not followed by CR")));
+                        out.push(Parsed::Bad {
+                            reply: ERR_PARAMS,
+                            why: format!("{name}: data longer than its header says (no CR after it)"),
+                        });
                     }
                     PState::Idle
                 }
@@ -136,17 +207,17 @@ impl StreamParser {
 
 fn text_command(head: &[u8]) -> Parsed {
     let Ok(text) = std::str::from_utf8(head) else {
-        return Parsed::Malformed("command is not text".into());
+        return Parsed::Bad { reply: ERR_COMMAND, why: "command is not text".into() };
     };
     let mut parts = text.split(';');
     let name = parts.next().unwrap_or_default().to_string();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Parsed::Malformed(format!("bad command name {name:?}"));
+        return Parsed::Bad { reply: ERR_COMMAND, why: format!("bad command name {name:?}") };
     }
     Parsed::Command { name, params: parts.map(str::to_string).collect(), data: Vec::new() }
 }
 
-/// For `Db;<panel>;<levels>;` and `Dbc;<panel>;<lines>;<len>;`: once the head up to the data
+/// For `Db;<panel>;<levels>;` and `Dbc;<panel>;<levels>;<len>;`: once the head up to the data
 /// is complete, the command name, its parameters and the data length.
 #[allow(clippy::type_complexity)]
 fn data_start(head: &[u8]) -> Option<Result<(String, Vec<String>, usize), String>> {
@@ -155,27 +226,85 @@ fn data_start(head: &[u8]) -> Option<Result<(String, Vec<String>, usize), String
     }
     let text = std::str::from_utf8(head).ok()?;
     let fields: Vec<&str> = text[..text.len() - 1].split(';').collect();
+    let owned = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     match fields.first().copied() {
-        Some("Db") if fields.len() == 3 => {
-            let levels: u32 = match fields[2].parse() {
-                Ok(l) => l,
-                Err(_) => return Some(Err(format!("Db: bad levels {:?}", fields[2]))),
-            };
-            Some(
-                db_size(levels)
-                    .map(|n| ("Db".to_string(), vec![fields[1].to_string(), fields[2].to_string()], n))
-                    .ok_or_else(|| format!("Db: unsupported levels {levels}")),
-            )
-        }
+        Some("Db") if fields.len() == 3 => Some(
+            db_size(fields[1], fields[2])
+                .map(|n| ("Db".to_string(), owned(&fields[1..]), n))
+                .ok_or_else(|| format!("Db: panel {:?} at {:?} levels is not taken", fields[1], fields[2])),
+        ),
         Some("Dbc") if fields.len() == 4 => {
-            let len: usize = match fields[3].parse() {
-                Ok(l) if l > 0 && l <= MAX_DATA => l,
-                _ => return Some(Err(format!("Dbc: bad length {:?}", fields[3]))),
-            };
-            Some(Ok(("Dbc".to_string(), fields[1..3].iter().map(|s| s.to_string()).collect(), len)))
+            if !matches!(fields[1], "k" | "o") || fields[2] != "2" {
+                return Some(Err(format!(
+                    "Dbc: panel {:?} at {:?} levels is not taken",
+                    fields[1], fields[2]
+                )));
+            }
+            match fields[3].parse::<usize>() {
+                Ok(len) if len > 0 && len <= MAX_DBC && fields[3].bytes().all(|b| b.is_ascii_digit()) => {
+                    Some(Ok(("Dbc".to_string(), owned(&fields[1..3]), len)))
+                }
+                _ => Some(Err(format!("Dbc: bad length {:?}", fields[3]))),
+            }
         }
         _ => None,
     }
+}
+
+/// Whether `s` is a decimal number (digits only) within `range`.
+fn num_in(s: &str, range: std::ops::RangeInclusive<u32>) -> bool {
+    !s.is_empty()
+        && s.len() <= 10
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse().is_ok_and(|v| range.contains(&v))
+}
+
+/// Ribbon codes of `Pr;<code>;t` / `Pwres;…;<code>` this printer model takes (vendor library
+/// `RibbonType` values: YMCKO 0, KO 1, YMCKOS 3, YMCKOK 4, black 100).
+fn ribbon_code(s: &str) -> bool {
+    matches!(s, "0" | "1" | "3" | "4" | "100")
+}
+
+/// The settings and status commands the printer takes, with their parameter checks: `Some(true)`
+/// known and well formed, `Some(false)` known with bad parameters, `None` unknown.
+fn setting_ok(name: &str, p: &[&str]) -> Option<bool> {
+    let contrast_panel = |s: &str| matches!(s, "a" | "k" | "o" | "l" | "f" | "y" | "m" | "c");
+    Some(match name {
+        // Vendor library job header and trailer.
+        "Psmgr" | "Pcla" | "Ppmode" => matches!(p, ["0" | "1"]),
+        "Ppws" => matches!(p, [n] if num_in(n, 0..=u32::MAX)),
+        "Pr" => match p {
+            [code, "t"] => ribbon_code(code),
+            // Guide page 69: `Pr;ymcko`.
+            [name] => matches!(*name, "k" | "ko" | "ymcko" | "ymckok"),
+            _ => false,
+        },
+        "Pwres" => matches!(p, ["300", "300", code] if ribbon_code(code)),
+        "Psk" => matches!(p, [n] if num_in(n, 0..=20)),
+        "Piqla" => matches!(p, ["a", "d" | "e"]),
+        "Pmc" => matches!(p, ["h" | "l"]),
+        "Peoic" => matches!(p, ["k", "D" | "f"]),
+        "Pcim" => matches!(p, ["F"]),
+        "Mr" => matches!(p, ["s"]),
+        "Psync" => match p {
+            [n] => num_in(n, 0..=99),
+            [n, "0" | "1"] => num_in(n, 0..=99),
+            _ => false,
+        },
+        // Contrast / luminosity: `Pc;k;=;10` (vendor), `Pc;y;+` (guide page 69).
+        "Pc" | "Pl" => match p {
+            [panel, "=", v] => contrast_panel(panel) && num_in(v, 0..=20),
+            [panel, "+" | "-"] => contrast_panel(panel),
+            _ => false,
+        },
+        "Pida" => {
+            matches!(p, [w, y, m, c] if num_in(w, 0..=100) && [y, m, c].iter().all(|v| num_in(v, 0..=255)))
+        }
+        // Guide: `Pmi;F;s` insertion mode, `Pem;n` error management.
+        "Pmi" => matches!(p, ["F" | "M" | "B", "s"]),
+        "Pem" => matches!(p, [n] if num_in(n, 0..=255)),
+        _ => return None,
+    })
 }
 
 /// One decoded panel: level values (0 = no ink … max) in printer line order.
@@ -183,9 +312,9 @@ fn data_start(head: &[u8]) -> Option<Result<(String, Vec<String>, usize), String
 pub struct SimPanel {
     /// `y`, `m`, `c`, `k` or `o`.
     pub panel: char,
-    /// Highest level (1 for K/O, 31/63/127 for colour).
+    /// Highest level (1 for K/O, 255 for colour).
     pub max: u32,
-    /// 648 × 1016 level values, line after line.
+    /// 648 × 1016 level values, printer line after printer line.
     pub levels: Vec<u8>,
 }
 
@@ -198,6 +327,24 @@ impl SimPanel {
     /// SHA-256 of the level values, hex (for comparing in tests and status).
     pub fn digest(&self) -> String {
         hex::encode(Sha256::digest(&self.levels))
+    }
+
+    /// The panel as the portrait image (648 wide × 1016 high, row-major) the vendor library
+    /// would have been given for it: it sends a portrait image turned half a turn, so the last
+    /// printer pixel is the image's top-left.
+    pub fn portrait(&self) -> Vec<u8> {
+        self.levels.iter().rev().copied().collect()
+    }
+
+    /// The panel as a landscape image (1016 wide × 648 high, row-major): the vendor library
+    /// sends image column x as printer line x, read from the image's bottom pixel up.
+    pub fn landscape(&self) -> Vec<u8> {
+        let mut out = vec![0u8; SIDE_PX];
+        for (i, &v) in self.levels.iter().enumerate() {
+            let (line, pos) = (i / LINE_PX, i % LINE_PX);
+            out[(LINE_PX - 1 - pos) * LINES + line] = v;
+        }
+        out
     }
 }
 
@@ -212,31 +359,14 @@ pub struct SimCard {
     pub back: Vec<SimPanel>,
 }
 
-/// Unpacks a `Db` payload: `bits` per pixel, MSB first, first 648 × 1016 pixels.
-fn unpack_db(data: &[u8], bits: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SIDE_PX);
-    let mut acc: u64 = 0;
-    let mut have: u32 = 0;
-    let mask = (1u64 << bits) - 1;
-    for &b in data {
-        acc = (acc << 8) | b as u64;
-        have += 8;
-        while have >= bits && out.len() < SIDE_PX {
-            have -= bits;
-            out.push(((acc >> have) & mask) as u8);
-        }
-        acc &= (1u64 << have) - 1;
-        if out.len() == SIDE_PX {
-            break;
-        }
-    }
-    out.resize(SIDE_PX, 0);
-    out
+/// Unpacks a 2-level `Db` payload: 1 bit per pixel, most significant bit first.
+fn unpack_bits(data: &[u8]) -> Vec<u8> {
+    data.iter().flat_map(|&byte| (0..8).rev().map(move |bit| (byte >> bit) & 1)).collect()
 }
 
 /// Decodes a `Dbc` K/O payload (guide page 5) into 1-bit levels; errors on bad structure.
 fn unpack_dbc(data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(SIDE_PX);
+    let mut out = Vec::with_capacity(SIDE_PX / 8);
     let mut i = 0;
     for line in 0..LINES {
         let Some(&first) = data.get(i) else {
@@ -257,16 +387,12 @@ fn unpack_dbc(data: &[u8]) -> Result<Vec<u8>, String> {
             }
             n => return Err(format!("Dbc: line {line} claims {n} bytes (max {LINE_BYTES})")),
         }
-        for byte in bytes {
-            for bit in (0..8).rev() {
-                out.push((byte >> bit) & 1);
-            }
-        }
+        out.extend_from_slice(&bytes);
     }
     if i != data.len() {
         return Err(format!("Dbc: {} bytes left after 1016 lines", data.len() - i));
     }
-    Ok(out)
+    Ok(unpack_bits(&out))
 }
 
 /// The simulator's persistent conditions.
@@ -419,15 +545,15 @@ impl EvolisSim {
         let reply = |t: &str| SimOut::Send(format!("{t}\r").into_bytes());
         let (name, params, data) = match p {
             Parsed::Command { name, params, data } => (name, params, data),
-            Parsed::Malformed(_) => {
-                self.malformed += 1;
-                self.side_back = None;
-                out.push(reply("ERROR CDE"));
+            Parsed::Tags => return,
+            Parsed::Bad { reply: r, why } => {
+                self.reject(r, &why, out);
                 return;
             }
         };
         self.commands += 1;
         let params: Vec<&str> = params.iter().map(String::as_str).collect();
+        let in_seq = self.side_back.is_some();
         let text: String = match (name.as_str(), params.as_slice()) {
             ("Rfv", []) => self.firmware.clone(),
             ("Rsn", []) => self.serial.clone(),
@@ -440,7 +566,6 @@ impl EvolisSim {
                     self.ribbon_remaining.to_string()
                 }
             }
-            ("Pr", [_]) | ("Pmi", [_, _]) | ("Pc", [_, _, _]) | ("Pem", [_]) => "OK".into(),
             ("Ss", []) => match self.state_error() {
                 Some(e) => e.into(),
                 None => {
@@ -450,21 +575,49 @@ impl EvolisSim {
                     "OK".into()
                 }
             },
-            ("Sr", []) | ("Sv", []) if self.side_back.is_some() => {
+            ("Sr", []) | ("Sv", []) if in_seq => {
                 self.side_back = Some(name == "Sv");
                 "OK".into()
             }
-            ("Db", [panel, levels]) if self.side_back.is_some() => self.store_db(panel, levels, &data),
-            ("Dbc", [panel, _lines]) if self.side_back.is_some() => self.store_dbc(panel, &data),
-            ("Se", []) if self.side_back.is_some() => {
+            ("Db", [panel, levels]) if in_seq => self.store_db(panel, levels, &data),
+            ("Dbc", [panel, _levels]) if in_seq => self.store_dbc(panel, &data),
+            ("Se", []) if in_seq => {
                 self.side_back = None;
                 self.finish_card(out);
                 return;
             }
-            ("Sr" | "Sv" | "Db" | "Dbc" | "Se", _) => "ERROR SEQUENCE".into(),
-            _ => "ERROR CDE".into(),
+            // Sequence commands outside a sequence: the guide names no reply for this; we
+            // answer as for a command the printer cannot take now.
+            ("Sr" | "Sv" | "Db" | "Dbc" | "Se", _) if !in_seq => {
+                self.reject(ERR_COMMAND, &format!("{name} outside Ss … Se"), out);
+                return;
+            }
+            ("Rfv" | "Rsn" | "Rse" | "Rrt" | "Ss" | "Sr" | "Sv" | "Se" | "Db" | "Dbc", _) => {
+                self.reject(ERR_PARAMS, &format!("{name} with parameters {params:?}"), out);
+                return;
+            }
+            (n, p) => match setting_ok(n, p) {
+                Some(true) => "OK".into(),
+                Some(false) => {
+                    self.reject(ERR_PARAMS, &format!("{n} with parameters {p:?}"), out);
+                    return;
+                }
+                None => {
+                    self.reject(ERR_COMMAND, &format!("unknown command {n:?}"), out);
+                    return;
+                }
+            },
         };
         out.push(reply(&text));
+    }
+
+    /// Answers input the printer does not take: the error reply, a log line, a count. A bad
+    /// command inside a sequence ends the sequence (the card is not printed).
+    fn reject(&mut self, reply: &'static str, why: &str, out: &mut Vec<SimOut>) {
+        self.malformed += 1;
+        self.side_back = None;
+        tracing::warn!(reply, reason = %why, "card simulator rejected input");
+        out.push(SimOut::Send(format!("{reply}\r").into_bytes()));
     }
 
     fn current_side(&mut self) -> &mut Vec<SimPanel> {
@@ -472,33 +625,32 @@ impl EvolisSim {
     }
 
     fn store_db(&mut self, panel: &str, levels: &str, data: &[u8]) -> String {
-        let Some(p) = panel_char(panel) else { return "ERROR CDE".into() };
-        let (bits, max) = match levels {
-            "2" => (1, 1),
-            "32" => (5, 31),
-            "64" => (6, 63),
-            "128" => (7, 127),
-            _ => return "ERROR CDE".into(),
+        // The parser only lets through panel/levels pairs `db_size` knows, with their length.
+        let Some(p) = panel_char(panel) else { return ERR_PARAMS.into() };
+        let (max, levels) = match levels {
+            "2" => (1, unpack_bits(data)),
+            "256" => (255, data.to_vec()),
+            _ => return ERR_PARAMS.into(),
         };
-        let is_mono = matches!(p, 'k' | 'o');
-        if is_mono != (bits == 1) {
-            return "ERROR CDE".into();
-        }
-        let levels = unpack_db(data, bits);
         self.current_side().push(SimPanel { panel: p, max, levels });
         "OK".into()
     }
 
     fn store_dbc(&mut self, panel: &str, data: &[u8]) -> String {
         let Some(p) = panel_char(panel).filter(|p| matches!(p, 'k' | 'o')) else {
-            return "ERROR CDE".into();
+            return ERR_PARAMS.into();
         };
         match unpack_dbc(data) {
             Ok(levels) => {
                 self.current_side().push(SimPanel { panel: p, max: 1, levels });
                 "OK".into()
             }
-            Err(_) => "ERROR CDE".into(),
+            Err(why) => {
+                self.malformed += 1;
+                self.side_back = None;
+                tracing::warn!(reason = %why, "card simulator rejected a Dbc panel");
+                ERR_PARAMS.into()
+            }
         }
     }
 
@@ -596,11 +748,12 @@ fn armed_text(a: Armed) -> &'static str {
     }
 }
 
-/// Draws a panel as a person would see that ink on a white card (648 × 1016, line 0 on top).
+/// Draws a panel as a person would see that ink on a white card: 648 × 1016, the way up of a
+/// portrait image given to the vendor library (see [`SimPanel::portrait`]).
 fn render(p: &SimPanel) -> Option<tiny_skia::Pixmap> {
     let mut px = tiny_skia::Pixmap::new(LINE_PX as u32, LINES as u32)?;
     let max = p.max.max(1) as f32;
-    for (dst, &v) in px.data_mut().chunks_exact_mut(4).zip(p.levels.iter()) {
+    for (dst, &v) in px.data_mut().chunks_exact_mut(4).zip(p.portrait().iter()) {
         let ink = (v as f32 / max).min(1.0);
         let keep = (255.0 * (1.0 - ink)) as u8;
         let rgb = match p.panel {
@@ -701,6 +854,7 @@ pub fn simulator(options: &toml::Table) -> Result<Box<dyn SimDevice>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn sim() -> EvolisSim {
         EvolisSim::from_options(&toml::from_str("timing_scale = 0").unwrap()).unwrap()
@@ -719,34 +873,114 @@ mod tests {
         sends(&s.receive(bytes, Instant::now()))
     }
 
-    // Byte sequences written out by hand from the guide (page 4 framing; setup commands as in
-    // the guide's example: Pr;k, Pmi;F;s, Pc;k;=;10), not produced by the driver's encoder.
+    fn cmd(text: &str) -> Vec<u8> {
+        format!("\x1b{text}\r").into_bytes()
+    }
+
+    fn db(head: &str, data: &[u8]) -> Vec<u8> {
+        let mut v = format!("\x1b{head}").into_bytes();
+        v.extend_from_slice(data);
+        v.push(0x0D);
+        v
+    }
+
+    /// One unit of a vendor-like job: bytes and whether the printer answers it.
+    #[derive(Debug, Clone)]
+    struct Unit {
+        bytes: Vec<u8>,
+        answered: bool,
+    }
+
+    /// A KO job in the form the vendor library writes it (libevolis 9.4.1 `print_to_file`),
+    /// written out by hand here: `Psync` commands, tags between commands, the job header, one K
+    /// panel (top-left pixel of a portrait image, i.e. the last bit) and a full overlay.
+    fn vendor_like_job() -> Vec<Unit> {
+        let c = |t: &str| Unit { bytes: cmd(t), answered: true };
+        let tag = |t: &str| Unit { bytes: t.as_bytes().to_vec(), answered: false };
+        let mut k = vec![0u8; 82_296];
+        k[82_295] = 0x01;
+        k[100] = 0x0D; // a CR inside the data must not end the command
+        k[200] = 0x1B; // nor an ESC start one
+        vec![
+            c("Psync;1;0"),
+            tag("<HEADER>"),
+            c("Psmgr;1"),
+            c("Ppws;1796112009"),
+            c("Pcla;1"),
+            c("Ppmode;0"),
+            c("Pr;1;t"),
+            c("Pwres;300;300;1"),
+            c("Psk;10"),
+            c("Piqla;a;d"),
+            c("Pmc;h"),
+            c("Peoic;k;D"),
+            c("Psync;2"),
+            tag("</HEADER>"),
+            c("Psync;12;1"),
+            tag("<OPTION Dpi=300x300>"),
+            c("Psync;13;0"),
+            tag("</OPTION>"),
+            c("Ss"),
+            c("Mr;s"),
+            c("Sr"),
+            c("Pc;a;=;10"),
+            c("Pl;a;=;10"),
+            c("Pc;k;=;10"),
+            c("Pc;o;=;10"),
+            c("Pc;l;=;10"),
+            c("Pc;f;=;10"),
+            c("Pl;f;=;10"),
+            tag("<BINARY Size=82305>"),
+            Unit { bytes: db("Db;k;2;", &k), answered: true },
+            tag("</BINARY><BINARY Size=82305>"),
+            Unit { bytes: db("Db;o;2;", &[0xFF; 82_296]), answered: true },
+            tag("</BINARY>"),
+            c("Se"),
+            c("Pcla;0"),
+        ]
+    }
+
     #[test]
-    fn mono_card_from_guide_bytes() {
+    fn vendor_like_job_prints() {
         let mut s = sim();
-        assert_eq!(feed(&mut s, b"\x1bPr;k\r\x1bPmi;F;s\r\x1bPc;k;=;10\r"), ["OK\r", "OK\r", "OK\r"]);
-        assert_eq!(feed(&mut s, b"\x1bSs\r\x1bSr\r"), ["OK\r", "OK\r"]);
-        // Db;k;2; + 84 624 bytes (page 14): first byte 0x80 = top-left pixel inked.
-        let mut db = b"\x1bDb;k;2;".to_vec();
-        let mut data = vec![0u8; 84_624];
-        data[0] = 0x80;
-        data[81] = 0x0D; // a CR inside the data must not end the command
-        db.extend_from_slice(&data);
-        db.push(0x0D);
-        // Delivered in awkward chunks.
+        let units = vendor_like_job();
+        let stream: Vec<u8> = units.iter().flat_map(|u| u.bytes.clone()).collect();
         let mut replies = Vec::new();
-        for chunk in db.chunks(4093) {
+        for chunk in stream.chunks(4093) {
             replies.extend(feed(&mut s, chunk));
         }
-        assert_eq!(replies, ["OK\r"]);
-        assert_eq!(feed(&mut s, b"\x1bSe\r"), ["OK\r"]);
+        let answered = units.iter().filter(|u| u.answered).count();
+        assert_eq!(replies, vec!["OK\r".to_string(); answered]);
         let card = &s.printed()[0];
-        assert_eq!(card.front.len(), 1);
         let k = &card.front[0];
-        assert_eq!(k.levels[0], 1);
-        assert_eq!(k.levels[648 + 4], 1); // 0x0D = 0000_1101 at line 1
-        assert_eq!(k.inked(), 4);
+        assert_eq!((k.panel, k.max), ('k', 1));
+        assert_eq!(k.inked(), 1 + 3 + 4, "0x0D and 0x1B bits as well");
+        assert_eq!(k.levels[648 * 1016 - 1], 1);
+        // The last printer pixel is the top-left of the portrait image.
+        assert_eq!(k.portrait()[0], 1);
+        assert_eq!(card.front[1].inked(), 648 * 1016);
+        assert_eq!(s.status()["malformed"], 0);
         assert!(s.png(1, "front", 'k').is_some_and(|p| p.starts_with(b"\x89PNG")));
+    }
+
+    #[test]
+    fn colour_panels_at_256_levels() {
+        let mut s = sim();
+        feed(&mut s, b"\x1bSs\r\x1bSr\r");
+        let mut y = vec![0u8; 658_368];
+        y[0] = 200;
+        y[658_367] = 7;
+        assert_eq!(feed(&mut s, &db("Db;y;256;", &y)), ["OK\r"]);
+        assert_eq!(feed(&mut s, b"\x1bSe\r"), ["OK\r"]);
+        let p = &s.printed()[0].front[0];
+        assert_eq!((p.panel, p.max, p.levels[0], p.levels[658_367]), ('y', 255, 200, 7));
+        // Landscape view: printer line 0, position 0 is the image's bottom-left.
+        assert_eq!(p.landscape()[647 * 1016], 200);
+        // The guide's older 32-level form and 256 levels on K are not taken.
+        feed(&mut s, b"\x1bSs\r\x1bSr\r");
+        assert_eq!(feed(&mut s, b"\x1bDb;y;32;"), ["ERROR PARAMETRES\r"]);
+        feed(&mut s, b"\x1bSs\r\x1bSr\r");
+        assert_eq!(feed(&mut s, b"\x1bDb;k;256;"), ["ERROR PARAMETRES\r"]);
     }
 
     #[test]
@@ -756,15 +990,15 @@ mod tests {
         // Line 0 black (255), line 1: 2 useful bytes 0xF0 0x01, 1014 white lines (0).
         let mut data = vec![0xFF, 2, 0xF0, 0x01];
         data.extend(std::iter::repeat_n(0u8, 1014));
-        let mut cmd = format!("\x1bDbc;k;1016;{};", data.len()).into_bytes();
-        cmd.extend_from_slice(&data);
-        cmd.push(0x0D);
-        assert_eq!(feed(&mut s, &cmd), ["OK\r"]);
+        assert_eq!(feed(&mut s, &db(&format!("Dbc;k;2;{};", data.len()), &data)), ["OK\r"]);
         assert_eq!(feed(&mut s, b"\x1bSe\r"), ["OK\r"]);
         let k = &s.printed()[0].front[0];
         assert_eq!(k.inked(), 648 + 4 + 1);
         assert_eq!(&k.levels[648..656], &[1, 1, 1, 1, 0, 0, 0, 0]);
         assert_eq!(k.levels[648 + 15], 1);
+        // The old header form with a line count instead of the level count is refused.
+        feed(&mut s, b"\x1bSs\r\x1bSr\r");
+        assert_eq!(feed(&mut s, b"\x1bDbc;k;1016;1018;"), ["ERROR PARAMETRES\r"]);
     }
 
     #[test]
@@ -773,6 +1007,23 @@ mod tests {
         assert!(unpack_dbc(&[5, 1]).is_err());
         assert!(unpack_dbc(&vec![0; 1017]).is_err());
         assert!(unpack_dbc(&vec![0; 1016]).is_ok());
+        let mut s = sim();
+        feed(&mut s, b"\x1bSs\r\x1bSr\r");
+        assert_eq!(feed(&mut s, &db("Dbc;k;2;3;", &[5, 1, 2])), ["ERROR PARAMETRES\r"]);
+        assert_eq!(feed(&mut s, b"\x1bSe\r"), ["ERROR CDE\r"], "the sequence ended with the error");
+    }
+
+    #[test]
+    fn errors_are_the_printers_replies() {
+        let mut s = sim();
+        assert_eq!(feed(&mut s, b"\x1bXyz\r"), ["ERROR CDE\r"]);
+        assert_eq!(feed(&mut s, b"\x1bPc;k;=;99\r\x1bPr;7;t\r\x1bSs;1\r"), ["ERROR PARAMETRES\r"; 3]);
+        assert_eq!(feed(&mut s, b"\x1bSe\r"), ["ERROR CDE\r"]);
+        // Text between commands: vendor tags pass without a reply, anything else is an error.
+        assert_eq!(feed(&mut s, b"<CARD>\x1bRse\r"), ["OK\r"]);
+        assert_eq!(feed(&mut s, b"hello\x1bRse\r"), ["ERROR CDE\r", "OK\r"]);
+        assert_eq!(feed(&mut s, b"<>\x1bRse\r"), ["ERROR CDE\r", "OK\r"]);
+        assert_eq!(s.status()["malformed"], 7);
     }
 
     #[test]
@@ -789,7 +1040,6 @@ mod tests {
         assert_eq!(feed(&mut s, b"\x1bSs\r\x1bSr\r\x1bSe\r"), ["OK\r", "OK\r", "ERROR CARD JAM\r"]);
         assert_eq!(feed(&mut s, b"\x1bRse\r"), ["ERROR CARD JAM\r"]);
         assert!(s.apply_fault("melted").is_err());
-        assert_eq!(feed(&mut s, b"\x1bXyz\r\x1bSe\r"), ["ERROR CDE\r", "ERROR SEQUENCE\r"]);
     }
 
     #[test]
@@ -799,23 +1049,161 @@ mod tests {
         assert!(out.iter().any(|o| matches!(o, SimOut::Wait(d) if *d >= Duration::from_secs(2))));
     }
 
-    proptest::proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic_the_stream_parser(chunks in proptest::collection::vec(
-            proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..8)) {
-            let mut s = sim();
-            for c in &chunks {
-                let _ = s.receive(c, Instant::now());
+    /// Whether `bytes` holds something shaped like a text command (ESC, 1–40 command
+    /// characters, CR): only then may a reply be `OK`.
+    fn has_command_shape(bytes: &[u8]) -> bool {
+        bytes.iter().enumerate().any(|(i, &b)| {
+            b == 0x1B && {
+                let rest = &bytes[i + 1..];
+                let n = rest.iter().take_while(|c| c.is_ascii_alphanumeric() || b";=+-".contains(c)).count();
+                (1..=40).contains(&n) && rest.get(n) == Some(&0x0D)
             }
-            // Also with command-shaped prefixes so the data paths are reached.
-            for prefix in [&b"\x1bDbc;k;1016;20;"[..], b"\x1bDb;k;2;", b"\x1bSs\r\x1bSr\r\x1bDbc;o;1;5;"] {
-                let mut s = sim();
-                let _ = s.receive(prefix, Instant::now());
-                for c in &chunks {
-                    let _ = s.receive(c, Instant::now());
+        })
+    }
+
+    fn oks(replies: &[String]) -> usize {
+        replies.iter().filter(|r| !r.starts_with("ERROR")).count()
+    }
+
+    /// Names the simulator knows; a mutation to another name must get `ERROR CDE`.
+    const KNOWN: [&str; 29] = [
+        "Rfv", "Rsn", "Rse", "Rrt", "Ss", "Sr", "Sv", "Se", "Db", "Dbc", "Psmgr", "Pcla", "Ppmode", "Ppws",
+        "Pr", "Pwres", "Psk", "Piqla", "Pmc", "Peoic", "Pcim", "Mr", "Psync", "Pc", "Pl", "Pida", "Pmi",
+        "Pem", "Pcom",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        /// Replace the command name.
+        Rename(String),
+        /// Replace parameter `n` (modulo the count) by a value no command takes there.
+        BadParam(usize, &'static str),
+        /// Append a parameter no command takes.
+        ExtraParam,
+        /// Put a byte that cannot be in a command name into the name.
+        NameByte(u8),
+        /// Text that is not a vendor tag before the command.
+        StrayText(String),
+        /// Change a panel header (level count or panel letter) or a `Dbc` length.
+        PanelHeader(&'static str),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        prop_oneof![
+            "[A-Z][a-z]{1,4}".prop_map(Mutation::Rename),
+            (0usize..4, prop_oneof![Just(""), Just("x"), Just("1x"), Just("-1"), Just("9 9"), Just("=")])
+                .prop_map(|(n, v)| Mutation::BadParam(n, v)),
+            Just(Mutation::ExtraParam),
+            prop_oneof![Just(b'1'), Just(b'_'), Just(0x00u8), Just(0x7F), Just(0xC3), Just(b' ')]
+                .prop_map(Mutation::NameByte),
+            "[a-z ]{1,12}|<[a-z]*|[a-z]+>|<>".prop_map(Mutation::StrayText),
+            prop_oneof![
+                Just("Db;k;3;"),
+                Just("Db;z;2;"),
+                Just("Db;y;2;"),
+                Just("Db;k;256;"),
+                Just("Dbc;k;2;1017;"),
+                Just("Dbc;k;2;1015;"),
+                Just("Dbc;y;2;1016;"),
+                Just("Dbc;k;1016;1016;")
+            ]
+            .prop_map(Mutation::PanelHeader),
+        ]
+    }
+
+    /// Applies a mutation to the text command `text`; `None` when it does not apply.
+    fn mutate(text: &str, m: &Mutation) -> Option<Vec<u8>> {
+        let mut parts: Vec<String> = text.split(';').map(str::to_string).collect();
+        match m {
+            Mutation::Rename(n) => {
+                if KNOWN.contains(&n.as_str()) {
+                    return None;
                 }
+                parts[0] = n.clone();
             }
-            let _ = s.status();
+            Mutation::BadParam(i, v) => {
+                if parts.len() < 2 {
+                    return None;
+                }
+                let i = 1 + i % (parts.len() - 1);
+                if parts[i] == *v {
+                    return None;
+                }
+                parts[i] = v.to_string();
+            }
+            Mutation::ExtraParam => parts.push("x".into()),
+            Mutation::NameByte(b) => {
+                let mut bytes = vec![0x1B, parts[0].as_bytes()[0], *b];
+                bytes.extend_from_slice(&text.as_bytes()[1..]);
+                bytes.push(0x0D);
+                return Some(bytes);
+            }
+            // The text alone: the command after it is a valid one and gets its own reply.
+            Mutation::StrayText(t) => return Some(t.as_bytes().to_vec()),
+            Mutation::PanelHeader(_) => return None,
+        }
+        Some(cmd(&parts.join(";")))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Random bytes: unless they happen to hold a command-shaped run, every reply is an
+        /// error. With a sequence opened first, the two openers are the only `OK`s.
+        #[test]
+        fn random_bytes_never_get_ok(chunks in proptest::collection::vec(
+            proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..8)) {
+            let all: Vec<u8> = chunks.concat();
+            prop_assume!(!has_command_shape(&all));
+            let mut s = sim();
+            let mut replies = Vec::new();
+            for c in &chunks {
+                replies.extend(feed(&mut s, c));
+            }
+            replies.extend(feed(&mut s, b"\x1b"));
+            prop_assert_eq!(oks(&replies), 0, "{:?}", replies);
+            for prefix in [&b"\x1bSs\r\x1bSr\r"[..], b"\x1bSs\r\x1bSr\r\x1bDbc;o;2;5;", b"\x1bSs\r\x1bSr\r\x1bDb;k;2;"] {
+                let mut s = sim();
+                let mut replies = feed(&mut s, prefix);
+                for c in &chunks {
+                    replies.extend(feed(&mut s, c));
+                }
+                prop_assert_eq!(oks(&replies), 2, "{:?}", replies);
+                let _ = s.status();
+            }
+        }
+
+        /// A vendor-like job with one unit broken: everything before it is accepted, and the
+        /// broken unit gets only error replies, never `OK`.
+        #[test]
+        fn mutated_commands_never_get_ok(at in 0usize..40, m in mutation()) {
+            let units = vendor_like_job();
+            let at = at % units.len();
+            let unit = &units[at];
+            let mutated = match &m {
+                Mutation::PanelHeader(h) => {
+                    let Some(data_at) = unit.bytes.len().checked_sub(82_297) else { return Ok(()) };
+                    let mut v = format!("\x1b{h}").into_bytes();
+                    v.extend_from_slice(&unit.bytes[data_at..]);
+                    Some(v)
+                }
+                _ if unit.bytes.len() > 100 || !unit.answered => None,
+                _ => {
+                    let text = std::str::from_utf8(&unit.bytes[1..unit.bytes.len() - 1]).unwrap();
+                    mutate(text, &m)
+                }
+            };
+            prop_assume!(mutated.is_some());
+            let mut s = sim();
+            let prefix: Vec<u8> = units[..at].iter().flat_map(|u| u.bytes.clone()).collect();
+            let before = feed(&mut s, &prefix);
+            prop_assert_eq!(oks(&before), before.len());
+            // The ESC after it ends any text or data the broken unit left open.
+            let mut bytes = mutated.unwrap();
+            bytes.push(0x1B);
+            let replies = feed(&mut s, &bytes);
+            prop_assert!(!replies.is_empty(), "no reply to {:?}", m);
+            prop_assert_eq!(oks(&replies), 0, "{:?} got {:?}", m, replies);
         }
     }
 }

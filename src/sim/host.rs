@@ -287,6 +287,7 @@ impl SimHost {
                 replug_after: scenario.replug_after,
                 replug_at: None,
                 faults,
+                stopping: false,
             };
             let t = std::thread::Builder::new().name(format!("sim-{name}")).spawn(move || runner.run())?;
             if let Ok(mut threads) = host.threads.lock() {
@@ -480,12 +481,19 @@ struct Runner {
     replug_after: Duration,
     replug_at: Option<Instant>,
     faults: Vec<String>,
+    /// A stop arrived during a simulated wait.
+    stopping: bool,
 }
 
 impl Runner {
     fn run(mut self) {
         let mut buf = [0u8; 4096];
         loop {
+            if self.stopping {
+                self.pty = None;
+                remove_symlink(&self.link);
+                return;
+            }
             // Commands first, so control stays responsive.
             loop {
                 match self.rx.try_recv() {
@@ -531,6 +539,26 @@ impl Runner {
         }
     }
 
+    /// Waits `d` (a device "working") while still taking control commands; `false` when told
+    /// to stop meanwhile (the stop is left for the run loop, which then ends at once).
+    fn pause(&mut self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            match self.rx.recv_timeout(left) {
+                Ok(Cmd::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.stopping = true;
+                    return false;
+                }
+                Ok(cmd) => self.command(cmd),
+                Err(mpsc::RecvTimeoutError::Timeout) => return true,
+            }
+        }
+    }
+
     fn outputs(&mut self, outs: Vec<SimOut>) {
         for out in outs {
             match out {
@@ -543,8 +571,8 @@ impl Runner {
                 }
                 SimOut::Wait(d) => {
                     let d = scaled(d, self.wait_scale);
-                    if !d.is_zero() {
-                        std::thread::sleep(d);
+                    if !d.is_zero() && !self.pause(d) {
+                        return;
                     }
                 }
                 SimOut::DropLink => {

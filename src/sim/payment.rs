@@ -5,6 +5,10 @@
 //! and abort with realistic pauses (scaled by `timing_scale`; 0 in tests). Faults: `decline`,
 //! `timeout` (never answers), `drop_mid_purchase` (one-shot: the link drops after the card is read,
 //! the approval is kept as the last transaction), `nak_once` (one-shot: one frame with a bad CRC).
+//!
+//! Every command is read to its last byte ([`parse_command`]); what the terminal cannot read gets
+//! `84 9A 00`, what it does not offer (or a wrong password) `84 83 00`, a bad CRC a NAK, each
+//! with a `warn` log line and a count in [`SimDevice::status`]. Never `80 00 00` for those.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -35,6 +39,8 @@ pub struct SimOptions {
     pub password: String,
     /// Terminal id reported in BMP 29 (8 digits).
     pub terminal_id: u32,
+    /// ISO 4217 numeric code of the currency the terminal is set up for (818 = EGP).
+    pub currency: u16,
 }
 
 impl std::fmt::Debug for SimOptions {
@@ -42,13 +48,14 @@ impl std::fmt::Debug for SimOptions {
         f.debug_struct("SimOptions")
             .field("timing_scale", &self.timing_scale)
             .field("terminal_id", &self.terminal_id)
+            .field("currency", &self.currency)
             .finish_non_exhaustive()
     }
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { timing_scale: 1.0, password: "000000".into(), terminal_id: 52_523_535 }
+        Self { timing_scale: 1.0, password: "000000".into(), terminal_id: 52_523_535, currency: EGP }
     }
 }
 
@@ -77,9 +84,13 @@ impl SimOptions {
                 ("terminal_id", _) => {
                     return Err("payment simulator: terminal_id must be 0..=99999999".into());
                 }
+                ("currency", toml::Value::Integer(x)) if (1..=999).contains(x) => o.currency = *x as u16,
+                ("currency", _) => {
+                    return Err("payment simulator: currency must be an ISO 4217 numeric code 1..=999".into());
+                }
                 (other, _) => {
                     return Err(format!(
-                        "payment simulator: unknown option {other:?} (known: timing_scale, password, terminal_id)"
+                        "payment simulator: unknown option {other:?} (known: timing_scale, password, terminal_id, currency)"
                     ));
                 }
             }
@@ -246,6 +257,343 @@ fn read_line(buf: &mut Vec<u8>) -> Vec<Rx> {
     }
 }
 
+// ---- command parsing (device side) ----------------------------------------------------------
+
+/// Error code `0x83` of the spec's error list, "function not possible": the terminal's answer
+/// (`84 83 00`) to a command it does not offer or refuses (wrong password).
+pub const ERR_NOT_POSSIBLE: u8 = 0x83;
+/// Error code `0x9A`, "ZVT protocol error" (parsing error, mandatory element missing): the
+/// terminal's answer (`84 9A 00`) to a command it cannot parse.
+pub const ERR_PROTOCOL: u8 = 0x9A;
+
+/// Why the simulated terminal refused a command: the error code it answers with (`84 <code> 00`)
+/// and what was wrong, with the byte offset in the APDU where it applies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}")]
+pub struct Refusal {
+    /// Error code sent back as the instruction byte of `84 xx 00`.
+    pub code: u8,
+    /// What was wrong and where.
+    pub what: String,
+}
+
+fn protocol(what: String) -> Refusal {
+    Refusal { code: ERR_PROTOCOL, what }
+}
+
+/// A command APDU from the ECR as the simulated terminal understood it. Every byte of the APDU
+/// was accounted for: fields the simulator does not act on (payment type, timeout, TLV
+/// container …) were still parsed to their full length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EcrCommand {
+    /// Registration `06 00`.
+    Registration {
+        /// The password (6 digits).
+        password: u32,
+        /// Config byte (receipt and intermediate-status bits).
+        config: u8,
+        /// Currency the ECR works in, if sent (untagged, BCD).
+        currency: Option<u16>,
+        /// BMP 03 service byte.
+        service_byte: Option<u8>,
+    },
+    /// Authorisation (purchase) `06 01`.
+    Authorisation {
+        /// BMP 04 amount in minor units.
+        amount: Option<u64>,
+        /// BMP 49 currency code.
+        currency: Option<u16>,
+        /// BMP 19 payment type.
+        payment_type: Option<u8>,
+    },
+    /// Reversal `06 30`.
+    Reversal {
+        /// The password.
+        password: u32,
+        /// BMP 87 receipt number of the payment to reverse.
+        receipt_no: Option<u32>,
+    },
+    /// Refund `06 31`.
+    Refund {
+        /// The password.
+        password: u32,
+        /// BMP 04 amount.
+        amount: Option<u64>,
+        /// BMP 49 currency code.
+        currency: Option<u16>,
+    },
+    /// End-of-day `06 50`.
+    EndOfDay {
+        /// The password.
+        password: u32,
+    },
+    /// Status enquiry `05 01` (the password is optional).
+    StatusEnquiry {
+        /// The password, if sent.
+        password: Option<u32>,
+        /// BMP 03 service byte.
+        service_byte: Option<u8>,
+    },
+    /// Repeat receipt `06 20`.
+    RepeatReceipt {
+        /// The password.
+        password: u32,
+    },
+    /// Abort `06 B0`.
+    Abort,
+}
+
+#[derive(Clone, Copy)]
+enum BmpLen {
+    Fixed(usize),
+    Ll,
+    Lll,
+    Tlv,
+}
+
+/// Length rule of each bitmap (BMP) number, from the spec's bitmap table (cross-checked with the
+/// Wireshark ZVT dissector's table). `None`: not a bitmap this terminal knows.
+fn bmp_len(bmp: u8) -> Option<BmpLen> {
+    use BmpLen::*;
+    Some(match bmp {
+        0x01 | 0x02 | 0x03 | 0x05 | 0x19 | 0x27 | 0x8A => Fixed(1),
+        0x04 => Fixed(6),
+        0x0B | 0x0C => Fixed(3),
+        0x0D | 0x0E | 0x17 | 0x3A | 0x49 | 0x87 => Fixed(2),
+        0x29 => Fixed(4),
+        0x2A => Fixed(15),
+        0x3B => Fixed(8),
+        0x22 | 0x23 | 0x2D | 0x8B => Ll,
+        0x24 | 0x3C => Lll,
+        0x06 => Tlv,
+        _ => return None,
+    })
+}
+
+/// BER length at `d[at..]`: returns (length, bytes used).
+fn ber_len(d: &[u8], at: usize) -> Result<(usize, usize), String> {
+    match d.get(at) {
+        None => Err(format!("TLV length missing at byte {at}")),
+        Some(&b) if b < 0x80 => Ok((usize::from(b), 1)),
+        Some(0x81) => {
+            d.get(at + 1).map(|&n| (usize::from(n), 2)).ok_or(format!("TLV length cut at byte {at}"))
+        }
+        Some(0x82) => match d.get(at + 1..at + 3) {
+            Some(n) => Ok((usize::from(u16::from_be_bytes([n[0], n[1]])), 3)),
+            None => Err(format!("TLV length cut at byte {at}")),
+        },
+        Some(b) => Err(format!("TLV length form {b:#04x} at byte {at} not allowed")),
+    }
+}
+
+/// Checks a sequence of BER-TLV data objects (the content of BMP 06) down to its last byte.
+fn check_tlv(d: &[u8], base: usize, depth: u8) -> Result<(), String> {
+    if depth > 8 {
+        return Err(format!("TLV nested too deep at byte {base}"));
+    }
+    let mut i = 0;
+    while i < d.len() {
+        let first = d[i];
+        let mut j = i + 1;
+        if first & 0x1F == 0x1F {
+            loop {
+                let b = *d.get(j).ok_or(format!("TLV tag cut at byte {}", base + j))?;
+                j += 1;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                if j - i > 4 {
+                    return Err(format!("TLV tag longer than 4 bytes at byte {}", base + i));
+                }
+            }
+        }
+        let (len, used) = ber_len(d, j).map_err(|e| format!("{e} (+{base})"))?;
+        let start = j + used;
+        let value = d.get(start..start + len).ok_or(format!(
+            "TLV object at byte {} claims {len} bytes, {} left",
+            base + i,
+            d.len() - start.min(d.len())
+        ))?;
+        if first & 0x20 != 0 {
+            check_tlv(value, base + start, depth + 1)?;
+        }
+        i = start + len;
+    }
+    Ok(())
+}
+
+fn llvar_len(d: &[u8], at: usize, digits: usize) -> Result<usize, String> {
+    let l = d.get(at..at + digits).ok_or(format!("length of variable field cut at byte {at}"))?;
+    let mut n = 0;
+    for &b in l {
+        if b >> 4 != 0xF || b & 0xF > 9 {
+            return Err(format!("variable-length prefix byte {b:#04x} at byte {at} is not Fx"));
+        }
+        n = n * 10 + usize::from(b & 0xF);
+    }
+    Ok(n)
+}
+
+/// Splits `d` (starting at APDU data offset `base`) into bitmaps, each allowed for the command;
+/// a bitmap may appear once.
+fn parse_bmps<'a>(d: &'a [u8], base: usize, allowed: &[u8]) -> Result<Vec<(u8, &'a [u8])>, Refusal> {
+    let mut out: Vec<(u8, &[u8])> = Vec::new();
+    let mut i = 0;
+    while i < d.len() {
+        let bmp = d[i];
+        let at = base + i;
+        let rule = bmp_len(bmp)
+            .filter(|_| allowed.contains(&bmp))
+            .ok_or_else(|| protocol(format!("bitmap {bmp:02X} at byte {at} is not allowed here")))?;
+        if out.iter().any(|(b, _)| *b == bmp) {
+            return Err(protocol(format!("bitmap {bmp:02X} repeated at byte {at}")));
+        }
+        let (start, len) = match rule {
+            BmpLen::Fixed(n) => (i + 1, n),
+            BmpLen::Ll => (i + 3, llvar_len(d, i + 1, 2).map_err(protocol)?),
+            BmpLen::Lll => (i + 4, llvar_len(d, i + 1, 3).map_err(protocol)?),
+            BmpLen::Tlv => {
+                let (n, used) = ber_len(d, i + 1).map_err(protocol)?;
+                (i + 1 + used, n)
+            }
+        };
+        let value = d.get(start..start + len).ok_or_else(|| {
+            protocol(format!(
+                "bitmap {bmp:02X} at byte {at} needs {len} bytes, {} left",
+                d.len().saturating_sub(start)
+            ))
+        })?;
+        if matches!(rule, BmpLen::Tlv) {
+            check_tlv(value, base + start, 0).map_err(protocol)?;
+        }
+        out.push((bmp, value));
+        i = start + len;
+    }
+    Ok(out)
+}
+
+fn bcd_field(v: &[u8], what: &str) -> Result<u64, Refusal> {
+    unbcd(v).ok_or_else(|| protocol(format!("{what} {} is not BCD", hex::encode_upper(v))))
+}
+
+fn get<'a>(bmps: &[(u8, &'a [u8])], bmp: u8) -> Option<&'a [u8]> {
+    bmps.iter().find(|(b, _)| *b == bmp).map(|(_, v)| *v)
+}
+
+fn password(d: &[u8]) -> Result<u32, Refusal> {
+    let p = d.get(..3).ok_or_else(|| protocol(format!("password needs 3 bytes, got {}", d.len())))?;
+    Ok(bcd_field(p, "password")? as u32)
+}
+
+/// Amount, currency and payment type from the bitmaps.
+type Money = (Option<u64>, Option<u16>, Option<u8>);
+
+fn money(bmps: &[(u8, &[u8])]) -> Result<Money, Refusal> {
+    let amount = get(bmps, 0x04).map(|v| bcd_field(v, "amount (BMP 04)")).transpose()?;
+    let currency =
+        get(bmps, 0x49).map(|v| bcd_field(v, "currency (BMP 49)").map(|c| c as u16)).transpose()?;
+    Ok((amount, currency, get(bmps, 0x19).map(|v| v[0])))
+}
+
+/// Bitmaps an authorisation may carry (spec 2.2: amount, currency, payment type, card data,
+/// timeout, max. status infos, pump number, additional text, card type, TLV container).
+const AUTH_BMPS: [u8; 15] =
+    [0x01, 0x02, 0x04, 0x05, 0x06, 0x0E, 0x19, 0x22, 0x23, 0x24, 0x2D, 0x3A, 0x3C, 0x49, 0x8A];
+
+/// Parses one command APDU (`CLASS INSTR LEN data`) as the terminal does. Unknown commands are
+/// refused with [`ERR_NOT_POSSIBLE`]; a length that does not match, a field cut short, a bitmap
+/// the command does not allow, non-BCD digits or bytes left over are refused with [`ERR_PROTOCOL`].
+pub fn parse_command(apdu: &[u8]) -> Result<EcrCommand, Refusal> {
+    let [class, instr, len, ..] = *apdu else {
+        return Err(protocol(format!("APDU of {} bytes is shorter than its 3-byte header", apdu.len())));
+    };
+    let (declared, data, base) = if len == 0xFF {
+        let n = apdu.get(3..5).ok_or_else(|| protocol("extended length cut short".into()))?;
+        (usize::from(u16::from_le_bytes([n[0], n[1]])), &apdu[5..], 5)
+    } else {
+        (usize::from(len), &apdu[3..], 3)
+    };
+    if declared != data.len() {
+        return Err(protocol(format!(
+            "{class:02X} {instr:02X}: length field says {declared} bytes, the frame carries {}",
+            data.len()
+        )));
+    }
+    let cmd = match (class, instr) {
+        (0x06, 0x00) => {
+            let password = password(data)?;
+            let config = *data.get(3).ok_or_else(|| protocol("registration: config byte missing".into()))?;
+            let rest = &data[4..];
+            // The currency code is untagged; BMP 03 or 06 may follow it or stand in its place.
+            let (currency, bmps_at) = if rest.len() >= 2 && !matches!(rest[0], 0x03 | 0x06) {
+                (Some(bcd_field(&rest[..2], "registration currency")? as u16), 6)
+            } else {
+                (None, 4)
+            };
+            let bmps = parse_bmps(&data[bmps_at..], base + bmps_at, &[0x03, 0x06])?;
+            EcrCommand::Registration {
+                password,
+                config,
+                currency,
+                service_byte: get(&bmps, 0x03).map(|v| v[0]),
+            }
+        }
+        (0x06, 0x01) => {
+            let bmps = parse_bmps(data, base, &AUTH_BMPS)?;
+            let (amount, currency, payment_type) = money(&bmps)?;
+            EcrCommand::Authorisation { amount, currency, payment_type }
+        }
+        (0x06, 0x30) => {
+            let password = password(data)?;
+            let bmps = parse_bmps(&data[3..], base + 3, &[0x87, 0x04, 0x19, 0x49, 0x06])?;
+            let receipt_no = get(&bmps, 0x87)
+                .map(|v| bcd_field(v, "receipt number (BMP 87)").map(|r| r as u32))
+                .transpose()?;
+            money(&bmps)?;
+            EcrCommand::Reversal { password, receipt_no }
+        }
+        (0x06, 0x31) => {
+            let password = password(data)?;
+            let bmps = parse_bmps(&data[3..], base + 3, &[0x04, 0x19, 0x49, 0x06, 0x22, 0x23, 0x0E, 0x2D])?;
+            let (amount, currency, _) = money(&bmps)?;
+            EcrCommand::Refund { password, amount, currency }
+        }
+        (0x06, 0x50) => {
+            let password = password(data)?;
+            parse_bmps(&data[3..], base + 3, &[])?;
+            EcrCommand::EndOfDay { password }
+        }
+        (0x05, 0x01) => {
+            if data.is_empty() {
+                EcrCommand::StatusEnquiry { password: None, service_byte: None }
+            } else {
+                let password = password(data)?;
+                let bmps = parse_bmps(&data[3..], base + 3, &[0x03, 0x06])?;
+                EcrCommand::StatusEnquiry {
+                    password: Some(password),
+                    service_byte: get(&bmps, 0x03).map(|v| v[0]),
+                }
+            }
+        }
+        (0x06, 0x20) => {
+            let password = password(data)?;
+            parse_bmps(&data[3..], base + 3, &[0x06])?;
+            EcrCommand::RepeatReceipt { password }
+        }
+        (0x06, 0xB0) => {
+            parse_bmps(data, base, &[])?;
+            EcrCommand::Abort
+        }
+        _ => {
+            return Err(Refusal {
+                code: ERR_NOT_POSSIBLE,
+                what: format!("command {class:02X} {instr:02X} not offered by this terminal"),
+            });
+        }
+    };
+    Ok(cmd)
+}
+
 // ---- terminal state -----------------------------------------------------------------------------
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -288,6 +636,12 @@ pub struct ZvtSim {
     commands: BTreeMap<&'static str, u32>,
     bad_frames: u32,
     naks_received: u32,
+    /// Config byte of the last registration (0x0E until then: receipts and intermediate
+    /// status to the ECR, as our driver registers).
+    config: u8,
+    refused: u32,
+    last_refusal: Option<String>,
+    ignored: u32,
 }
 
 impl ZvtSim {
@@ -311,6 +665,10 @@ impl ZvtSim {
             commands: BTreeMap::new(),
             bad_frames: 0,
             naks_received: 0,
+            config: 0x0E,
+            refused: 0,
+            last_refusal: None,
+            ignored: 0,
         }
     }
 
@@ -374,7 +732,7 @@ impl ZvtSim {
             d.extend_from_slice(b"MTU-SIM-VU-0001");
         }
         d.extend_from_slice(&[0x49]);
-        d.extend(bcd(u64::from(EGP), 2));
+        d.extend(bcd(u64::from(self.opts.currency), 2));
         d
     }
 
@@ -382,7 +740,7 @@ impl ZvtSim {
         let lines = [
             "MTU SIMULATED TERMINAL".to_string(),
             tx.kind.to_uppercase(),
-            format!("EGP {}.{:02}", tx.amount / 100, tx.amount % 100),
+            format!("{} {}.{:02}", self.currency_name(), tx.amount / 100, tx.amount % 100),
             format!("RECEIPT {:04}  TRACE {:06}", tx.receipt_no, tx.trace),
             "APPROVED".to_string(),
         ];
@@ -397,21 +755,35 @@ impl ZvtSim {
         *self.commands.entry(what).or_default() += 1;
     }
 
-    fn payment(&mut self, kind: &'static str, amount: u64, currency: Option<u64>) {
-        let ms = |x: u64| x;
+    fn currency_name(&self) -> String {
+        if self.opts.currency == EGP { "EGP".into() } else { format!("CUR{:03}", self.opts.currency) }
+    }
+
+    /// Intermediate status `04 FF`, only when the ECR asked for it (config byte bit 0x08).
+    fn intermediate(&mut self, delay_ms: u64, status: u8) {
+        if self.config & 0x08 != 0 {
+            self.send(delay_ms, 0x04, 0xFF, &[status]);
+        }
+    }
+
+    fn payment(&mut self, kind: &'static str, amount: u64, currency: Option<u16>) {
         self.ack_cmd();
-        if currency.is_some_and(|c| c != u64::from(EGP)) {
+        if currency.is_some_and(|c| c != self.opts.currency) {
+            tracing::warn!(
+                ?currency,
+                "payment simulator: {kind} in a currency the terminal is not set up for"
+            );
             self.send(0, 0x06, 0x1E, &[0x6F]);
             return;
         }
-        self.send(ms(300), 0x04, 0xFF, &[0x0A]); // Insert card
-        self.send(ms(1500), 0x04, 0xFF, &[0x01]); // Please watch PIN pad
-        self.send(ms(2500), 0x04, 0xFF, &[0x04]); // Waiting for the host
+        self.intermediate(300, 0x0A); // Insert card
+        self.intermediate(1500, 0x01); // Please watch PIN pad
+        self.intermediate(2500, 0x04); // Waiting for the host
         if self.decline {
             let tx = self.next_tx(kind, amount, 0x05);
             let si = self.status_info(&tx);
             self.queue.push_back(Item::Record(tx));
-            self.send(ms(1500), 0x04, 0x0F, &si);
+            self.send(1500, 0x04, 0x0F, &si);
             self.send(0, 0x06, 0x1E, &[0x05]);
             return;
         }
@@ -424,71 +796,94 @@ impl ZvtSim {
         }
         let si = self.status_info(&tx);
         self.queue.push_back(Item::Record(tx.clone()));
-        self.send(ms(1500), 0x04, 0x0F, &si);
-        self.receipt(&tx);
+        self.send(1500, 0x04, 0x0F, &si);
+        if self.config & 0x02 != 0 {
+            self.receipt(&tx);
+        }
         self.send(0, 0x06, 0x0F, &[]);
     }
 
+    /// Answers `84 <code> 00`, logs the reason and keeps it for `status`.
+    fn refuse(&mut self, apdu: &[u8], r: Refusal) {
+        self.refused += 1;
+        let head = hex::encode_upper(&apdu[..apdu.len().min(3)]);
+        tracing::warn!(code = r.code, apdu = %head, "payment simulator refused a command: {}", r.what);
+        self.last_refusal = Some(format!("{head}: {:02X} {}", r.code, r.what));
+        self.send(0, 0x84, r.code, &[]);
+    }
+
     fn command(&mut self, a: &[u8]) {
-        let (class, instr) = (a[0], a[1]);
-        let data: &[u8] =
-            if a.get(2) == Some(&0xFF) { a.get(5..).unwrap_or(&[]) } else { a.get(3..).unwrap_or(&[]) };
-        let pw_ok = |d: &[u8]| {
-            d.get(..3).and_then(unbcd).map(|p| format!("{p:06}")) == Some(self.opts.password.clone())
+        let cmd = match parse_command(a) {
+            Ok(c) => c,
+            Err(r) => return self.refuse(a, r),
         };
-        let needs_pw = matches!((class, instr), (0x06, 0x00 | 0x30 | 0x31 | 0x50 | 0x20) | (0x05, 0x01));
-        if needs_pw && !pw_ok(data) {
+        let expected: u32 = self.opts.password.parse().unwrap_or(u32::MAX);
+        let given = match &cmd {
+            EcrCommand::Registration { password, .. }
+            | EcrCommand::Reversal { password, .. }
+            | EcrCommand::Refund { password, .. }
+            | EcrCommand::EndOfDay { password }
+            | EcrCommand::RepeatReceipt { password } => Some(*password),
+            EcrCommand::StatusEnquiry { password, .. } => *password,
+            EcrCommand::Authorisation { .. } | EcrCommand::Abort => None,
+        };
+        if given.is_some_and(|p| p != expected) {
             self.count("refused_password");
-            self.send(0, 0x84, 0x83, &[]);
-            return;
+            return self.refuse(a, Refusal { code: ERR_NOT_POSSIBLE, what: "wrong password".into() });
         }
-        match (class, instr) {
-            (0x06, 0x00) => {
+        match cmd {
+            EcrCommand::Registration { config, .. } => {
                 self.count("registration");
                 self.registered = true;
+                self.config = config;
                 self.ack_cmd();
                 let mut d = vec![0x19, 0x00, 0x29];
                 d.extend(bcd(u64::from(self.opts.terminal_id), 4));
                 d.push(0x49);
-                d.extend(bcd(u64::from(EGP), 2));
+                d.extend(bcd(u64::from(self.opts.currency), 2));
                 self.send(100, 0x06, 0x0F, &d);
             }
-            (0x06, 0x01) => {
+            EcrCommand::Authorisation { amount, currency, .. } => {
                 self.count("purchase");
-                // BMP 04 amount, optional BMP 49 currency.
-                let amount = match data {
-                    [0x04, rest @ ..] => rest.get(..6).and_then(unbcd),
-                    _ => None,
-                };
-                let currency = match data.get(7..) {
-                    Some([0x49, a, b, ..]) => unbcd(&[*a, *b]),
-                    _ => None,
-                };
                 match amount {
                     Some(amt) => self.payment("purchase", amt, currency),
-                    None => self.send(0, 0x84, 0x9A, &[]),
+                    None => self.refuse(
+                        a,
+                        Refusal {
+                            code: ERR_NOT_POSSIBLE,
+                            what: "amount entry at the terminal is not simulated".into(),
+                        },
+                    ),
                 }
             }
-            (0x06, 0x31) => {
+            EcrCommand::Refund { amount, currency, .. } => {
                 self.count("refund");
-                let amount = match data.get(3..).unwrap_or(&[]) {
-                    [0x04, rest @ ..] => rest.get(..6).and_then(unbcd),
-                    _ => None,
-                };
                 match amount {
-                    Some(amt) => self.payment("refund", amt, None),
-                    None => self.send(0, 0x84, 0x9A, &[]),
+                    Some(amt) => self.payment("refund", amt, currency),
+                    None => self.refuse(
+                        a,
+                        Refusal {
+                            code: ERR_NOT_POSSIBLE,
+                            what: "amount entry at the terminal is not simulated".into(),
+                        },
+                    ),
                 }
             }
-            (0x06, 0x30) => {
+            EcrCommand::Reversal { receipt_no: None, .. } => self.refuse(
+                a,
+                Refusal {
+                    code: ERR_NOT_POSSIBLE,
+                    what: "reversal without a receipt number is not simulated".into(),
+                },
+            ),
+            EcrCommand::Reversal { receipt_no, .. } => {
                 self.count("reversal");
-                let rno = match data.get(3..).unwrap_or(&[]) {
-                    [0x87, a, b, ..] => unbcd(&[*a, *b]).map(|x| x as u32),
-                    _ => None,
-                };
                 self.ack_cmd();
-                let found =
-                    self.batch.iter().find(|t| Some(t.receipt_no) == rno && t.kind == "purchase").cloned();
+                let found = self
+                    .batch
+                    .iter()
+                    .find(|t| Some(t.receipt_no) == receipt_no && t.kind == "purchase")
+                    .cloned();
                 match found {
                     None => self.send(500, 0x06, 0x1E, &[0xB5]),
                     Some(t) if t.reversed => self.send(500, 0x06, 0x1E, &[0xB4]),
@@ -498,62 +893,29 @@ impl ZvtSim {
                         self.queue.push_back(Item::MarkReversed(orig.receipt_no));
                         self.queue.push_back(Item::Record(tx.clone()));
                         self.send(1500, 0x04, 0x0F, &si);
-                        self.receipt(&tx);
+                        if self.config & 0x02 != 0 {
+                            self.receipt(&tx);
+                        }
                         self.send(0, 0x06, 0x0F, &[]);
                     }
                 }
             }
-            (0x06, 0x50) => {
-                self.count("end_of_day");
-                self.ack_cmd();
-                self.send(500, 0x04, 0xFF, &[0x17]);
-                let sales: Vec<&SimTx> =
-                    self.batch.iter().filter(|t| t.kind == "purchase" && !t.reversed).collect();
-                let refunds: u64 = self.batch.iter().filter(|t| t.kind == "refund").map(|t| t.amount).sum();
-                let count = sales.len() as u64;
-                let gross: u64 = sales.iter().map(|t| t.amount).sum();
-                let total = gross.saturating_sub(refunds);
-                let from = self.batch.first().map_or(0, |t| t.receipt_no);
-                let to = self.batch.last().map_or(0, |t| t.receipt_no);
-                self.trace = self.trace % 999_999 + 1;
-                let mut d = vec![0x27, 0x00, 0x04];
-                d.extend(bcd(total, 6));
-                d.push(0x0B);
-                d.extend(bcd(u64::from(self.trace), 3));
-                let mut totals = bcd(u64::from(from), 2);
-                totals.extend(bcd(u64::from(to), 2));
-                for scheme in 0..7 {
-                    // All simulated cards are Visa (fifth scheme slot).
-                    let (n, amt) = if scheme == 4 { (count.min(255) as u8, total) } else { (0, 0) };
-                    totals.push(n);
-                    totals.extend(bcd(amt, 6));
-                }
-                d.push(0x60);
-                d.extend(llvar(&totals, 3));
-                self.send(2000, 0x04, 0x0F, &d);
-                for l in ["MTU SIMULATED TERMINAL", "END OF DAY", "OK"] {
-                    let mut d = vec![0x00];
-                    d.extend_from_slice(l.as_bytes());
-                    self.send(0, 0x06, 0xD1, &d);
-                }
-                self.queue.push_back(Item::CloseBatch);
-                self.send(0, 0x06, 0x0F, &[]);
-            }
-            (0x05, 0x01) => {
+            EcrCommand::EndOfDay { .. } => self.end_of_day(),
+            EcrCommand::StatusEnquiry { .. } => {
                 self.count("status_enquiry");
                 self.ack_cmd();
                 let mut d = llvar(b"MTU-SIM ZVT 1.0", 3);
                 d.push(0x00);
                 self.send(100, 0x06, 0x0F, &d);
             }
-            (0x06, 0x20) => {
+            EcrCommand::RepeatReceipt { .. } => {
                 self.count("repeat_receipt");
                 self.ack_cmd();
                 match self.last.clone() {
                     Some(tx) => {
                         let si = self.status_info(&tx);
                         self.send(200, 0x04, 0x0F, &si);
-                        if tx.result_code == 0 {
+                        if tx.result_code == 0 && self.config & 0x02 != 0 {
                             self.receipt(&tx);
                         }
                         self.send(0, 0x06, 0x0F, &[]);
@@ -561,31 +923,69 @@ impl ZvtSim {
                     None => self.send(200, 0x06, 0x1E, &[0x83]),
                 }
             }
-            (0x06, 0xB0) => {
+            EcrCommand::Abort => {
                 self.count("abort");
                 self.ack_cmd();
-            }
-            _ => {
-                self.count("unsupported");
-                self.send(0, 0x84, 0x83, &[]);
             }
         }
     }
 
+    fn end_of_day(&mut self) {
+        self.count("end_of_day");
+        self.ack_cmd();
+        self.intermediate(500, 0x17);
+        let sales: Vec<&SimTx> = self.batch.iter().filter(|t| t.kind == "purchase" && !t.reversed).collect();
+        let refunds: u64 = self.batch.iter().filter(|t| t.kind == "refund").map(|t| t.amount).sum();
+        let count = sales.len() as u64;
+        let gross: u64 = sales.iter().map(|t| t.amount).sum();
+        let total = gross.saturating_sub(refunds);
+        let from = self.batch.first().map_or(0, |t| t.receipt_no);
+        let to = self.batch.last().map_or(0, |t| t.receipt_no);
+        self.trace = self.trace % 999_999 + 1;
+        let mut d = vec![0x27, 0x00, 0x04];
+        d.extend(bcd(total, 6));
+        d.push(0x0B);
+        d.extend(bcd(u64::from(self.trace), 3));
+        let mut totals = bcd(u64::from(from), 2);
+        totals.extend(bcd(u64::from(to), 2));
+        for scheme in 0..7 {
+            // All simulated cards are Visa (fifth scheme slot).
+            let (n, amt) = if scheme == 4 { (count.min(255) as u8, total) } else { (0, 0) };
+            totals.push(n);
+            totals.extend(bcd(amt, 6));
+        }
+        d.push(0x60);
+        d.extend(llvar(&totals, 3));
+        self.send(2000, 0x04, 0x0F, &d);
+        if self.config & 0x04 != 0 {
+            for l in ["MTU SIMULATED TERMINAL", "END OF DAY", "OK"] {
+                let mut d = vec![0x00];
+                d.extend_from_slice(l.as_bytes());
+                self.send(0, 0x06, 0xD1, &d);
+            }
+        }
+        self.queue.push_back(Item::CloseBatch);
+        self.send(0, 0x06, 0x0F, &[]);
+    }
+
     fn on_frame(&mut self, a: Vec<u8>, out: &mut Vec<SimOut>) {
         out.push(SimOut::Send(vec![ACK]));
-        if a.len() < 3 {
-            return;
-        }
-        // The ECR's 80 00 00 to our last message.
-        if a[0] == 0x80 && a[1] == 0x00 {
-            if self.awaiting_app_ack {
-                self.awaiting_app_ack = false;
+        // The ECR's answer to our last message: 80 00 00, or 84 xx 00 (e.g. 84 9C 00, please wait).
+        if matches!(a.first(), Some(0x80 | 0x84)) {
+            if a.len() != 3 || a[2] != 0 {
+                tracing::warn!(apdu = %hex::encode_upper(&a), "payment simulator: malformed answer from the ECR");
             }
+            if !self.awaiting_app_ack {
+                tracing::debug!(apdu = %hex::encode_upper(&a), "payment simulator: answer from the ECR to nothing");
+            }
+            self.awaiting_app_ack = false;
             return;
         }
         // Abort during a transaction: drop what is queued, confirm and abort with 6C.
-        if a[0] == 0x06 && a[1] == 0xB0 && self.busy() {
+        if a.starts_with(&[0x06, 0xB0]) && self.busy() {
+            if let Err(r) = parse_command(&a) {
+                return self.refuse(&a, r);
+            }
             self.count("abort");
             self.queue.clear();
             self.awaiting_app_ack = false;
@@ -594,6 +994,8 @@ impl ZvtSim {
             return;
         }
         if self.busy() {
+            self.ignored += 1;
+            tracing::warn!(apdu = %hex::encode_upper(&a[..a.len().min(3)]), "payment simulator: command during a transaction ignored");
             return;
         }
         self.command(&a);
@@ -722,6 +1124,9 @@ impl SimDevice for ZvtSim {
             "commands": self.commands,
             "bad_frames": self.bad_frames,
             "naks_received": self.naks_received,
+            "refused": self.refused,
+            "last_refusal": self.last_refusal,
+            "ignored_while_busy": self.ignored,
         })
     }
 }
@@ -786,6 +1191,28 @@ mod tests {
         assert_eq!(seen.last().unwrap(), &vec![0x06, 0x0F]);
         assert_eq!(s.status()["last_transaction"]["amount"], 190);
         assert_eq!(s.status()["totals"]["amount"], 190);
+    }
+
+    #[test]
+    fn extended_length_and_tlv_forms() {
+        // LEN = FF, then a 2-byte little-endian length: the same purchase as the verified vector.
+        let a = [0x06, 0x01, 0xFF, 0x07, 0x00, 0x04, 0, 0, 0, 0, 0x01, 0x90];
+        assert_eq!(
+            parse_command(&a),
+            Ok(EcrCommand::Authorisation { amount: Some(190), currency: None, payment_type: None })
+        );
+        let mut short = a;
+        short[3] = 0x08;
+        assert_eq!(parse_command(&short).unwrap_err().code, ERR_PROTOCOL);
+        // TLV with a two-byte tag and 81 length form; a constructed tag whose content is cut.
+        let ok = [0x06, 0x01, 0x0D, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x06, 0x81, 0x03, 0x1F, 0x10, 0x00];
+        assert!(parse_command(&ok).is_ok(), "{:?}", parse_command(&ok));
+        let cut = [0x06, 0x01, 0x0C, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x06, 0x03, 0xE9, 0x02, 0x1F];
+        let e = parse_command(&cut).unwrap_err();
+        assert!(e.what.contains("TLV"), "{e}");
+        // LLVAR prefix bytes must be Fx.
+        let bad_ll = [0x06, 0x01, 0x0B, 0x04, 0, 0, 0, 0, 0x01, 0x90, 0x22, 0xF0, 0x31, 0x12];
+        assert!(parse_command(&bad_ll).unwrap_err().what.contains("Fx"));
     }
 
     #[test]

@@ -7,10 +7,21 @@
 //! password fails. Which status a real module returns for a failed Gen2 Access is not in the C
 //! source; this simulator answers 0x0424 (memory locked).
 //!
+//! It answers every command the ThingMagic Mercury C API 1.35.1.43 sends in `TMR_connect`,
+//! `TMR_read` with the tag buffer, tag reads with EPC or TID filters, writes, password writes, locks
+//! and kills (checked against frames captured from that API in `tests/data/mercury/`), reporting
+//! Nano firmware 01.09.00.14, for which the API uses the 0x88 multi-select prefix and select
+//! trailers. Nothing is executed before the whole frame is parsed: an opcode the running program
+//! does not know gets 0x0101 (invalid opcode), a data length or layout the opcode does not have
+//! 0x0100 (wrong number of data), a value out of range 0x0105 (invalid parameter), each with a
+//! warning in the log. Not modelled, and refused rather than guessed: chained selects, select
+//! targets other than SL with action 0, the 0x81/0x84 prefixes, secure reads, continuous reading.
+//!
 //! Scenario options (`[rfid]` table):
 //! ```toml
 //! timing_scale = 1.0        # 0 in tests: no waits
 //! start = "bootloader"      # or "app"
+//! firmware = "01.09.00.14"  # reported version; before 01.09.00.0D no 0x88 multi-select prefix
 //! [[rfid.tags]]
 //! tid = "E28011702000000000000001"
 //! epc = "300833B2DDD9014000000000"   # optional
@@ -46,6 +57,34 @@ const KILL_PASSWORD: u16 = 0x040C;
 const MEMORY_OVERRUN: u16 = 0x0423;
 const MEMORY_LOCKED: u16 = 0x0424;
 const NON_SPECIFIC: u16 = 0x042F;
+const POWER_TOO_LOW: u16 = 0x0106;
+const INVALID_BAUD_RATE: u16 = 0x010A;
+
+/// Prefix before the option byte of tag commands when several selects may follow
+/// (`TMR_SR_TAGOP_MULTI_SELECT`); firmware that supports it echoes it in the reply.
+const MULTI_SELECT: u8 = 0x88;
+/// Select trailer: target "SL flag" (`SELECT`), and the end-of-select indicator.
+const SELECT_TARGET_SL: u8 = 0x04;
+const END_OF_SELECT: u8 = 0x00;
+/// Tag read metadata the module reports (read count … Gen2 target, `TMR_TRD_METADATA_FLAG_*`).
+const METADATA_SUPPORTED: u16 = 0x0FFF;
+/// Largest data part of a reply frame.
+const MAX_REPLY: usize = 0xF8;
+
+/// Opcodes the bootloader answers; every other gets 0x0101.
+const BOOT_OPCODES: &[u8] = &[0x03, 0x04, 0x06, 0x0C];
+/// Opcodes the application answers; every other (Boot Firmware included) gets 0x0101.
+const APP_OPCODES: &[u8] = &[
+    0x03, 0x06, 0x0C, 0x22, 0x23, 0x24, 0x25, 0x26, 0x28, 0x29, 0x2A, 0x61, 0x62, 0x63, 0x64, 0x67, 0x68,
+    0x6A, 0x6C, 0x70, 0x71, 0x91, 0x92, 0x93, 0x94, 0x97, 0x98, 0x9A,
+];
+/// Baud rates Set Baud Rate accepts (the C API's probe list).
+const BAUD_RATES: &[u32] = &[9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 921_600];
+/// Regions the simulated Nano supports: NA, IN, JP, PRC, EU3, KR2, AU, NZ, open.
+const REGIONS: &[u8] = &[0x01, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0B, 0x0C, 0xFF];
+/// Transmit power limits, centi-dBm (M6e Nano: 5 to 27 dBm).
+const MAX_POWER: u16 = 2700;
+const MIN_POWER: u16 = 500;
 
 /// Version data: bootloader, hardware (0x30 = M6e Nano), firmware date, firmware, protocols (Gen2).
 const VERSION: [u8; 20] = [
@@ -177,16 +216,34 @@ impl SimTag {
     }
 
     fn matches(&self, sel: &Selection) -> bool {
-        let Some(bank_no) = sel.bank else { return true };
-        let Some(mem) = self.bank(bank_no) else { return false };
-        (0..sel.bits).all(|i| {
-            let bit = sel.pointer as usize + i;
-            let byte = bit / 8;
-            let Some(m) = mem.get(byte) else { return false };
-            let have = (m >> (7 - bit % 8)) & 1;
-            let want = sel.mask.get(i / 8).map(|b| (b >> (7 - i % 8)) & 1).unwrap_or(2);
-            (have == want) != sel.invert
-        })
+        let matched = if let Some(bits) = sel.epc_bits {
+            usize::from(bits) == self.epc_words() * 16
+        } else if let Some(bank_no) = sel.bank {
+            let Some(mem) = self.bank(bank_no) else { return false };
+            (0..sel.bits).all(|i| {
+                let bit = sel.pointer as usize + i;
+                let Some(m) = mem.get(bit / 8) else { return false };
+                let have = (m >> (7 - bit % 8)) & 1;
+                let want = sel.mask.get(i / 8).map(|b| (b >> (7 - i % 8)) & 1).unwrap_or(2);
+                have == want
+            })
+        } else {
+            true
+        };
+        matched != sel.invert
+    }
+
+    /// EPC length in words, from the PC.
+    fn epc_words(&self) -> usize {
+        usize::from(u16::from_be_bytes([self.epc_bank[2], self.epc_bank[3]]) >> 11)
+    }
+
+    /// PC, EPC and StoredCRC as an inventory reports them.
+    fn inventory_id(&self) -> Vec<u8> {
+        let end = (4 + self.epc_words() * 2).min(self.epc_bank.len());
+        let mut out = self.epc_bank[2..end].to_vec();
+        out.extend_from_slice(&self.epc_bank[..2]);
+        out
     }
 
     fn status_json(&self) -> serde_json::Value {
@@ -211,66 +268,138 @@ impl SimTag {
 /// Parsed singulation part of a tag command.
 #[derive(Debug, Default)]
 struct Selection {
+    /// Bank the mask is compared against (1 = EPC bank, where an EPC filter starts at bit 32).
     bank: Option<u8>,
     pointer: u32,
     bits: usize,
     mask: Vec<u8>,
     invert: bool,
+    /// Select on the EPC length in bits (option 6).
+    epc_bits: Option<u16>,
     password: u32,
 }
 
-/// Reads big-endian fields off a command's data; `None` when too short.
+/// Why a command was not executed: the status word the module answers.
+type Refusal = u16;
+
+/// Reads big-endian fields off a command's data; a short read is "wrong number of data".
 struct Reader<'a> {
     data: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn u8(&mut self) -> Option<u8> {
-        let v = *self.data.get(self.at)?;
+    fn u8(&mut self) -> Result<u8, Refusal> {
+        let v = *self.data.get(self.at).ok_or(WRONG_DATA)?;
         self.at += 1;
-        Some(v)
+        Ok(v)
     }
-    fn u16(&mut self) -> Option<u16> {
-        Some(u16::from_be_bytes([self.u8()?, self.u8()?]))
+    fn u16(&mut self) -> Result<u16, Refusal> {
+        Ok(u16::from_be_bytes([self.u8()?, self.u8()?]))
     }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_be_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
+    fn u32(&mut self) -> Result<u32, Refusal> {
+        Ok(u32::from_be_bytes([self.u8()?, self.u8()?, self.u8()?, self.u8()?]))
     }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.data.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Refusal> {
+        let end = self.at.checked_add(n).ok_or(WRONG_DATA)?;
+        let s = self.data.get(self.at..end).ok_or(WRONG_DATA)?;
+        self.at = end;
+        Ok(s)
     }
     fn rest(&mut self) -> &'a [u8] {
         let s = self.data.get(self.at..).unwrap_or(&[]);
         self.at = self.data.len();
         s
     }
-
-    /// The singulation fields selected by `option` (see the driver codec for the layout).
-    fn selection(&mut self, option: u8, with_password: bool) -> Option<Selection> {
-        let kind = option & 0x07;
-        let mut sel = Selection { invert: option & 0x08 != 0, ..Selection::default() };
-        if kind == 0 {
-            return Some(sel);
-        }
-        if with_password {
-            sel.password = self.u32()?;
-        }
-        if kind == 5 {
-            return Some(sel);
-        }
-        sel.bank = Some(match kind {
-            4 => 1,
-            1..=3 => kind,
-            _ => return None,
-        });
-        sel.pointer = self.u32()?;
-        sel.bits = if option & 0x20 != 0 { usize::from(self.u16()?) } else { usize::from(self.u8()?) };
-        sel.mask = self.take(sel.bits.div_ceil(8))?.to_vec();
-        Some(sel)
+    /// Every byte must have been used.
+    fn end(&self) -> Result<(), Refusal> {
+        if self.at == self.data.len() { Ok(()) } else { Err(WRONG_DATA) }
     }
+
+    /// The optional multi-select prefix (0x88) and the option byte of a tag command. Other
+    /// prefixes (0x81 BAP, 0x84 read-after-write) are not modelled and refused.
+    fn option(&mut self, multi_select: bool) -> Result<(bool, u8), Refusal> {
+        match self.u8()? {
+            MULTI_SELECT if multi_select => Ok((true, self.u8()?)),
+            b if b & 0x80 != 0 => Err(INVALID_PARAMETER),
+            b => Ok((false, b)),
+        }
+    }
+
+    /// The singulation fields selected by `option` (layout of the C API's `filterbytes`): the
+    /// access password (when `with_password`), the select, and after a 0x88 prefix the trailer
+    /// target, action, end-of-select (00).
+    fn selection(&mut self, option: u8, multi: bool, with_password: bool) -> Result<Selection, Refusal> {
+        let kind = option & 0x07;
+        // 0x40 secure read is not modelled.
+        if option & 0x40 != 0 {
+            return Err(INVALID_PARAMETER);
+        }
+        let mut sel = Selection { invert: option & 0x08 != 0, ..Selection::default() };
+        let extended = option & 0x20 != 0;
+        match kind {
+            0 => {
+                // Nothing follows "select disabled"; invert or extended length make no sense.
+                return if option & 0x28 != 0 { Err(INVALID_PARAMETER) } else { Ok(sel) };
+            }
+            5 => {
+                if with_password {
+                    sel.password = self.u32()?;
+                }
+            }
+            1 => {
+                // EPC filter: length and EPC bits, compared from the EPC's first bit (bit 32 of the
+                // EPC bank); no bit address.
+                if with_password {
+                    sel.password = self.u32()?;
+                }
+                sel.bank = Some(1);
+                sel.pointer = 32;
+                sel.bits = if extended { usize::from(self.u16()?) } else { usize::from(self.u8()?) };
+                sel.mask = self.take(sel.bits.div_ceil(8))?.to_vec();
+            }
+            2..=4 => {
+                if with_password {
+                    sel.password = self.u32()?;
+                }
+                sel.bank = Some(if kind == 4 { 1 } else { kind });
+                sel.pointer = self.u32()?;
+                sel.bits = if extended { usize::from(self.u16()?) } else { usize::from(self.u8()?) };
+                sel.mask = self.take(sel.bits.div_ceil(8))?.to_vec();
+            }
+            6 => sel.epc_bits = Some(self.u16()?),
+            _ => return Err(INVALID_PARAMETER),
+        }
+        if multi {
+            let target = self.u8()?;
+            let action = self.u8()?;
+            let end = self.u8()?;
+            // One select, target SL with action "matching assert, others deassert" (the API's
+            // default); chained selects and other targets/actions are not modelled.
+            if target != SELECT_TARGET_SL || action != 0 || end != END_OF_SELECT {
+                return Err(INVALID_PARAMETER);
+            }
+        }
+        Ok(sel)
+    }
+}
+
+/// Fields of a Gen2 tag command before its singulation part.
+struct TagCommand {
+    multi: bool,
+    option: u8,
+    metadata: u16,
+    sel: Selection,
+}
+
+/// A fully parsed Gen2 tag command.
+enum ParsedOp {
+    Inventory { cmd: TagCommand, flags: u16, timeout: u16 },
+    Read { cmd: TagCommand, bank: u8, address: usize, count: usize },
+    Write { cmd: TagCommand, bank: u8, address: usize, data: Vec<u8> },
+    WriteEpc { cmd: TagCommand, epc: Vec<u8> },
+    Lock { cmd: TagCommand, mask: u16, action: u16 },
+    Kill { cmd: TagCommand, password: u32 },
 }
 
 #[derive(Debug, Default, Clone)]
@@ -293,6 +422,15 @@ pub struct MercurySim {
     protocol: u16,
     read_power: u16,
     write_power: u16,
+    /// Get Version data (bootloader, hardware, firmware date, firmware, protocols).
+    version: [u8; 20],
+    baud: u32,
+    power_mode: u8,
+    /// Reader configuration values set by the host (key → value).
+    config: std::collections::BTreeMap<u8, Vec<u8>>,
+    /// Tag buffer: PC + EPC + CRC of each tag found since the last clear, and the read position.
+    buffer: Vec<Vec<u8>>,
+    buffer_read: usize,
     tags: Vec<SimTag>,
     faults: Faults,
     rx: Vec<u8>,
@@ -328,6 +466,12 @@ impl MercurySim {
             protocol: 0,
             read_power: 0,
             write_power: 0,
+            version: VERSION,
+            baud: 115_200,
+            power_mode: 0,
+            config: std::collections::BTreeMap::new(),
+            buffer: Vec::new(),
+            buffer_read: 0,
             tags: vec![Self::blank_tag(1)],
             faults: Faults::default(),
             rx: Vec::new(),
@@ -362,10 +506,24 @@ impl MercurySim {
                         sim.tags.push(Self::tag_from_table(t)?);
                     }
                 }
-                ("timing_scale" | "start" | "tags", v) => {
+                ("firmware", toml::Value::String(s)) => {
+                    let digits: String = s.chars().filter(|c| *c != '.').collect();
+                    let bytes: [u8; 4] =
+                        hex::decode(&digits).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                            format!(
+                                "rfid option firmware: expected 4 hex bytes like \"01.09.00.14\", got {s:?}"
+                            )
+                        })?;
+                    sim.version[12..16].copy_from_slice(&bytes);
+                }
+                ("timing_scale" | "start" | "tags" | "firmware", v) => {
                     return Err(format!("rfid option {key}: unexpected value {v}"));
                 }
-                _ => return Err(format!("rfid: unknown option {key}; known: timing_scale, start, tags")),
+                _ => {
+                    return Err(format!(
+                        "rfid: unknown option {key}; known: timing_scale, start, tags, firmware"
+                    ));
+                }
             }
         }
         Ok(sim)
@@ -411,112 +569,498 @@ impl MercurySim {
         (scaled > 0.0).then(|| SimOut::Wait(Duration::from_secs_f64(scaled / 1000.0)))
     }
 
-    /// Handles one well-formed command; returns (status, data, simulated duration in ms).
+    /// Handles one frame with a good CRC; returns (status, data, simulated duration in ms). A
+    /// command that is not fully understood never gets status 0: an unknown opcode gets 0x0101,
+    /// a data length or layout the opcode does not have 0x0100, a value out of range 0x0105.
     fn handle(&mut self, op: u8, data: &[u8]) -> (u16, Vec<u8>, f64) {
         self.commands += 1;
-        if !self.in_app {
-            return match op {
-                0x03 => (OK, VERSION.to_vec(), 2.0),
-                0x04 => {
-                    self.in_app = true;
-                    (OK, VERSION.to_vec(), 250.0)
-                }
-                0x0C => (OK, vec![0x01], 1.0),
-                _ => (INVALID_OPCODE, Vec::new(), 1.0),
-            };
+        let known = if self.in_app { APP_OPCODES.contains(&op) } else { BOOT_OPCODES.contains(&op) };
+        if !known {
+            tracing::warn!(
+                "rfid sim: opcode 0x{op:02X} is not a {} command: 0x0101",
+                if self.in_app { "application" } else { "bootloader" }
+            );
+            return (INVALID_OPCODE, Vec::new(), 1.0);
         }
         let mut r = Reader { data, at: 0 };
-        let result = match op {
-            0x03 => Some((OK, VERSION.to_vec(), 2.0)),
-            0x04 => Some((INVALID_OPCODE, Vec::new(), 1.0)),
-            0x0C => Some((OK, vec![0x02], 1.0)),
-            0x67 => Some((OK, vec![self.region], 1.0)),
-            0x97 => r.u8().map(|region| {
-                if self.faults.wrong_region || region == 0 || (region > 30 && region != 0xFF) {
-                    (INVALID_REGION, Vec::new(), 5.0)
-                } else {
-                    self.region = region;
-                    (OK, Vec::new(), 20.0)
-                }
-            }),
-            0x93 => r.u16().map(|p| {
-                if p == 0x0005 {
-                    self.protocol = p;
-                    (OK, Vec::new(), 5.0)
-                } else {
-                    (INVALID_PROTOCOL, Vec::new(), 5.0)
-                }
-            }),
-            0x92 | 0x94 => r.u16().map(|p| {
-                if p > 3000 {
-                    (POWER_TOO_HIGH, Vec::new(), 2.0)
-                } else {
-                    if op == 0x92 {
-                        self.read_power = p;
-                    } else {
-                        self.write_power = p;
-                    }
-                    (OK, Vec::new(), 5.0)
-                }
-            }),
-            0x2A => Some((OK, Vec::new(), 1.0)),
-            0x22 | 0x23 | 0x24 | 0x25 | 0x26 | 0x28 => {
-                // The radio stays off until a region is set; no protocol, no tag operation.
-                if self.region == 0 || self.faults.wrong_region {
-                    return (AFE_NOT_ON, Vec::new(), 1.0);
-                }
-                if self.protocol != 0x0005 {
-                    return (NO_PROTOCOL, Vec::new(), 1.0);
-                }
-                self.tag_op(op, &mut r)
+        match self.command(op, &mut r) {
+            Ok(answer) => answer,
+            Err(status) => {
+                tracing::warn!(
+                    "rfid sim: command 0x{op:02X} with {} data bytes refused with 0x{status:04X}",
+                    data.len()
+                );
+                (status, Vec::new(), 1.0)
             }
-            _ => Some((INVALID_OPCODE, Vec::new(), 1.0)),
-        };
-        match result {
-            Some(res) if r.at == data.len() => res,
-            _ => (WRONG_DATA, Vec::new(), 1.0),
         }
+    }
+
+    /// Parses and runs one command of a known opcode.
+    fn command(&mut self, op: u8, r: &mut Reader<'_>) -> Result<(u16, Vec<u8>, f64), Refusal> {
+        let ok = |d: Vec<u8>, ms: f64| Ok((OK, d, ms));
+        match op {
+            0x03 => {
+                r.end()?;
+                ok(self.version.to_vec(), 2.0)
+            }
+            0x04 => {
+                r.end()?;
+                self.in_app = true;
+                ok(self.version.to_vec(), 250.0)
+            }
+            0x0C => {
+                r.end()?;
+                ok(vec![if self.in_app { 0x02 } else { 0x01 }], 1.0)
+            }
+            0x06 => {
+                let rate = r.u32()?;
+                r.end()?;
+                if !BAUD_RATES.contains(&rate) {
+                    return Err(INVALID_BAUD_RATE);
+                }
+                self.baud = rate;
+                ok(Vec::new(), 2.0)
+            }
+            0x68 => {
+                r.end()?;
+                ok(vec![self.power_mode], 1.0)
+            }
+            0x98 => {
+                let mode = r.u8()?;
+                r.end()?;
+                if mode > 4 {
+                    return Err(INVALID_PARAMETER);
+                }
+                self.power_mode = mode;
+                ok(Vec::new(), 1.0)
+            }
+            0x6A => {
+                let form = r.u8()?;
+                let key = r.u8()?;
+                r.end()?;
+                if form != 1 {
+                    return Err(INVALID_PARAMETER);
+                }
+                let value = self.reader_config(key).ok_or(INVALID_PARAMETER)?;
+                let mut d = vec![form, key];
+                d.extend_from_slice(&value);
+                ok(d, 1.0)
+            }
+            0x9A => {
+                let form = r.u8()?;
+                let key = r.u8()?;
+                let value = r.rest();
+                let current = self.reader_config(key).ok_or(INVALID_PARAMETER)?;
+                if form != 1 || value.len() != current.len() {
+                    return Err(if form != 1 { INVALID_PARAMETER } else { WRONG_DATA });
+                }
+                // Frames without CRC (key 0x1B off) are not modelled: refused, not pretended.
+                if key == 0x1B && value != [0x01] {
+                    return Err(INVALID_PARAMETER);
+                }
+                self.config.insert(key, value.to_vec());
+                ok(Vec::new(), 1.0)
+            }
+            0x63 => match r.rest() {
+                [] => ok(self.protocol.to_be_bytes().to_vec(), 1.0),
+                [0x01] => ok(vec![0x01, 0x00, 0x05], 1.0),
+                [_] => Err(INVALID_PARAMETER),
+                _ => Err(WRONG_DATA),
+            },
+            0x70 => {
+                r.end()?;
+                ok(vec![0x00, 0x05], 1.0)
+            }
+            0x71 => {
+                r.end()?;
+                ok(REGIONS.to_vec(), 1.0)
+            }
+            0x61 => match r.rest() {
+                // Without option: the current TX and RX port.
+                [] => ok(vec![0x01, 0x01], 1.0),
+                // Option 5: per port, number and whether an antenna is detected.
+                [0x05] => ok(vec![0x05, 0x01, 0x01], 5.0),
+                [_] => Err(INVALID_PARAMETER),
+                _ => Err(WRONG_DATA),
+            },
+            0x91 => match r.rest() {
+                // TX and RX port: the Nano has port 1 only.
+                [1, 1] => ok(Vec::new(), 1.0),
+                // Option 2: logical antenna search list of (TX, RX) pairs, here only (1, 1).
+                [0x02, rest @ ..] if !rest.is_empty() && rest.chunks(2).all(|p| p == [1, 1]) => {
+                    ok(Vec::new(), 1.0)
+                }
+                [_, _] => Err(INVALID_PARAMETER),
+                [0x02, ..] => Err(INVALID_PARAMETER),
+                _ => Err(WRONG_DATA),
+            },
+            0x62 | 0x64 => {
+                let option = r.u8()?;
+                r.end()?;
+                let set = if op == 0x62 { self.read_power } else { self.write_power };
+                match option {
+                    0 => {
+                        let mut d = vec![0];
+                        d.extend_from_slice(&set.to_be_bytes());
+                        ok(d, 1.0)
+                    }
+                    1 => {
+                        let mut d = vec![1];
+                        for v in [set, MAX_POWER, MIN_POWER] {
+                            d.extend_from_slice(&v.to_be_bytes());
+                        }
+                        ok(d, 1.0)
+                    }
+                    _ => Err(INVALID_PARAMETER),
+                }
+            }
+            0x6C => {
+                // Reader statistics: option 1 resets the statistics named by the EBV flag field.
+                let option = r.u8()?;
+                let first = r.u8()?;
+                if first & 0x80 != 0 {
+                    r.u8()?;
+                }
+                r.end()?;
+                match option {
+                    1 => ok(Vec::new(), 1.0),
+                    _ => Err(INVALID_PARAMETER),
+                }
+            }
+            0x67 => {
+                r.end()?;
+                ok(vec![self.region], 1.0)
+            }
+            0x97 => {
+                let region = r.u8()?;
+                r.end()?;
+                if self.faults.wrong_region || !REGIONS.contains(&region) {
+                    return Err(INVALID_REGION);
+                }
+                self.region = region;
+                ok(Vec::new(), 20.0)
+            }
+            0x93 => {
+                let p = r.u16()?;
+                r.end()?;
+                if p != 0x0005 {
+                    return Err(INVALID_PROTOCOL);
+                }
+                self.protocol = p;
+                ok(Vec::new(), 5.0)
+            }
+            0x92 | 0x94 => {
+                let p = r.u16()?;
+                r.end()?;
+                if p > MAX_POWER {
+                    return Err(POWER_TOO_HIGH);
+                }
+                if p < MIN_POWER {
+                    return Err(POWER_TOO_LOW);
+                }
+                if op == 0x92 {
+                    self.read_power = p;
+                } else {
+                    self.write_power = p;
+                }
+                ok(Vec::new(), 5.0)
+            }
+            0x2A => {
+                r.end()?;
+                self.buffer.clear();
+                self.buffer_read = 0;
+                ok(Vec::new(), 1.0)
+            }
+            0x29 => self.tag_buffer(r),
+            0x22 | 0x23 | 0x24 | 0x25 | 0x26 | 0x28 => {
+                let answer = self.tag_op(op, r)?;
+                Ok(answer)
+            }
+            _ => Err(INVALID_OPCODE),
+        }
+    }
+
+    /// Whether this firmware takes the 0x88 multi-select prefix: M6e Nano from 01.09.00.0D on (the
+    /// C API's `isMultiSelectSupported`); older firmware refuses the prefix as an invalid option.
+    fn multi_select(&self) -> bool {
+        self.version[4] == 0x30 && self.version[12..16] >= [0x01, 0x09, 0x00, 0x0D][..]
+    }
+
+    /// Value of a reader configuration key (Get/Set Reader Optional Parameters, key-value form);
+    /// `None` for keys this simulator does not know.
+    fn reader_config(&self, key: u8) -> Option<Vec<u8>> {
+        if let Some(v) = self.config.get(&key) {
+            return Some(v.clone());
+        }
+        Some(match key {
+            // Unique by antenna / data / protocol, extended EPC, RSSI in dBm, send CRC:
+            // one byte each.
+            0x00 | 0x08 | 0x0B => vec![0x00],
+            0x02 | 0x09 | 0x1B => vec![0x01],
+            // Enable read filter: on.
+            0x0C => vec![0x01],
+            // Read filter timeout, ms (0: the module's default).
+            0x0D => vec![0, 0, 0, 0],
+            // Current message transport: serial (not USB, so the host keeps the CRC).
+            0x0E => vec![0x00],
+            // Product group ID: 0 = module.
+            0x12 => vec![0x00, 0x00],
+            _ => return None,
+        })
     }
 
     fn singulate(&self, sel: &Selection) -> Option<usize> {
         self.field_tags().into_iter().find(|&i| self.tags[i].matches(sel))
     }
 
-    fn tag_op(&mut self, op: u8, r: &mut Reader<'_>) -> Option<(u16, Vec<u8>, f64)> {
-        match op {
+    /// The fixed part of a tag command: timeout is read by the caller, then the optional 0x88
+    /// prefix, the option byte and (with option bit 0x10) the metadata flags where the command
+    /// has them.
+    fn tag_header(&self, r: &mut Reader<'_>, has_metadata: bool) -> Result<(bool, u8, u16), Refusal> {
+        let (multi, option) = r.option(self.multi_select())?;
+        let metadata = if option & 0x10 != 0 {
+            if !has_metadata {
+                return Err(INVALID_PARAMETER);
+            }
+            let m = r.u16()?;
+            if m & !METADATA_SUPPORTED != 0 {
+                return Err(INVALID_PARAMETER);
+            }
+            m
+        } else {
+            0
+        };
+        Ok((multi, option, metadata))
+    }
+
+    /// Metadata fields of one tag read, in the order of the flag bits (the C API's
+    /// `TMR_SR_parseMetadataOnly`); the DATA field carries a zero length (no embedded operation).
+    fn metadata_fields(&self, flags: u16) -> Vec<u8> {
+        let mut d = Vec::new();
+        if flags & 0x0001 != 0 {
+            d.push(1); // read count
+        }
+        if flags & 0x0002 != 0 {
+            d.push((-52i8) as u8); // RSSI, dBm
+        }
+        if flags & 0x0004 != 0 {
+            d.push(0x11); // antenna: TX port 1, RX port 1
+        }
+        if flags & 0x0008 != 0 {
+            let khz: u32 = if matches!(self.region, 1 | 13 | 14) { 915_250 } else { 866_900 };
+            d.extend_from_slice(&khz.to_be_bytes()[1..]);
+        }
+        if flags & 0x0010 != 0 {
+            d.extend_from_slice(&12u32.to_be_bytes()); // ms since the search started
+        }
+        if flags & 0x0020 != 0 {
+            d.extend_from_slice(&0u16.to_be_bytes()); // phase
+        }
+        if flags & 0x0040 != 0 {
+            d.push(0x05); // Gen2
+        }
+        if flags & 0x0080 != 0 {
+            d.extend_from_slice(&0u16.to_be_bytes());
+        }
+        if flags & 0x0100 != 0 {
+            d.push(0x00); // GPIO
+        }
+        if flags & 0x0200 != 0 {
+            d.push(0x00); // Q
+        }
+        if flags & 0x0400 != 0 {
+            d.push(0x00); // link frequency 250 kHz
+        }
+        if flags & 0x0800 != 0 {
+            d.push(0x00); // target A
+        }
+        d
+    }
+
+    /// Get Tag Buffer (0x29): with metadata flags and read options, the next tags from the buffer;
+    /// without data, the buffer's read and write indices.
+    fn tag_buffer(&mut self, r: &mut Reader<'_>) -> Result<(u16, Vec<u8>, f64), Refusal> {
+        if r.data.is_empty() {
+            let mut d = (self.buffer_read as u16).to_be_bytes().to_vec();
+            d.extend_from_slice(&(self.buffer.len() as u16).to_be_bytes());
+            return Ok((OK, d, 1.0));
+        }
+        let flags = r.u16()?;
+        let read_options = r.u8()?;
+        r.end()?;
+        if flags & !METADATA_SUPPORTED != 0 || read_options != 0 {
+            return Err(INVALID_PARAMETER);
+        }
+        if self.buffer_read >= self.buffer.len() {
+            return Err(NO_TAGS);
+        }
+        let mut d = flags.to_be_bytes().to_vec();
+        d.push(read_options);
+        d.push(0);
+        let meta = self.metadata_fields(flags);
+        let mut count = 0u8;
+        while let Some(id) = self.buffer.get(self.buffer_read) {
+            let record = meta.len() + 2 + id.len();
+            if d.len() + record > MAX_REPLY {
+                break;
+            }
+            d.extend_from_slice(&meta);
+            d.extend_from_slice(&((id.len() * 8) as u16).to_be_bytes());
+            d.extend_from_slice(id);
+            self.buffer_read += 1;
+            count += 1;
+        }
+        d[3] = count;
+        Ok((OK, d, 2.0))
+    }
+
+    fn tag_op(&mut self, op: u8, r: &mut Reader<'_>) -> Result<(u16, Vec<u8>, f64), Refusal> {
+        // Parse the whole command first: nothing is executed on input not fully understood.
+        let parsed = self.parse_tag_op(op, r)?;
+        // The radio stays off until a region is set; no protocol, no tag operation.
+        if self.region == 0 || self.faults.wrong_region {
+            return Ok((AFE_NOT_ON, Vec::new(), 1.0));
+        }
+        if self.protocol != 0x0005 {
+            return Ok((NO_PROTOCOL, Vec::new(), 1.0));
+        }
+        Ok(self.run_tag_op(parsed))
+    }
+
+    fn parse_tag_op(&self, op: u8, r: &mut Reader<'_>) -> Result<ParsedOp, Refusal> {
+        Ok(match op {
             0x22 => {
-                let option = r.u8()?;
+                let (multi, option, _) = {
+                    let (multi, option) = r.option(self.multi_select())?;
+                    (multi, option, 0)
+                };
                 let flags = r.u16()?;
                 let timeout = r.u16()?;
-                let sel = r.selection(option, true)?;
-                let mut count = self.field_tags().into_iter().filter(|&i| self.tags[i].matches(&sel)).count();
-                if self.faults.two_tags && !self.faults.no_tag {
-                    count += 1;
+                // Search flags this simulator models: antenna selection bits (0–3) and large tag
+                // population support (0x10).
+                if flags & !0x0013 != 0 {
+                    return Err(INVALID_PARAMETER);
                 }
-                let ms = f64::from(timeout);
-                if count == 0 {
-                    return Some((NO_TAGS, Vec::new(), ms));
+                let metadata = if option & 0x10 != 0 { r.u16()? } else { 0 };
+                if metadata & !METADATA_SUPPORTED != 0 {
+                    return Err(INVALID_PARAMETER);
                 }
-                let mut d = vec![option];
-                d.extend_from_slice(&flags.to_be_bytes());
-                d.push(count.min(255) as u8);
-                Some((OK, d, ms))
+                let sel = r.selection(option, multi, true)?;
+                r.end()?;
+                ParsedOp::Inventory { cmd: TagCommand { multi, option, metadata, sel }, flags, timeout }
             }
             0x28 => {
                 let _timeout = r.u16()?;
-                let option = r.u8()?;
-                if option & 0x10 != 0 {
-                    r.u16()?; // metadata flags
-                }
+                let (multi, option, metadata) = self.tag_header(r, true)?;
                 let bank = r.u8()?;
                 let address = r.u32()? as usize;
                 let count = usize::from(r.u8()?);
-                let sel = r.selection(option, true)?;
+                let sel = r.selection(option, multi, true)?;
+                r.end()?;
+                ParsedOp::Read { cmd: TagCommand { multi, option, metadata, sel }, bank, address, count }
+            }
+            0x24 => {
+                let _timeout = r.u16()?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
+                let address = r.u32()? as usize;
+                let bank = r.u8()?;
+                let sel = r.selection(option, multi, true)?;
+                let data = r.rest().to_vec();
+                if data.is_empty() || data.len() % 2 != 0 {
+                    return Err(WRONG_DATA);
+                }
+                ParsedOp::Write { cmd: TagCommand { multi, option, metadata, sel }, bank, address, data }
+            }
+            0x23 => {
+                let _timeout = r.u16()?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
+                let sel = r.selection(option, multi, true)?;
+                if option == 0 && r.u8()? != 0 {
+                    return Err(INVALID_PARAMETER); // second RFU byte
+                }
+                let epc = r.rest().to_vec();
+                if epc.is_empty() || epc.len() % 2 != 0 || epc.len() > 62 {
+                    return Err(WRONG_DATA);
+                }
+                ParsedOp::WriteEpc { cmd: TagCommand { multi, option, metadata, sel }, epc }
+            }
+            0x25 => {
+                let _timeout = r.u16()?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
+                let password = r.u32()?;
+                let mask = r.u16()?;
+                let action = r.u16()?;
+                if mask > 0x03FF || action > 0x03FF {
+                    return Err(INVALID_PARAMETER);
+                }
+                let mut sel = r.selection(option, multi, false)?;
+                r.end()?;
+                sel.password = password;
+                ParsedOp::Lock { cmd: TagCommand { multi, option, metadata, sel }, mask, action }
+            }
+            0x26 => {
+                let _timeout = r.u16()?;
+                let (multi, option, metadata) = self.tag_header(r, false)?;
+                let password = r.u32()?;
+                if r.u8()? != 0 {
+                    return Err(INVALID_PARAMETER); // RFU
+                }
+                let sel = r.selection(option, multi, false)?;
+                r.end()?;
+                ParsedOp::Kill { cmd: TagCommand { multi, option, metadata, sel }, password }
+            }
+            _ => return Err(INVALID_OPCODE),
+        })
+    }
+
+    /// The echo every tag reply starts with: the 0x88 prefix when sent, and the option byte.
+    fn echo(cmd: &TagCommand) -> Vec<u8> {
+        let mut d = Vec::new();
+        if cmd.multi {
+            d.push(MULTI_SELECT);
+        }
+        d.push(cmd.option);
+        d
+    }
+
+    fn run_tag_op(&mut self, parsed: ParsedOp) -> (u16, Vec<u8>, f64) {
+        match parsed {
+            ParsedOp::Inventory { cmd, flags, timeout } => {
+                let ms = f64::from(timeout);
+                let found: Vec<usize> =
+                    self.field_tags().into_iter().filter(|&i| self.tags[i].matches(&cmd.sel)).collect();
+                // The tag buffer keeps each tag once until it is cleared; the count is of the tags
+                // this search added, which is what the C API adds up over the rounds of a read.
+                let mut count = 0;
+                for &i in &found {
+                    let id = self.tags[i].inventory_id();
+                    if !self.buffer.contains(&id) {
+                        self.buffer.push(id);
+                        count += 1;
+                    }
+                }
+                if self.faults.two_tags && !self.faults.no_tag {
+                    count += 1;
+                }
+                if count == 0 {
+                    return (NO_TAGS, Vec::new(), ms);
+                }
+                let mut d = Self::echo(&cmd);
+                d.extend_from_slice(&flags.to_be_bytes());
+                if flags & 0x0010 != 0 {
+                    d.extend_from_slice(&(count as u32).to_be_bytes());
+                } else {
+                    d.push(count.min(255) as u8);
+                }
+                (OK, d, ms)
+            }
+            ParsedOp::Read { cmd, bank, address, count } => {
                 let ms = 10.0 + count as f64;
-                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let sel = &cmd.sel;
+                let Some(i) = self.singulate(sel) else { return (NO_TAGS, Vec::new(), ms) };
                 let tag = &self.tags[i];
                 let Some(secured) = tag.secured(sel.password) else {
-                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                    return (MEMORY_LOCKED, Vec::new(), ms);
                 };
                 if bank == 0 {
                     // Reading a read-locked password needs the secured state.
@@ -524,76 +1068,56 @@ impl MercurySim {
                     let kill_locked = tag.locks.fields[KILL_F].locked && words.start < 2;
                     let access_locked = tag.locks.fields[ACCESS_F].locked && words.end > 2;
                     if (kill_locked || access_locked) && !secured {
-                        return Some((MEMORY_LOCKED, Vec::new(), ms));
+                        return (MEMORY_LOCKED, Vec::new(), ms);
                     }
                 }
-                let Some(mem) = tag.bank(bank) else { return Some((INVALID_PARAMETER, Vec::new(), ms)) };
+                let Some(mem) = tag.bank(bank) else { return (INVALID_PARAMETER, Vec::new(), ms) };
                 let Some(words) = mem.get(address * 2..(address + count) * 2) else {
-                    return Some((MEMORY_OVERRUN, Vec::new(), ms));
+                    return (MEMORY_OVERRUN, Vec::new(), ms);
                 };
-                let mut d = vec![option];
-                d.extend_from_slice(words);
-                Some((OK, d, ms))
+                let words = words.to_vec();
+                let mut d = Self::echo(&cmd);
+                if cmd.option & 0x10 != 0 {
+                    d.extend_from_slice(&cmd.metadata.to_be_bytes());
+                    d.extend_from_slice(&self.metadata_fields(cmd.metadata));
+                }
+                d.extend_from_slice(&words);
+                (OK, d, ms)
             }
-            0x24 => {
-                let _timeout = r.u16()?;
-                let option = r.u8()?;
-                let address = r.u32()? as usize;
-                let bank = r.u8()?;
-                let sel = r.selection(option, true)?;
-                let data = r.rest().to_vec();
+            ParsedOp::Write { cmd, bank, address, data } => {
                 let ms = 15.0 * (data.len() / 2).max(1) as f64;
-                if data.is_empty() || data.len() % 2 != 0 {
-                    return Some((WRONG_DATA, Vec::new(), 1.0));
-                }
-                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let Some(i) = self.singulate(&cmd.sel) else { return (NO_TAGS, Vec::new(), ms) };
                 if self.faults.write_fail {
-                    return Some((WRITE_FAILED, Vec::new(), ms));
+                    return (WRITE_FAILED, Vec::new(), ms);
                 }
-                Some((self.write_bank(i, bank, address, &data, sel.password), Vec::new(), ms))
+                (self.write_bank(i, bank, address, &data, cmd.sel.password), Vec::new(), ms)
             }
-            0x23 => {
-                let _timeout = r.u16()?;
-                let option = r.u8()?;
-                let sel = r.selection(option, true)?;
-                if option == 0 {
-                    r.u8()?; // RFU
-                }
-                let epc = r.rest().to_vec();
+            ParsedOp::WriteEpc { cmd, epc } => {
                 let ms = 15.0 * (epc.len() / 2 + 1) as f64;
-                if epc.is_empty() || epc.len() % 2 != 0 || epc.len() > 62 {
-                    return Some((WRONG_DATA, Vec::new(), 1.0));
-                }
-                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let Some(i) = self.singulate(&cmd.sel) else { return (NO_TAGS, Vec::new(), ms) };
                 if self.faults.write_fail {
-                    return Some((WRITE_FAILED, Vec::new(), ms));
+                    return (WRITE_FAILED, Vec::new(), ms);
                 }
                 let tag = &mut self.tags[i];
-                let Some(secured) = tag.secured(sel.password) else {
-                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                let Some(secured) = tag.secured(cmd.sel.password) else {
+                    return (MEMORY_LOCKED, Vec::new(), ms);
                 };
                 if !writable(tag.locks.fields[EPC_F], secured) {
-                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                    return (MEMORY_LOCKED, Vec::new(), ms);
                 }
                 tag.set_epc(&epc);
-                Some((OK, Vec::new(), ms))
+                (OK, Vec::new(), ms)
             }
-            0x25 => {
-                let _timeout = r.u16()?;
-                let option = r.u8()?;
-                let password = r.u32()?;
-                let mask = r.u16()?;
-                let action = r.u16()?;
-                let mut sel = r.selection(option, false)?;
-                sel.password = password;
+            ParsedOp::Lock { cmd, mask, action } => {
                 let ms = 15.0;
-                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let password = cmd.sel.password;
+                let Some(i) = self.singulate(&cmd.sel) else { return (NO_TAGS, Vec::new(), ms) };
                 if self.faults.lock_fail {
-                    return Some((NON_SPECIFIC, Vec::new(), ms));
+                    return (NON_SPECIFIC, Vec::new(), ms);
                 }
                 let tag = &mut self.tags[i];
                 if tag.secured(password) != Some(true) {
-                    return Some((MEMORY_LOCKED, Vec::new(), ms));
+                    return (MEMORY_LOCKED, Vec::new(), ms);
                 }
                 let mut next = tag.locks.clone();
                 for (f, field) in next.fields.iter_mut().enumerate() {
@@ -606,29 +1130,23 @@ impl MercurySim {
                         field.perma = action & perm_bit != 0 || old.perma;
                     }
                     if old.perma && field.locked != old.locked {
-                        return Some((MEMORY_LOCKED, Vec::new(), ms));
+                        return (MEMORY_LOCKED, Vec::new(), ms);
                     }
                 }
                 tag.locks = next;
-                Some((OK, Vec::new(), ms))
+                (OK, Vec::new(), ms)
             }
-            0x26 => {
-                let _timeout = r.u16()?;
-                let option = r.u8()?;
-                let password = r.u32()?;
-                let _rfu = r.u8()?;
-                let sel = r.selection(option, false)?;
+            ParsedOp::Kill { cmd, password } => {
                 let ms = 20.0;
-                let Some(i) = self.singulate(&sel) else { return Some((NO_TAGS, Vec::new(), ms)) };
+                let Some(i) = self.singulate(&cmd.sel) else { return (NO_TAGS, Vec::new(), ms) };
                 let own = self.tags[i].kill_password();
                 if own == 0 || own != password {
-                    return Some((KILL_PASSWORD, Vec::new(), ms));
+                    return (KILL_PASSWORD, Vec::new(), ms);
                 }
                 self.tags.remove(i);
                 self.killed += 1;
-                Some((OK, Vec::new(), ms))
+                (OK, Vec::new(), ms)
             }
-            _ => None,
         }
     }
 
@@ -979,6 +1497,165 @@ mod tests {
             // Every well-formed command gets exactly one well-formed answer with its opcode.
             proptest::prop_assert!(reply.len() >= 7);
             proptest::prop_assert_eq!(reply[2], op);
+        }
+    }
+
+    /// A simulator in its application with region EU3 and Gen2 set, no waits.
+    fn ready_sim() -> MercurySim {
+        let mut sim =
+            MercurySim::from_options(&"timing_scale = 0\nstart = \"app\"".parse().unwrap()).unwrap();
+        assert_eq!(status_of(&send(&mut sim, &hex("FF 01 97 08 4B B5"))), OK);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x93, "0005"))), OK);
+        sim
+    }
+
+    #[test]
+    fn write_epc_forms_of_the_api_are_parsed_as_meant() {
+        // `23 03E8 88 00 00 <EPC>` (multi-select prefix, option 0, RFU) was read with 0x88 as
+        // the option byte and stored a 14-byte EPC.
+        let mut sim = ready_sim();
+        let epc = "3034257BF400B7800004CB2F";
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &format!("03E8 88 00 00 {epc}")))), OK);
+        assert_eq!(sim.status()["tags"][0]["epc"], epc);
+        assert_eq!(sim.status()["tags"][0]["pc"], "3000");
+        // An EPC filter (option 1) has no bit address: password, bit length, EPC. It was read as
+        // if it had a 4-byte address and stored a 10-word EPC (PC 5000).
+        let new = "3034257BF400B7800004CB30";
+        let filtered = format!("03E8 01 00000000 60 {epc} {new}");
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &filtered))), OK);
+        assert_eq!(sim.status()["tags"][0]["epc"], new);
+        assert_eq!(sim.status()["tags"][0]["pc"], "3000");
+        // The old EPC no longer matches: no tag, nothing written.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &filtered))), NO_TAGS);
+        assert_eq!(sim.status()["tags"][0]["epc"], new);
+    }
+
+    #[test]
+    fn select_trailer_and_prefix_are_checked() {
+        let mut sim = ready_sim();
+        let tid = "E28011702000000000000001";
+        let read = |trailer: &str| {
+            cmd(0x28, &format!("03E8 88 12 00C0 02 00000000 02 00000000 00000000 60 {tid} {trailer}"))
+        };
+        let reply = send(&mut sim, &read("040000"));
+        assert_eq!(status_of(&reply), OK);
+        // Echo: prefix, option, metadata flags, protocol, empty data field, then the words.
+        assert_eq!(&reply[5..reply.len() - 2], &hex("88 12 00C0 05 0000 E2801170")[..]);
+        // Missing trailer, a chained select, another target, another prefix: refused.
+        assert_eq!(status_of(&send(&mut sim, &read(""))), WRONG_DATA);
+        assert_eq!(status_of(&send(&mut sim, &read("040002"))), INVALID_PARAMETER);
+        assert_eq!(status_of(&send(&mut sim, &read("000000"))), INVALID_PARAMETER);
+        let bap = cmd(0x28, &format!("03E8 81 12 00C0 02 00000000 02 00000000 00000000 60 {tid} 040000"));
+        assert_eq!(status_of(&send(&mut sim, &bap)), INVALID_PARAMETER);
+        // Unknown opcode with data: invalid opcode, not "wrong number of data".
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x55, "0102"))), INVALID_OPCODE);
+        // Known opcode, wrong length: wrong number of data.
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x68, "00"))), WRONG_DATA);
+    }
+
+    #[test]
+    fn firmware_before_multi_select_refuses_the_prefix() {
+        let options = "timing_scale = 0\nstart = \"app\"\nfirmware = \"01.09.00.0C\"";
+        let mut sim = MercurySim::from_options(&options.parse().unwrap()).unwrap();
+        send(&mut sim, &hex("FF 01 97 08 4B B5"));
+        send(&mut sim, &cmd(0x93, "0005"));
+        let reply = send(&mut sim, &hex("FF 00 03 1D 0C"));
+        assert_eq!(&reply[17..21], &[0x01, 0x09, 0x00, 0x0C]);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x22, "88 10 0013 0000 0FFF"))), INVALID_PARAMETER);
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x22, "10 0013 0000 0FFF"))), OK);
+        let bad = "timing_scale = 0\nfirmware = \"1.9\"";
+        let err = MercurySim::from_options(&bad.parse().unwrap()).err().unwrap();
+        assert!(err.contains("firmware"), "{err}");
+    }
+
+    /// Host frames the Mercury C API 1.35.1.43 sent to this simulator (see the data file's header).
+    fn api_host_frames() -> Vec<(u8, Vec<u8>)> {
+        include_str!("../../tests/data/mercury/api-1.35.1.43-frames.txt")
+            .lines()
+            .filter_map(|l| l.strip_prefix("> "))
+            .map(|h| {
+                let f = hex(h);
+                (f[2], f[3..f.len() - 2].to_vec())
+            })
+            .collect()
+    }
+
+    /// Data lengths each fixed-layout opcode accepts (layouts of serial_reader_l3.c).
+    fn accepted_lengths(op: u8) -> Option<&'static [usize]> {
+        Some(match op {
+            0x03 | 0x0C | 0x68 | 0x70 | 0x71 | 0x67 | 0x2A => &[0],
+            0x06 => &[4],
+            0x98 | 0x97 | 0x62 | 0x64 => &[1],
+            0x6A | 0x93 | 0x92 | 0x94 => &[2],
+            0x63 | 0x61 => &[0, 1],
+            0x6C => &[2, 3],
+            0x29 => &[0, 3],
+            _ => return None,
+        })
+    }
+
+    fn framed(op: u8, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0xFF, data.len() as u8, op];
+        f.extend_from_slice(data);
+        let crc = sim_crc(&f[1..]);
+        f.extend_from_slice(&crc.to_be_bytes());
+        f
+    }
+
+    proptest::proptest! {
+        /// No input that the simulator did not fully parse gets a success answer: random bytes,
+        /// unknown opcodes, known opcodes with a wrong data length, and the API's own tag frames
+        /// truncated, extended, with a foreign prefix or an odd data tail.
+        #[test]
+        fn nothing_unparsed_is_answered_with_success(
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            op in proptest::prelude::any::<u8>(),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            pick in proptest::prelude::any::<usize>(),
+            kind in 0u8..4,
+            cut in proptest::prelude::any::<usize>(),
+            prefix in 0x80u8..=0xFF,
+            extra in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..8),
+        ) {
+            let success = |reply: &[u8]| reply.windows(5).any(|w| w[0] == 0xFF && w[3] == 0 && w[4] == 0);
+            // Random bytes: nothing with a valid CRC, so no answer at all, let alone success.
+            let mut sim = ready_sim();
+            proptest::prop_assert!(!success(&send(&mut sim, &noise)));
+            // Unknown opcodes and wrong lengths.
+            let mut sim = ready_sim();
+            let reply = send(&mut sim, &framed(op, &data));
+            if !APP_OPCODES.contains(&op) {
+                proptest::prop_assert_eq!(status_of(&reply), INVALID_OPCODE);
+            } else if let Some(lengths) = accepted_lengths(op) {
+                if !lengths.contains(&data.len()) {
+                    proptest::prop_assert_eq!(status_of(&reply), WRONG_DATA);
+                }
+            }
+            // Mutated API tag frames.
+            let tag_frames: Vec<(u8, Vec<u8>)> = api_host_frames()
+                .into_iter()
+                .filter(|(op, _)| matches!(op, 0x22 | 0x23 | 0x24 | 0x25 | 0x26 | 0x28))
+                .collect();
+            let (op, d) = &tag_frames[pick % tag_frames.len()];
+            // The variable tail: the EPC of Write Tag ID, the words of Write Tag Data.
+            let tail = match op { 0x23 => 12, 0x24 => 4, _ => 0 };
+            let fixed = d.len() - tail;
+            let prefix_at = if *op == 0x22 { 0 } else { 2 };
+            let mutated = match kind {
+                0 => d[..cut % fixed].to_vec(),
+                1 if tail == 0 => [d.clone(), extra].concat(),
+                1 => [d.clone(), vec![extra[0]]].concat(),
+                _ if d[prefix_at] == 0x88 && prefix != 0x88 => {
+                    let mut m = d.clone();
+                    m[prefix_at] = prefix;
+                    m
+                }
+                _ => return Ok(()),
+            };
+            let mut sim = ready_sim();
+            let reply = send(&mut sim, &framed(*op, &mutated));
+            proptest::prop_assert_eq!(reply[2], *op);
+            proptest::prop_assert_ne!(status_of(&reply), OK, "{:02X} {}", op, hex::encode_upper(&mutated));
         }
     }
 

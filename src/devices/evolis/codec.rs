@@ -5,8 +5,11 @@
 //! with start character ESC (0x1B), separator `;` and stop character CR (0x0D).
 //!
 //! Replies are short ASCII texts ended by CR. The guide shows them as plain words (`OK`, feeder
-//! answers `0`–`3` on page 64); integrators' code against the vendor SDK reports error replies
-//! containing `ERROR` and sensor reads such as `5,00 Volts`. A NUL byte also ends a reply (the
+//! answers `0`–`3` on page 64); integrators' code against the vendor SDK reports sensor reads
+//! such as `5,00 Volts`. The error replies the vendor library (libevolis 9.4.1) recognises are
+//! `ERROR CDE` (unknown command), `ERROR PARAMETRES` (bad parameters), `ERROR FEEDER`,
+//! `ERROR MECHANICAL` / `ERROR MECA`, `ERROR CARD`, `ERROR TIME OUT`, `ERROR MAGN…` and
+//! `ERROR BLANK TRACK` (its reply table, read from the library). A NUL byte also ends a reply (the
 //! USB printer-class path of one open-source driver stops reading at NUL).
 
 use crate::devices::card::CardFault;
@@ -99,8 +102,9 @@ pub fn parse_reply(line: &[u8]) -> Result<Reply, ReplyError> {
     Ok(Reply::Value(text))
 }
 
-/// Maps the words of an error reply to a fault. Unknown words (command syntax errors such as
-/// `ERROR CDE`) give `None`: a protocol problem, not something a person fixes at the printer.
+/// Maps the words of an error reply to a fault. Unknown words (command and parameter errors:
+/// `ERROR CDE`, `ERROR PARAMETRES`) give `None`: a protocol problem, not something a person
+/// fixes at the printer.
 pub fn fault_from_text(upper: &str) -> Option<CardFault> {
     let has = |w: &str| upper.contains(w);
     if has("COVER") {
@@ -117,7 +121,7 @@ pub fn fault_from_text(upper: &str) -> Option<CardFault> {
         Some(CardFault::FeederError)
     } else if has("REJECT") {
         Some(CardFault::CardRejected)
-    } else if has("JAM") || has("MECHANICAL") || has("BLOCKED") {
+    } else if has("JAM") || has("MECHANICAL") || has("MECA") || has("BLOCKED") {
         Some(CardFault::CardJam)
     } else {
         None
@@ -226,6 +230,10 @@ mod tests {
             Ok(Reply::Error { text: "ERROR RIBBON ENDED".into(), fault: Some(CardFault::RibbonEnded) })
         );
         assert_eq!(parse_reply(b"ERROR CDE"), Ok(Reply::Error { text: "ERROR CDE".into(), fault: None }));
+        assert_eq!(
+            parse_reply(b"ERROR PARAMETRES"),
+            Ok(Reply::Error { text: "ERROR PARAMETRES".into(), fault: None })
+        );
         assert!(matches!(parse_reply(b"\xff\x01"), Err(ReplyError::NotText(_))));
     }
 
@@ -238,6 +246,7 @@ mod tests {
             ("ERROR COVER OPEN", CardFault::CoverOpen),
             ("ERROR CARD JAM", CardFault::CardJam),
             ("ERROR MECHANICAL", CardFault::CardJam),
+            ("ERROR MECA", CardFault::CardJam),
             ("ERROR RIBBON JAM", CardFault::RibbonJam),
             ("ERROR FEEDER", CardFault::FeederError),
             ("ERROR CARD REJECTED", CardFault::CardRejected),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use self::codec::{Reply, ReplyReader, command};
 use self::job::{Insertion, JobSettings, Ribbon, build_job};
-use self::raster::Levels;
+use super::Fault;
 use super::card::{CardFault, CardJob, CardPrinter, CardPrinterStatus, PrintReceipt};
 use super::{DeviceError, Link, SelfTestReport};
 use crate::config::DeviceConfig;
@@ -42,8 +42,7 @@ pub mod query {
 const FEEDER_LOADED_MV: u32 = 1000;
 
 /// Driver options (`[devices.card.options]`), with defaults.
-const OPTION_KEYS: [&str; 6] =
-    ["ribbon", "insertion", "contrast", "colour_levels", "compression", "print_timeout_ms"];
+const OPTION_KEYS: [&str; 5] = ["ribbon", "insertion", "contrast", "compression", "print_timeout_ms"];
 
 /// The Evolis driver over one link.
 pub struct EvolisPrinter {
@@ -80,10 +79,10 @@ impl EvolisPrinter {
 
     /// Builds the driver from its configuration section; a bad option is a
     /// [`DeviceError::Config`] naming the key. Options (`[devices.card.options]`):
-    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`feeder` default,
-    /// `manual`, `auto`), `contrast` (0–20, default 10), `colour_levels` (32 default, 64, 128),
-    /// `compression` (K/O `Dbc`, default true), `print_timeout_ms` (default 120000). The reply
-    /// timeout is the serial section's `timeout_ms`.
+    /// `ribbon` (`k`, `ko`, `ymcko` default, `ymckok`), `insertion` (`printer` default: the
+    /// printer's own setting, or `feeder`), `contrast` (0–20, default 10), `compression` (K/O
+    /// `Dbc`, default false: the vendor library's uncompressed form), `print_timeout_ms`
+    /// (default 120000). The reply timeout is the serial section's `timeout_ms`.
     pub fn from_config(cfg: &DeviceConfig, link: Box<dyn Link>) -> Result<Self, DeviceError> {
         let (settings, print_timeout) = settings_from_options(&cfg.options)?;
         Ok(Self::new(link, settings, Duration::from_millis(cfg.serial.timeout_ms), print_timeout))
@@ -99,11 +98,7 @@ impl EvolisPrinter {
     }
 
     fn fault(&self, f: CardFault, said: &str) -> DeviceError {
-        DeviceError::Fault {
-            device: self.device.clone(),
-            fault: format!("{} (printer said {said:?})", f.what()),
-            action: f.action().into(),
-        }
+        DeviceError::fault(self.device.clone(), Fault::Card(f), format!("printer said {said:?}"))
     }
 
     /// Sends one command and waits for its reply.
@@ -205,19 +200,26 @@ impl EvolisPrinter {
         self.bytes_sent = 0;
         self.round_trips = 0;
         let mut panels = Vec::new();
+        // From the sequence start on, a card may be fed and printed: any error after it leaves
+        // the outcome unknown (a printed card may be in the output hopper).
+        let mut acting = false;
         for c in &commands {
             let timeout = if c.ends_sequence { self.print_timeout } else { self.reply_timeout };
-            match self.exchange(&c.bytes, timeout)? {
+            acting |= c.bytes.starts_with(b"\x1bSs");
+            let reply = self.exchange(&c.bytes, timeout);
+            let mark = |e: DeviceError| if acting { e.after_acting() } else { e };
+            let reply = reply.map_err(mark)?;
+            match reply {
                 Reply::Ok => {}
                 Reply::Error { text, fault: Some(f) } => {
                     tracing::warn!(device = %self.device, step = %c.label, reply = %text, "card printer fault");
-                    return Err(self.fault(f, &text));
+                    return Err(mark(self.fault(f, &text)));
                 }
                 Reply::Error { text, fault: None } => {
-                    return Err(self.protocol(format!("printer rejected {} with {text:?}", c.label)));
+                    return Err(mark(self.protocol(format!("printer rejected {} with {text:?}", c.label))));
                 }
                 Reply::Value(v) => {
-                    return Err(self.protocol(format!("unexpected reply {v:?} to {}", c.label)));
+                    return Err(mark(self.protocol(format!("unexpected reply {v:?} to {}", c.label))));
                 }
             }
             if c.label.contains(':') {
@@ -251,7 +253,7 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
             }
             "insertion" => {
                 s.insertion = value.as_str().and_then(Insertion::parse).ok_or_else(|| {
-                    config_error(key, format!("{value} is not an insertion mode (feeder, manual, auto)"))
+                    config_error(key, format!("{value} is not an insertion mode (printer, feeder)"))
                 })?;
             }
             "contrast" => {
@@ -260,14 +262,6 @@ pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Dura
                     .filter(|v| (0..=20).contains(v))
                     .and_then(|v| u8::try_from(v).ok())
                     .ok_or_else(|| config_error(key, format!("{value} is not a contrast from 0 to 20")))?;
-            }
-            "colour_levels" => {
-                s.colour_levels = value
-                    .as_integer()
-                    .map(|v| v.to_string())
-                    .and_then(|v| Levels::from_param(&v))
-                    .filter(|l| *l != Levels::Two)
-                    .ok_or_else(|| config_error(key, format!("{value} is not 32, 64 or 128")))?;
             }
             "compression" => {
                 s.compress = value
@@ -337,16 +331,21 @@ mod tests {
     #[test]
     fn options_parse_and_name_bad_keys() {
         let (s, t) = settings_from_options(&table(
-            "ribbon = \"k\"\ncontrast = 12\ncolour_levels = 128\ncompression = false\nprint_timeout_ms = 5000",
+            "ribbon = \"k\"\ncontrast = 12\ninsertion = \"feeder\"\ncompression = true\nprint_timeout_ms = 5000",
         ))
         .unwrap();
         assert_eq!(s.ribbon, Ribbon::K);
         assert_eq!(s.contrast_k, 12);
-        assert_eq!(s.colour_levels, Levels::L128);
-        assert!(!s.compress);
+        assert_eq!(s.insertion, Insertion::Feeder);
+        assert!(s.compress);
         assert_eq!(t, Duration::from_secs(5));
-        for bad in ["ribbon = \"rgb\"", "contrast = 99", "colour_levels = 2", "colour = 1", "compression = 1"]
-        {
+        for bad in [
+            "ribbon = \"rgb\"",
+            "contrast = 99",
+            "insertion = \"manual\"",
+            "colour_levels = 32",
+            "compression = 1",
+        ] {
             match settings_from_options(&table(bad)) {
                 Err(DeviceError::Config { key, .. }) => {
                     let name = bad.split(' ').next().unwrap();

@@ -1,18 +1,29 @@
-//! Card images to Evolis panel data: line order, bit packing, padding and `Dbc` compression.
-//! Pure functions, no I/O.
+//! Card images to Evolis panel data: pixel order, bit packing, the `Pida` ink summary and `Dbc`
+//! compression. Pure functions, no I/O.
 //!
-//! Programming Guide A5013 Rev. E, §2 (page 4): the printer keeps bitmaps of 1016 lines of
-//! 648 pixels at 300 dpi. `Db` (page 14): a panel is always downloaded whole, pixels
-//! concatenated "in a way that each bit is useful": 1 bit per pixel for K and O (levels 2),
-//! 5/6/7 bits per pixel for Y, M, C (levels 32/64/128). We send line after line, 648 pixels
-//! (81 bytes at 1 bit) per line, most significant bit first.
+//! **What the vendor library writes** (measured with Evolis's own library, `evolis-sdk` 9.4.1 /
+//! libevolis on PyPI, virtual printer `model://Evolis Primacy 2`, `PrintSession.print_to_file`,
+//! by feeding it images with single inked pixels at known positions and decoding its output;
+//! `tests/evolis_vendor.rs` re-checks all of it on every test run):
 //!
-//! **Byte-count discrepancy.** The guide's formula `648 × 1016 × bits / 8` gives 82 296 bytes
-//! for K, but the same page lists 84 624 bytes (and 423 120 / 507 744 / 592 368 for 5/6/7
-//! bits), i.e. it counts 676 992 pixels rather than 648 × 1016 = 658 368. The open-source
-//! Perl driver (dpavlin/Printer-EVOLIS) pads K to 648 × 1016 / 8 = 82 296 bytes and its decoder
-//! reads 1015 lines. We follow the guide's listed counts: the 658 368 image pixels first,
-//! then white padding up to the listed size.
+//! - A panel is 1016 printer lines of 648 pixels (CR-80 at 300 dpi), line after line, no padding.
+//! - K and O: `Db;k;2;` / `Db;o;2;` + 82,296 bytes, 1 bit per pixel, most significant bit first
+//!   (bit 7 of the first byte is pixel 0 of line 0), 1 = ink. 81 bytes per line.
+//! - Y, M, C: `Db;y;256;` + 658,368 bytes, one byte per pixel, the ink amount (0 = none,
+//!   255 = full). With colour management off (`GColorProfileMode=NOPROFILE`, `GSmoothing=NOSMOOTH`)
+//!   the library writes Y = 255 − blue, M = 255 − green, C = 255 − red of the RGB image: exactly
+//!   the ink planes we hold, so our planes go out unchanged.
+//! - Image to printer pixels, whichever side:
+//!   - portrait image (648 wide × 1016 high): turned half a turn. Image pixel (x, y) is printer
+//!     line 1015 − y, position 647 − x: the first byte sent is the image's bottom-right corner.
+//!   - landscape image (1016 wide × 648 high): image pixel (x, y) is printer line x, position
+//!     647 − y: the image's left column is line 0, read from its bottom pixel up.
+//!
+//!   The back side is mapped the same way as the front (default duplex, no `PageRotate180`).
+//!
+//! The older Programming Guide (A5013 Rev. E, page 14) describes 32/64/128-level Y/M/C packing
+//! and lists 84,624 bytes for a K panel; the library for current printers writes neither, so
+//! neither is produced here.
 
 use crate::devices::card::{Bitmap1, CARD_HEIGHT, CARD_WIDTH, Plane8};
 
@@ -24,40 +35,26 @@ pub const LINES: usize = CARD_HEIGHT as usize;
 pub const LINE_BYTES: usize = LINE_PIXELS / 8;
 /// Pixels in one card image (648 × 1016).
 pub const IMAGE_PIXELS: usize = LINE_PIXELS * LINES;
-/// Pixel count behind the byte sizes the guide lists for `Db` (page 14).
-pub const GUIDE_PIXELS: usize = 676_992;
+/// Bytes of a K or O `Db` panel (1 bit per pixel): 82,296.
+pub const MONO_PANEL_BYTES: usize = IMAGE_PIXELS / 8;
+/// Bytes of a Y, M or C `Db` panel (one byte per pixel): 658,368.
+pub const COLOUR_PANEL_BYTES: usize = IMAGE_PIXELS;
 
-/// Grey levels of a panel download (the `Db` second parameter).
+/// Grey levels of a panel download (the `Db` / `Dbc` second parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Levels {
     /// 2 levels, 1 bit per pixel (K, O).
     Two,
-    /// 32 levels, 5 bits per pixel.
-    L32,
-    /// 64 levels, 6 bits per pixel.
-    L64,
-    /// 128 levels, 7 bits per pixel.
-    L128,
+    /// 256 levels, one byte per pixel (Y, M, C).
+    L256,
 }
 
 impl Levels {
-    /// Bits per pixel.
-    pub fn bits(self) -> u32 {
-        match self {
-            Levels::Two => 1,
-            Levels::L32 => 5,
-            Levels::L64 => 6,
-            Levels::L128 => 7,
-        }
-    }
-
-    /// The parameter as sent (`2`, `32`, `64`, `128`).
+    /// The parameter as sent (`2`, `256`).
     pub fn param(self) -> &'static str {
         match self {
             Levels::Two => "2",
-            Levels::L32 => "32",
-            Levels::L64 => "64",
-            Levels::L128 => "128",
+            Levels::L256 => "256",
         }
     }
 
@@ -65,22 +62,17 @@ impl Levels {
     pub fn from_param(p: &str) -> Option<Levels> {
         match p {
             "2" => Some(Levels::Two),
-            "32" => Some(Levels::L32),
-            "64" => Some(Levels::L64),
-            "128" => Some(Levels::L128),
+            "256" => Some(Levels::L256),
             _ => None,
         }
     }
 
-    /// Highest level value.
-    pub fn max(self) -> u32 {
-        (1 << self.bits()) - 1
-    }
-
-    /// Bytes of one `Db` panel as the guide lists them (page 14): 84 624, 423 120, 507 744,
-    /// 592 368.
-    pub fn guide_bytes(self) -> usize {
-        GUIDE_PIXELS * self.bits() as usize / 8
+    /// Bytes of one uncompressed panel at these levels.
+    pub fn panel_bytes(self) -> usize {
+        match self {
+            Levels::Two => MONO_PANEL_BYTES,
+            Levels::L256 => COLOUR_PANEL_BYTES,
+        }
     }
 }
 
@@ -95,7 +87,7 @@ pub enum RasterError {
     Buffer { what: String, got: usize, need: usize },
 }
 
-/// How a source image maps onto printer lines.
+/// Whether an image is landscape (1016 × 648) rather than portrait (648 × 1016).
 fn orientation(what: &str, width: u32, height: u32) -> Result<bool, RasterError> {
     if width == CARD_WIDTH && height == CARD_HEIGHT {
         Ok(false)
@@ -106,23 +98,33 @@ fn orientation(what: &str, width: u32, height: u32) -> Result<bool, RasterError>
     }
 }
 
-/// Source coordinates of printer pixel `col` on printer line `line`. A landscape image is
-/// turned a quarter clockwise: its left column becomes the first line.
-fn source_xy(landscape: bool, line: usize, col: usize) -> (u32, u32) {
-    if landscape { (line as u32, (LINE_PIXELS - 1 - col) as u32) } else { (col as u32, line as u32) }
+/// Source image coordinates of printer pixel `col` on printer line `line` (see the module
+/// documentation for where this mapping comes from).
+pub fn source_xy(landscape: bool, line: usize, col: usize) -> (u32, u32) {
+    if landscape {
+        (line as u32, (LINE_PIXELS - 1 - col) as u32)
+    } else {
+        ((LINE_PIXELS - 1 - col) as u32, (LINES - 1 - line) as u32)
+    }
 }
 
-/// A K or O bitmap in printer line order: 1016 lines × 81 bytes, MSB first, 1 = ink.
+/// A K or O bitmap as its `Db` payload: 1016 lines × 81 bytes, MSB first, 1 = ink.
 pub fn mono_lines(what: &str, b: &Bitmap1) -> Result<Vec<u8>, RasterError> {
     let landscape = orientation(what, b.width, b.height)?;
     let need = b.stride() * b.height as usize;
     if b.data.len() < need {
         return Err(RasterError::Buffer { what: what.into(), got: b.data.len(), need });
     }
-    let mut out = vec![0u8; LINES * LINE_BYTES];
+    let mut out = vec![0u8; MONO_PANEL_BYTES];
     if !landscape {
-        // Same layout: copy row by row (stride is 81 already).
-        out.copy_from_slice(&b.data[..need]);
+        // Half a turn: printer line L is image row 1015 − L read right to left, so each output
+        // byte is a source byte (stride 81, no spare bits at 648 px) with its bits reversed.
+        for line in 0..LINES {
+            let src = &b.data[(LINES - 1 - line) * LINE_BYTES..(LINES - line) * LINE_BYTES];
+            for (o, s) in out[line * LINE_BYTES..(line + 1) * LINE_BYTES].iter_mut().zip(src.iter().rev()) {
+                *o = s.reverse_bits();
+            }
+        }
         return Ok(out);
     }
     for line in 0..LINES {
@@ -136,7 +138,7 @@ pub fn mono_lines(what: &str, b: &Bitmap1) -> Result<Vec<u8>, RasterError> {
     Ok(out)
 }
 
-/// An 8-bit plane in printer line order, one byte per pixel.
+/// An 8-bit ink plane as its `Db` payload: one byte per pixel in printer order.
 pub fn plane_lines(what: &str, p: &Plane8) -> Result<Vec<u8>, RasterError> {
     let landscape = orientation(what, p.width, p.height)?;
     let need = p.width as usize * p.height as usize;
@@ -144,7 +146,10 @@ pub fn plane_lines(what: &str, p: &Plane8) -> Result<Vec<u8>, RasterError> {
         return Err(RasterError::Buffer { what: what.into(), got: p.data.len(), need });
     }
     if !landscape {
-        return Ok(p.data[..need].to_vec());
+        // Half a turn of a row-major image is the same bytes in reverse order.
+        let mut out = p.data[..need].to_vec();
+        out.reverse();
+        return Ok(out);
     }
     let mut out = vec![0u8; IMAGE_PIXELS];
     for line in 0..LINES {
@@ -156,42 +161,44 @@ pub fn plane_lines(what: &str, p: &Plane8) -> Result<Vec<u8>, RasterError> {
     Ok(out)
 }
 
-/// The `Db` payload of a K/O panel: the 1016 × 81 line bytes, then white padding up to the
-/// guide's 84 624 bytes.
-pub fn pack_mono(lines: &[u8]) -> Vec<u8> {
-    let mut out = lines.to_vec();
-    out.resize(Levels::Two.guide_bytes(), 0);
-    out
+/// Whether a panel payload carries no ink. The vendor library sends no `Db` for such a panel
+/// (its `ISendBlankPanel` setting is off by default), and neither do we.
+pub fn is_blank(panel: &[u8]) -> bool {
+    panel.iter().all(|&b| b == 0)
 }
 
-/// Quantises an 8-bit ink amount (0–255) to a level (0–max), rounding to nearest.
-pub fn quantise(v: u8, levels: Levels) -> u32 {
-    (v as u32 * levels.max() + 127) / 255
+/// Rounds `num / den` to the nearest integer, halves to even: what the vendor library's
+/// `%.0lf` formatting of the same quotient gives.
+fn round_half_even(num: u64, den: u64) -> u64 {
+    let (q, r) = (num / den, num % den);
+    if 2 * r > den || (2 * r == den && q % 2 == 1) { q + 1 } else { q }
 }
 
-/// The `Db` payload of a Y/M/C panel: every pixel quantised to `levels`, its bits
-/// concatenated MSB first with no gaps (guide page 14), then zero padding to the guide's size.
-pub fn pack_levels(plane: &[u8], levels: Levels) -> Vec<u8> {
-    let bits = levels.bits();
-    let mut out = Vec::with_capacity(levels.guide_bytes());
-    let mut acc: u32 = 0;
-    let mut n: u32 = 0;
-    for &v in plane {
-        acc = (acc << bits) | quantise(v, levels);
-        n += bits;
-        while n >= 8 {
-            n -= 8;
-            out.push((acc >> n) as u8);
+/// The `Pida` parameters the vendor library sends before a side's panels on a colour ribbon:
+/// the percentage of pixels with no colour ink, then the mean Y, M and C ink (0–255), each
+/// rounded to an integer. Measured: a white side gives `100;0;0;0`, a uniform 50 % grey
+/// `0;127;127;127`, grey on the left half `50;64;64;64`. `planes` are in printer order; `None`
+/// is a side without colour.
+pub fn ink_summary(planes: Option<[&[u8]; 3]>) -> [u64; 4] {
+    let Some([y, m, c]) = planes else { return [100, 0, 0, 0] };
+    let n = IMAGE_PIXELS as u64;
+    let mut white = 0u64;
+    let mut sums = [0u64; 3];
+    for i in 0..IMAGE_PIXELS {
+        let (a, b, d) = (y[i], m[i], c[i]);
+        if a == 0 && b == 0 && d == 0 {
+            white += 1;
         }
-        acc &= (1 << n) - 1;
+        sums[0] += a as u64;
+        sums[1] += b as u64;
+        sums[2] += d as u64;
     }
-    if n > 0 {
-        out.push((acc << (8 - n)) as u8);
-    }
-    if out.len() < levels.guide_bytes() {
-        out.resize(levels.guide_bytes(), 0);
-    }
-    out
+    [
+        round_half_even(100 * white, n),
+        round_half_even(sums[0], n),
+        round_half_even(sums[1], n),
+        round_half_even(sums[2], n),
+    ]
 }
 
 /// `Dbc` compression of a K/O panel (guide §4 page 5): line by line, a first byte 0 means a
@@ -219,43 +226,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guide_sizes() {
-        // Guide page 14: "For 2 levels of gray 84 624 bytes, 32 → 423 120, 64 → 507 744,
-        // 128 → 592 368".
-        assert_eq!(Levels::Two.guide_bytes(), 84_624);
-        assert_eq!(Levels::L32.guide_bytes(), 423_120);
-        assert_eq!(Levels::L64.guide_bytes(), 507_744);
-        assert_eq!(Levels::L128.guide_bytes(), 592_368);
+    fn vendor_sizes() {
+        // Measured from libevolis 9.4.1: 648 × 1016 / 8 and 648 × 1016.
+        assert_eq!(Levels::Two.panel_bytes(), 82_296);
+        assert_eq!(Levels::L256.panel_bytes(), 658_368);
     }
 
+    // Positions measured with the vendor library (one inked pixel per run, decoded from its
+    // `Db;k;2;` panel as (line, position)).
     #[test]
-    fn known_k_pattern_encodes_exactly() {
-        // Pixel (0,0) and (647,1015) inked, plus a full black line 10.
-        let mut b = Bitmap1::blank(648, 1016);
-        b.set(0, 0, true);
-        b.set(647, 1015, true);
-        for x in 0..648 {
-            b.set(x, 10, true);
+    fn single_pixels_land_where_the_vendor_puts_them() {
+        let portrait = [
+            ((0, 0), (1015, 647)),
+            ((1, 0), (1015, 646)),
+            ((0, 1), (1014, 647)),
+            ((647, 0), (1015, 0)),
+            ((0, 1015), (0, 647)),
+            ((647, 1015), (0, 0)),
+            ((10, 3), (1012, 637)),
+        ];
+        let landscape = [
+            ((0, 0), (0, 647)),
+            ((1, 0), (1, 647)),
+            ((0, 1), (0, 646)),
+            ((1015, 0), (1015, 647)),
+            ((0, 647), (0, 0)),
+            ((1015, 647), (1015, 0)),
+            ((10, 3), (10, 644)),
+        ];
+        for (cases, (w, h)) in [(&portrait, (648, 1016)), (&landscape, (1016, 648))] {
+            for &((x, y), (line, col)) in cases.iter() {
+                let mut b = Bitmap1::blank(w, h);
+                b.set(x, y, true);
+                let db = mono_lines("k", &b).unwrap();
+                assert_eq!(db.len(), 82_296);
+                let inked: Vec<usize> =
+                    (0..IMAGE_PIXELS).filter(|&i| db[i / 8] & (0x80 >> (i % 8)) != 0).collect();
+                assert_eq!(inked, [line * 648 + col], "{w}x{h} pixel ({x},{y})");
+                let mut p = Plane8::filled(w, h, 0);
+                p.data[(y * w + x) as usize] = 200;
+                let c = plane_lines("c", &p).unwrap();
+                assert_eq!(c.len(), 658_368);
+                assert_eq!(c[line * 648 + col], 200, "{w}x{h} plane pixel ({x},{y})");
+                assert_eq!(c.iter().filter(|&&v| v != 0).count(), 1);
+            }
         }
-        let lines = mono_lines("k", &b).unwrap();
-        let db = pack_mono(&lines);
-        assert_eq!(db.len(), 84_624);
-        assert_eq!(db[0], 0x80);
-        assert!(db[1..81].iter().all(|&x| x == 0));
-        assert!(db[810..891].iter().all(|&x| x == 0xFF));
-        assert_eq!(db[1015 * 81 + 80], 0x01);
-        assert!(db[82_296..].iter().all(|&x| x == 0));
-        assert_eq!(db.iter().map(|b| b.count_ones()).sum::<u32>(), 2 + 648);
-    }
-
-    #[test]
-    fn landscape_is_turned() {
-        let mut b = Bitmap1::blank(1016, 648);
-        b.set(0, 647, true); // bottom-left of the landscape image
-        b.set(1015, 0, true); // top-right
-        let lines = mono_lines("k", &b).unwrap();
-        assert_eq!(lines[0], 0x80); // line 0, column 0
-        assert_eq!(lines[1015 * 81 + 80], 0x01); // last line, last column
     }
 
     #[test]
@@ -263,17 +278,28 @@ mod tests {
         assert!(matches!(mono_lines("k", &Bitmap1::blank(640, 1016)), Err(RasterError::Size { .. })));
         let short = Bitmap1 { width: 648, height: 1016, data: vec![0; 10] };
         assert!(matches!(mono_lines("k", &short), Err(RasterError::Buffer { .. })));
+        let short = Plane8 { width: 1016, height: 648, data: vec![0; 10] };
+        assert!(matches!(plane_lines("y", &short), Err(RasterError::Buffer { .. })));
     }
 
     #[test]
-    fn packs_five_bit_levels() {
-        // 8 pixels × 5 bits = 40 bits = 5 bytes: levels 31,0,31,0,... → 11111 00000 11111 00000 …
-        let plane = [255, 0, 255, 0, 255, 0, 255, 0];
-        let out = pack_levels(&plane, Levels::L32);
-        assert_eq!(&out[..5], &[0b1111_1000, 0b0011_1110, 0b0000_1111, 0b1000_0011, 0b1110_0000]);
-        assert_eq!(out.len(), 423_120);
-        assert_eq!(quantise(128, Levels::L32), 16);
-        assert_eq!(quantise(255, Levels::L128), 127);
+    fn ink_summary_matches_measured_values() {
+        let n = IMAGE_PIXELS;
+        assert_eq!(ink_summary(None), [100, 0, 0, 0]);
+        let grey = vec![127u8; n];
+        assert_eq!(ink_summary(Some([&grey, &grey, &grey])), [0, 127, 127, 127]);
+        // Grey (127) on half the pixels: mean 63.5 rounds to 64 (half to even), white 50 %.
+        let mut half = vec![0u8; n];
+        half[..n / 2].fill(127);
+        assert_eq!(ink_summary(Some([&half, &half, &half])), [50, 64, 64, 64]);
+        // Measured: C = 55 on 16 of 1016 lines → `Pida;98;0;0;1`.
+        let mut c = vec![0u8; n];
+        c[1000 * 648..].fill(55);
+        let z = vec![0u8; n];
+        assert_eq!(ink_summary(Some([&z, &z, &c])), [98, 0, 0, 1]);
+        assert_eq!(round_half_even(5, 2), 2);
+        assert_eq!(round_half_even(7, 2), 4);
+        assert_eq!(round_half_even(1, 2), 0);
     }
 
     #[test]

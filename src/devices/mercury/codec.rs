@@ -1,9 +1,10 @@
 //! Pure codec of the ThingMagic/JADAK Mercury serial protocol (M6e, Micro, Nano modules): frames,
 //! CRC, command layouts and response parsers. No I/O: bytes in, typed values out.
 //!
-//! Facts are taken from the MIT-licensed Mercury API C source (`serial_reader_l3.c`,
-//! `serial_reader_imp.h`, `tmr_status.h`, `tmr_region.h`, `tmr_gen2.h`, shipped in
-//! python-mercuryapi) and the SparkFun Simultaneous RFID library header. The code here is ours.
+//! Facts are taken from the MIT-licensed Mercury API C source 1.35.1.43 (`serial_reader_l3.c`,
+//! `serial_reader.c`, `serial_reader_imp.h`, `tmr_status.h`, `tmr_region.h`, `tmr_gen2.h`) and the
+//! SparkFun Simultaneous RFID library header; the frames this codec builds for the tag commands
+//! equal frames captured from that API (`tests/data/mercury/`). The code here is ours.
 //!
 //! Host → module: `FF LEN OP data[LEN] CRC_HI CRC_LO`.
 //! Module → host: `FF LEN OP STATUS_HI STATUS_LO data[LEN] CRC_HI CRC_LO` (LEN counts the data after
@@ -73,6 +74,8 @@ pub mod opcode {
     pub const SET_WRITE_TX_POWER: u8 = 0x94;
     /// Regulatory region (see [`super::Region`]).
     pub const SET_REGION: u8 = 0x97;
+    /// Antenna ports; option 2 sets the logical antenna search list.
+    pub const SET_ANTENNA_PORT: u8 = 0x91;
 }
 
 /// Protocol code of EPC Gen2 (ISO 18000-63) for Set Tag Protocol.
@@ -136,6 +139,51 @@ pub mod singulation {
     pub const USE_PASSWORD: u8 = 0x05;
     /// Mask length is two bytes.
     pub const EXTENDED_DATA_LENGTH: u8 = 0x20;
+}
+
+/// Prefix before the option byte of tag commands on firmware with multi-select support
+/// (`TMR_SR_TAGOP_MULTI_SELECT`); the module echoes it in its reply.
+pub const MULTI_SELECT_PREFIX: u8 = 0x88;
+/// Select trailer the C API appends after each select (and after a bare password) when the
+/// multi-select prefix is used: target `SELECT` (the SL flag), action `ON_N_OFF`, end of selects.
+pub const SELECT_TRAILER: [u8; 3] = [0x04, 0x00, 0x00];
+/// Search flags of the C API's inventory: antennas from the configured list (`0x0003`) and the
+/// large-tag-population 4-byte count (`0x0010`).
+pub const SEARCH_FLAGS: u16 = 0x0013;
+/// Tag read metadata the C API asks for on inventory (`userMetadataFlag` of an M6e-family module:
+/// read count, RSSI, antenna, frequency, timestamp, phase, protocol, data, GPIO, Q, link frequency,
+/// target).
+pub const INVENTORY_METADATA: u16 = 0x0FFF;
+/// Tag read metadata the C API asks for on Read Tag Data: protocol and data.
+pub const READ_METADATA: u16 = 0x00C0;
+/// Option bit: metadata flags follow the option byte.
+pub const OPTION_METADATA: u8 = 0x10;
+
+/// The frame forms the module expects, chosen from its model and firmware version as the
+/// Mercury C API 1.35 does (`checkForAvailableFeatures`, `isMultiSelectSupported`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dialect {
+    /// Tag commands carry the 0x88 prefix before the option byte and a select trailer.
+    pub multi_select: bool,
+}
+
+impl Dialect {
+    /// Firmware without multi-select: option byte first, no trailer.
+    pub const PLAIN: Dialect = Dialect { multi_select: false };
+    /// Firmware with multi-select.
+    pub const MULTI_SELECT: Dialect = Dialect { multi_select: true };
+
+    /// The dialect the C API uses for this module: multi-select from M6e/M6e-I firmware
+    /// 01.23.00.15, M6e Micro 01.0B.01.2C and M6e Nano 01.09.00.0D on; never for other models.
+    pub fn for_version(version: &VersionInfo) -> Dialect {
+        let since: [u8; 4] = match version.hardware[0] {
+            0x18 | 0x19 => [0x01, 0x23, 0x00, 0x15],
+            0x20 => [0x01, 0x0B, 0x01, 0x2C],
+            0x30 => [0x01, 0x09, 0x00, 0x0D],
+            _ => return Dialect::PLAIN,
+        };
+        Dialect { multi_select: version.firmware >= since }
+    }
 }
 
 /// A 32-bit Gen2 password. Its Debug and Display never show the value.
@@ -621,29 +669,68 @@ pub fn parse_tag_count(data: &[u8]) -> Result<u32, CodecError> {
     }
 }
 
-/// Tag words from a Read Tag Data response (option byte echoed, then the data).
-pub fn parse_read_data(data: &[u8]) -> Result<Vec<u8>, CodecError> {
-    match data.split_first() {
-        Some((_option, words)) if words.len() % 2 == 0 => Ok(words.to_vec()),
-        Some((_, words)) => Err(CodecError::BadResponse {
-            opcode: opcode::READ_TAG_DATA,
-            detail: format!("odd number of data bytes ({})", words.len()),
-        }),
-        None => {
-            Err(CodecError::BadResponse { opcode: opcode::READ_TAG_DATA, detail: "empty response".into() })
-        }
+/// Bytes of each fixed-size metadata field of a tag read, by flag bit, in the order the fields
+/// follow each other (`TMR_SR_parseMetadataOnly`); the data field (0x0080) has its own length.
+fn metadata_field_bytes(bit: u16) -> usize {
+    match bit {
+        0x0008 => 3, // frequency
+        0x0010 => 4, // timestamp
+        0x0020 => 2, // phase
+        _ => 1,      // read count, RSSI, antenna, protocol, GPIO, Q, link frequency, target
     }
 }
 
-/// Appends the singulation part of a tag command (our rendering of the C API's rules):
+/// Tag words from a Read Tag Data response: the echoed multi-select prefix (when sent), the option
+/// byte, and with the metadata option the metadata flags and fields; the words follow. The module
+/// answers with an empty embedded data field (`00 00`) and the words after the metadata, which is
+/// the only layout from which the C API takes the words.
+pub fn parse_read_data(data: &[u8]) -> Result<Vec<u8>, CodecError> {
+    let bad = |detail: String| CodecError::BadResponse { opcode: opcode::READ_TAG_DATA, detail };
+    let mut at = 0;
+    if data.first() == Some(&MULTI_SELECT_PREFIX) {
+        at += 1;
+    }
+    let option = *data.get(at).ok_or_else(|| bad("empty response".into()))?;
+    at += 1;
+    if option & OPTION_METADATA != 0 {
+        let flags = data
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| bad(format!("metadata flags missing at byte {at}")))?;
+        at += 2;
+        if flags & !0x0FFF != 0 {
+            return Err(bad(format!("unknown metadata flags 0x{flags:04X}")));
+        }
+        for bit in (0..12).map(|b| 1u16 << b).filter(|bit| flags & bit != 0) {
+            at += if bit == 0x0080 {
+                let bits = data
+                    .get(at..at + 2)
+                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+                    .ok_or_else(|| bad(format!("metadata data length missing at byte {at}")))?;
+                2 + bits.div_ceil(8)
+            } else {
+                metadata_field_bytes(bit)
+            };
+        }
+    }
+    let words = data.get(at..).ok_or_else(|| bad(format!("metadata runs past the {} bytes", data.len())))?;
+    if words.len() % 2 != 0 {
+        return Err(bad(format!("odd number of data bytes ({})", words.len())));
+    }
+    Ok(words.to_vec())
+}
+
+/// Appends the singulation part of a tag command (our rendering of the C API's `filterbytes`):
 /// nothing when there is neither a select nor a password; otherwise the access password (when
-/// `with_password`), then the select (bit pointer, bit length, mask), and the matching option bits.
+/// `with_password`), then the select (bit pointer, bit length, mask), the matching option bits, and
+/// with multi-select the select trailer.
 fn push_singulation(
     out: &mut Vec<u8>,
     option_at: usize,
     select: Option<&Select>,
     password: Password,
     with_password: bool,
+    dialect: Dialect,
 ) {
     if select.is_none() && password.is_zero() {
         return;
@@ -665,6 +752,20 @@ fn push_singulation(
             out.extend_from_slice(&sel.mask);
         }
     }
+    if dialect.multi_select {
+        out.extend_from_slice(&SELECT_TRAILER);
+    }
+}
+
+/// Starts a tag command's data: timeout, the multi-select prefix when the dialect has it, and a
+/// zero option byte whose index is returned.
+fn tag_command_start(d: &mut Vec<u8>, timeout_ms: u16, dialect: Dialect) -> usize {
+    d.extend_from_slice(&timeout_ms.to_be_bytes());
+    if dialect.multi_select {
+        d.push(MULTI_SELECT_PREFIX);
+    }
+    d.push(0);
+    d.len() - 1
 }
 
 /// A command to the module; [`Command::encode`] gives its frame. Its Debug shows the opcode and
@@ -687,7 +788,10 @@ pub enum Command {
     SetReadPower(u16),
     /// `94`: write power in centi-dBm.
     SetWritePower(u16),
-    /// `22`: inventory for `timeout_ms`, no filter, no metadata; answers a tag count.
+    /// `91` option 2: the logical antenna search list, (TX port, RX port) pairs.
+    SetAntennaList(Vec<(u8, u8)>),
+    /// `22`: inventory for `timeout_ms`, no filter, the C API's search flags and metadata; answers
+    /// a tag count (the tags go to the module's tag buffer).
     ReadTagMultiple { timeout_ms: u16 },
     /// `2A`: empty the tag buffer.
     ClearTagBuffer,
@@ -735,6 +839,7 @@ impl Command {
             Command::SetProtocol(_) => opcode::SET_TAG_PROTOCOL,
             Command::SetReadPower(_) => opcode::SET_READ_TX_POWER,
             Command::SetWritePower(_) => opcode::SET_WRITE_TX_POWER,
+            Command::SetAntennaList(_) => opcode::SET_ANTENNA_PORT,
             Command::ReadTagMultiple { .. } => opcode::READ_TAG_ID_MULTIPLE,
             Command::ClearTagBuffer => opcode::CLEAR_TAG_ID_BUFFER,
             Command::ReadTagData { .. } => opcode::READ_TAG_DATA,
@@ -745,8 +850,13 @@ impl Command {
         }
     }
 
-    /// The data bytes after the opcode.
+    /// The data bytes after the opcode, in the plain dialect.
     pub fn data(&self) -> Vec<u8> {
+        self.data_in(Dialect::PLAIN)
+    }
+
+    /// The data bytes after the opcode in the given dialect.
+    pub fn data_in(&self, dialect: Dialect) -> Vec<u8> {
         let mut d = Vec::new();
         match self {
             Command::GetVersion
@@ -757,63 +867,71 @@ impl Command {
             Command::SetRegion(r) => d.push(r.0),
             Command::SetProtocol(p) => d.extend_from_slice(&p.to_be_bytes()),
             Command::SetReadPower(p) | Command::SetWritePower(p) => d.extend_from_slice(&p.to_be_bytes()),
+            Command::SetAntennaList(pairs) => {
+                d.push(0x02); // option: logical antenna search list
+                for (tx, rx) in pairs {
+                    d.push(*tx);
+                    d.push(*rx);
+                }
+            }
             Command::ReadTagMultiple { timeout_ms } => {
-                d.push(0); // option: no select, no metadata
-                d.extend_from_slice(&0u16.to_be_bytes()); // search flags
+                if dialect.multi_select {
+                    d.push(MULTI_SELECT_PREFIX);
+                }
+                d.push(OPTION_METADATA); // no select, metadata flags follow
+                d.extend_from_slice(&SEARCH_FLAGS.to_be_bytes());
                 d.extend_from_slice(&timeout_ms.to_be_bytes());
+                d.extend_from_slice(&INVENTORY_METADATA.to_be_bytes());
             }
             Command::ReadTagData { timeout_ms, bank, word_address, word_count, password, select } => {
-                d.extend_from_slice(&timeout_ms.to_be_bytes());
-                let option_at = d.len();
-                d.push(0);
+                let option_at = tag_command_start(&mut d, *timeout_ms, dialect);
+                d[option_at] = OPTION_METADATA;
+                d.extend_from_slice(&READ_METADATA.to_be_bytes());
                 d.push(bank.code());
                 d.extend_from_slice(&word_address.to_be_bytes());
                 d.push(*word_count);
-                push_singulation(&mut d, option_at, select.as_ref(), *password, true);
+                push_singulation(&mut d, option_at, select.as_ref(), *password, true, dialect);
             }
             Command::WriteTagData { timeout_ms, bank, word_address, data, password, select } => {
-                d.extend_from_slice(&timeout_ms.to_be_bytes());
-                let option_at = d.len();
-                d.push(0);
+                let option_at = tag_command_start(&mut d, *timeout_ms, dialect);
                 d.extend_from_slice(&word_address.to_be_bytes());
                 d.push(bank.code());
-                push_singulation(&mut d, option_at, select.as_ref(), *password, true);
+                push_singulation(&mut d, option_at, select.as_ref(), *password, true, dialect);
                 d.extend_from_slice(data);
             }
             Command::WriteEpc { timeout_ms, epc, password, select } => {
-                d.extend_from_slice(&timeout_ms.to_be_bytes());
-                let option_at = d.len();
-                d.push(0);
-                push_singulation(&mut d, option_at, select.as_ref(), *password, true);
+                let option_at = tag_command_start(&mut d, *timeout_ms, dialect);
+                push_singulation(&mut d, option_at, select.as_ref(), *password, true, dialect);
                 if d[option_at] == 0 {
                     d.push(0); // second RFU byte when nothing singulates
                 }
                 d.extend_from_slice(epc);
             }
             Command::Lock { timeout_ms, password, mask, action, select } => {
-                d.extend_from_slice(&timeout_ms.to_be_bytes());
-                let option_at = d.len();
-                d.push(0);
+                let option_at = tag_command_start(&mut d, *timeout_ms, dialect);
                 d.extend_from_slice(&password.expose().to_be_bytes());
                 d.extend_from_slice(&mask.to_be_bytes());
                 d.extend_from_slice(&action.to_be_bytes());
-                push_singulation(&mut d, option_at, select.as_ref(), Password::ZERO, false);
+                push_singulation(&mut d, option_at, select.as_ref(), Password::ZERO, false, dialect);
             }
             Command::Kill { timeout_ms, kill_password, select } => {
-                d.extend_from_slice(&timeout_ms.to_be_bytes());
-                let option_at = d.len();
-                d.push(0);
+                let option_at = tag_command_start(&mut d, *timeout_ms, dialect);
                 d.extend_from_slice(&kill_password.expose().to_be_bytes());
                 d.push(0); // RFU
-                push_singulation(&mut d, option_at, select.as_ref(), Password::ZERO, false);
+                push_singulation(&mut d, option_at, select.as_ref(), Password::ZERO, false, dialect);
             }
         }
         d
     }
 
-    /// The complete frame of this command.
+    /// The complete frame of this command in the plain dialect.
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
         encode_command(self.opcode(), &self.data())
+    }
+
+    /// The complete frame of this command in the given dialect.
+    pub fn encode_in(&self, dialect: Dialect) -> Result<Vec<u8>, CodecError> {
+        encode_command(self.opcode(), &self.data_in(dialect))
     }
 }
 
@@ -907,9 +1025,10 @@ mod tests {
         assert_eq!(Command::SetProtocol(PROTOCOL_GEN2).data(), vec![0x00, 0x05]);
         // Read power 20.00 dBm = 2000 centi-dBm = 0x07D0.
         assert_eq!(Command::SetReadPower(2000).data(), vec![0x07, 0xD0]);
-        // Inventory: option, search flags, timeout.
-        assert_eq!(Command::ReadTagMultiple { timeout_ms: 500 }.data(), hex("00 0000 01F4"));
-        // Read TID, 6 words from word 0, no select, zero password: option stays 0, nothing appended.
+        // Inventory: option (metadata follows), search flags, timeout, metadata flags.
+        assert_eq!(Command::ReadTagMultiple { timeout_ms: 500 }.data(), hex("10 0013 01F4 0FFF"));
+        // Read TID, 6 words from word 0, no select, zero password: option only has the metadata
+        // bit, the metadata flags (protocol, data) follow it, nothing is appended.
         let read = Command::ReadTagData {
             timeout_ms: 1000,
             bank: Bank::Tid,
@@ -918,7 +1037,7 @@ mod tests {
             password: Password::ZERO,
             select: None,
         };
-        assert_eq!(read.data(), hex("03E8 00 02 00000000 06"));
+        assert_eq!(read.data(), hex("03E8 10 00C0 02 00000000 06"));
         // Write user word with select on TID E2 80 and a password.
         let write = Command::WriteTagData {
             timeout_ms: 1000,
@@ -958,7 +1077,7 @@ mod tests {
             password: Password::new(5),
             select: None,
         };
-        assert_eq!(pw.data(), hex("03E8 05 00 00000000 04 00000005"));
+        assert_eq!(pw.data(), hex("03E8 15 00C0 00 00000000 04 00000005"));
     }
 
     #[test]
@@ -972,9 +1091,71 @@ mod tests {
             select: Some(Select::tid(&[0u8; 40])),
         };
         let d = cmd.data();
-        assert_eq!(d[2], singulation::SELECT_ON_TID | singulation::EXTENDED_DATA_LENGTH);
-        // password (4), bit pointer (4), then 2-byte length 320 = 0x0140.
-        assert_eq!(&d[9 + 8..9 + 10], &[0x01, 0x40]);
+        assert_eq!(d[2], OPTION_METADATA | singulation::SELECT_ON_TID | singulation::EXTENDED_DATA_LENGTH);
+        // metadata flags, bank, address, count, password (4), bit pointer (4), then 2-byte
+        // length 320 = 0x0140.
+        assert_eq!(&d[11 + 8..11 + 10], &[0x01, 0x40]);
+    }
+
+    #[test]
+    fn multi_select_dialect_from_model_and_firmware() {
+        let mut v = VersionInfo::parse(&hex("12080000 30010000 20230414 01090014")).unwrap();
+        assert_eq!(Dialect::for_version(&v), Dialect::MULTI_SELECT);
+        v.firmware = [0x01, 0x09, 0x00, 0x0D];
+        assert_eq!(Dialect::for_version(&v), Dialect::MULTI_SELECT);
+        v.firmware = [0x01, 0x09, 0x00, 0x0C];
+        assert_eq!(Dialect::for_version(&v), Dialect::PLAIN);
+        v.firmware = [0x01, 0x23, 0x00, 0x15];
+        v.hardware[0] = 0x18; // M6e
+        assert_eq!(Dialect::for_version(&v), Dialect::MULTI_SELECT);
+        v.hardware[0] = 0x38; // M7e Pico: not in the 1.35 API's list
+        assert_eq!(Dialect::for_version(&v), Dialect::PLAIN);
+    }
+
+    #[test]
+    fn multi_select_prefix_and_trailers() {
+        let m = Dialect::MULTI_SELECT;
+        // No select, no password: prefix, option 0, second RFU byte, EPC; no trailer.
+        let epc =
+            Command::WriteEpc { timeout_ms: 1000, epc: vec![1, 2], password: Password::ZERO, select: None };
+        assert_eq!(epc.data_in(m), hex("03E8 88 00 00 0102"));
+        // A bare password: option 5, password, trailer.
+        let read = Command::ReadTagData {
+            timeout_ms: 1000,
+            bank: Bank::Reserved,
+            word_address: 0,
+            word_count: 4,
+            password: Password::new(5),
+            select: None,
+        };
+        assert_eq!(read.data_in(m), hex("03E8 88 15 00C0 00 00000000 04 00000005 040000"));
+        // Lock with a TID select: no second password, trailer after the mask.
+        let lock = Command::Lock {
+            timeout_ms: 1000,
+            password: Password::new(0xA1B2C3D4),
+            mask: 0x20,
+            action: 0x20,
+            select: Some(Select::tid(&[0xE2])),
+        };
+        assert_eq!(lock.data_in(m), hex("03E8 88 02 A1B2C3D4 0020 0020 00000000 08 E2 040000"));
+        assert_eq!(Command::ReadTagMultiple { timeout_ms: 500 }.data_in(m), hex("88 10 0013 01F4 0FFF"));
+    }
+
+    #[test]
+    fn read_data_layouts() {
+        // Plain, with metadata (protocol, empty data field), multi-select echo, and no metadata.
+        assert_eq!(parse_read_data(&hex("10 00C0 05 0000 E280")).unwrap(), hex("E280"));
+        assert_eq!(parse_read_data(&hex("88 10 00C0 05 0000 E280")).unwrap(), hex("E280"));
+        assert_eq!(parse_read_data(&hex("00 E280")).unwrap(), hex("E280"));
+        // Every fixed field is skipped: 1+1+1+3+4+2+1 bytes, an empty data field, then 1+1+1+1.
+        let all = hex("10 0FFF 01 CE 11 0D3A54 0000000C 0000 05 0000 00 00 00 00 BEEF");
+        assert_eq!(parse_read_data(&all).unwrap(), hex("BEEF"));
+        // Truncated metadata and odd data are errors that say where.
+        let err = parse_read_data(&hex("10 00C0 05")).unwrap_err().to_string();
+        assert!(err.contains("byte 4"), "{err}");
+        assert!(parse_read_data(&hex("10 00C0 05 0000 E2")).is_err());
+        assert!(parse_read_data(&hex("10 10C0 05 0000")).is_err());
+        assert!(parse_read_data(&[]).is_err());
     }
 
     #[test]

@@ -4,17 +4,36 @@
 use std::time::{Duration, Instant};
 
 use super::codec::{
-    Bank, Command, PROTOCOL_GEN2, Password, Region, Response, ResponseDecoder, Select, Status, VersionInfo,
-    opcode, parse_read_data, parse_tag_count,
+    Bank, Command, Dialect, PROTOCOL_GEN2, Password, Region, Response, ResponseDecoder, Select, Status,
+    VersionInfo, opcode, parse_read_data, parse_tag_count,
 };
 use super::profile::{TagPasswords, TagProfile, TagSecret};
 use crate::devices::rfid::{EncodedTag, TagData, TagEncoder};
-use crate::devices::{DeviceError, Link, LinkError, SelfTestReport};
+use crate::devices::{DeviceError, Fault, Link, LinkError, RfidFault, SelfTestReport};
 
 /// Words per Write Tag Data command (kept small: tags write word by word on the air).
 const WRITE_CHUNK_WORDS: usize = 16;
 /// Words per Read Tag Data command.
 const READ_CHUNK_WORDS: usize = 32;
+
+/// What the Mercury C API 1.35 sends in `TMR_connect` and before each `TMR_read` that this driver
+/// deliberately does not send, with the reason. The frames the driver does send for a command have
+/// the API's form for the module's firmware ([`Dialect`]); `tests/mercury.rs` checks this list
+/// against frames captured from the API. The API also sends the antenna search list (`91 02 01 01`)
+/// before every read; the driver sends it once per start, since nothing else changes it.
+pub const NOT_SENT_LIKE_THE_API: &[(u8, &str)] = &[
+    (0x06, "Set Baud Rate: the configured baud rate is the module's, no probing or switching"),
+    (0x68, "Get Power Mode: the driver never puts the module to sleep, so no wake-up preamble is needed"),
+    (0x6A, "Get Reader Configuration: transport, product group and read filter do not change what it sends"),
+    (0x63, "Get Protocol: the driver sets Gen2 (0x93) unconditionally instead of reading it first"),
+    (0x70, "Available Protocols: Gen2 is set; a module without it refuses Set Protocol, which is reported"),
+    (0x61, "Antenna Detect: one antenna on port 1; a missing antenna shows as no tag or a status error"),
+    (0x67, "Get Region: the configured region is set (0x97) at every start instead of read first"),
+    (0x71, "Supported Regions: a region the module lacks is refused by Set Region with 0x010B, reported"),
+    (0x6C, "Reset Reader Statistics: the driver does not read statistics"),
+    (0x9A, "Set Reader Configuration (read filter): the driver counts tags once, the filter does not matter"),
+    (0x29, "Get Tag Buffer: the driver needs the count of tags only, then reads the TID of the single tag"),
+];
 
 /// Why an encoder operation failed, with the cause a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -58,41 +77,54 @@ pub enum MercuryError {
 }
 
 impl MercuryError {
-    fn action(&self) -> &'static str {
-        match self {
-            MercuryError::NoTag => "place one e-sticker flat on the encoder antenna and retry",
-            MercuryError::MultipleTags { .. } => {
-                "remove every other tag from the encoder area, keep only the sticker to encode"
-            }
-            MercuryError::WriteFailed { .. } | MercuryError::VerifyFailed { .. } => {
-                "hold the sticker still on the antenna and retry; if it fails again, void it and use a new one"
-            }
-            MercuryError::LockFailed { .. } => {
-                "retry; if it fails again, void this sticker and use a new one"
-            }
-            MercuryError::WrongPassword => "this sticker was encoded elsewhere: use a blank sticker",
-            MercuryError::PermanentlyLocked => {
-                "this sticker was already encoded and permanently locked: void it and use a blank one"
-            }
-            MercuryError::WrongRegion { .. } => {
-                "set devices.rfid.options.region to a region this module supports"
-            }
-            MercuryError::Module { .. } | MercuryError::Protocol(_) => {
-                "check the encoder cable and power; restart the encoder if it persists"
-            }
-            MercuryError::BadRequest(_) => "report this to the software maintainer (tag profile mismatch)",
-            MercuryError::Link(_) => "check the encoder cable and power",
-        }
+    /// The typed fault.
+    fn fault(&self) -> Option<RfidFault> {
+        Some(match self {
+            MercuryError::NoTag => RfidFault::NoTag,
+            MercuryError::MultipleTags { .. } => RfidFault::MultipleTags,
+            MercuryError::WriteFailed { .. } => RfidFault::WriteFailed,
+            MercuryError::VerifyFailed { .. } => RfidFault::VerifyFailed,
+            MercuryError::LockFailed { .. } => RfidFault::LockFailed,
+            MercuryError::WrongPassword => RfidFault::WrongPassword,
+            MercuryError::PermanentlyLocked => RfidFault::PermanentlyLocked,
+            MercuryError::WrongRegion { .. } => RfidFault::WrongRegion,
+            MercuryError::Module { .. } => RfidFault::ModuleError,
+            MercuryError::BadRequest(_) => RfidFault::BadRequest,
+            MercuryError::Protocol(_) | MercuryError::Link(_) => return None,
+        })
+    }
+
+    /// Whether the tag may have been written when this error ended an encode: only refusals
+    /// that come before the first write (no tag, several tags, bad request, foreign password,
+    /// region) are certain to have written nothing; anything else is treated as "may have".
+    fn before_any_write(&self) -> bool {
+        matches!(
+            self,
+            MercuryError::NoTag
+                | MercuryError::MultipleTags { .. }
+                | MercuryError::BadRequest(_)
+                | MercuryError::WrongPassword
+                | MercuryError::WrongRegion { .. }
+        )
     }
 
     /// The shared device error, naming the device and the action to take.
     pub fn into_device_error(self, path: &str) -> DeviceError {
         let device = format!("e-sticker encoder on {path}");
-        match self {
-            MercuryError::Link(e) => DeviceError::Link(e),
-            MercuryError::Protocol(detail) => DeviceError::Protocol { device, detail },
-            other => DeviceError::Fault { device, fault: other.to_string(), action: other.action().into() },
+        match self.fault() {
+            Some(f) => DeviceError::fault(device, Fault::Rfid(f), self.to_string()),
+            None => match self {
+                MercuryError::Link(e) => DeviceError::Link(e),
+                other => DeviceError::Protocol { device, detail: other.to_string() },
+            },
         }
+    }
+
+    /// As [`MercuryError::into_device_error`] for an operation that writes tags.
+    pub fn into_write_error(self, path: &str) -> DeviceError {
+        let before = self.before_any_write();
+        let e = self.into_device_error(path);
+        if before { e } else { e.after_acting() }
     }
 }
 
@@ -115,6 +147,7 @@ pub struct MercuryEncoder {
     decoder: ResponseDecoder,
     answer_timeout: Duration,
     version: Option<VersionInfo>,
+    dialect: Dialect,
     ready: bool,
     dirty: bool,
     stats: WireStats,
@@ -136,6 +169,7 @@ impl MercuryEncoder {
             decoder: ResponseDecoder::new(),
             answer_timeout,
             version: None,
+            dialect: Dialect::PLAIN,
             ready: false,
             dirty: false,
             stats: WireStats::default(),
@@ -190,7 +224,7 @@ impl MercuryEncoder {
     }
 
     fn exchange_once(&mut self, cmd: &Command) -> Result<Response, MercuryError> {
-        let frame = cmd.encode().map_err(|e| MercuryError::BadRequest(e.to_string()))?;
+        let frame = cmd.encode_in(self.dialect).map_err(|e| MercuryError::BadRequest(e.to_string()))?;
         if self.dirty {
             self.link.discard_input()?;
             self.decoder.clear();
@@ -255,24 +289,36 @@ impl MercuryEncoder {
         if resp.status.is_ok() { Ok(resp) } else { Err(MercuryError::Module { what, status: resp.status }) }
     }
 
-    /// Starts the application firmware, reads versions and configures region, Gen2 and power.
+    /// The frame forms in use (known after [`MercuryEncoder::start`]).
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Reads the versions (which fix the frame forms), starts the application firmware if the
+    /// bootloader runs (Get Current Program, then Boot Firmware, as the C API does) and configures
+    /// region, Gen2, power and the antenna list.
     pub fn start(&mut self) -> Result<(), MercuryError> {
-        let boot = self.exchange(&Command::BootFirmware)?;
-        match boot.status {
-            Status::OK => tracing::info!("rfid: application firmware started from the bootloader"),
-            // The application does not know the bootloader's opcode: it already runs.
-            Status::INVALID_OPCODE => tracing::debug!("rfid: application firmware already running"),
-            status => return Err(MercuryError::Module { what: "boot firmware", status }),
-        }
         let resp = self.expect_ok(&Command::GetVersion, "get version")?;
         let version = VersionInfo::parse(&resp.data).map_err(|e| MercuryError::Protocol(e.to_string()))?;
-        tracing::info!(
-            "rfid: {} firmware {} bootloader {}",
-            version.model(),
-            version.firmware_string(),
-            version.bootloader_string()
-        );
+        // The C API chooses its frame forms from this first Get Version, before booting.
+        self.dialect = Dialect::for_version(&version);
         self.version = Some(version);
+        if self.in_bootloader()? {
+            let boot = self.expect_ok(&Command::BootFirmware, "boot firmware")?;
+            tracing::info!("rfid: application firmware started from the bootloader");
+            if let Ok(v) = VersionInfo::parse(&boot.data) {
+                self.version = Some(v);
+            }
+        }
+        if let Some(v) = &self.version {
+            tracing::info!(
+                "rfid: {} firmware {} bootloader {}, {}",
+                v.model(),
+                v.firmware_string(),
+                v.bootloader_string(),
+                if self.dialect.multi_select { "multi-select frames" } else { "plain frames" }
+            );
+        }
         let region = self.profile.region;
         let resp = self.exchange(&Command::SetRegion(region))?;
         if !resp.status.is_ok() {
@@ -281,8 +327,19 @@ impl MercuryEncoder {
         self.expect_ok(&Command::SetProtocol(PROTOCOL_GEN2), "set protocol Gen2")?;
         self.expect_ok(&Command::SetReadPower(self.profile.read_power_cdbm), "set read power")?;
         self.expect_ok(&Command::SetWritePower(self.profile.write_power_cdbm), "set write power")?;
+        // The inventory's search flags name the configured antenna list (as the C API's do).
+        self.expect_ok(&Command::SetAntennaList(vec![(1, 1)]), "set antenna list")?;
         self.ready = true;
         Ok(())
+    }
+
+    /// Get Current Program: whether the bootloader (low bits 1) rather than the application runs.
+    fn in_bootloader(&mut self) -> Result<bool, MercuryError> {
+        let resp = self.expect_ok(&Command::GetCurrentProgram, "get current program")?;
+        match resp.data.first() {
+            Some(program) => Ok(program & 0x03 == 1),
+            None => Err(MercuryError::Protocol("get current program: empty answer".into())),
+        }
     }
 
     /// Maps the status of a tag operation: no tag, wrong password, wrong region, or `other`.
@@ -304,10 +361,21 @@ impl MercuryEncoder {
 
     /// Counts tags in the field and returns the TID of the only one.
     fn single_tag_tid(&mut self) -> Result<Vec<u8>, MercuryError> {
-        let resp = self.exchange(&Command::ReadTagMultiple { timeout_ms: self.profile.inventory_ms })?;
+        // The module counts the tags a search adds to its tag buffer, so the buffer is emptied
+        // before each search (as the C API does before each read); a search whose answer was lost
+        // is repeated together with the clear.
+        let inventory = Command::ReadTagMultiple { timeout_ms: self.profile.inventory_ms };
+        self.expect_ok(&Command::ClearTagBuffer, "clear tag buffer")?;
+        let resp = match self.exchange_once(&inventory) {
+            Err(MercuryError::Protocol(detail)) => {
+                tracing::warn!("rfid: {detail}; clearing the tag buffer and searching again");
+                self.expect_ok(&Command::ClearTagBuffer, "clear tag buffer")?;
+                self.exchange_once(&inventory)?
+            }
+            other => other?,
+        };
         self.tag_status(resp.status, |status| MercuryError::Module { what: "inventory", status })?;
         let count = parse_tag_count(&resp.data).map_err(|e| MercuryError::Protocol(e.to_string()))?;
-        self.expect_ok(&Command::ClearTagBuffer, "clear tag buffer")?;
         match count {
             0 => return Err(MercuryError::NoTag),
             1 => {}
@@ -541,12 +609,17 @@ impl MercuryEncoder {
             version.bootloader_string()
         ));
         self.version = Some(version);
-        let resp = self.exchange(&Command::GetRegion)?;
-        match (resp.status, resp.data.first()) {
-            (Status::OK, Some(r)) if Region(*r) == self.profile.region => {
+        if self.in_bootloader()? {
+            ok = false;
+            lines.push("module is in its bootloader: the application firmware is not started".into());
+            return Ok(SelfTestReport { device: "rfid".into(), ok, lines });
+        }
+        let resp = self.expect_ok(&Command::GetRegion, "get region")?;
+        match resp.data.first() {
+            Some(r) if Region(*r) == self.profile.region => {
                 lines.push(format!("region {} as configured", Region(*r).name()));
             }
-            (Status::OK, Some(r)) => {
+            Some(r) => {
                 ok = false;
                 lines.push(format!(
                     "region is {}, configured {}: restart the encoder service to set it",
@@ -554,14 +627,7 @@ impl MercuryEncoder {
                     self.profile.region.name()
                 ));
             }
-            (Status::INVALID_OPCODE, _) => {
-                ok = false;
-                lines.push("module is in its bootloader: the application firmware is not started".into());
-            }
-            (status, _) => {
-                ok = false;
-                lines.push(format!("get region: module status {status}"));
-            }
+            None => return Err(MercuryError::Protocol("get region: empty answer".into())),
         }
         Ok(SelfTestReport { device: "rfid".into(), ok, lines })
     }
@@ -575,12 +641,12 @@ impl TagEncoder for MercuryEncoder {
 
     fn encode(&mut self, data: &TagData) -> Result<EncodedTag, DeviceError> {
         let path = self.link.path().to_string();
-        self.encode_tag(data).map_err(|e| e.into_device_error(&path))
+        self.encode_tag(data).map_err(|e| e.into_write_error(&path))
     }
 
     fn void(&mut self, tid: &[u8]) -> Result<(), DeviceError> {
         let path = self.link.path().to_string();
-        self.kill_tag(tid).map_err(|e| e.into_device_error(&path))
+        self.kill_tag(tid).map_err(|e| e.into_write_error(&path))
     }
 
     /// Version and region checks. A module still in its bootloader (power-cycled, or never
@@ -596,5 +662,84 @@ impl TagEncoder for MercuryEncoder {
         let mut after = self.check().map_err(|e| e.into_device_error(&path))?;
         after.lines.insert(0, "module was in its bootloader: application firmware started".into());
         Ok(after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::sim::{SimDevice, SimOut};
+
+    /// The simulator behind a [`Link`] without a PTY; the first answer to `corrupt_op` arrives with
+    /// a wrong CRC.
+    struct SimLink {
+        sim: crate::sim::rfid::MercurySim,
+        pending: Vec<u8>,
+        corrupt_op: Option<u8>,
+        sent: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Link for SimLink {
+        fn write_all(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+            self.sent.lock().unwrap().extend_from_slice(bytes);
+            for out in self.sim.receive(bytes, Instant::now()) {
+                if let SimOut::Send(mut frame) = out {
+                    if Some(frame[2]) == self.corrupt_op {
+                        self.corrupt_op = None;
+                        let last = frame.len() - 1;
+                        frame[last] ^= 0x01;
+                    }
+                    self.pending.extend_from_slice(&frame);
+                }
+            }
+            Ok(())
+        }
+
+        fn read_some(&mut self, buf: &mut [u8], _deadline: Instant) -> Result<usize, LinkError> {
+            if self.pending.is_empty() {
+                return Err(LinkError::Timeout { device: "rfid".into(), path: "sim".into(), waited_ms: 0 });
+            }
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            Ok(n)
+        }
+
+        fn discard_input(&mut self) -> Result<(), LinkError> {
+            self.pending.clear();
+            Ok(())
+        }
+
+        fn path(&self) -> &str {
+            "sim"
+        }
+    }
+
+    #[test]
+    fn a_lost_inventory_answer_repeats_clear_and_search() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let sim = crate::sim::rfid::MercurySim::from_options(&"timing_scale = 0".parse().unwrap()).unwrap();
+        let link = SimLink { sim, pending: Vec::new(), corrupt_op: Some(0x22), sent: sent.clone() };
+        let profile = TagProfile::from_options(&"password_file = \"/x\"".parse().unwrap()).unwrap();
+        let secret = TagSecret::from_bytes(&[7; 16]).unwrap();
+        let mut enc = MercuryEncoder::new(Box::new(link), profile, secret, Duration::from_millis(10));
+        enc.start().unwrap();
+        // The repeated search alone would find the tag already in the buffer and count 0 new ones.
+        let tid = enc.single_tag_tid().unwrap();
+        assert_eq!(hex::encode_upper(tid), "E28011702000000000000001");
+        let sent = sent.lock().unwrap();
+        let ops: Vec<u8> = {
+            let mut at = 0;
+            let mut ops = Vec::new();
+            while at < sent.len() {
+                ops.push(sent[at + 2]);
+                at += usize::from(sent[at + 1]) + 5;
+            }
+            ops
+        };
+        let search: Vec<u8> = ops.into_iter().filter(|op| matches!(op, 0x2A | 0x22)).collect();
+        assert_eq!(search, vec![0x2A, 0x22, 0x2A, 0x22]);
     }
 }

@@ -11,7 +11,7 @@ pub mod status;
 use std::time::{Duration, Instant};
 
 use super::sticker::{StickerFault, StickerLabel, StickerPrinter, StickerStatus, TagWrite, Tid};
-use super::{DeviceError, Link, LinkError, SelfTestReport};
+use super::{DeviceError, Fault, Link, LinkError, SelfTestReport};
 pub use label::{GfEncoding, LabelError, ZplJob, encode_label};
 pub use status::{HostIdentification, HostStatus, ReplyError};
 
@@ -126,10 +126,11 @@ pub fn sticker_status(s: &HostStatus) -> StickerStatus {
     }
 }
 
+/// The first fault as the typed one; every fault is named in the detail.
 fn fault_error(faults: &[StickerFault], context: &str) -> DeviceError {
-    let fault = faults.iter().map(|f| f.describe()).collect::<Vec<_>>().join(", ");
-    let action = faults.iter().map(|f| f.action()).collect::<Vec<_>>().join("; ");
-    DeviceError::Fault { device: DEVICE.into(), fault: format!("{context}{fault}"), action }
+    let all = faults.iter().map(|f| f.describe()).collect::<Vec<_>>().join(", ");
+    let first = faults.first().copied().unwrap_or(StickerFault::NoAnswer);
+    DeviceError::fault(DEVICE, Fault::Sticker(first), format!("{context}{all}"))
 }
 
 /// The ZPL II driver.
@@ -235,32 +236,27 @@ impl ZplPrinter {
         let allowed = self.options.print_timeout * copies.clamp(1, 100);
         let deadline = Instant::now() + allowed;
         loop {
-            let s = self.query_host_status().map_err(|e| match e {
-                DeviceError::Fault { device, fault, action } => DeviceError::Fault {
-                    device,
-                    fault: format!("while printing: {fault} (the label may not have printed)"),
-                    action,
-                },
-                other => other,
-            })?;
+            // The label job is out: whatever goes wrong now, the label may have printed.
+            let s = self.query_host_status().map_err(DeviceError::after_acting)?;
             let faults = faults_of(&s);
             if !faults.is_empty() {
-                return Err(fault_error(&faults, "while printing (the label may not have printed): "));
+                return Err(fault_error(&faults, "while printing: ").after_acting());
             }
             if s.formats_in_buffer == 0 && s.labels_remaining == 0 && !s.partial_format {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(DeviceError::Fault {
-                    device: DEVICE.into(),
-                    fault: format!(
-                        "label not finished after {} s ({} formats queued, {} labels remaining)",
+                return Err(DeviceError::fault(
+                    DEVICE,
+                    Fault::Sticker(StickerFault::NotFinished),
+                    format!(
+                        "not finished after {} s ({} formats queued, {} labels remaining)",
                         allowed.as_secs(),
                         s.formats_in_buffer,
                         s.labels_remaining
                     ),
-                    action: "check the printer for a jam, then retry".into(),
-                });
+                )
+                .after_acting());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -361,7 +357,7 @@ impl StickerPrinter for ZplPrinter {
         let job = self.encode(label, None)?;
         self.ready_or_fault("not printed: ")?;
         tracing::debug!(bytes = job.len(), "sending label job");
-        self.link.write_all(job.as_bytes())?;
+        self.link.write_all(job.as_bytes()).map_err(|e| DeviceError::from(e).after_acting())?;
         self.wait_printed(label.copies)
     }
 
@@ -376,32 +372,34 @@ impl StickerPrinter for ZplPrinter {
         self.ready_or_fault("not printed: ")?;
         self.link.discard_input()?;
         tracing::debug!(bytes = job.len(), job = %job.redacted(), "sending RFID label job");
-        self.link.write_all(job.as_bytes())?;
+        self.link.write_all(job.as_bytes()).map_err(|e| DeviceError::from(e).after_acting())?;
         let deadline = Instant::now() + self.options.reply_timeout + self.options.print_timeout;
-        let lines = self.read_tag_lines(deadline)?;
+        let lines = self.read_tag_lines(deadline).map_err(DeviceError::after_acting)?;
         let tid = lines.iter().find(|l| l.header == "TID").map(|l| l.data.clone());
         let epc = lines.iter().find(|l| l.header == "EPC").map(|l| l.data.clone());
         let (Some(tid), Some(epc)) = (tid, epc) else {
             // Silence: either the printer faulted or the tag could not be encoded (voided).
-            let s = self.query_host_status()?;
+            let s = self.query_host_status().map_err(DeviceError::after_acting)?;
             let faults = faults_of(&s);
             if !faults.is_empty() {
-                return Err(fault_error(&faults, "tag not encoded: "));
+                return Err(fault_error(&faults, "tag not encoded: ").after_acting());
             }
-            return Err(DeviceError::Fault {
-                device: DEVICE.into(),
-                fault: "RFID tag not encoded (no tag under the antenna or write failed); the label \
-                        was voided"
-                    .into(),
-                action: "check the RFID label stock and its position, then print again".into(),
-            });
+            // The printer voids a label whose tag it could not encode: nothing valid was made,
+            // but a (voided) label did come out and the tag may hold a partial write.
+            return Err(DeviceError::fault(
+                DEVICE,
+                Fault::Sticker(StickerFault::RfidVoid),
+                "no tag under the antenna or the write failed; the label was voided",
+            )
+            .after_acting());
         };
         if epc != tag.epc {
-            return Err(DeviceError::Fault {
-                device: DEVICE.into(),
-                fault: format!("RFID tag {} read back a different EPC than written", hex::encode_upper(&tid)),
-                action: "discard this sticker and print again".into(),
-            });
+            return Err(DeviceError::fault(
+                DEVICE,
+                Fault::Rfid(super::RfidFault::VerifyFailed),
+                format!("RFID tag {} read back a different EPC than written", hex::encode_upper(&tid)),
+            )
+            .after_acting());
         }
         self.wait_printed(1)?;
         Ok(Tid(tid))

@@ -15,6 +15,13 @@ use super::codec::{
 /// repeating it (PA00P015 serial transport, ACK timeout; the same 5 s value as T3).
 pub const SERIAL_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serial transport: a frame is sent at most this many times (PA00P015: repeated up to 3 times).
+///
+/// Only a NAK (the terminal says it did not take the frame) repeats a *command*. Silence never
+/// does: the terminal's ACK may have been lost while it already runs the payment (Ingenico
+/// terminals are known to miss ACKs in the field), so a silent command ends the exchange with
+/// [`Ending::Timeout`] and [`Exchange::maybe_delivered`]; recovery (status enquiry, repeat
+/// receipt) decides what happened. Our own `80 00 00` answers are idempotent and may be repeated
+/// on silence.
 pub const SERIAL_MAX_TRIES: u8 = 3;
 /// T3 (PA00P015 chapter "Timeouts"): the ECR waits at most 5 s for the terminal's `80 00 00`
 /// to a command.
@@ -94,6 +101,8 @@ pub struct Finished {
     pub bad_frames: u32,
     /// Frames repeated because of NAK or ACK timeout.
     pub retransmissions: u32,
+    /// Terminal frames dropped as repeats (our ACK of them was lost).
+    pub repeats_dropped: u32,
 }
 
 impl Finished {
@@ -140,6 +149,8 @@ pub struct Exchange {
     maybe_delivered: bool,
     result: Finished,
     events: Vec<LineEvent>,
+    /// The last terminal frame taken (to recognise its repeat).
+    last_frame: Option<Apdu>,
 }
 
 impl Exchange {
@@ -171,7 +182,9 @@ impl Exchange {
                 completion: None,
                 bad_frames: 0,
                 retransmissions: 0,
+                repeats_dropped: 0,
             },
+            last_frame: None,
             events: Vec::new(),
         };
         ex.send_frame(frame, true, now);
@@ -258,7 +271,12 @@ impl Exchange {
         if let Some(p) = self.pending.as_mut() {
             if now >= p.deadline {
                 if p.is_command {
+                    // No ACK and no NAK: the terminal may have taken it. Never send it again.
                     self.maybe_delivered = true;
+                    self.pending = None;
+                    self.end(Ending::Timeout("no ACK to the command (it may have reached the terminal)"));
+                    self.phase = Phase::Done;
+                    return;
                 }
                 if p.tries < SERIAL_MAX_TRIES {
                     p.tries += 1;
@@ -350,12 +368,21 @@ impl Exchange {
             }
             LineEvent::Frame(apdu) => {
                 self.out.push_back(vec![ACK]);
+                // The terminal repeats a frame when our serial ACK of it was lost; while our
+                // answer to it is still unacknowledged, the same bytes again are that repeat,
+                // not a new message (a receipt line must not appear twice).
+                let answer_pending = self.pending.as_ref().is_some_and(|p| !p.is_command);
+                if answer_pending && self.last_frame.as_ref() == Some(&apdu) {
+                    self.result.repeats_dropped += 1;
+                    return;
+                }
                 // A frame from the terminal implies it took our pending one (its ACK was lost).
                 if let Some(p) = self.pending.take() {
                     if p.is_command {
                         self.maybe_delivered = true;
                     }
                 }
+                self.last_frame = Some(apdu.clone());
                 self.handle_message(TerminalMsg::from_apdu(&apdu), now);
             }
         }
@@ -512,34 +539,79 @@ mod tests {
         assert_eq!(ex.finish().unwrap().ending, Ending::NotDelivered);
     }
 
+    /// Finding: with no ACK, the same `06 01` frame went out three times.
     #[test]
-    fn silence_after_purchase_is_a_timeout_not_a_resend_forever() {
-        let t0 = Instant::now();
-        let cmd = codec::authorisation(190, Some(818)).unwrap();
-        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, timers(), t0).unwrap();
-        let mut sends = drain(&mut ex).len();
-        while ex.finish().is_none() {
-            let now = ex.poll_timeout().unwrap();
-            ex.handle_timeout(now);
-            sends += drain(&mut ex).len();
+    fn silent_terminal_gets_the_purchase_exactly_once_and_the_outcome_is_unknown() {
+        for t in [timers(), Timers::default()] {
+            let t0 = Instant::now();
+            let cmd = codec::authorisation(190, Some(818)).unwrap();
+            let mut ex = Exchange::new(CommandKind::Purchase, &cmd, t, t0).unwrap();
+            let mut sent = drain(&mut ex);
+            while ex.finish().is_none() {
+                let now = ex.poll_timeout().unwrap();
+                ex.handle_timeout(now);
+                sent.extend(drain(&mut ex));
+            }
+            assert_eq!(sent.len(), 1, "the purchase frame must go out once: {sent:02X?}");
+            assert!(ex.maybe_delivered());
+            assert_eq!(ex.finish().unwrap().retransmissions, 0);
+            assert!(matches!(ex.finish().unwrap().ending, Ending::Timeout(_)));
         }
-        assert_eq!(sends, 3);
+    }
+
+    #[test]
+    fn nak_repeats_a_purchase_but_silence_after_a_nak_does_not() {
+        let t0 = Instant::now();
+        let cmd = codec::authorisation(190, None).unwrap();
+        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, timers(), t0).unwrap();
+        let first = drain(&mut ex);
+        ex.handle_bytes(&[NAK], t0);
+        assert_eq!(drain(&mut ex), first, "a NAK repeats the frame");
+        ex.handle_timeout(ex.poll_timeout().unwrap());
+        assert!(drain(&mut ex).is_empty(), "silence after the repeat: never again");
         assert!(ex.maybe_delivered());
         assert!(matches!(ex.finish().unwrap().ending, Ending::Timeout(_)));
     }
 
     #[test]
-    fn default_timers_repeat_the_command_before_giving_up() {
+    fn our_unacknowledged_answer_is_repeated_on_silence() {
         let t0 = Instant::now();
         let cmd = codec::authorisation(190, None).unwrap();
-        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, Timers::default(), t0).unwrap();
-        let mut sends = drain(&mut ex).len();
-        while ex.finish().is_none() {
-            let now = ex.poll_timeout().unwrap();
-            ex.handle_timeout(now);
-            sends += drain(&mut ex).len();
-        }
-        assert_eq!(sends, usize::from(SERIAL_MAX_TRIES));
+        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, timers(), t0).unwrap();
+        drain(&mut ex);
+        ex.handle_bytes(&[ACK], t0);
+        ex.handle_bytes(&frame(&ACK_FRAME), t0);
+        ex.handle_bytes(&frame(&[0x04, 0xFF, 0x01, 0x0A]), t0);
+        assert_eq!(drain(&mut ex), vec![vec![ACK], vec![ACK], frame(&ACK_FRAME)]);
+        ex.handle_timeout(ex.poll_timeout().unwrap());
+        assert_eq!(drain(&mut ex), vec![frame(&ACK_FRAME)], "80 00 00 is idempotent");
+    }
+
+    /// A terminal that missed our ACK repeats its frame: one receipt line, not two.
+    #[test]
+    fn a_repeated_terminal_frame_is_acknowledged_and_dropped() {
+        let t0 = Instant::now();
+        let cmd = codec::authorisation(190, None).unwrap();
+        let mut ex = Exchange::new(CommandKind::Purchase, &cmd, timers(), t0).unwrap();
+        drain(&mut ex);
+        ex.handle_bytes(&[ACK], t0);
+        ex.handle_bytes(&frame(&ACK_FRAME), t0);
+        let line = frame(&[0x06, 0xD1, 0x04, 0x00, b'a', b'b', b'c']);
+        ex.handle_bytes(&line, t0);
+        assert_eq!(drain(&mut ex), vec![vec![ACK], vec![ACK], frame(&ACK_FRAME)]);
+        // Our ACK was lost: the terminal sends the same frame again before acknowledging our answer.
+        ex.handle_bytes(&line, t0 + Duration::from_millis(50));
+        assert_eq!(drain(&mut ex), vec![vec![ACK]], "ACK the repeat, answer nothing new");
+        ex.handle_bytes(&[ACK], t0);
+        // The same line again *after* our answer was taken is a new line (e.g. a separator).
+        ex.handle_bytes(&line, t0);
+        ex.handle_bytes(&[ACK], t0);
+        ex.handle_bytes(&frame(&[0x06, 0x0F, 0x00]), t0);
+        ex.handle_bytes(&[ACK], t0);
+        drain(&mut ex);
+        let f = ex.finish().unwrap();
+        assert_eq!(f.receipt_lines, vec!["abc".to_string(), "abc".to_string()]);
+        assert_eq!(f.repeats_dropped, 1);
     }
 
     #[test]

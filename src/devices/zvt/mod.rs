@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use self::codec::{Apdu, EGP, Password};
 use self::machine::{CommandKind, Ending, Exchange, Finished, Timers};
 use super::payment::{Approval, DayTotals, PaymentOutcome, PaymentTerminal, Progress, TerminalStatus};
-use super::{DeviceError, Link, LinkError, SelfTestReport};
+use super::{DeviceError, Fault, Link, LinkError, PaymentFault, SelfTestReport};
 use crate::config::DeviceConfig;
 
 /// Registration config byte: ECR prints payment receipts (0x02) and administration receipts
@@ -208,11 +208,11 @@ impl ZvtTerminal {
             return DeviceError::Link(e);
         }
         match run.finished.ending {
-            Ending::Refused(code) | Ending::Aborted(code) => DeviceError::Fault {
-                device: self.device.clone(),
-                fault: format!("{what} refused: {}", codec::result_text(code)),
-                action: "check the terminal display and the configured password".into(),
-            },
+            Ending::Refused(code) | Ending::Aborted(code) => DeviceError::fault(
+                self.device.clone(),
+                Fault::Payment(PaymentFault::CommandRefused),
+                format!("{what} refused: {}", codec::result_text(code)),
+            ),
             Ending::Timeout(why) => DeviceError::Link(LinkError::Timeout {
                 device: format!("payment terminal ({what}: {why})"),
                 path: self.link.path().to_string(),
@@ -222,9 +222,11 @@ impl ZvtTerminal {
                 device: "payment terminal".into(),
                 path: self.link.path().to_string(),
             }),
-            Ending::NotDelivered => {
-                self.protocol(format!("{what}: terminal refused the frame 3 times (NAK)"))
-            }
+            Ending::NotDelivered => DeviceError::fault(
+                self.device.clone(),
+                Fault::Payment(PaymentFault::FrameRejected),
+                format!("{what}: the terminal refused the frame 3 times (NAK)"),
+            ),
             Ending::Completed => self.protocol(format!("{what}: completed without the expected data")),
         }
     }
@@ -254,9 +256,11 @@ impl ZvtTerminal {
                 PaymentOutcome::Declined { result_code: *code, text: codec::result_text(*code) }
             }
             Ending::NotDelivered if !run.maybe_delivered => {
-                return Err(
-                    self.protocol("terminal refused the command frame 3 times (NAK); nothing was charged")
-                );
+                return Err(DeviceError::fault(
+                    self.device.clone(),
+                    Fault::Payment(PaymentFault::FrameRejected),
+                    "the terminal refused the command frame 3 times (NAK); nothing was charged",
+                ));
             }
             Ending::NotDelivered | Ending::Timeout(_) | Ending::LinkLost => {
                 let reason = match (&run.link_error, &f.ending) {
@@ -337,11 +341,11 @@ impl PaymentTerminal for ZvtTerminal {
                     receipt_lines: run.finished.receipt_lines.clone(),
                 })
             }
-            (Ending::Completed, Some(s)) => Err(DeviceError::Fault {
-                device: self.device.clone(),
-                fault: format!("end-of-day failed: {}", codec::result_text(s.result_code.unwrap_or(0xFF))),
-                action: "check the terminal's host connection and repeat the end-of-day".into(),
-            }),
+            (Ending::Completed, Some(s)) => Err(DeviceError::fault(
+                self.device.clone(),
+                Fault::Payment(PaymentFault::EndOfDayFailed),
+                codec::result_text(s.result_code.unwrap_or(0xFF)),
+            )),
             _ => Err(self.admin_failure(run, "end-of-day")),
         }
     }

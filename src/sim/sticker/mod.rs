@@ -4,6 +4,11 @@
 //! `head_open`, `ribbon_out`, `pause`, and for RFID `no_tag`, `write_fail`.
 //!
 //! Its ZPL reading lives in [`parse`], written independently of the driver's builder.
+//!
+//! Stricter than a printer on purpose: a format holding anything the simulator cannot read (an
+//! unknown command, a parameter of the wrong shape, a malformed `^GF`, `^RF`, `^RL`, `^HV` or
+//! `^BQ`) prints nothing, writes no tag and returns nothing; the reason is logged (`warn`) and
+//! kept in `status` (`rejected_formats`, `last_rejection`). A real Zebra skips unknown commands.
 
 pub mod parse;
 
@@ -148,6 +153,18 @@ pub struct StickerSim {
     tags: Vec<SimTag>,
     next_serial: u64,
     label_length: u32,
+    rejected: u32,
+    last_rejection: Option<String>,
+    ignored: u32,
+}
+
+/// What one format came to: the label, the `^HV` bytes, the tag it encoded, and the reasons it
+/// must not print at all (a command the simulator does not know or could not read).
+struct FormatRun {
+    label: SimLabel,
+    replies: Vec<u8>,
+    tag: Option<SimTag>,
+    errors: Vec<String>,
 }
 
 impl StickerSim {
@@ -164,6 +181,9 @@ impl StickerSim {
             tags: Vec::new(),
             next_serial: 1,
             label_length: 1218,
+            rejected: 0,
+            last_rejection: None,
+            ignored: 0,
         }
     }
 
@@ -233,7 +253,21 @@ impl StickerSim {
         }
         while !self.stopped() {
             let Some(format) = self.queue.pop_front() else { return };
-            let (label, replies) = self.run_format(&format);
+            let FormatRun { label, replies, tag, errors } = self.run_format(&format);
+            if !errors.is_empty() {
+                // A real printer skips a command it does not know and prints the rest; the
+                // simulator refuses the whole format so that a label the printer would render
+                // differently from what was meant cannot pass a test (docs/hardware.md).
+                self.rejected += 1;
+                let why = errors.join("; ");
+                tracing::warn!("sticker simulator: format not printed: {why}");
+                self.last_rejection = Some(why);
+                continue;
+            }
+            self.label_length = label.length;
+            if let Some(t) = tag {
+                self.tags.push(t);
+            }
             let copies = label.copies.max(1);
             if !replies.is_empty() {
                 out.push(SimOut::Wait(self.scaled(300)));
@@ -271,7 +305,8 @@ impl StickerSim {
     }
 
     /// Interprets one format; returns the label and the bytes `^HV` sends back.
-    fn run_format(&mut self, cmds: &[Command]) -> (SimLabel, Vec<u8>) {
+    fn run_format(&mut self, cmds: &[Command]) -> FormatRun {
+        let mut errors: Vec<String> = Vec::new();
         let mut label = SimLabel {
             zpl: String::new(),
             width: 0,
@@ -317,24 +352,39 @@ impl StickerSim {
                 "LL" => {
                     if let Some(l) = num(p.first().copied()) {
                         label.length = l;
-                        self.label_length = l;
                     }
                 }
                 "PQ" => label.copies = num(p.first().copied()).unwrap_or(1).max(1),
-                "FO" => {
+                "FO" | "FT" => {
                     x = num(p.first().copied()).unwrap_or(0);
                     y = num(p.get(1).copied()).unwrap_or(0);
                 }
-                "GF" => match parse::decode_gf(&c.params) {
+                "GF" => match parse::decode_gf_bytes(&c.raw) {
                     Ok(g) => label.graphics.push(SimGraphic { x, y, graphic: g }),
-                    Err(e) => label.warnings.push(e),
+                    Err(e) => errors.push(e),
                 },
                 "BQ" => qr = Some(num(p.get(2).copied()).unwrap_or(2)),
+                "RS" if !matches!(p.first().map(|t| t.trim()), None | Some("" | "8")) => {
+                    errors.push(format!("^RS{}: only tag type 8 (EPC Gen 2) is simulated", c.params));
+                }
                 "FD" => data = Some(c.params.clone()),
                 "FH" => fh = Some(c.params.chars().next().unwrap_or('_')),
                 "FN" => field_no = num(p.first().copied()),
-                "RF" => rf = Some(p.iter().map(|s| s.trim().to_string()).collect()),
+                "RF" => {
+                    let op: Vec<String> = p.iter().map(|s| s.trim().to_string()).collect();
+                    if let Err(e) = check_rf(&op) {
+                        errors.push(e);
+                    }
+                    rf = Some(op);
+                }
                 "HV" => {
+                    let number = |s: Option<&&str>, required: bool| match s.map(|v| v.trim()) {
+                        None | Some("") => !required,
+                        Some(v) => v.len() <= 4 && v.bytes().all(|b| b.is_ascii_digit()),
+                    };
+                    if !number(p.first(), true) || !number(p.get(1), false) || p.len() > 5 {
+                        errors.push(format!("^HV{}: field number and byte count must be numbers", c.params));
+                    }
                     let esc = fh.unwrap_or('_');
                     let decode = |s: Option<&&str>| match (fh, s) {
                         (Some(_), Some(s)) => parse::field_hex(s, esc),
@@ -345,7 +395,12 @@ impl StickerSim {
                     hv.push((num(p.first().copied()).unwrap_or(0), n, decode(p.get(2)), decode(p.get(3))));
                 }
                 "RL" => {
-                    if let Some(t) = tag.as_mut() {
+                    let ok = p.first() == Some(&"M")
+                        && p.len() <= 5
+                        && p.iter().skip(1).all(|a| matches!(*a, "" | "U" | "L" | "O" | "P"));
+                    if !ok {
+                        errors.push(format!("^RL{}: only ^RLM with U/L/O/P per bank is simulated", c.params));
+                    } else if let Some(t) = tag.as_mut() {
                         if self.faults.contains("no_tag") {
                             rfid_failed = true;
                         } else {
@@ -359,6 +414,12 @@ impl StickerSim {
                     }
                 }
                 "FS" => {
+                    if let (Some(op), Some(d)) = (rf.as_ref(), data.as_deref()) {
+                        if let Err(e) = check_rf_data(op, d) {
+                            errors.push(e);
+                            rf = None;
+                        }
+                    }
                     if let Some(op) = rf.take() {
                         match tag.as_mut() {
                             Some(t) => match self.rfid_op(t, &op, data.as_deref()) {
@@ -369,6 +430,7 @@ impl StickerSim {
                                 }
                                 Ok(None) => {}
                                 Err(e) => {
+                                    tracing::info!("sticker simulator: tag not encoded: {e}");
                                     label.warnings.push(e);
                                     rfid_failed = true;
                                 }
@@ -377,14 +439,12 @@ impl StickerSim {
                         }
                     } else if let Some(mag) = qr.take() {
                         let d = data.clone().unwrap_or_default();
-                        let mut chars = d.chars();
-                        let level = chars.next().unwrap_or('?');
-                        let input = chars.next().unwrap_or('?');
-                        let text = d.get(3..).unwrap_or("").to_string();
-                        if d.get(2..3) != Some(",") || !"HQML".contains(level) {
-                            label.warnings.push(format!("^BQ field data {d:?} lacks the switches"));
+                        match qr_switches(&d) {
+                            Ok((level, input, text)) => {
+                                label.qr.push(SimQr { x, y, magnification: mag, level, input, data: text })
+                            }
+                            Err(e) => errors.push(e),
                         }
-                        label.qr.push(SimQr { x, y, magnification: mag, level, input, data: text });
                     } else if let Some(d) = data.as_ref() {
                         label.texts.push((x, y, d.clone()));
                     }
@@ -392,11 +452,27 @@ impl StickerSim {
                     field_no = None;
                     fh = None;
                 }
-                "XA" | "XZ" | "LH" | "A" | "GB" | "RS" | "CI" => {}
-                other => label.warnings.push(format!("command ^{other} not simulated")),
+                // Known and checked (below), not drawn.
+                _ => {}
+            }
+            let checked = if c.prefix != b'^' {
+                Err(format!("~{}: control command inside a format", c.code))
+            } else {
+                match c.code.as_str() {
+                    "A" => parse::check_font(&c.params),
+                    "GF" | "XA" | "XZ" => Ok(()),
+                    code => parse::check_params(code, &c.params),
+                }
+            };
+            if let Err(e) = checked {
+                errors.push(e);
             }
         }
+        if rf.is_some() {
+            errors.push("^RF without its ^FS".into());
+        }
         let mut replies = Vec::new();
+        let mut encoded = None;
         if let Some(t) = tag {
             if rfid_failed {
                 label.voided = true;
@@ -408,10 +484,10 @@ impl StickerSim {
                     replies.extend(value.bytes().take(n));
                     replies.extend_from_slice(&term);
                 }
-                self.tags.push(t);
+                encoded = Some(t);
             }
         }
-        (label, replies)
+        FormatRun { label, replies, tag: encoded, errors }
     }
 
     /// One `^RF` operation on the tag: `Ok(Some(hex))` for reads.
@@ -421,12 +497,22 @@ impl StickerSim {
         }
         let get = |i: usize| op.get(i).map(String::as_str).unwrap_or("");
         let (operation, format) = (get(0), get(1));
-        if format != "H" {
+        if !matches!(format, "H" | "") {
             return Err(format!("^RF format {format:?} not simulated (only H)"));
         }
-        let block: Option<usize> = get(2).parse().ok();
-        let count: Option<usize> = get(3).parse().ok();
-        let bank = get(4);
+        // Bank E (EPC, 12 bytes) is the default; E and A always start at word 2.
+        let bank = match get(4) {
+            "" | "E" | "A" => "1",
+            b => b,
+        };
+        let epc_default = matches!(get(4), "" | "E" | "A");
+        let block: Option<usize> = if epc_default { Some(2) } else { get(2).parse().ok().or(Some(0)) };
+        let count: Option<usize> = match get(3).parse().ok() {
+            Some(n) => Some(n),
+            None if operation == "W" => data.map(|d| d.len() / 2),
+            None if epc_default => Some(12),
+            None => None,
+        };
         match (operation, get(2)) {
             ("W", "P") => {
                 if self.faults.contains("write_fail") {
@@ -497,6 +583,93 @@ impl StickerSim {
             (other, _) => Err(format!("^RF operation {other:?} not simulated")),
         }
     }
+}
+
+/// Checks an `^RFo,f,b,n,m` command's parameters (Gen 2, hex format).
+fn check_rf(op: &[String]) -> Result<(), String> {
+    let get = |i: usize| op.get(i).map(String::as_str).unwrap_or("");
+    let all = op.join(",");
+    if op.len() > 5 {
+        return Err(format!("^RF{all}: too many parameters"));
+    }
+    if !matches!(get(0), "W" | "R" | "") {
+        return Err(format!("^RF{all}: operation {:?} not simulated (W or R)", get(0)));
+    }
+    if !matches!(get(1), "H" | "") {
+        return Err(format!("^RF{all}: format {:?} not simulated (only H, hexadecimal)", get(1)));
+    }
+    let number = |s: &str| s.is_empty() || (s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit()));
+    let password = get(0) != "R" && get(2) == "P";
+    if !password && !number(get(2)) {
+        return Err(format!("^RF{all}: starting block {:?} is not a number", get(2)));
+    }
+    if !number(get(3)) {
+        return Err(format!("^RF{all}: byte count {:?} is not a number", get(3)));
+    }
+    if !password && !matches!(get(4), "" | "1" | "2" | "3" | "E" | "A") {
+        return Err(format!("^RF{all}: memory bank {:?} not simulated (1, 2, 3, E or A)", get(4)));
+    }
+    Ok(())
+}
+
+/// Checks the `^FD` data of a write against its `^RF`: hex, whole bytes, the byte count.
+fn check_rf_data(op: &[String], data: &str) -> Result<(), String> {
+    let get = |i: usize| op.get(i).map(String::as_str).unwrap_or("");
+    if get(0) == "R" {
+        return Ok(());
+    }
+    let hex = |s: &str| s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if get(2) == "P" {
+        let (a, k) = data.split_once(',').unwrap_or((data, ""));
+        if [a, k].iter().any(|p| !(p.is_empty() || (p.len() == 8 && hex(p)))) || data.matches(',').count() > 1
+        {
+            return Err("^RFW,H,P: passwords must be 8 hex characters, access,kill".into());
+        }
+        return Ok(());
+    }
+    if data.is_empty() || !hex(data) {
+        return Err(format!(
+            "^RFW: data {:?} is not whole hex bytes",
+            data.get(..data.len().min(40)).unwrap_or("")
+        ));
+    }
+    if let Ok(n) = get(3).parse::<usize>() {
+        if n != data.len() / 2 {
+            return Err(format!("^RFW: {} bytes of data for n = {n}", data.len() / 2));
+        }
+    }
+    if matches!(get(4), "" | "E") && data.len() != 24 {
+        return Err(format!("^RFW: memory bank E takes 12 bytes, got {}", data.len() / 2));
+    }
+    Ok(())
+}
+
+/// Splits `^BQ` field data into error correction level, input mode and the data itself. In
+/// manual mode (`M`) a character mode follows the comma: `N`, `A`, `K`, or `B` with a 4-digit
+/// byte count.
+fn qr_switches(d: &str) -> Result<(char, char, String), String> {
+    let bad = || format!("^BQ field data {:?} lacks valid switches", d.get(..d.len().min(20)).unwrap_or(""));
+    let mut chars = d.chars();
+    let level = chars.next().filter(|c| "HQML".contains(*c)).ok_or_else(bad)?;
+    let input = chars.next().filter(|c| "AM".contains(*c)).ok_or_else(bad)?;
+    let rest = d.get(2..).and_then(|r| r.strip_prefix(',')).ok_or_else(bad)?;
+    let text = if input == 'A' {
+        rest.to_string()
+    } else {
+        match rest.chars().next() {
+            Some('N' | 'A' | 'K') => rest[1..].to_string(),
+            Some('B') => {
+                let n: usize = rest.get(1..5).and_then(|n| n.parse().ok()).ok_or_else(bad)?;
+                let body = &rest[5..];
+                if body.len() != n {
+                    return Err(format!("^BQ byte mode says {n} bytes, data has {}", body.len()));
+                }
+                body.to_string()
+            }
+            _ => return Err(bad()),
+        }
+    };
+    Ok((level, input, text))
 }
 
 /// Draws graphics, QR codes and their positions into a PNG (text is left out).
@@ -593,11 +766,17 @@ impl SimDevice for StickerSim {
                         self.advance(now, &mut out);
                     }
                 }
-                _ => {
-                    if let Some(f) = self.format.as_mut() {
-                        f.push(c);
-                    }
+                (b'~', code) => {
+                    self.ignored += 1;
+                    tracing::warn!("sticker simulator: control command ~{code} not simulated, ignored");
                 }
+                (_, code) => match self.format.as_mut() {
+                    Some(f) => f.push(c),
+                    None => {
+                        self.ignored += 1;
+                        tracing::warn!("sticker simulator: ^{code} outside ^XA…^XZ ignored");
+                    }
+                },
             }
         }
         out
@@ -645,6 +824,9 @@ impl SimDevice for StickerSim {
         });
         serde_json::json!({
             "printed": self.labels.len(),
+            "rejected_formats": self.rejected,
+            "last_rejection": self.last_rejection,
+            "ignored_commands": self.ignored,
             "queued": self.queue.len(),
             "faults": self.faults.iter().collect::<Vec<_>>(),
             "tags_encoded": self.tags.iter().map(|t| hex::encode_upper(&t.tid)).collect::<Vec<_>>(),

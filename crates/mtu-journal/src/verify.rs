@@ -4,8 +4,10 @@
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
-use super::record::{Record, kinds, rotation_proof_bytes};
-use crate::keys::{KEY_ID_LEN, key_id_of};
+use crate::keys::{KEY_ID_LEN, key_id_of, strict_public_key, verify_strict};
+use crate::kinds;
+use crate::record::{Record, rotation_proof_bytes};
+use crate::rules::{self, RuleError};
 
 /// Why a record failed verification. `seq` is the record's own position in the stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +26,8 @@ pub enum VerifyError {
     WrongKey { seq: u64, expected: String, found: String },
     #[error("record {seq}: signature does not verify (altered record or wrong key)")]
     BadSignature { seq: u64 },
+    #[error("record {seq}: {error}")]
+    Rule { seq: u64, error: RuleError },
     #[error("record {seq}: {what}")]
     Malformed { seq: u64, what: String },
 }
@@ -39,6 +43,7 @@ impl VerifyError {
             | VerifyError::HashMismatch { seq }
             | VerifyError::WrongKey { seq, .. }
             | VerifyError::BadSignature { seq }
+            | VerifyError::Rule { seq, .. }
             | VerifyError::Malformed { seq, .. } => *seq,
         }
     }
@@ -113,18 +118,13 @@ impl ChainVerifier {
         if <[u8; 32]>::from(Sha256::digest(&self.buf)) != rec.hash {
             return Err(VerifyError::HashMismatch { seq });
         }
+        rules::check_record(seq, &rec.van_id, &rec.kind, &rec.payload)
+            .map_err(|error| VerifyError::Rule { seq, error })?;
         let malformed = |what: String| VerifyError::Malformed { seq, what };
         let payload: serde_json::Value = serde_json::from_slice(&rec.payload)
             .map_err(|e| malformed(format!("payload is not JSON: {e}")))?;
 
         let key = if seq == 1 {
-            if rec.kind != kinds::GENESIS {
-                return Err(malformed(format!(
-                    "record 1 must be {:?}, found {:?}",
-                    kinds::GENESIS,
-                    rec.kind
-                )));
-            }
             let key = key_from_payload(&payload, "public_key").map_err(malformed)?;
             if let Some(trusted) = &self.trusted
                 && trusted != &key
@@ -153,7 +153,7 @@ impl ChainVerifier {
                 found: hex::encode(rec.key_id),
             });
         }
-        if key.verify_strict(&self.buf, &rec.signature()).is_err() {
+        if !verify_strict(&key, &self.buf, &rec.sig) {
             return Err(VerifyError::BadSignature { seq });
         }
 
@@ -166,10 +166,16 @@ impl ChainVerifier {
                 .and_then(|h| hex::decode(h).ok())
                 .and_then(|b| <[u8; 64]>::try_from(b).ok())
                 .ok_or_else(|| malformed("key.rotate payload lacks a 64-byte hex proof".into()))?;
+            let ids = (payload.get("old_key_id"), payload.get("new_key_id"));
+            if ids.0.and_then(|v| v.as_str()) != Some(hex::encode(key_id).as_str())
+                || ids.1.and_then(|v| v.as_str()) != Some(hex::encode(key_id_of(&new_key)).as_str())
+            {
+                return Err(malformed("key.rotate key ids do not match the old and new public keys".into()));
+            }
             let msg = rotation_proof_bytes(&rec.van_id, seq, &key_id, &new_key);
-            new_key
-                .verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(&proof))
-                .map_err(|_| malformed("key.rotate proof is not signed by the new key".into()))?;
+            if !verify_strict(&new_key, &msg, &proof) {
+                return Err(malformed("key.rotate proof is not signed by the new key".into()));
+            }
             next_key = new_key;
         }
         self.state = ChainState { van_id: rec.van_id.clone(), seq, hash: rec.hash, key: Some(next_key) };
@@ -184,12 +190,7 @@ fn key_from_payload(payload: &serde_json::Value, field: &str) -> Result<Verifyin
         .and_then(|h| hex::decode(h).ok())
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| format!("payload field {field:?} is not a 32-byte hex public key"))?;
-    let key = VerifyingKey::from_bytes(&bytes)
-        .map_err(|_| format!("payload field {field:?} is not a valid Ed25519 key"))?;
-    if key.is_weak() {
-        return Err(format!("payload field {field:?} is a weak (small-order) key"));
-    }
-    Ok(key)
+    strict_public_key(&bytes).map_err(|e| format!("payload field {field:?}: public key refused: {e}"))
 }
 
 /// Key id as lowercase hex.
@@ -200,12 +201,12 @@ pub fn key_id_hex(id: &[u8; KEY_ID_LEN]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::Draft;
-    use crate::keys::VanKey;
+    use crate::record::Draft;
+    use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
 
     fn chain(n: u64) -> Vec<Record> {
-        let key = VanKey::from_seed(&[5; 32]);
+        let key = SigningKey::from_bytes(&[5; 32]);
         let genesis = serde_json::json!({"format": 1, "public_key": hex::encode(key.verifying_key().as_bytes()), "van_id": "V"});
         let mut prev = [0u8; 32];
         (1..=n)
@@ -246,23 +247,13 @@ mod tests {
 
     #[test]
     fn record_one_must_be_genesis() {
-        let key = VanKey::from_seed(&[5; 32]);
-        let rec = Draft {
-            seq: 1,
-            van_id: "V",
-            time_us: 0,
-            boot_id: [0; 16],
-            boot_us: 0,
-            kind: "test.append",
-            payload: b"{}",
-            prev_hash: [0; 32],
-        }
-        .seal(&key)
-        .unwrap();
-        assert!(matches!(
+        let mut rec = chain(1).remove(0);
+        rec.kind = "test.append".into();
+        rec.hash = Sha256::digest(rec.signed_bytes()).into();
+        assert_eq!(
             ChainVerifier::from_genesis(None).check(&rec),
-            Err(VerifyError::Malformed { seq: 1, .. })
-        ));
+            Err(VerifyError::Rule { seq: 1, error: RuleError::FirstNotGenesis("test.append".into()) })
+        );
     }
 
     proptest! {

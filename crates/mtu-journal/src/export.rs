@@ -7,8 +7,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::record::Record;
-use crate::clock;
+use crate::record::Record;
 
 /// One exported record.
 #[derive(Debug, Serialize, Deserialize)]
@@ -40,18 +39,41 @@ pub enum ExportLineError {
     Field { line: usize, field: &'static str, detail: String },
 }
 
+/// Formats UTC microseconds as RFC 3339 with microseconds (`2026-11-23T20:00:00.000000Z`).
+pub fn format_utc_us(us: i64) -> String {
+    match jiff::Timestamp::from_microsecond(us) {
+        Ok(t) => format!("{t:.6}"),
+        Err(_) => format!("<invalid time {us}>"),
+    }
+}
+
 /// Writes one record as a JSON line (with trailing newline).
+///
+/// Export is lossless: a payload that is not UTF-8 (impossible for a record that passes the
+/// format rules, so a sign of damage) is an `InvalidData` error naming the record, never a
+/// silently altered line.
 pub fn write_line(out: &mut impl Write, rec: &Record) -> std::io::Result<()> {
+    let payload = std::str::from_utf8(&rec.payload).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "record {}: payload is not UTF-8 (byte {}); it cannot be exported without altering it \
+                 (run `vanctl journal verify`)",
+                rec.seq,
+                e.valid_up_to()
+            ),
+        )
+    })?;
     let line = Line {
         seq: rec.seq,
         van_id: rec.van_id.clone(),
         key_id: hex::encode(rec.key_id),
         time_us: rec.time_us,
-        time: clock::format_utc_us(rec.time_us),
+        time: format_utc_us(rec.time_us),
         boot_id: hex::encode(rec.boot_id),
         boot_us: rec.boot_us,
         kind: rec.kind.clone(),
-        payload: String::from_utf8_lossy(&rec.payload).into_owned(),
+        payload: payload.to_owned(),
         prev_hash: hex::encode(rec.prev_hash),
         hash: hex::encode(rec.hash),
         sig: hex::encode(rec.sig),
@@ -96,12 +118,11 @@ pub fn parse_line(text: &str, line_no: usize) -> Result<Record, ExportLineError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{Draft, kinds};
-    use crate::keys::VanKey;
+    use crate::record::Draft;
 
     #[test]
     fn line_round_trips_exactly() {
-        let key = VanKey::from_seed(&[3u8; 32]);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
         let payload = br#"{"name":"\u0645\u062d\u0645\u062f","note":"a \"quoted\" \\ text"}"#;
         let rec = Draft {
             seq: 7,
@@ -109,7 +130,7 @@ mod tests {
             time_us: -5,
             boot_id: [9; 16],
             boot_us: 1,
-            kind: kinds::DAEMON_START,
+            kind: "test.note",
             payload,
             prev_hash: [1; 32],
         }
@@ -120,6 +141,28 @@ mod tests {
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         let back = parse_line(std::str::from_utf8(&out).unwrap().trim_end(), 1).unwrap();
         assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn non_utf8_payload_is_an_error_not_a_lossy_line() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]);
+        let draft = Draft {
+            seq: 7,
+            van_id: "MTU-1",
+            time_us: 0,
+            boot_id: [0; 16],
+            boot_us: 0,
+            kind: "test.note",
+            payload: br#""ok""#,
+            prev_hash: [0; 32],
+        };
+        let mut rec = draft.seal(&key).unwrap();
+        rec.payload = b"\"\xff\"".to_vec();
+        let mut out = Vec::new();
+        let err = write_line(&mut out, &rec).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().starts_with("record 7: payload is not UTF-8"), "{err}");
+        assert!(out.is_empty());
     }
 
     #[test]

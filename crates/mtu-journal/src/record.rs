@@ -1,40 +1,24 @@
 //! One journal record: its fields, the exact bytes that are hashed and signed, and sealing.
 //!
-//! This module is pure (no I/O) and is the part HQ and auditors reuse. The byte layout is
+//! Pure (no I/O); the van, HQ and auditors share it. The byte layout is
 //! specified in `docs/journal-format.md`; change it only with a new domain tag.
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::keys::{KEY_ID_LEN, VanKey};
+use crate::keys::{KEY_ID_LEN, SealingKey};
+use crate::rules;
 
 /// Domain-separation prefix of the signed bytes: ASCII `mtu.journal.record.v1` then one 0x00.
 pub const RECORD_DOMAIN: &[u8; 22] = b"mtu.journal.record.v1\0";
 /// Domain prefix of a key-rotation proof (signed by the new key).
 pub const ROTATION_DOMAIN: &[u8; 28] = b"mtu.journal.key-rotation.v1\0";
 
-/// Longest van id, in bytes.
-pub const MAX_VAN_ID: usize = 32;
-/// Longest kind, in bytes.
-pub const MAX_KIND: usize = 64;
-/// Largest payload, in bytes (records are events, not files).
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+pub use crate::kinds;
+pub use crate::rules::{MAX_KIND, MAX_PAYLOAD, MAX_VAN_ID, check_kind, check_payload, check_van_id};
 
-/// Record kinds written by the foundation. Services add their own (`service.*`, `payment.*`, …).
-pub mod kinds {
-    /// Record 1 of every journal: names the van and its first public key.
-    pub const GENESIS: &str = "journal.genesis";
-    /// The daemon started (payload says whether the previous run stopped cleanly).
-    pub const DAEMON_START: &str = "daemon.start";
-    /// The daemon stopped cleanly.
-    pub const DAEMON_STOP: &str = "daemon.stop";
-    /// A new signing key takes over after this record; signed by the old key.
-    pub const KEY_ROTATE: &str = "key.rotate";
-    /// Appends failed (disk full, I/O error) before this record; how many and why.
-    pub const FAULT_STORAGE: &str = "fault.storage";
-    /// Verification found damage when the journal was opened.
-    pub const FAULT_INTEGRITY: &str = "fault.integrity";
-}
+/// A field or record that breaks a format rule (the name this module has always used).
+pub type FieldError = crate::rules::RuleError;
 
 /// A sealed record as stored and exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,58 +47,25 @@ pub struct Record {
     pub sig: [u8; 64],
 }
 
-/// The fields a writer supplies; sealing adds the hash and signature.
+/// The fields a writer supplies; sealing adds the key id, hash and signature.
 #[derive(Debug, Clone)]
 pub struct Draft<'a> {
+    /// Sequence number (1 for the genesis record).
     pub seq: u64,
+    /// The van's id.
     pub van_id: &'a str,
+    /// Wall-clock time, microseconds since the Unix epoch, UTC.
     pub time_us: i64,
+    /// Kernel boot id.
     pub boot_id: [u8; 16],
+    /// Microseconds since that boot.
     pub boot_us: u64,
+    /// What happened.
     pub kind: &'a str,
+    /// Compact UTF-8 JSON.
     pub payload: &'a [u8],
+    /// Hash of the previous record (zeros for record 1).
     pub prev_hash: [u8; 32],
-}
-
-/// A field that cannot go into a record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FieldError {
-    #[error("van id {0:?} must be 1–32 bytes of A–Z a–z 0–9 - _ .")]
-    VanId(String),
-    #[error("kind {0:?} must be 1–64 bytes of a–z 0–9 . _ -")]
-    Kind(String),
-    #[error("payload is {0} bytes; the limit is 262144")]
-    PayloadSize(usize),
-    #[error("payload is not valid UTF-8 JSON: {0}")]
-    PayloadJson(String),
-}
-
-/// Checks a van id.
-pub fn check_van_id(id: &str) -> Result<(), FieldError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_VAN_ID
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok { Ok(()) } else { Err(FieldError::VanId(id.to_owned())) }
-}
-
-/// Checks a kind.
-pub fn check_kind(kind: &str) -> Result<(), FieldError> {
-    let ok = !kind.is_empty()
-        && kind.len() <= MAX_KIND
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
-    if ok { Ok(()) } else { Err(FieldError::Kind(kind.to_owned())) }
-}
-
-/// Checks a payload: size limit and valid JSON text.
-pub fn check_payload(payload: &[u8]) -> Result<(), FieldError> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(FieldError::PayloadSize(payload.len()));
-    }
-    serde_json::from_slice::<serde::de::IgnoredAny>(payload)
-        .map(|_| ())
-        .map_err(|e| FieldError::PayloadJson(e.to_string()))
 }
 
 /// Appends the signed-bytes layout of the given fields to `out` (see docs/journal-format.md).
@@ -150,12 +101,10 @@ fn encode_body(
 }
 
 impl Draft<'_> {
-    /// Validates the fields, then hashes and signs them with `key`.
-    pub fn seal(&self, key: &VanKey) -> Result<Record, FieldError> {
-        check_van_id(self.van_id)?;
-        check_kind(self.kind)?;
-        check_payload(self.payload)?;
-        let key_id = key.key_id();
+    /// Checks the format rules ([`rules::check_record`]), then hashes and signs with `key`.
+    pub fn seal<K: SealingKey + ?Sized>(&self, key: &K) -> Result<Record, FieldError> {
+        rules::check_record(self.seq, self.van_id, self.kind, self.payload)?;
+        let key_id = key.id();
         let mut body = Vec::new();
         encode_body(
             &mut body,
@@ -170,7 +119,7 @@ impl Draft<'_> {
             &self.prev_hash,
         );
         let hash: [u8; 32] = Sha256::digest(&body).into();
-        let sig = key.sign(&body).to_bytes();
+        let sig = key.sign_bytes(&body).to_bytes();
         Ok(Record {
             seq: self.seq,
             van_id: self.van_id.to_owned(),
@@ -217,6 +166,11 @@ impl Record {
         serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
     }
 
+    /// The payload as its catalogue type `T` (e.g. [`kinds::DaemonStart`]).
+    pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.payload)
+    }
+
     /// Signature as an ed25519-dalek value.
     pub fn signature(&self) -> Signature {
         Signature::from_bytes(&self.sig)
@@ -243,6 +197,10 @@ pub fn rotation_proof_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
+
+    const GENESIS_PAYLOAD: &[u8] =
+        br#"{"format":1,"public_key":"0000000000000000000000000000000000000000000000000000000000000000","van_id":"MTU-TEST-1"}"#;
 
     pub(crate) fn draft(payload: &[u8]) -> Draft<'_> {
         Draft {
@@ -259,13 +217,14 @@ mod tests {
 
     #[test]
     fn layout_is_as_documented() {
-        let key = VanKey::from_seed(&[1u8; 32]);
-        let rec = draft(b"{}").seal(&key).unwrap();
+        let key = SigningKey::from_bytes(&[1u8; 32]);
+        let rec = draft(GENESIS_PAYLOAD).seal(&key).unwrap();
         let body = rec.signed_bytes();
         assert_eq!(&body[..22], RECORD_DOMAIN);
         assert_eq!(&body[22..30], &1u64.to_be_bytes());
         assert_eq!(body[30] as usize, "MTU-TEST-1".len());
-        let len = 22 + 8 + 1 + 10 + 8 + 8 + 16 + 8 + 1 + kinds::GENESIS.len() + 4 + 2 + 32;
+        let len =
+            22 + 8 + 1 + 10 + 8 + 8 + 16 + 8 + 1 + kinds::GENESIS.len() + 4 + GENESIS_PAYLOAD.len() + 32;
         assert_eq!(body.len(), len);
         assert_eq!(rec.hash, <[u8; 32]>::from(Sha256::digest(&body)));
         key.verifying_key().verify_strict(&body, &rec.signature()).unwrap();
@@ -273,12 +232,12 @@ mod tests {
 
     #[test]
     fn bad_fields_are_refused() {
-        let key = VanKey::from_seed(&[1u8; 32]);
+        let key = SigningKey::from_bytes(&[1u8; 32]);
         assert!(matches!(draft(b"{").seal(&key), Err(FieldError::PayloadJson(_))));
         let mut d = draft(b"{}");
         d.kind = "Daemon Start";
         assert!(matches!(d.seal(&key), Err(FieldError::Kind(_))));
-        let mut d = draft(b"{}");
+        let mut d = draft(GENESIS_PAYLOAD);
         d.van_id = "";
         assert!(matches!(d.seal(&key), Err(FieldError::VanId(_))));
     }
@@ -289,8 +248,8 @@ mod worked_example {
     //! The worked example of docs/journal-format.md: the document must show exactly these values.
     use super::*;
 
-    pub(crate) fn example() -> (VanKey, Record) {
-        let key = VanKey::from_seed(&[0x4d; 32]);
+    pub(crate) fn example() -> (ed25519_dalek::SigningKey, Record) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[0x4d; 32]);
         let rec = Draft {
             seq: 2,
             van_id: "MTU-CAI-0001",
@@ -298,7 +257,7 @@ mod worked_example {
             boot_id: *b"\x93\x55\x33\x7b\x13\x00\x43\x28\x8e\x5b\xe4\xf2\x72\xa8\xdd\x7b",
             boot_us: 1_384_654_357,
             kind: kinds::DAEMON_START,
-            payload: br#"{"mode":"production","previous_stop":"clean"}"#,
+            payload: br#"{"config":"/etc/mtu/vand.toml","mode":"production","open_ms":41,"previous_stop":"clean","records_verified_at_open":12,"version":"0.1.0"}"#,
             prev_hash: [0xab; 32],
         }
         .seal(&key)
@@ -309,7 +268,7 @@ mod worked_example {
     #[test]
     fn document_shows_the_real_values() {
         let (key, rec) = example();
-        let doc = include_str!("../../docs/journal-format.md");
+        let doc = include_str!("../../../docs/journal-format.md");
         let body = hex::encode(rec.signed_bytes());
         let want = [
             ("public key", hex::encode(key.verifying_key().as_bytes())),

@@ -1,0 +1,302 @@
+//! The composition root: what `vand` runs, wired in one place.
+//!
+//! [`App`] holds the shared pieces (configuration, journal handle, device manager); modules get
+//! what they need from it and never reach for globals or reload secrets. A [`Supervisor`] runs the
+//! daemon's services (control socket, health recorder, job recorder, and next the local API and
+//! the sync task) as siblings under one cancellation, and [`App::stop`] brings everything down
+//! within a bounded budget: running device steps reach a safe point or are recorded as
+//! interrupted, every job outcome is journaled, and only then is `daemon.stop` written.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::devices::gpio::GpioEvent;
+use crate::devices::manager::{HealthBoard, JobRecord, Manager, ManagerOptions, default_factory};
+use crate::devices::{DeviceId, Health};
+use crate::journal::Journal;
+
+use crate::journal::kinds::{
+    self, DeviceHealth, DeviceJob, DevicesHealth, HealthState, InputChange, JobOutcome,
+};
+
+/// The journal's typed form of a job record (the catalogue lives in the shared journal crate,
+/// which knows nothing of devices).
+pub fn job_payload(r: &JobRecord) -> DeviceJob {
+    let outcome = match r.outcome {
+        "done" => JobOutcome::Done,
+        "failed" => JobOutcome::Failed,
+        "cancelled" => JobOutcome::Cancelled,
+        "interrupted" => JobOutcome::Interrupted,
+        _ => JobOutcome::Unknown,
+    };
+    DeviceJob {
+        job: r.job.0,
+        device: r.device.name().into(),
+        what: r.what.clone(),
+        outcome,
+        fault: r.fault.map(|f| f.code()),
+        may_have_acted: r.may_have_acted,
+        detail: r.detail.clone(),
+        data: r.data.clone(),
+        ms: r.ms,
+    }
+}
+
+/// The journal's typed form of a device's health.
+pub fn health_payload(h: &Health) -> HealthState {
+    match h {
+        Health::Absent => HealthState::Absent,
+        Health::Connected => HealthState::Connected,
+        Health::Busy { what } => HealthState::Busy { what: what.clone() },
+        Health::Fault { fault, detail } => HealthState::Fault { fault: fault.code(), detail: detail.clone() },
+        Health::Disconnected { why } => HealthState::Disconnected { why: why.clone() },
+    }
+}
+
+/// The daemon's shared pieces.
+pub struct App {
+    /// The configuration it runs with.
+    pub config: Config,
+    /// The journal (one writer thread behind it; this is a handle).
+    pub journal: Journal,
+    /// The device threads.
+    pub manager: Arc<Manager>,
+    jobs: Option<mpsc::UnboundedReceiver<JobRecord>>,
+}
+
+impl App {
+    /// Starts the device manager with its job outcomes going to the journal.
+    pub fn start(config: Config, journal: Journal) -> App {
+        let (sink, jobs) = mpsc::unbounded_channel();
+        let options = ManagerOptions { sink: Some(sink), ..ManagerOptions::default() };
+        let manager = Arc::new(Manager::start_with(&config, default_factory(), options));
+        App { config, journal, manager, jobs: Some(jobs) }
+    }
+
+    /// Starts the daemon's services under one cancellation.
+    pub fn run_services(&mut self, power_fail: mpsc::Sender<&'static str>) -> Supervisor {
+        let mut sup = Supervisor::new();
+        let socket = crate::control::socket_path(&self.config.paths.state_dir);
+        let manager = self.manager.clone();
+        sup.spawn("control socket", move |cancel| async move {
+            if let Err(e) = crate::control::serve(&socket, manager, cancel).await {
+                tracing::error!("control socket: {e}");
+            }
+        });
+        let jobs = self.jobs.take();
+        let journal = self.journal.clone();
+        sup.spawn("job recorder", move |cancel| record_jobs(journal, jobs, cancel));
+        let (journal, board) = (self.journal.clone(), self.manager.watch_health());
+        sup.spawn("health recorder", move |cancel| record_health(journal, board, cancel));
+        let (journal, events) = (self.journal.clone(), self.manager.gpio_events());
+        sup.spawn("gpio recorder", move |cancel| record_gpio(journal, events, power_fail, cancel));
+        sup
+    }
+
+    /// Stops the services and the devices within `budget`, journaling every outcome; returns
+    /// how many jobs were interrupted (their records say `interrupted`).
+    pub async fn stop(&self, sup: Supervisor, budget: Duration) -> usize {
+        let started = Instant::now();
+        // Keep a margin for the journal records that follow.
+        let devices_budget =
+            budget.saturating_sub(Duration::from_millis(1500)).max(Duration::from_millis(500));
+        let journal_jobs = sup.stop_all_but("job recorder").await;
+        let m = self.manager.clone();
+        let interrupted =
+            tokio::task::spawn_blocking(move || m.shutdown_within(devices_budget)).await.unwrap_or_default();
+        // Every outcome delivered before the threads ended is in the channel: let the job
+        // recorder drain it, then record the interrupted ones.
+        let n = interrupted.len();
+        if let Some(jobs) = journal_jobs {
+            let _ = jobs.cancel.send(true);
+            let left = budget.saturating_sub(started.elapsed()).max(Duration::from_millis(200));
+            if tokio::time::timeout(left, jobs.task).await.is_err() {
+                tracing::error!("job recorder did not finish within the shutdown budget");
+            }
+        }
+        for r in interrupted {
+            append(&self.journal, kinds::DEVICE_JOB, &job_payload(&r)).await;
+        }
+        n
+    }
+}
+
+/// Resolves when the cancellation turns true (or its sender is gone).
+async fn until(cancel: &mut watch::Receiver<bool>) {
+    let done = cancel.wait_for(|c| *c).await.is_ok();
+    let _ = done;
+}
+
+async fn append<T: serde::Serialize>(journal: &Journal, kind: &str, payload: &T) {
+    let value = match serde_json::to_value(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(%kind, "cannot serialise a record payload: {e}");
+            return;
+        }
+    };
+    if let Err(e) = journal.append_async(kind, &value).await {
+        tracing::error!(error = %e, %kind, "could not journal");
+    }
+}
+
+/// Sibling tasks, each with its own cancellation, all stopped together.
+#[derive(Default)]
+pub struct Supervisor {
+    tasks: Vec<(&'static str, watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+/// A task taken out of the supervisor to be stopped last.
+pub struct Held {
+    /// Its own cancellation.
+    pub cancel: watch::Sender<bool>,
+    /// The task.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Supervisor {
+    /// An empty supervisor.
+    pub fn new() -> Supervisor {
+        Supervisor::default()
+    }
+
+    /// Runs the task `f` makes as a named sibling; it must end soon after its cancellation
+    /// turns true.
+    pub fn spawn<F, Fut>(&mut self, name: &'static str, f: F)
+    where
+        F: FnOnce(watch::Receiver<bool>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (cancel, rx) = watch::channel(false);
+        self.tasks.push((name, cancel, tokio::spawn(f(rx))));
+    }
+
+    /// Cancels every task but `keep` and waits for them; returns `keep` to stop later.
+    pub async fn stop_all_but(self, keep: &str) -> Option<Held> {
+        let mut held = None;
+        let mut waiting = Vec::new();
+        for (name, cancel, task) in self.tasks {
+            if name == keep {
+                held = Some(Held { cancel, task });
+            } else {
+                let _ = cancel.send(true);
+                waiting.push((name, task));
+            }
+        }
+        for (name, task) in waiting {
+            if let Err(e) = task.await {
+                tracing::error!("{name} ended abnormally: {e}");
+            }
+        }
+        held
+    }
+
+    /// Cancels every task and waits for them.
+    pub async fn stop(self) {
+        if let Some(h) = self.stop_all_but("").await {
+            let _ = h.cancel.send(true);
+            let _ = h.task.await;
+        }
+    }
+}
+
+/// Journals every job outcome (`device.job`). After cancellation it drains what is queued and
+/// ends: the channel is unbounded, so no outcome is ever dropped for lack of room.
+async fn record_jobs(
+    journal: Journal,
+    jobs: Option<mpsc::UnboundedReceiver<JobRecord>>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let Some(mut jobs) = jobs else { return };
+    loop {
+        tokio::select! {
+            biased;
+            r = jobs.recv() => match r {
+                Some(r) => append(&journal, kinds::DEVICE_JOB, &job_payload(&r)).await,
+                None => return,
+            },
+            _ = until(&mut cancel) => break,
+        }
+    }
+    while let Ok(r) = jobs.try_recv() {
+        append(&journal, kinds::DEVICE_JOB, &job_payload(&r)).await;
+    }
+}
+
+/// Records device health transitions (`device.health`) from the health board: the recorder
+/// compares the board's stable states and change counters with what it last recorded, so no
+/// transition is lost even if it falls behind (a missed intermediate state shows as
+/// `changes > 1`). Busy/idle during jobs is not recorded (the jobs' own records are).
+async fn record_health(
+    journal: Journal,
+    mut board: watch::Receiver<HealthBoard>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let first = board.borrow_and_update().clone();
+    let devices = first.stable.iter().map(|(d, h)| (d.name().to_owned(), health_payload(h))).collect();
+    append(&journal, kinds::DEVICES_HEALTH, &DevicesHealth { devices }).await;
+    let mut recorded: BTreeMap<DeviceId, u64> = first.changes.clone();
+    loop {
+        let now = board.borrow_and_update().clone();
+        for (device, count) in &now.changes {
+            let before = recorded.get(device).copied().unwrap_or(0);
+            if *count == before {
+                continue;
+            }
+            if let Some(health) = now.stable.get(device) {
+                let payload = DeviceHealth {
+                    device: device.name().into(),
+                    health: health_payload(health),
+                    changes: count - before,
+                };
+                append(&journal, kinds::DEVICE_HEALTH, &payload).await;
+            }
+            recorded.insert(*device, *count);
+        }
+        tokio::select! {
+            changed = board.changed() => if changed.is_err() { return },
+            _ = until(&mut cancel) => return,
+        }
+    }
+}
+
+/// Records tamper and power-fail inputs (`gpio.tamper`, `power.fail`); a power failure asks the
+/// daemon to stop cleanly while the UPS still holds.
+async fn record_gpio(
+    journal: Journal,
+    events: Option<tokio::sync::broadcast::Receiver<GpioEvent>>,
+    stop: mpsc::Sender<&'static str>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let Some(mut events) = events else { return };
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => match e {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    // GPIO inputs are levels: the next event carries the current level.
+                    tracing::error!("{n} GPIO events were skipped (the recorder fell behind)");
+                    continue;
+                }
+                Err(_) => return,
+            },
+            _ = until(&mut cancel) => return,
+        };
+        let (kind, active) = match event {
+            GpioEvent::Tamper { active } => (kinds::GPIO_TAMPER, active),
+            GpioEvent::PowerFail { active } => (kinds::POWER_FAIL, active),
+        };
+        if active {
+            tracing::warn!("{kind}: active");
+        }
+        append(&journal, kind, &InputChange { active }).await;
+        if matches!(event, GpioEvent::PowerFail { active: true }) {
+            let _ = stop.send("power-fail").await;
+        }
+    }
+}
