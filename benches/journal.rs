@@ -74,14 +74,21 @@ fn insert_cost(dir: &std::path::Path, key: &VanKey, triggers: bool, n: u64) -> D
     let mut prev = [0u8; 32];
     let recs: Vec<_> = (1..=n)
         .map(|seq| {
-            let body = payload(seq).to_string();
+            // Record 1 must be the genesis record (format rules).
+            let (kind, body) = if seq == 1 {
+                let genesis = serde_json::json!({"format": 1, "public_key": hex::encode(key.verifying_key().as_bytes()),
+                    "van_id": "MTU-BENCH-1"});
+                (kinds::GENESIS, genesis.to_string())
+            } else {
+                ("service.step", payload(seq).to_string())
+            };
             let r = Draft {
                 seq,
                 van_id: "MTU-BENCH-1",
                 time_us: 0,
                 boot_id: [0; 16],
                 boot_us: 0,
-                kind: "service.step",
+                kind,
                 payload: body.as_bytes(),
                 prev_hash: prev,
             }
@@ -244,8 +251,18 @@ fn big_journal(path: &std::path::Path, key: &VanKey, records: u64) {
             });
         }
     });
-    j.append(kinds::DAEMON_STOP, &serde_json::json!({"reason": "SIGTERM"})).unwrap();
+    j.append(
+        kinds::DAEMON_STOP,
+        &serde_json::json!({"reason": "SIGTERM", "interrupted_jobs": 0, "stop_ms": 1}),
+    )
+    .unwrap();
     j.close();
+}
+
+/// A `daemon.start` payload as the catalogue types it.
+fn start_payload(previous: &str) -> serde_json::Value {
+    serde_json::json!({"config": "bench", "mode": "simulation", "open_ms": 0, "previous_stop": previous,
+        "records_verified_at_open": 0, "version": "bench"})
 }
 
 // The bench keeps one seed so the big journal can be reopened with the same key.
@@ -277,7 +294,7 @@ fn main() {
 
     let t = Instant::now();
     let (j, report) = Journal::open(&path, VanKey::from_seed(&SEED), &opts()).unwrap();
-    j.append(kinds::DAEMON_START, &serde_json::json!({"previous_stop": "clean"})).unwrap();
+    j.append(kinds::DAEMON_START, &start_payload("clean")).unwrap();
     let ready = t.elapsed();
     j.close();
     println!(
@@ -300,7 +317,7 @@ fn main() {
     }
     let t = Instant::now();
     let (j, report) = Journal::open(&path, VanKey::from_seed(&SEED), &opts()).unwrap();
-    j.append(kinds::DAEMON_START, &serde_json::json!({"previous_stop": "unclean"})).unwrap();
+    j.append(kinds::DAEMON_START, &start_payload("unclean")).unwrap();
     let ready = t.elapsed();
     j.close();
     println!(
