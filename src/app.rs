@@ -83,8 +83,9 @@ impl App {
         let mut sup = Supervisor::new();
         let socket = crate::control::socket_path(&self.config.paths.state_dir);
         let manager = self.manager.clone();
+        let limits = crate::control::Limits::from(&self.config.control);
         sup.spawn("control socket", move |cancel| async move {
-            if let Err(e) = crate::control::serve(&socket, manager, cancel).await {
+            if let Err(e) = crate::control::serve_with(&socket, manager, limits, cancel).await {
                 tracing::error!("control socket: {e}");
             }
         });
@@ -93,8 +94,10 @@ impl App {
         sup.spawn("job recorder", move |cancel| record_jobs(journal, jobs, cancel));
         let (journal, board) = (self.journal.clone(), self.manager.watch_health());
         sup.spawn("health recorder", move |cancel| record_health(journal, board, cancel));
-        let (journal, events) = (self.journal.clone(), self.manager.gpio_events());
-        sup.spawn("gpio recorder", move |cancel| record_gpio(journal, events, power_fail, cancel));
+        let (journal, events, manager) =
+            (self.journal.clone(), self.manager.gpio_events(), self.manager.clone());
+        let state = move || manager.gpio_state();
+        sup.spawn("gpio recorder", move |cancel| record_gpio(journal, events, state, power_fail, cancel));
         sup
     }
 
@@ -266,37 +269,48 @@ async fn record_health(
 }
 
 /// Records tamper and power-fail inputs (`gpio.tamper`, `power.fail`); a power failure asks the
-/// daemon to stop cleanly while the UPS still holds.
+/// daemon to stop cleanly while the UPS still holds. Inputs are levels: if the recorder ever falls
+/// behind the event queue, it records the inputs' current levels instead of the missed edges.
 async fn record_gpio(
     journal: Journal,
     events: Option<tokio::sync::broadcast::Receiver<GpioEvent>>,
+    state: impl Fn() -> Option<crate::devices::gpio::GpioState> + Send,
     stop: mpsc::Sender<&'static str>,
     mut cancel: watch::Receiver<bool>,
 ) {
     let Some(mut events) = events else { return };
     loop {
-        let event = tokio::select! {
+        let batch: Vec<GpioEvent> = tokio::select! {
             e = events.recv() => match e {
-                Ok(e) => e,
+                Ok(e) => vec![e],
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    // GPIO inputs are levels: the next event carries the current level.
-                    tracing::error!("{n} GPIO events were skipped (the recorder fell behind)");
-                    continue;
+                    tracing::error!("{n} GPIO events were skipped (the recorder fell behind): recording current levels");
+                    let inputs = state().map(|s| s.inputs).unwrap_or_default();
+                    inputs
+                        .iter()
+                        .filter_map(|(name, active)| match name.as_str() {
+                            "tamper" => Some(GpioEvent::Tamper { active: *active }),
+                            "power_fail" => Some(GpioEvent::PowerFail { active: *active }),
+                            _ => None,
+                        })
+                        .collect()
                 }
                 Err(_) => return,
             },
             _ = until(&mut cancel) => return,
         };
-        let (kind, active) = match event {
-            GpioEvent::Tamper { active } => (kinds::GPIO_TAMPER, active),
-            GpioEvent::PowerFail { active } => (kinds::POWER_FAIL, active),
-        };
-        if active {
-            tracing::warn!("{kind}: active");
-        }
-        append(&journal, kind, &InputChange { active }).await;
-        if matches!(event, GpioEvent::PowerFail { active: true }) {
-            let _ = stop.send("power-fail").await;
+        for event in batch {
+            let (kind, active) = match event {
+                GpioEvent::Tamper { active } => (kinds::GPIO_TAMPER, active),
+                GpioEvent::PowerFail { active } => (kinds::POWER_FAIL, active),
+            };
+            if active {
+                tracing::warn!("{kind}: active");
+            }
+            append(&journal, kind, &InputChange { active }).await;
+            if matches!(event, GpioEvent::PowerFail { active: true }) {
+                let _ = stop.send("power-fail").await;
+            }
         }
     }
 }

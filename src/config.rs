@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::devices::options;
+
 /// The simulation configuration compiled into the binaries.
 pub const EMBEDDED_SIM: &str = include_str!("../config/sim.toml");
 /// Name shown in messages for the embedded configuration.
@@ -62,6 +64,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     #[serde(default)]
     pub simulation: SimulationConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
     /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
     #[serde(skip)]
     pub source: String,
@@ -244,7 +248,8 @@ pub struct DeviceConfig {
     pub enabled: bool,
     /// Serial line settings.
     pub serial: SerialConfig,
-    /// Driver-specific options (documented in `docs/config.md`), checked by the driver at start.
+    /// Driver-specific options (documented in `docs/config.md`). Checked when the configuration
+    /// is loaded (typed in [`crate::devices::options`]) and read again by the driver at open.
     pub options: toml::Table,
     /// Idle status-poll interval (`health_poll_ms`; 0 = off; absent = the kind's default, see
     /// `devices::manager::default_poll`).
@@ -390,6 +395,22 @@ impl Default for SimulationConfig {
     }
 }
 
+/// The local control socket (`vanctl`): how many clients it serves and how long an idle one may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Clients served at once (1 … 1024); one more is answered with an error and closed.
+    pub max_clients: usize,
+    /// Seconds a client may stay connected without sending a request (1 … 3600).
+    pub idle_timeout_s: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig { max_clients: 16, idle_timeout_s: 30 }
+    }
+}
+
 /// Document rendering settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -435,11 +456,71 @@ impl Config {
             toml_error(text, file, &key, e.inner())
         })?;
         config.source = file.to_owned();
-        config.validate().map_err(|(key, message)| {
+        let placed = |(key, message): (String, String)| {
             let (line, column) = locate_key(text, &key).unwrap_or((1, 1));
             ConfigError::Invalid { file: file.to_owned(), line, column, key, message }
-        })?;
+        };
+        config.validate().map_err(placed)?;
+        config.check_driver_options(text, file)?;
         Ok(config)
+    }
+
+    /// Reads every device's `options` table into its driver's typed options, from the text so an
+    /// error names the line and the full key (`devices.rfid.options.region`).
+    fn check_driver_options(&self, text: &str, file: &str) -> Result<(), ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(text, file, "", &e))?;
+        let doc: OptionsDoc = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let (key, _) = options::error_key("", &path, &e.inner().to_string());
+            toml_error(text, file, key.trim_start_matches('.'), e.inner())
+        })?;
+        let placed = |key: String, message: String| {
+            let (line, column) = locate_key(text, &key).unwrap_or((1, 1));
+            ConfigError::Invalid { file: file.to_owned(), line, column, key, message }
+        };
+        // Keys a driver cannot work without (the tag secret) are required of an enabled device in
+        // production; in simulation (test rigs, partial set-ups) the driver reports a missing one
+        // when its port opens.
+        fn check<T: options::DriverOptions>(
+            section: &Option<OptionsSection<T>>,
+            device: &Option<DeviceConfig>,
+            production: bool,
+        ) -> Result<(), (String, String)> {
+            match (section, device) {
+                (Some(s), Some(d)) if d.enabled && production => {
+                    s.options.check().map_err(|(key, message)| {
+                        (format!("{}.{key}", options::options_prefix(T::DEVICE)), message)
+                    })
+                }
+                _ => Ok(()),
+            }
+        }
+        let d = &doc.devices;
+        let production = self.mode == Mode::Production;
+        check(&d.payment, &self.devices.payment, production)
+            .and(check(&d.card, &self.devices.card, production))
+            .and(check(&d.sticker, &self.devices.sticker, production))
+            .and(check(&d.rfid, &self.devices.rfid, production))
+            .map_err(|(key, message)| placed(key, message))?;
+        if let (Some(sticker), Some(dev)) = (&d.sticker, &self.devices.sticker)
+            && dev.enabled
+            && sticker.options.dpi.0 != self.documents.sticker_dpi
+        {
+            let key = if dev.options.contains_key("dpi") {
+                "devices.sticker.options.dpi"
+            } else {
+                "documents.sticker_dpi"
+            };
+            return Err(placed(
+                key.into(),
+                format!(
+                    "the sticker printer is set to {} dpi (devices.sticker.options.dpi) but labels \
+                     are rendered at {} dpi (documents.sticker_dpi): make them equal",
+                    sticker.options.dpi.0, self.documents.sticker_dpi
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Semantic checks; returns the dotted key and what is wrong with it.
@@ -509,6 +590,12 @@ impl Config {
                 return Err((format!("devices.{name}.path"), "must not be empty".into()));
             }
         }
+        if !(1..=1024).contains(&self.control.max_clients) {
+            return Err(("control.max_clients".into(), "must be 1 … 1024".into()));
+        }
+        if !(1..=3600).contains(&self.control.idle_timeout_s) {
+            return Err(("control.idle_timeout_s".into(), "must be 1 … 3600 seconds".into()));
+        }
         if !matches!(self.documents.sticker_dpi, 203 | 300) {
             return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));
         }
@@ -530,6 +617,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The configuration seen only through the devices' typed driver options (everything else is
+/// read, and checked, by [`Config`]); each slot has its one driver, checked before this is read.
+#[derive(Deserialize)]
+struct OptionsDoc {
+    #[serde(default)]
+    devices: OptionsDevices,
+}
+
+#[derive(Default, Deserialize)]
+struct OptionsDevices {
+    payment: Option<OptionsSection<options::ZvtOptions>>,
+    card: Option<OptionsSection<options::EvolisOptions>>,
+    sticker: Option<OptionsSection<options::ZplOptions>>,
+    rfid: Option<OptionsSection<options::MercuryOptions>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: options::DriverOptions"))]
+struct OptionsSection<T> {
+    #[serde(default)]
+    options: T,
 }
 
 /// Parses `HH:MM` into minutes after midnight.
@@ -652,6 +762,18 @@ mod tests {
         assert_eq!(line, 2);
         let (_, key, msg) = err("mode = \"simulation\"\n[paths]\nstate_dir=\"v\"\n");
         assert!(msg.contains("van"), "{key}: {msg}");
+    }
+
+    #[test]
+    fn control_limits_have_defaults_and_bounds() {
+        let c = Config::parse(BASE, "t.toml").unwrap();
+        assert_eq!(c.control, ControlConfig { max_clients: 16, idle_timeout_s: 30 });
+        let (line, key, _) = err(&format!("{BASE}[control]\nmax_clients = 0\n"));
+        assert_eq!((line, key.as_str()), (7, "control.max_clients"));
+        let (line, key, _) = err(&format!("{BASE}[control]\nidle_timeout_s = 0\n"));
+        assert_eq!((line, key.as_str()), (7, "control.idle_timeout_s"));
+        let (_, _, msg) = err(&format!("{BASE}[control]\nmax_client = 3\n"));
+        assert!(msg.contains("max_client"), "{msg}");
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! - anything else → `{"error":"…"}` naming what was wrong; the connection stays usable.
 //!
 //! The socket is created with mode 0660 so only the daemon's user and group (technicians) can use it.
+//!
+//! Clients are bounded ([`Limits`], `[control]` in the configuration): at most `max_clients` are
+//! served at once, a client beyond that is answered `{"error":"too many control clients (16); try
+//! again"}` and closed at once, a client that sends no request for `idle_timeout_s` is told so and
+//! closed, and a request line is at most [`MAX_LINE`] bytes. The socket also never takes the
+//! daemon's last [`FD_RESERVE`] file descriptors, so a device can always be reopened after a
+//! replug; [`raise_fd_limit`] lifts the soft descriptor limit to the hard one at daemon start.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -21,10 +28,84 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
+use crate::config::ControlConfig;
 use crate::devices::manager::Manager;
 
 /// Longest request line accepted (a request is a few dozen bytes).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// File descriptors the control socket always leaves to the rest of the daemon (device ports, the
+/// journal, logs): a client whose descriptor would fall into this reserve is refused.
+pub const FD_RESERVE: u64 = 64;
+
+/// How many clients the control socket serves and for how long an idle one may stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Clients served at once; one more is refused with a reason.
+    pub max_clients: usize,
+    /// A client that sends no complete request for this long is closed (and an answer that
+    /// cannot be written for this long ends the connection).
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from(&ControlConfig::default())
+    }
+}
+
+impl From<&ControlConfig> for Limits {
+    fn from(c: &ControlConfig) -> Self {
+        Limits {
+            max_clients: c.max_clients.max(1),
+            idle_timeout: Duration::from_secs(c.idle_timeout_s.max(1)),
+        }
+    }
+}
+
+/// Raises the soft limit on open file descriptors (`RLIMIT_NOFILE`) to the hard limit and returns
+/// the soft limit before and after. Call once at daemon start: systemd's default soft limit
+/// (1024) is far below its hard limit, and vand uses epoll, never `select`.
+#[allow(clippy::unnecessary_cast)] // rlim_t is narrower than u64 on some targets
+pub fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur as u64;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard one
+        // needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur as u64))
+}
+
+/// The current soft limit on open file descriptors (`u64::MAX` if unknown or unlimited).
+#[allow(clippy::unnecessary_cast)] // rlim_t is narrower than u64 on some targets
+fn fd_soft_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    lim.rlim_cur as u64
+}
+
+/// Open descriptors of this process and its soft limit; `None` when they cannot be counted
+/// (counting needs a descriptor itself, so the table is full). Without procfs nothing is known
+/// and nothing is held back.
+fn fd_headroom() -> Option<(u64, u64)> {
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => Some((dir.count() as u64, fd_soft_limit())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some((0, u64::MAX)),
+        Err(_) => None,
+    }
+}
 
 /// File name of the socket inside the state directory.
 pub const SOCKET_NAME: &str = "vand.sock";
@@ -69,11 +150,22 @@ pub enum ControlError {
     Remote(String),
 }
 
-/// Serves the control socket until `shutdown` becomes true (or its sender is dropped). A stale
-/// socket file from a crashed daemon is replaced; a live one is an error.
+/// Serves the control socket with the default [`Limits`]; see [`serve_with`].
 pub async fn serve(
     path: &Path,
     manager: Arc<Manager>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ControlError> {
+    serve_with(path, manager, Limits::default(), shutdown).await
+}
+
+/// Serves the control socket until `shutdown` becomes true (or its sender is dropped), with at
+/// most `limits.max_clients` clients at once. A stale socket file from a crashed daemon is
+/// replaced; a live one is an error.
+pub async fn serve_with(
+    path: &Path,
+    manager: Arc<Manager>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let shown = path.display().to_string();
@@ -87,7 +179,13 @@ pub async fn serve(
         UnixListener::bind(path).map_err(|source| ControlError::Bind { path: shown.clone(), source })?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|source| ControlError::Bind { path: shown.clone(), source })?;
-    tracing::info!("control socket listening on {shown}");
+    tracing::info!(
+        "control socket listening on {shown} (at most {} clients, idle timeout {} s)",
+        limits.max_clients,
+        limits.idle_timeout.as_secs()
+    );
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_clients));
+    let mut refused: u64 = 0;
     loop {
         if *shutdown.borrow() {
             break;
@@ -98,9 +196,33 @@ pub async fn serve(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let m = manager.clone();
-                    let sd = shutdown.clone();
-                    tokio::spawn(async move { connection(stream, m, sd).await });
+                    let permit = match slots.clone().try_acquire_owned() {
+                        Err(_) => Err(format!(
+                            "too many control clients ({}); try again",
+                            limits.max_clients
+                        )),
+                        Ok(permit) => match fd_headroom() {
+                            Some((open, limit)) if open.saturating_add(FD_RESERVE) >= limit => Err(format!(
+                                "vand is short of file descriptors ({open} of {limit} open); try again"
+                            )),
+                            None => Err("vand is short of file descriptors; try again".to_owned()),
+                            Some(_) => Ok(permit),
+                        },
+                    };
+                    match permit {
+                        Ok(permit) => {
+                            let m = manager.clone();
+                            let sd = shutdown.clone();
+                            tokio::spawn(connection(stream, m, sd, limits.idle_timeout, permit));
+                        }
+                        Err(reason) => {
+                            refused += 1;
+                            if refused.is_power_of_two() {
+                                tracing::warn!("control socket {shown}: client refused: {reason} ({refused} so far)");
+                            }
+                            refuse(&stream, &reason);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("control socket {shown}: accept failed: {e}");
@@ -113,19 +235,58 @@ pub async fn serve(
     Ok(())
 }
 
-async fn connection(stream: UnixStream, manager: Arc<Manager>, mut shutdown: watch::Receiver<bool>) {
+/// Answers a client that will not be served with one error line, without waiting (the line fits
+/// in an empty socket buffer; if it does not, the client gets only the close), then closes it.
+fn refuse(stream: &UnixStream, reason: &str) {
+    let mut text = json!({ "error": reason }).to_string();
+    text.push('\n');
+    let _ = stream.try_write(text.as_bytes());
+}
+
+async fn connection(
+    stream: UnixStream,
+    manager: Arc<Manager>,
+    shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
+    serve_client(&mut reader, &mut write, &manager, shutdown, idle_timeout).await;
+    // The slot is free before the client sees the close, so it may connect again at once.
+    drop(slot);
+    drop(write);
+    drop(reader);
+}
+
+/// Answers requests until the client leaves, idles out, sends a too-long line or stops reading.
+async fn serve_client(
+    reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    manager: &Manager,
+    mut shutdown: watch::Receiver<bool>,
+    idle_timeout: Duration,
+) {
     let mut line = Vec::new();
     loop {
         line.clear();
         let n = tokio::select! {
             _ = shutdown.changed() => return,
-            n = read_line_limited(&mut reader, &mut line) => n,
+            n = tokio::time::timeout(idle_timeout, read_line_limited(reader, &mut line)) => match n {
+                Ok(n) => n,
+                Err(_) => {
+                    let text = format!(
+                        "{}\n",
+                        json!({"error": format!("no request for {} s; closing", idle_timeout.as_secs())})
+                    );
+                    let _ = tokio::time::timeout(idle_timeout, write.write_all(text.as_bytes())).await;
+                    return;
+                }
+            },
         };
         let answer = match n {
             Ok(0) => return,
-            Ok(_) => handle_request(&manager, &line).await,
+            Ok(_) => handle_request(manager, &line).await,
             Err(LineError::TooLong) => {
                 json!({"error": format!("request line longer than {MAX_LINE} bytes")})
             }
@@ -133,7 +294,8 @@ async fn connection(stream: UnixStream, manager: Arc<Manager>, mut shutdown: wat
         };
         let mut text = answer.to_string();
         text.push('\n');
-        if write.write_all(text.as_bytes()).await.is_err() {
+        // A client that does not read its answer must not keep its slot.
+        if !matches!(tokio::time::timeout(idle_timeout, write.write_all(text.as_bytes())).await, Ok(Ok(()))) {
             return;
         }
         if matches!(n, Err(LineError::TooLong)) {
@@ -188,9 +350,10 @@ pub enum Request {
     Test(crate::devices::DeviceId),
 }
 
-/// How long the control socket waits for a technician test job (a colour card takes about a
-/// minute on the wire); the job goes on and is journaled if it takes longer.
-pub const TEST_JOB_WAIT: Duration = Duration::from_secs(180);
+/// How long the control socket waits for a technician test job (a two-sided colour card is about
+/// 2.2 MB, over three minutes at 115,200 baud); the job goes on and is journaled if it takes
+/// longer.
+pub const TEST_JOB_WAIT: Duration = Duration::from_secs(300);
 
 /// Parses one request line; the error says what was wrong, for the `{"error": …}` answer.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
@@ -253,9 +416,15 @@ pub fn request(path: &Path, req: &Value) -> Result<Value, ControlError> {
     stream.set_read_timeout(Some(TEST_JOB_WAIT + Duration::from_secs(30))).map_err(io)?;
     let mut text = req.to_string();
     text.push('\n');
-    stream.write_all(text.as_bytes()).map_err(io)?;
+    // A daemon that refuses the client (too many clients) answers and closes before reading:
+    // the write then fails, but its answer is still there to read.
+    let written = stream.write_all(text.as_bytes());
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
+    if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
+    }
     if answer.is_empty() {
         return Err(ControlError::BadAnswer {
             path: shown,
@@ -288,6 +457,18 @@ mod tests {
         );
         assert!(parse_request(br#"{"cmd":"test","device":"gpio"}"#).unwrap_err().contains("unknown device"));
         assert!(parse_request(br#"{"cmd":"test"}"#).unwrap_err().contains("needs a string field"));
+    }
+
+    #[test]
+    #[allow(clippy::unnecessary_cast)] // rlim_t is narrower than u64 on some targets
+    fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
+        let (before, after) = raise_fd_limit().unwrap();
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit on a struct we own.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(after, lim.rlim_max as u64);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+        assert!(after >= before);
     }
 
     proptest! {

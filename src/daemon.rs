@@ -84,6 +84,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // The composition root: devices (one thread per port), their job outcomes and health
     // transitions into the journal, the control socket; all under one supervisor.
+    // Ports reopen after every replug and the control socket takes clients: never run short of
+    // descriptors because of a low soft limit.
+    match crate::control::raise_fd_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(before, after, "raised the open-files limit")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("could not raise the open-files limit: {e}"),
+    }
     let budget = config.daemon.shutdown_budget;
     let mut app = crate::app::App::start(config.clone(), (*journal).clone());
     let (power_tx, power_rx) = tokio::sync::mpsc::channel(1);

@@ -137,7 +137,7 @@ fn through_the_trait_and_config() {
     bad.options.insert("epc_bytes".into(), toml::Value::Integer(7));
     let (link, _served) = serve(sim(""));
     match driver_from_config(&bad, Box::new(link)) {
-        Err(DeviceError::Config { key, .. }) => assert_eq!(key, "epc_bytes"),
+        Err(DeviceError::Config { key, .. }) => assert_eq!(key, "devices.rfid.options.epc_bytes"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("accepted a bad option"),
     }

@@ -18,6 +18,11 @@ struct Van {
 /// The simulation config, with everything under a temp dir, status polls every 200 ms and a 3 s
 /// shutdown budget.
 fn start() -> Van {
+    start_with_scenario(None)
+}
+
+/// As [`start`]; `scenario` replaces the realistic-timing scenario file.
+fn start_with_scenario(scenario: Option<(&str, &str)>) -> Van {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let root = env!("CARGO_MANIFEST_DIR");
@@ -30,6 +35,14 @@ fn start() -> Van {
         .replace("timeout_ms = 2000\n", "timeout_ms = 2000\nhealth_poll_ms = 200\n")
         + "\n[daemon]\nshutdown_budget_ms = 3000\n";
     assert_eq!(text.matches("health_poll_ms = 200").count(), 4, "every device polls");
+    let text = match scenario {
+        Some((body, extra_config)) => {
+            let file = dir.path().join("scenario.toml");
+            std::fs::write(&file, body).unwrap();
+            text.replace(&format!("{root}/hw/sim/default.toml"), file.to_str().unwrap()) + extra_config
+        }
+        None => text,
+    };
     let config = dir.path().join("vand.toml");
     std::fs::write(&config, text).unwrap();
     let mut vand = Command::new(env!("CARGO_BIN_EXE_vand"))
@@ -48,6 +61,14 @@ fn start() -> Van {
     }
     std::thread::spawn(move || lines.for_each(drop));
     Van { dir, config, vand }
+}
+
+impl Drop for Van {
+    /// A failed test must not leave its daemon running (it holds the test's output open).
+    fn drop(&mut self) {
+        let _ = self.vand.kill();
+        let _ = self.vand.wait();
+    }
 }
 
 impl Van {
@@ -158,4 +179,40 @@ fn faults_recoveries_test_jobs_and_a_bounded_stop_are_on_record() {
         (&card["outcome"], &card["may_have_acted"]),
         (&Value::from("interrupted"), &Value::from(true))
     );
+}
+
+/// Every technician test job runs to the end on the simulated devices (instant timing) and
+/// reports what it did; each is a `device.job` record with its id.
+#[test]
+fn every_test_job_runs_and_is_journaled() {
+    let mut van = start_with_scenario(Some((
+        "[timing]\nscale = 0\n[sticker]\nrfid = true\n",
+        "[devices.sticker.options]\nrfid = true\n",
+    )));
+    van.wait_devices("all connected", all_connected);
+    let mut ids = Vec::new();
+    for (device, says) in [
+        ("payment", "nothing was charged"),
+        ("card", "printed a test card: panels"),
+        ("sticker", "printed a test label with an RFID write"),
+        ("rfid", "encoded a test tag: TID"),
+    ] {
+        let out = van.vanctl(&["devices", "test", device, "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert!(out.status.success(), "{device}: {v} {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(v["ok"], true, "{device}: {v}");
+        assert!(v["lines"].to_string().contains(says), "{device}: {v}");
+        ids.push((device, v["job"].as_str().unwrap().to_owned()));
+    }
+    // SAFETY: kill with the pid of our own child.
+    unsafe { libc::kill(van.vand.id() as i32, libc::SIGTERM) };
+    assert!(van.vand.wait().unwrap().success());
+    let jobs: Vec<Value> =
+        van.records().into_iter().filter(|(k, _)| k == "device.job").map(|(_, p)| p).collect();
+    for (device, id) in ids {
+        let rec = jobs.iter().find(|j| j["device"] == device && j["what"] != "self-test");
+        let rec = rec.unwrap_or_else(|| panic!("{device}: no device.job record in {jobs:?}"));
+        assert_eq!(rec["outcome"], "done", "{rec}");
+        assert_eq!(format!("job-{:x}", rec["job"].as_u64().unwrap()), id);
+    }
 }

@@ -98,6 +98,7 @@ pub mod fault;
 pub mod gpio;
 pub mod manager;
 pub mod mercury;
+pub mod options;
 pub mod payment;
 pub mod registry;
 pub mod rfid;

@@ -18,7 +18,7 @@ pub mod raster;
 use std::time::{Duration, Instant};
 
 use self::codec::{Reply, ReplyReader, command};
-use self::job::{Insertion, JobSettings, Ribbon, build_job};
+use self::job::{JobSettings, build_job};
 use super::Fault;
 use super::card::{CardFault, CardJob, CardPrinter, CardPrinterStatus, PrintReceipt};
 use super::{DeviceError, Link, SelfTestReport};
@@ -40,9 +40,6 @@ pub mod query {
 
 /// Feeder sensor voltage at or above which cards are present (millivolts).
 const FEEDER_LOADED_MV: u32 = 1000;
-
-/// Driver options (`[devices.card.options]`), with defaults.
-const OPTION_KEYS: [&str; 5] = ["ribbon", "insertion", "contrast", "compression", "print_timeout_ms"];
 
 /// The Evolis driver over one link.
 pub struct EvolisPrinter {
@@ -236,54 +233,17 @@ fn push_fault(faults: &mut Vec<CardFault>, f: CardFault) {
     }
 }
 
-fn config_error(key: &str, message: String) -> DeviceError {
-    DeviceError::Config { device: "card".into(), key: format!("devices.card.options.{key}"), message }
-}
-
-/// Reads the driver options; returns the job settings and the print timeout.
+/// Reads the driver options (typed in [`super::options::EvolisOptions`], which
+/// `vand check-config` also uses); returns the job settings and the print timeout.
 pub fn settings_from_options(options: &toml::Table) -> Result<(JobSettings, Duration), DeviceError> {
-    let mut s = JobSettings::default();
-    let mut print_timeout = Duration::from_secs(120);
-    for (key, value) in options {
-        match key.as_str() {
-            "ribbon" => {
-                s.ribbon = value.as_str().and_then(Ribbon::parse).ok_or_else(|| {
-                    config_error(key, format!("{value} is not a ribbon type (k, ko, ymcko, ymckok)"))
-                })?;
-            }
-            "insertion" => {
-                s.insertion = value.as_str().and_then(Insertion::parse).ok_or_else(|| {
-                    config_error(key, format!("{value} is not an insertion mode (printer, feeder)"))
-                })?;
-            }
-            "contrast" => {
-                s.contrast_k = value
-                    .as_integer()
-                    .filter(|v| (0..=20).contains(v))
-                    .and_then(|v| u8::try_from(v).ok())
-                    .ok_or_else(|| config_error(key, format!("{value} is not a contrast from 0 to 20")))?;
-            }
-            "compression" => {
-                s.compress = value
-                    .as_bool()
-                    .ok_or_else(|| config_error(key, format!("{value} is not true or false")))?;
-            }
-            "print_timeout_ms" => {
-                let ms = value
-                    .as_integer()
-                    .filter(|v| (1000..=600_000).contains(v))
-                    .ok_or_else(|| config_error(key, format!("{value} is not 1000–600000 ms")))?;
-                print_timeout = Duration::from_millis(ms as u64);
-            }
-            other => {
-                return Err(config_error(
-                    other,
-                    format!("unknown option (known: {})", OPTION_KEYS.join(", ")),
-                ));
-            }
-        }
-    }
-    Ok((s, print_timeout))
+    let o = super::options::EvolisOptions::from_table(options)?;
+    let settings = JobSettings {
+        ribbon: o.ribbon.0,
+        insertion: o.insertion.0,
+        contrast_k: o.contrast.0 as u8,
+        compress: o.compression,
+    };
+    Ok((settings, o.print_timeout_ms.millis()))
 }
 
 impl CardPrinter for EvolisPrinter {
@@ -322,6 +282,7 @@ impl CardPrinter for EvolisPrinter {
 
 #[cfg(test)]
 mod tests {
+    use super::job::{Insertion, Ribbon};
     use super::*;
 
     fn table(s: &str) -> toml::Table {

@@ -48,17 +48,6 @@ pub enum LockTarget {
 }
 
 impl LockTarget {
-    fn from_name(name: &str) -> Option<LockTarget> {
-        match name {
-            "epc" => Some(LockTarget::Epc),
-            "user" => Some(LockTarget::User),
-            "tid" => Some(LockTarget::Tid),
-            "access" => Some(LockTarget::Access),
-            "kill" => Some(LockTarget::Kill),
-            _ => None,
-        }
-    }
-
     /// (lock bit, permalock bit) of this target in the Gen2 lock payload.
     fn bits(self) -> (u16, u16) {
         match self {
@@ -99,120 +88,31 @@ pub struct TagProfile {
 }
 
 fn config_err(key: &str, message: impl Into<String>) -> DeviceError {
-    DeviceError::Config { device: "rfid".into(), key: key.into(), message: message.into() }
-}
-
-fn int_option(
-    options: &toml::Table,
-    key: &str,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<i64, DeviceError> {
-    match options.get(key) {
-        None => Ok(default),
-        Some(toml::Value::Integer(v)) if (min..=max).contains(v) => Ok(*v),
-        Some(toml::Value::Integer(v)) => Err(config_err(key, format!("{v} is outside {min}..={max}"))),
-        Some(other) => Err(config_err(key, format!("expected an integer, found {}", other.type_str()))),
+    DeviceError::Config {
+        device: "rfid".into(),
+        key: format!("devices.rfid.options.{key}"),
+        message: message.into(),
     }
 }
 
 impl TagProfile {
-    /// Reads and checks the profile from the driver options; a bad value names its key.
+    /// Reads and checks the profile from the driver options (typed in
+    /// [`crate::devices::options::MercuryOptions`], which `vand check-config` also uses); a bad
+    /// value names its full key (`devices.rfid.options.region`).
     pub fn from_options(options: &toml::Table) -> Result<TagProfile, DeviceError> {
-        const KNOWN: &[&str] = &[
-            "region",
-            "read_power_cdbm",
-            "write_power_cdbm",
-            "epc_bytes",
-            "user_words",
-            "tid_words",
-            "lock",
-            "permalock",
-            "password_file",
-            "tag_op_timeout_ms",
-            "inventory_ms",
-        ];
-        if let Some(unknown) = options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(config_err(unknown, format!("unknown option; known: {}", KNOWN.join(", "))));
-        }
-        let region = match options.get("region") {
-            None => DEFAULT_REGION,
-            Some(toml::Value::String(name)) => Region::from_name(name)
-                .ok_or_else(|| config_err("region", format!("unknown region {name:?} (e.g. eu3, na, in)")))?,
-            Some(toml::Value::Integer(v)) => Region(
-                u8::try_from(*v)
-                    .map_err(|_| config_err("region", format!("{v} is not a region number 0..=255")))?,
-            ),
-            Some(other) => {
-                return Err(config_err(
-                    "region",
-                    format!("expected a name or number, found {}", other.type_str()),
-                ));
-            }
-        };
-        let read_power_cdbm = int_option(options, "read_power_cdbm", 2000, 0, 3200)? as u16;
-        let write_power_cdbm = int_option(options, "write_power_cdbm", 2000, 0, 3200)? as u16;
-        let epc_bytes = int_option(options, "epc_bytes", 12, 2, 62)? as usize;
-        if epc_bytes % 2 != 0 {
-            return Err(config_err("epc_bytes", "must be even (the EPC is written in 16-bit words)"));
-        }
-        let user_words = int_option(options, "user_words", 32, 0, 512)? as usize;
-        let tid_words = int_option(options, "tid_words", 6, 2, 32)? as u8;
-        let lock = match options.get("lock") {
-            None => vec![LockTarget::Epc, LockTarget::User, LockTarget::Access, LockTarget::Kill],
-            Some(toml::Value::Array(items)) => {
-                let mut out = Vec::new();
-                for item in items {
-                    let name =
-                        item.as_str().ok_or_else(|| config_err("lock", "expected a list of bank names"))?;
-                    let target = LockTarget::from_name(name).ok_or_else(|| {
-                        config_err("lock", format!("unknown bank {name:?}; use epc, user, tid, access, kill"))
-                    })?;
-                    if !out.contains(&target) {
-                        out.push(target);
-                    }
-                }
-                out
-            }
-            Some(other) => {
-                return Err(config_err("lock", format!("expected a list, found {}", other.type_str())));
-            }
-        };
-        let permalock = match options.get("permalock") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => {
-                return Err(config_err(
-                    "permalock",
-                    format!("expected true or false, found {}", other.type_str()),
-                ));
-            }
-        };
-        let password_file = match options.get("password_file") {
-            Some(toml::Value::String(p)) if !p.is_empty() => PathBuf::from(p),
-            Some(_) => return Err(config_err("password_file", "expected a file path")),
-            None => {
-                return Err(config_err(
-                    "password_file",
-                    "missing: the tag secret file (hex, mode 0600) is needed to set tag passwords",
-                ));
-            }
-        };
-        let tag_op_timeout_ms = int_option(options, "tag_op_timeout_ms", 1000, 50, 65535)? as u16;
-        let inventory_ms = int_option(options, "inventory_ms", 300, 20, 65535)? as u16;
+        let o = crate::devices::options::MercuryOptions::from_table(options)?;
         Ok(TagProfile {
-            region,
-            read_power_cdbm,
-            write_power_cdbm,
-            epc_bytes,
-            user_words,
-            tid_words,
-            lock,
-            permalock,
-            password_file,
-            tag_op_timeout_ms,
-            inventory_ms,
+            region: o.region.0,
+            read_power_cdbm: o.read_power_cdbm.0 as u16,
+            write_power_cdbm: o.write_power_cdbm.0 as u16,
+            epc_bytes: o.epc_bytes.0,
+            user_words: o.user_words.0 as usize,
+            tid_words: o.tid_words.0 as u8,
+            lock: o.lock_targets(),
+            permalock: o.permalock,
+            password_file: o.password_file.clone().unwrap_or_default(),
+            tag_op_timeout_ms: o.tag_op_timeout_ms.0 as u16,
+            inventory_ms: o.inventory_ms.0 as u16,
         })
     }
 
@@ -338,7 +238,9 @@ mod tests {
             ("region = \"eu3\"", "password_file"),
         ] {
             match TagProfile::from_options(&table(text)) {
-                Err(DeviceError::Config { key: k, .. }) => assert_eq!(k, key, "{text}"),
+                Err(DeviceError::Config { key: k, .. }) => {
+                    assert_eq!(k, format!("devices.rfid.options.{key}"), "{text}")
+                }
                 other => panic!("{text}: {other:?}"),
             }
         }

@@ -45,54 +45,17 @@ impl Default for ZplOptions {
 }
 
 impl ZplOptions {
-    /// Reads the options table; an unknown key or a bad value is a configuration error naming it.
+    /// Reads the options table (typed in [`super::options::ZplOptions`], which
+    /// `vand check-config` also uses); an unknown key or a bad value is an error naming the full key.
     pub fn from_table(table: &toml::Table, timeout_ms: u64) -> Result<Self, DeviceError> {
-        let err = |key: &str, message: String| DeviceError::Config {
-            device: DEVICE.into(),
-            key: format!("devices.sticker.options.{key}"),
-            message,
-        };
-        let mut o = ZplOptions { reply_timeout: Duration::from_millis(timeout_ms), ..Default::default() };
-        for (key, value) in table {
-            match key.as_str() {
-                "dpi" => match value.as_integer() {
-                    Some(203) => o.dpi = 203,
-                    Some(300) => o.dpi = 300,
-                    _ => return Err(err(key, format!("must be 203 or 300, got {value}"))),
-                },
-                "rfid" => {
-                    o.rfid = value
-                        .as_bool()
-                        .ok_or_else(|| err(key, format!("must be true or false, got {value}")))?
-                }
-                "print_timeout_ms" => match value.as_integer() {
-                    Some(ms) if (100..=600_000).contains(&ms) => {
-                        o.print_timeout = Duration::from_millis(ms as u64)
-                    }
-                    _ => return Err(err(key, format!("must be 100 to 600000, got {value}"))),
-                },
-                "graphics" => {
-                    o.graphics = match value.as_str() {
-                        Some("auto") => GfEncoding::Auto,
-                        Some("hex") => GfEncoding::Hex,
-                        Some("compressed") => GfEncoding::Compressed,
-                        _ => {
-                            return Err(err(
-                                key,
-                                format!("must be \"auto\", \"hex\" or \"compressed\", got {value}"),
-                            ));
-                        }
-                    }
-                }
-                _ => {
-                    return Err(err(
-                        key,
-                        "unknown option (known: dpi, rfid, print_timeout_ms, graphics)".into(),
-                    ));
-                }
-            }
-        }
-        Ok(o)
+        let o = super::options::ZplOptions::from_table(table)?;
+        Ok(ZplOptions {
+            dpi: o.dpi.0,
+            rfid: o.rfid,
+            reply_timeout: Duration::from_millis(timeout_ms),
+            print_timeout: o.print_timeout_ms.millis(),
+            graphics: o.graphics.0,
+        })
     }
 }
 

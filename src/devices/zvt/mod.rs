@@ -58,63 +58,22 @@ impl Default for ZvtOptions {
     }
 }
 
-fn opt_err(key: &str, message: impl Into<String>) -> DeviceError {
-    DeviceError::Config {
-        device: "payment".into(),
-        key: format!("devices.payment.options.{key}"),
-        message: message.into(),
-    }
-}
-
-fn opt_int(table: &toml::Table, key: &str, max: i64) -> Result<Option<i64>, DeviceError> {
-    match table.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Integer(v)) if (0..=max).contains(v) => Ok(Some(*v)),
-        Some(_) => Err(opt_err(key, format!("must be an integer from 0 to {max}"))),
-    }
-}
-
 impl ZvtOptions {
-    /// Reads and checks the options; an unknown or malformed key is an error naming it
-    /// (the password's value is never echoed).
+    /// Reads and checks the options (typed in [`super::options::ZvtOptions`], which
+    /// `vand check-config` also uses); an error names the full key and never echoes the password.
     pub fn from_table(t: &toml::Table) -> Result<Self, DeviceError> {
-        const KNOWN: [&str; 7] =
-            ["password", "currency", "currency_code", "config_byte", "ack_timeout_ms", "t3_ms", "t4_ms"];
-        for key in t.keys() {
-            if !KNOWN.contains(&key.as_str()) {
-                return Err(opt_err(key, format!("unknown option (known: {})", KNOWN.join(", "))));
-            }
-        }
-        let mut o = Self::default();
-        match t.get("password") {
-            None => {}
-            Some(toml::Value::String(s)) => {
-                o.password = Password::parse(s).map_err(|m| opt_err("password", m))?
-            }
-            Some(_) => return Err(opt_err("password", "must be a string of 6 digits")),
-        }
-        match t.get("currency") {
-            None => {}
-            Some(toml::Value::Boolean(b)) => o.send_currency = *b,
-            Some(_) => return Err(opt_err("currency", "must be true or false")),
-        }
-        if let Some(v) = opt_int(t, "currency_code", 9999)? {
-            o.currency_code = v as u16;
-        }
-        if let Some(v) = opt_int(t, "config_byte", 255)? {
-            o.config_byte = v as u8;
-        }
-        let ms = |v: i64| Duration::from_millis(v as u64);
-        if let Some(v) = opt_int(t, "ack_timeout_ms", 600_000)? {
-            o.timers.serial_ack = ms(v.max(1));
-        }
-        if let Some(v) = opt_int(t, "t3_ms", 600_000)? {
-            o.timers.t3 = ms(v.max(1));
-        }
-        if let Some(v) = opt_int(t, "t4_ms", 3_600_000)? {
-            o.timers.t4 = ms(v.max(1));
-        }
-        Ok(o)
+        let o = super::options::ZvtOptions::from_table(t)?;
+        Ok(Self {
+            password: o.password.0,
+            send_currency: o.currency,
+            currency_code: o.currency_code.0 as u16,
+            config_byte: o.config_byte.0 as u8,
+            timers: Timers {
+                serial_ack: o.ack_timeout_ms.millis(),
+                t3: o.t3_ms.millis(),
+                t4: o.t4_ms.millis(),
+            },
+        })
     }
 
     fn currency(&self) -> Option<u16> {
