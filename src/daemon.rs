@@ -1,7 +1,7 @@
 //! The daemon: open the journal (verifying its tail), record the start, run until SIGTERM or
 //! SIGINT, record the stop. Device and console tasks hang off this loop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,56 +10,26 @@ use anyhow::Context;
 use crate::config::{Config, Mode};
 use crate::devices::gpio::Output;
 use crate::journal::kinds::{self, DaemonStart, DaemonStop, PreviousStop, RunMode, StopReason};
-use crate::journal::{Journal, JournalOptions, JournalOwner, OpenReport};
-use crate::keys::{KeyError, VanKey};
+use crate::journal::{FirstStart, Journal, JournalOptions, JournalOwner, OpenReport};
 
-/// Loads the van key as the mode requires: production refuses a missing key; simulation creates
-/// one on first start. Completes an interrupted key rotation (see [`key_rotation_paths`]).
-pub fn load_key(config: &Config) -> Result<VanKey, KeyError> {
-    let path = config.paths.key_path();
-    match config.mode {
-        Mode::Production => VanKey::load(&path),
-        Mode::Simulation => {
-            let (key, created) = VanKey::load_or_create(&path)?;
-            if created {
-                tracing::info!(path = %path.display(), key_id = %hex::encode(key.key_id()), "created simulation signing key");
-            }
-            Ok(key)
-        }
-    }
-}
-
-/// Where `vanctl key rotate` stages the new key (`<key>.new`) before the rotation record commits.
-pub fn key_rotation_paths(key_path: &Path) -> (PathBuf, PathBuf) {
-    let mut staged = key_path.as_os_str().to_owned();
-    staged.push(".new");
-    (key_path.to_owned(), PathBuf::from(staged))
-}
-
-/// Opens the journal with the configured key. If the journal's current key is the staged
-/// `<key>.new` (a rotation committed but the rename did not happen), finishes the rename.
+/// Opens the van's journal with its key file (see [`Journal::open_van`] for the rules: a first
+/// start creates both only in simulation; a missing journal or key stops with what to restore; an
+/// interrupted handover is finished).
 pub fn open_journal(config: &Config) -> anyhow::Result<(JournalOwner, OpenReport)> {
-    let opts = JournalOptions {
+    let opts = journal_options(config);
+    let first_start = match config.mode {
+        Mode::Production => FirstStart::Refuse,
+        Mode::Simulation => FirstStart::Create,
+    };
+    Ok(Journal::open_van(&config.paths.journal_path(), &config.paths.key_path(), &opts, first_start)?)
+}
+
+/// The journal options a configuration gives.
+pub fn journal_options(config: &Config) -> JournalOptions {
+    JournalOptions {
         van_id: config.van.id.clone(),
         checkpoint_every: config.journal.checkpoint_every,
         max_pages: None,
-    };
-    let path = config.paths.journal_path();
-    let key = load_key(config)?;
-    match Journal::open(&path, key, &opts) {
-        Err(crate::journal::JournalError::KeyMismatch { .. }) => {
-            let (current, staged) = key_rotation_paths(&config.paths.key_path());
-            let new_key = VanKey::load(&staged).context("journal key differs from the key file")?;
-            let opened = Journal::open(&path, new_key, &opts)?;
-            std::fs::rename(&staged, &current)
-                .with_context(|| format!("finishing key rotation: {}", staged.display()))?;
-            tracing::warn!(
-                "finished an interrupted key rotation: {} now holds the journal's key",
-                current.display()
-            );
-            Ok(opened)
-        }
-        other => Ok(other?),
     }
 }
 
@@ -68,17 +38,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Journal, key and sockets hold citizen data and secrets: nothing for "others".
     // SAFETY: umask only changes this process's file-creation mask.
     unsafe { libc::umask(0o027) };
-    std::fs::create_dir_all(&config.paths.state_dir)
+    crate::keys::create_private_dir(&config.paths.state_dir)
         .with_context(|| format!("creating state folder {}", config.paths.state_dir.display()))?;
     // Handlers first: a SIGTERM right after "ready" must reach the clean-stop path.
     let signals = Signals::install()?;
     let cfg = config.clone();
     let (journal, report) = tokio::task::spawn_blocking(move || open_journal(&cfg)).await??;
-    let previous = match (report.created, report.last_kind.as_deref()) {
-        (true, _) => PreviousStop::None,
-        (false, Some(kinds::DAEMON_STOP)) => PreviousStop::Clean,
-        (false, _) => PreviousStop::Unclean,
-    };
+    // From the writer's status block: a `vanctl key rotate` between runs, or a stop record lost
+    // to a full disk, is not an unclean stop.
+    let previous = report.previous_stop;
     if previous == PreviousStop::Unclean {
         tracing::warn!("the previous run did not stop cleanly (power loss or kill); recorded in the journal");
     }

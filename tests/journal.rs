@@ -585,3 +585,479 @@ fn key_rotation_from_the_cli_and_interrupted_rotation_recovery() {
     let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// Starts vand with `cfg`, waits for "ready", stops it with SIGTERM and returns its `daemon.start`
+/// record's `previous_stop`.
+fn run_vand_once(dir: &Path, cfg: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vand"))
+        .arg("--config")
+        .arg(cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("vand exited before ready").unwrap();
+        if line.contains("ready") {
+            break;
+        }
+    }
+    // SAFETY: kill with a valid pid of our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let journal = JournalReader::open(&dir.join("state/journal.db")).unwrap();
+    let tail = journal.tail().unwrap().unwrap();
+    let mut start = None;
+    journal
+        .for_each(1, tail.seq, |r| {
+            if r.kind == kinds::DAEMON_START {
+                start = Some(r);
+            }
+            Ok(true)
+        })
+        .unwrap();
+    start.unwrap().payload_json()["previous_stop"].as_str().unwrap().to_owned()
+}
+
+/// Runs a command that is expected to exit (a refusing vand); one still running after 20 s has
+/// started when it should not have: it is killed and reported as started.
+fn output_within(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after 20 s (it started): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Finding 1: verify reads one snapshot, so a writer appending meanwhile never causes a false gap.
+#[test]
+fn verify_while_appending_never_fails_falsely() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let mut child = vanctl(&cfg)
+        .args(["journal", "append-loop"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acks = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..20 {
+        acks.next().unwrap().unwrap();
+    }
+    let drain = std::thread::spawn(move || for _ in acks {});
+    let mut failures = Vec::new();
+    for _ in 0..15 {
+        let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+        if !out.status.success() {
+            failures.push(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drain.join().unwrap();
+    assert!(failures.is_empty(), "{} of 15 runs failed while appending: {}", failures.len(), failures[0]);
+}
+
+/// Finding 2: a removed last record is found from the checkpoint vand keeps.
+#[test]
+fn verify_finds_a_deleted_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "5"]));
+    let conn = Connection::open(dir.path().join("state/journal.db")).unwrap();
+    conn.execute_batch("DROP TRIGGER records_no_delete; DELETE FROM records WHERE seq = 6;").unwrap();
+    drop(conn);
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAILED") && stdout.contains("record 6"), "{stdout}");
+}
+
+/// Finding 3: a journal next to another van's key, or under another van's id, fails.
+#[test]
+fn verify_uses_the_key_file_and_van_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "2"]));
+    let key = dir.path().join("state/van.key");
+    let saved = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    VanKey::from_seed(&[77u8; 32]).save_new(&key).unwrap();
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FAILED") && stdout.contains("key"), "{stdout}");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::write(&key, saved).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    run_ok(vanctl(&cfg).args(["journal", "verify"]));
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("MTU-T-1", "MTU-T-2");
+    std::fs::write(&cfg, text).unwrap();
+    let out = vanctl(&cfg).args(["journal", "verify"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("MTU-T-2"), "{stdout}");
+}
+
+/// Finding 4: a `vanctl key rotate` between two runs is not an unclean stop.
+#[test]
+fn key_rotate_is_not_an_unclean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    assert_eq!(run_vand_once(dir.path(), &cfg), "none");
+    run_ok(vanctl(&cfg).args(["key", "rotate"]));
+    assert_eq!(run_vand_once(dir.path(), &cfg), "clean");
+    // A killed writer is still unclean.
+    let mut child = vanctl(&cfg).args(["journal", "append-loop"]).stdout(Stdio::piped()).spawn().unwrap();
+    BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(run_vand_once(dir.path(), &cfg), "unclean");
+}
+
+/// Finding 5: HQ enrolls the genesis key; `pubkey` keeps printing it after a rotation and
+/// `verify --pubkey` accepts it, and explains when given the rotated key instead.
+#[test]
+fn enrolment_is_the_genesis_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let before = run_ok(vanctl(&cfg).arg("pubkey"));
+    let genesis = before.split_whitespace().nth(2).unwrap().to_owned();
+    let rotated = run_ok(vanctl(&cfg).args(["key", "rotate"]));
+    assert!(rotated.contains("genesis") && !rotated.contains("enroll it"), "{rotated}");
+    assert_eq!(run_ok(vanctl(&cfg).arg("pubkey")), before);
+    run_ok(vanctl(&cfg).args(["journal", "verify", "--pubkey", &genesis]));
+    let tail = JournalReader::open(&dir.path().join("state/journal.db")).unwrap().tail().unwrap().unwrap();
+    assert_eq!(tail.kind, kinds::KEY_ROTATE);
+    let new_key = tail.payload_json()["new_public_key"].as_str().unwrap().to_owned();
+    let out = vanctl(&cfg).args(["journal", "verify", "--pubkey", &new_key]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("genesis key") && stdout.contains(&genesis), "{stdout}");
+}
+
+/// Finding 6: a key left staged by a rotation that never committed does not block the next one.
+#[test]
+fn interrupted_rotation_never_blocks_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let staged = dir.path().join("state/van.key.new");
+    VanKey::from_seed(&[78u8; 32]).save_new(&staged).unwrap();
+    let out = run_ok(vanctl(&cfg).args(["key", "rotate"]));
+    assert!(out.contains("rotated at record"), "{out}");
+    assert!(!staged.exists());
+    run_ok(vanctl(&cfg).args(["journal", "verify"]));
+}
+
+/// Finding 7: with the key present, a deleted or emptied journal stops the daemon with what to
+/// restore; a deleted key with a journal present is never replaced by a new key.
+#[test]
+fn lost_journal_or_key_is_never_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "2"]));
+    let state = dir.path().join("state");
+    let db = state.join("journal.db");
+    let saved = std::fs::read(&db).unwrap();
+    for damage in ["delete", "empty"] {
+        match damage {
+            "delete" => std::fs::remove_file(&db).unwrap(),
+            _ => std::fs::write(&db, b"").unwrap(),
+        }
+        for cmd in [&mut Command::new(env!("CARGO_BIN_EXE_vand")), &mut vanctl(&cfg)] {
+            if cmd.get_program().to_string_lossy().ends_with("vand") {
+                cmd.arg("--config").arg(&cfg);
+            } else {
+                cmd.args(["journal", "append-loop", "--count", "1"]);
+            }
+            let out = output_within(cmd);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{damage}: started on a lost journal");
+            assert!(stderr.contains("restore the journal") && stderr.contains("journal.db"), "{stderr}");
+            assert!(
+                std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) == 0,
+                "{damage}: journal re-created"
+            );
+        }
+    }
+    std::fs::write(&db, &saved).unwrap();
+    let key = state.join("van.key");
+    std::fs::remove_file(&key).unwrap();
+    let out = output_within(Command::new(env!("CARGO_BIN_EXE_vand")).arg("--config").arg(&cfg));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("restore the van's key, never create a new one")
+            || stderr.contains("restore the van's key (never create a new one"),
+        "{stderr}"
+    );
+    assert!(!key.exists(), "a new key was created for an existing journal");
+    let out = vanctl(&cfg).arg("keygen").output().unwrap();
+    assert!(!out.status.success());
+    assert!(!key.exists(), "keygen created a new key for an existing journal");
+}
+
+/// Finding 7, production: `vanctl keygen` is the first start: it creates key and journal together.
+#[test]
+fn keygen_creates_key_and_journal_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "production");
+    let out = run_ok(vanctl(&cfg).arg("keygen"));
+    assert!(out.contains("journal"), "{out}");
+    let reader = JournalReader::open(&dir.path().join("state/journal.db")).unwrap();
+    assert_eq!(reader.get(1).unwrap().kind, kinds::GENESIS);
+    let pubkey = run_ok(vanctl(&cfg).arg("pubkey"));
+    assert!(out.contains(pubkey.split_whitespace().nth(2).unwrap()), "{out} vs {pubkey}");
+}
+
+/// Finding 8: appends that failed on a full disk are counted across a restart, and written as
+/// `fault.storage` once space is back; the message never says nothing was lost.
+#[test]
+fn disk_full_failures_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let small = JournalOptions { max_pages: Some(40), ..opts() };
+    let (j, _) = Journal::open(&path, key(), &small).unwrap();
+    let big = "x".repeat(3000);
+    let err = loop {
+        if let Err(e) = j.append("test.append", &serde_json::json!({"pad": big})) {
+            break e;
+        }
+    };
+    assert!(!err.to_string().contains("nothing was lost"), "{err}");
+    // Fill the last page with small records until they fail too (second failure).
+    let mut n = 0;
+    while j.append("test.fill", &serde_json::json!({"n": n})).is_ok() {
+        n += 1;
+        assert!(n < 1000, "quota never hit");
+    }
+    // The stop record is lost to the full disk (third failure), yet the close is clean.
+    let stop = serde_json::json!({"reason": "SIGTERM", "interrupted_jobs": 0, "stop_ms": 3});
+    let err = j.append(kinds::DAEMON_STOP, &stop).unwrap_err();
+    assert!(matches!(err, JournalError::DiskFull { .. }), "{err}");
+    j.close();
+    // Restarted, still full: the count keeps growing.
+    // (The first failure may already be on record: a small record and its marker can still fit.)
+    let (j, report) = Journal::open(&path, key(), &small).unwrap();
+    let before = report.unrecorded_failures;
+    assert!(before >= 2, "the lost stop record and the failed fill were forgotten: {before}");
+    let err = j.append("test.append", &serde_json::json!({"pad": big})).unwrap_err();
+    assert!(matches!(err, JournalError::DiskFull { .. }), "{err}");
+    j.close();
+    // Space is back. Both writers closed cleanly although their last records were not written.
+    let (j, report) = Journal::open(&path, key(), &opts()).unwrap();
+    assert_eq!(report.previous_stop, mtu::journal::kinds::PreviousStop::Clean);
+    assert_eq!(report.unrecorded_failures, before + 1);
+    let next = j.append("test.append", &serde_json::json!({"after": true})).unwrap();
+    j.close();
+    let reader = JournalReader::open(&path).unwrap();
+    reader.verify_all(None).unwrap();
+    let marker = reader.get(next.seq - 1).unwrap();
+    assert_eq!(marker.kind, kinds::FAULT_STORAGE);
+    assert_eq!(marker.payload_json()["failed_appends"], before + 1, "{:?}", marker.payload_json());
+    assert_eq!(marker.payload_json()["failed_kinds"][kinds::DAEMON_STOP], 1);
+    let (j, report) = Journal::open(&path, key(), &opts()).unwrap();
+    assert_eq!(report.unrecorded_failures, 0, "the marker is written once");
+    j.close();
+}
+
+/// Finding 9: an auditor's read-only copy can be verified, exported and shown.
+#[test]
+fn read_only_copy_verifies_exports_and_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "3"]));
+    let genesis = run_ok(vanctl(&cfg).arg("pubkey")).split_whitespace().nth(2).unwrap().to_owned();
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    std::fs::copy(dir.path().join("state/journal.db"), copy.join("journal.db")).unwrap();
+    let audit = dir.path().join("audit.toml");
+    std::fs::write(
+        &audit,
+        format!(
+            "mode = \"simulation\"\n[van]\nid = \"MTU-T-1\"\n[paths]\nstate_dir = \"{}\"\njournal = \"{}\"\nkey_file = \"{}\"\n[log]\nformat = \"text\"\n",
+            copy.display(),
+            copy.join("journal.db").display(),
+            copy.join("no.key").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(copy.join("journal.db"), std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o555)).unwrap();
+    for p in [dir.path(), audit.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let as_auditor = |args: &[&str]| {
+        let mut c = vanctl(&audit);
+        c.args(args);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // Root writes anywhere: run as `nobody`, for whom the copy is read-only.
+            std::os::unix::process::CommandExt::uid(&mut c, 65534);
+        }
+        c
+    };
+    let out = run_ok(&mut as_auditor(&["journal", "verify", "--pubkey", &genesis]));
+    assert!(out.starts_with("OK: 4 records"), "{out}");
+    let out = run_ok(&mut as_auditor(&["journal", "export"]));
+    assert_eq!(out.lines().count(), 4);
+    let out = run_ok(&mut as_auditor(&["journal", "show", "1"]));
+    assert!(out.contains(kinds::GENESIS), "{out}");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Finding 12: files vanctl creates get the daemon's modes whatever the caller's umask.
+#[test]
+fn vanctl_creates_private_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    let state = dir.path().join("state");
+    assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o750);
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o027, 0, "{} has mode {mode:o}", entry.path().display());
+    }
+    assert_eq!(std::fs::metadata(state.join("journal.db")).unwrap().permissions().mode() & 0o777, 0o640);
+}
+
+/// Finding 12: a journal from a newer schema says so.
+#[test]
+fn newer_schema_names_a_newer_vand() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "simulation");
+    run_ok(vanctl(&cfg).args(["journal", "append-loop", "--count", "1"]));
+    Connection::open(dir.path().join("state/journal.db"))
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    for args in [&["journal", "append-loop", "--count", "1"][..], &["journal", "verify"]] {
+        let out = vanctl(&cfg).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("made by a newer vand"), "{args:?}: {stderr}");
+    }
+}
+
+/// The transaction index answers "records of X" and "last state of X" from the index, in the
+/// same transaction as the record; a journal from before the index is indexed by the migration.
+#[test]
+fn transaction_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.db");
+    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    let a1 = j.append("service.step", &serde_json::json!({"txn": "DL-1", "step": "opened"})).unwrap();
+    j.append("service.step", &serde_json::json!({"txn": "DL-2", "step": "opened"})).unwrap();
+    j.append("test.append", &serde_json::json!({"note": "no txn", "inner": {"txn": "DL-1"}})).unwrap();
+    let a3 = j.append("payment.done", &serde_json::json!({"txn": "DL-1", "step": "paid"})).unwrap();
+    for bad in [
+        serde_json::json!({"txn": 7}),
+        serde_json::json!({"txn": ""}),
+        serde_json::json!({"txn": "x".repeat(65)}),
+    ] {
+        let err = j.append("service.step", &bad).unwrap_err();
+        assert!(matches!(err, JournalError::Txn(_)), "{err}");
+    }
+    let seqs = |recs: Vec<mtu::journal::Record>| recs.iter().map(|r| r.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(j.txn_records("DL-1").unwrap()), vec![a1.seq, a3.seq]);
+    assert_eq!(j.txn_last("DL-1").unwrap().unwrap().kind, "payment.done");
+    assert!(j.txn_last("DL-9").unwrap().is_none());
+    j.close();
+    let reader = JournalReader::open(&path).unwrap();
+    assert_eq!(reader.tail().unwrap().unwrap().seq, a3.seq, "refused appends wrote nothing");
+    assert_eq!(seqs(reader.txn_records("DL-2").unwrap()), vec![a1.seq + 1]);
+    // Lookups search the index; they never scan the records.
+    let conn = Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare("EXPLAIN QUERY PLAN SELECT r.seq FROM txn_index t JOIN records r ON r.seq = t.seq WHERE t.txn = 'DL-1' ORDER BY t.seq DESC LIMIT 1")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(plan.iter().all(|p| p.starts_with("SEARCH")), "{plan:?}");
+    // The index is append-only like the records.
+    assert!(conn.execute("DELETE FROM txn_index", []).unwrap_err().to_string().contains("append-only"));
+    // A journal made before the index: the migration fills it from the payloads.
+    conn.execute_batch("DROP TABLE txn_index; PRAGMA user_version = 1;").unwrap();
+    drop(conn);
+    let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+    assert_eq!(seqs(j.txn_records("DL-1").unwrap()), vec![a1.seq, a3.seq]);
+    j.close();
+}
+
+/// One signer: documents are signed by the journal writer with the key it holds, domain-separated
+/// from records; after a rotation, with the new key.
+#[test]
+fn journal_signs_documents_with_the_key_it_holds() {
+    use mtu::keys::{DomainSigner, RESERVED_DOMAINS};
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(&dir.path().join("j.db"), key(), &opts()).unwrap();
+    let s = j.sign_domain(b"EG-MTU-QR\0", b"receipt 4711").unwrap();
+    assert_eq!(s.public_key, key().verifying_key());
+    key().verifying_key().verify_strict(b"EG-MTU-QR\0receipt 4711", &s.signature).unwrap();
+    for reserved in RESERVED_DOMAINS {
+        assert!(j.sign_domain(reserved, b"x").is_err());
+    }
+    let new_key = VanKey::from_seed(&[43u8; 32]);
+    let new_public = new_key.verifying_key();
+    j.rotate_key(new_key).unwrap();
+    let s = j.sign_domain(b"EG-MTU-QR\0", b"after").unwrap();
+    assert_eq!(s.public_key, new_public);
+    new_public.verify_strict(b"EG-MTU-QR\0after", &s.signature).unwrap();
+    j.close();
+}
+
+/// The checkpoint re-reads what this writer sealed and finds a record altered in storage since
+/// (its bytes or only its signature).
+#[test]
+fn checkpoint_finds_own_records_altered_in_storage() {
+    for column in ["payload", "sig", "prev_hash"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (j, _) = Journal::open(&path, key(), &opts()).unwrap();
+        for i in 0..10 {
+            j.append("test.append", &serde_json::json!({"i": i})).unwrap();
+        }
+        flip(&Connection::open(&path).unwrap(), 6, column, 3, 2);
+        let err = j.checkpoint().unwrap_err();
+        match err {
+            JournalError::Integrity { error, .. } => assert_eq!(error.seq(), 6, "{column}: {error}"),
+            e => panic!("{column}: {e}"),
+        }
+    }
+}
+
+proptest! {
+    /// The transaction-id probe never panics: any bytes give a txn, none, or a refusal.
+    #[test]
+    fn txn_probe_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200), text in ".{0,80}") {
+        let _ = mtu::journal::store::txn_of(&bytes);
+        let _ = mtu::journal::store::txn_of(format!("{{\"txn\":{text}}}").as_bytes());
+    }
+}

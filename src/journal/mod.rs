@@ -4,11 +4,15 @@
 //! lives in the `mtu-journal` crate, shared with HQ and auditors; it is re-exported here under its
 //! old paths. This module adds the van's side:
 //!
-//! - [`store`]: SQLite storage, the single writer thread, readers.
+//! - [`store`]: SQLite storage, the single writer (group commit, no thread), readers, the
+//!   transaction index, and the van's rules for its key and journal files.
 
 pub use mtu_journal::{export, kinds, record, rules, verify};
 pub mod store;
 
 pub use record::Record;
-pub use store::{Appended, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport};
+pub use store::{
+    Appended, FirstStart, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport,
+    VanFacts, VanVerified,
+};
 pub use verify::{ChainState, ChainVerifier, VerifyError};
