@@ -1251,13 +1251,13 @@ impl Writer {
                 Ok(Appended { seq, hash: rec.hash })
             };
         if let Some(f) = &self.failed {
-            let marker = serde_json::json!({
-                "failed_appends": f.count,
-                "failed_kinds": f.kinds,
-                "first_error": f.first_error,
-                "since": clock::format_utc_us(f.since_us),
-            });
-            seal_insert(kinds::FAULT_STORAGE, marker.to_string().as_bytes(), None)?;
+            let marker = kinds::FaultStorage {
+                failed_appends: f.count,
+                failed_kinds: f.kinds.clone(),
+                first_error: f.first_error.clone(),
+                since: clock::format_utc_us(f.since_us),
+            };
+            seal_insert(kinds::FAULT_STORAGE, &kinds::to_payload(&marker), None)?;
         }
         let mut done = Vec::with_capacity(batch.len());
         for (kind, payload, txn, _) in batch.iter() {

@@ -171,6 +171,9 @@ fn format_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 pub struct FaultStorage {
     /// How many appends failed.
     pub failed_appends: u64,
+    /// How many failed, by record kind (a bounded number of kinds; the rest under `other`).
+    #[serde(default)]
+    pub failed_kinds: BTreeMap<String, u64>,
     /// The first failure's error message.
     pub first_error: String,
     /// When the first failure happened (RFC 3339, UTC).
