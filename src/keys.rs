@@ -39,6 +39,10 @@ pub trait DomainSigner {
     /// that no two domains can produce the same signed bytes; the journal's own domains are
     /// refused. Returns the signature and the id and public half of the key that made it.
     fn sign_domain(&self, domain: &[u8], message: &[u8]) -> Result<DomainSignature, SignError>;
+
+    /// Id of the key that signs now (signed formats that name their key, such as the documents'
+    /// QR codes, put it inside what is signed).
+    fn current_key_id(&self) -> Result<[u8; KEY_ID_LEN], SignError>;
 }
 
 /// A signature made by a [`DomainSigner`] and the key that made it.
@@ -235,6 +239,10 @@ impl DomainSigner for VanKey {
             key_id: self.key_id(),
             public_key: self.verifying_key(),
         })
+    }
+
+    fn current_key_id(&self) -> Result<[u8; KEY_ID_LEN], SignError> {
+        Ok(self.key_id())
     }
 }
 

@@ -1033,6 +1033,30 @@ fn journal_signs_documents_with_the_key_it_holds() {
     j.close();
 }
 
+/// Documents' QR codes are signed through the journal's signer (vand never loads the key file a
+/// second time): the same text as signing with the key itself, naming the key after a rotation.
+#[test]
+fn document_qr_codes_are_signed_through_the_journal() {
+    use mtu::render::documents::sample;
+    let dir = tempfile::tempdir().unwrap();
+    let (j, _) = Journal::open(&dir.path().join("j.db"), key(), &opts()).unwrap();
+    let payload = sample::receipt(&sample::issuer()).qr_payload();
+    let through_journal = payload.clone().sign(&*j).unwrap();
+    assert_eq!(through_journal, payload.clone().sign(&key()).unwrap(), "Ed25519 is deterministic");
+    let verify = |text: &str, k: &ed25519_dalek::VerifyingKey| {
+        let (p, sig, body) = mtu::render::qr::QrPayload::parse(text).unwrap();
+        p.verify(&body, &sig, k)
+    };
+    verify(&through_journal, &key().verifying_key()).unwrap();
+    let new_key = VanKey::from_seed(&[44u8; 32]);
+    let new_public = new_key.verifying_key();
+    j.rotate_key(new_key).unwrap();
+    let after = payload.sign(&*j).unwrap();
+    verify(&after, &new_public).unwrap();
+    assert!(verify(&after, &key().verifying_key()).is_err());
+    j.close();
+}
+
 /// The checkpoint re-reads what this writer sealed and finds a record altered in storage since
 /// (its bytes or only its signature).
 #[test]

@@ -1109,6 +1109,11 @@ impl DomainSigner for Journal {
         let guard = lock(&self.shared.writer);
         guard.as_ref().ok_or(SignError::Closed)?.key.sign_domain(domain, message)
     }
+
+    fn current_key_id(&self) -> Result<[u8; crate::keys::KEY_ID_LEN], SignError> {
+        let guard = lock(&self.shared.writer);
+        Ok(guard.as_ref().ok_or(SignError::Closed)?.key.key_id())
+    }
 }
 
 /// The transaction a payload belongs to: the top-level `"txn"` string of a JSON object payload

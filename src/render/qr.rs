@@ -5,7 +5,7 @@
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::keys::{KEY_ID_LEN, VanKey, key_id_of};
+use crate::keys::{DomainSigner, KEY_ID_LEN, key_id_of};
 
 /// Text prefix of every payload (also tells a scanner app which verifier to use).
 pub const PREFIX: &str = "MTU1:";
@@ -104,6 +104,8 @@ pub enum PayloadError {
     Date(u32),
     #[error("{0} bytes after the signature")]
     Trailing(usize),
+    #[error("cannot sign: {0}")]
+    Sign(crate::keys::SignError),
 }
 
 /// Why a well-formed payload is not valid.
@@ -201,17 +203,23 @@ impl QrPayload {
         Ok(b)
     }
 
-    /// Signs with the van key and returns the QR text (`MTU1:` + base45(body ‖ signature)).
-    /// The payload's key id is set from the key.
-    pub fn sign(mut self, key: &VanKey) -> Result<String, PayloadError> {
-        self.key_id = key.key_id();
-        let body = self.body()?;
-        let mut msg = DOMAIN.to_vec();
-        msg.extend_from_slice(&body);
-        let sig = key.sign(&msg);
-        let mut all = body;
-        all.extend_from_slice(&sig.to_bytes());
-        Ok(format!("{PREFIX}{}", base45_encode(&all)))
+    /// Signs through the van's signer (the journal's, while vand runs; a [`VanKey`] in tools) and
+    /// returns the QR text (`MTU1:` + base45(body ‖ signature)). The payload's key id, which is
+    /// part of what is signed, is the signer's current key; a key rotation between the two steps
+    /// is noticed and the body signed again.
+    pub fn sign<S: DomainSigner + ?Sized>(mut self, signer: &S) -> Result<String, PayloadError> {
+        for _ in 0..3 {
+            self.key_id = signer.current_key_id().map_err(PayloadError::Sign)?;
+            let body = self.body()?;
+            let sig = signer.sign_domain(DOMAIN, &body).map_err(PayloadError::Sign)?;
+            if sig.key_id != self.key_id {
+                continue;
+            }
+            let mut all = body;
+            all.extend_from_slice(&sig.signature.to_bytes());
+            return Ok(format!("{PREFIX}{}", base45_encode(&all)));
+        }
+        Err(PayloadError::Sign(crate::keys::SignError::Closed))
     }
 
     /// Reads a QR text into its fields and signature, without checking the signature.
@@ -301,6 +309,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::VanKey;
     use proptest::prelude::*;
 
     fn sample() -> QrPayload {
