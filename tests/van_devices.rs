@@ -216,3 +216,39 @@ fn every_test_job_runs_and_is_journaled() {
         assert_eq!(format!("job-{:x}", rec["job"].as_u64().unwrap()), id);
     }
 }
+
+/// Under the production configuration a test job asks first (it uses real stock); `--yes` skips
+/// the question. Without a running vand nothing is opened: test jobs are journaled by the daemon.
+#[test]
+fn production_test_jobs_ask_for_confirmation() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vand.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"production\"\n[van]\nid = \"MTU-T\"\n[paths]\nstate_dir = \"{}\"\n[gpio]\nbackend = \"none\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str], answer: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vanctl"))
+            .args(["--config", config.to_str().unwrap(), "devices", "test", "card"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, err) = run(&[], "n\n");
+    assert!(!ok && err.contains("Continue? [y/N]") && err.contains("not confirmed"), "{err}");
+    let (ok, err) = run(&[], "y\n");
+    assert!(!ok && err.contains("vand is not running"), "{err}");
+    let (ok, err) = run(&["--yes"], "");
+    assert!(!ok && !err.contains("Continue?") && err.contains("vand is not running"), "{err}");
+}
