@@ -372,6 +372,8 @@ impl Publisher {
         if changed {
             match &health {
                 Health::Fault { fault, detail } => tracing::warn!("{device}: {} ({detail})", fault.code()),
+                // The first state of every device while its port opens: not a problem.
+                Health::Disconnected { why } if why == "opening" => tracing::debug!("{device}: opening"),
                 Health::Disconnected { why } => tracing::warn!("{device}: {why}"),
                 Health::Connected => tracing::info!("{device}: connected"),
                 _ => {}
