@@ -2,14 +2,12 @@
 //! timeout, and a device that still reconnects while a thousand clients hold connections.
 
 mod common;
-use common::pty_at;
+use common::{pty_at, respond};
 use std::collections::HashSet;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mtu::config::Config;
@@ -18,7 +16,6 @@ use mtu::devices::manager::{Driver, GenericDevice, Manager, ManagerOptions};
 use mtu::devices::transport::Backoff;
 use mtu::devices::{DeviceError, DeviceId, Health, Link, SelfTestReport};
 use serde_json::{Value, json};
-use serialport::{SerialPort, TTYPort};
 
 const CLIENTS: usize = 1100;
 
@@ -41,38 +38,6 @@ impl GenericDevice for Pinger {
             got.extend_from_slice(&buf[..n]);
         }
         Ok(SelfTestReport { device: "payment".into(), ok: got == b"PONG\r", lines: vec![] })
-    }
-}
-
-/// Plays the device on the master side until stopped; stopping closes the master (unplug).
-struct Responder {
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-fn respond(mut master: TTYPort) -> Responder {
-    let (stop, stop_rx) = mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        master.set_timeout(Duration::from_millis(10)).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        while stop_rx.try_recv().is_err() {
-            if let Ok(n) = master.read(&mut buf) {
-                got.extend_from_slice(&buf[..n]);
-                if got.ends_with(b"PING\r") {
-                    got.clear();
-                    master.write_all(b"PONG\r").unwrap();
-                }
-            }
-        }
-    });
-    Responder { stop, thread }
-}
-
-impl Responder {
-    fn unplug(self) {
-        self.stop.send(()).unwrap();
-        self.thread.join().unwrap();
     }
 }
 
@@ -182,7 +147,7 @@ async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (master, _) = pty_at(dir.path(), "payment");
-    let responder = respond(master);
+    let responder = respond(master, b"PONG\r");
     let devices = format!(
         "[devices.payment]\ndriver = \"zvt\"\npath = \"{}/payment\"\nbaud = 9600\nhealth_poll_ms = 0\n",
         dir.path().display()
@@ -257,7 +222,7 @@ async fn a_thousand_idle_clients_are_refused_beyond_the_limit_and_a_replug_still
     std::fs::remove_file(dir.path().join("payment")).unwrap();
     wait_health(&manager, DeviceId::Payment, |h| matches!(h, Health::Disconnected { .. })).await;
     let (master, _) = pty_at(dir.path(), "payment");
-    let responder = respond(master);
+    let responder = respond(master, b"PONG\r");
     wait_health(&manager, DeviceId::Payment, |h| *h == Health::Connected).await;
     let report = manager
         .device(DeviceId::Payment)

@@ -157,13 +157,12 @@ fn reopener_follows_a_repointed_symlink_after_replug() {
 
 mod manager {
     use super::*;
+    use common::respond;
     use mtu::config::Config;
     use mtu::devices::manager::{Driver, GenericDevice, JobError, Manager, ManagerOptions};
     use mtu::devices::{DeviceError, DeviceId, Fault, Health, SelfTestReport};
     use std::collections::BTreeMap;
     use std::sync::Arc;
-    use std::sync::mpsc;
-    use std::thread::JoinHandle;
 
     /// Test double: a "device" that answers `PING\r` with `PONG\r` (the responder below plays it).
     struct Pinger {
@@ -193,38 +192,6 @@ mod manager {
                 ok: got == b"PONG\r",
                 lines: vec![String::from_utf8_lossy(&got).trim().to_owned()],
             })
-        }
-    }
-
-    /// Plays the device on the master side until told to stop; stopping closes the master (unplug).
-    struct Responder {
-        stop: mpsc::Sender<()>,
-        thread: JoinHandle<()>,
-    }
-
-    fn respond(mut master: TTYPort, answer: &'static [u8]) -> Responder {
-        let (stop, stop_rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            master.set_timeout(Duration::from_millis(10)).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 64];
-            while stop_rx.try_recv().is_err() {
-                if let Ok(n) = master.read(&mut buf) {
-                    got.extend_from_slice(&buf[..n]);
-                    if got.ends_with(b"PING\r") {
-                        got.clear();
-                        master.write_all(answer).unwrap();
-                    }
-                }
-            }
-        });
-        Responder { stop, thread }
-    }
-
-    impl Responder {
-        fn unplug(self) {
-            self.stop.send(()).unwrap();
-            self.thread.join().unwrap();
         }
     }
 

@@ -1,6 +1,12 @@
-//! Helpers shared by the whole-program tests (each test file includes this module).
+//! Helpers shared by the whole-program tests (each test file includes this module and uses
+//! what it needs).
+#![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
 
@@ -15,4 +21,38 @@ pub fn pty_at(dir: &Path, name: &str) -> (TTYPort, PathBuf) {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&slave_path, &link).expect("symlink");
     (master, link)
+}
+
+/// Plays a test device on the master side until unplugged: answers every `PING\r` with `answer`.
+pub struct Responder {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// Starts a [`Responder`] on `master`.
+pub fn respond(mut master: TTYPort, answer: &'static [u8]) -> Responder {
+    let (stop, stop_rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        master.set_timeout(Duration::from_millis(10)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while stop_rx.try_recv().is_err() {
+            if let Ok(n) = master.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+                if got.ends_with(b"PING\r") {
+                    got.clear();
+                    master.write_all(answer).unwrap();
+                }
+            }
+        }
+    });
+    Responder { stop, thread }
+}
+
+impl Responder {
+    /// Stops answering and closes the master (the device is unplugged).
+    pub fn unplug(self) {
+        self.stop.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
 }
