@@ -14,6 +14,7 @@ pub mod devices;
 pub mod journal;
 pub mod keys;
 pub mod logging;
+pub mod office;
 pub mod render;
 pub mod sim;
 pub mod techtest;
