@@ -5,3 +5,5 @@
 //! (`api`) drives it and nothing else does.
 
 pub mod model;
+pub mod records;
+pub mod workflow;
