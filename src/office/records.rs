@@ -109,7 +109,11 @@ pub struct ServiceOpen {
     /// What was asked.
     pub request: ServiceRequest,
     /// Where the dossier came from: `booking`, `hq` (live lookup) or `none`.
-    pub dossier: String,
+    pub dossier_source: String,
+    /// The dossier the decision was made on (what the documents print comes from it and the
+    /// request), so the transaction can be finished and audited offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dossier: Option<super::model::Dossier>,
 }
 
 /// One failed prerequisite.
@@ -197,6 +201,9 @@ pub struct ServiceQuote {
     pub lines: Vec<FeeLine>,
     /// Their sum, piastres.
     pub total: Piastres,
+    /// Expiry of the document issued (from the schedule's validity periods), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<jiff::civil::Date>,
 }
 
 /// `payment.intent`: written before the purchase is sent.

@@ -19,9 +19,9 @@ use serde::Serialize;
 
 use super::model::{Piastres, ServiceKind, Steps};
 use super::records::{
-    self, PayOutcome, PaymentIntent, PaymentRecovery, PaymentResult, Recovered, ReversalIntent, ReversalResult,
-    ServiceComplete, ServiceEnd, ServiceInspection, ServiceOpen, ServiceOverride, ServiceQuote, ServiceRefusal,
-    ServiceReprint, Step, StepIntent, StepOutcome, StepResult, Stock, kind,
+    self, PayOutcome, PaymentIntent, PaymentRecovery, PaymentResult, Recovered, ReversalIntent,
+    ReversalResult, ServiceComplete, ServiceEnd, ServiceInspection, ServiceOpen, ServiceOverride,
+    ServiceQuote, ServiceRefusal, ServiceReprint, Step, StepIntent, StepOutcome, StepResult, Stock, kind,
 };
 use crate::devices::payment::Approval;
 
@@ -238,8 +238,6 @@ pub enum Waiting {
     Cancelled,
     /// Voided (and reversed if it was paid).
     Voided,
-    /// Held for reconciliation (payment outcome unknown).
-    Held,
     /// A void's reversal answer was lost: reconcile with the terminal.
     ReversalUnknown,
     /// The inspection failed: the service ends with its result (completion records the failure).
@@ -332,7 +330,9 @@ impl Txn {
     }
 
     /// Folds a whole transaction from its records (in order).
-    pub fn fold<'a>(records: impl IntoIterator<Item = (u64, i64, &'a str, &'a [u8])>) -> Result<Txn, FoldError> {
+    pub fn fold<'a>(
+        records: impl IntoIterator<Item = (u64, i64, &'a str, &'a [u8])>,
+    ) -> Result<Txn, FoldError> {
         let mut it = records.into_iter();
         let (seq, time, k, payload) = it.next().ok_or_else(|| FoldError {
             txn: String::new(),
@@ -341,7 +341,12 @@ impl Txn {
             why: "no records".into(),
         })?;
         if k != kind::SERVICE_OPEN {
-            return Err(FoldError { txn: String::new(), seq, kind: k.into(), why: "first record is not service.open".into() });
+            return Err(FoldError {
+                txn: String::new(),
+                seq,
+                kind: k.into(),
+                why: "first record is not service.open".into(),
+            });
         }
         let open: ServiceOpen = parse(seq, k, payload)?;
         let mut txn = Txn::new(open, seq, time);
@@ -357,7 +362,8 @@ impl Txn {
         match k {
             kind::SERVICE_REFUSAL => {
                 let r: ServiceRefusal = parse(seq, k, payload)?;
-                self.refusals.extend(r.refusals.into_iter().map(|refusal| RefusalState { refusal, overridden: None }));
+                self.refusals
+                    .extend(r.refusals.into_iter().map(|refusal| RefusalState { refusal, overridden: None }));
             }
             kind::SERVICE_OVERRIDE => {
                 let o: ServiceOverride = parse(seq, k, payload)?;
@@ -386,7 +392,9 @@ impl Txn {
                 self.payment = match r.outcome {
                     PayOutcome::Approved => {
                         self.payment_seq = Some(seq);
-                        Payment::Approved(r.approval.ok_or_else(|| err("approved without an approval".into()))?)
+                        Payment::Approved(
+                            r.approval.ok_or_else(|| err("approved without an approval".into()))?,
+                        )
                     }
                     PayOutcome::Unknown => Payment::Unknown {
                         attempt,
@@ -404,14 +412,17 @@ impl Txn {
                 let (attempt, amount, receipt_before) = match &self.payment {
                     Payment::Sent { attempt, amount, receipt_before }
                     | Payment::Unknown { attempt, amount, receipt_before, .. }
-                    | Payment::Held { attempt, amount, receipt_before, .. } => (*attempt, *amount, *receipt_before),
+                    | Payment::Held { attempt, amount, receipt_before, .. } => {
+                        (*attempt, *amount, *receipt_before)
+                    }
                     _ => return Err(err("a recovery without an unknown payment".into())),
                 };
                 match r.outcome {
                     Recovered::Approved => {
                         self.payment_seq = Some(seq);
-                        self.payment =
-                            Payment::Approved(r.approval.ok_or_else(|| err("recovered without an approval".into()))?);
+                        self.payment = Payment::Approved(
+                            r.approval.ok_or_else(|| err("recovered without an approval".into()))?,
+                        );
                     }
                     Recovered::NotCharged => {
                         self.payment = Payment::None { attempts: attempt, last: r.detail };
@@ -431,9 +442,8 @@ impl Txn {
             kind::PAYMENT_HOLD => {
                 let h: records::PaymentHold = parse(seq, k, payload)?;
                 let (attempt, receipt_before) = match &self.payment {
-                    Payment::Sent { attempt, receipt_before, .. } | Payment::Unknown { attempt, receipt_before, .. } => {
-                        (*attempt, *receipt_before)
-                    }
+                    Payment::Sent { attempt, receipt_before, .. }
+                    | Payment::Unknown { attempt, receipt_before, .. } => (*attempt, *receipt_before),
                     _ => return Err(err("a hold without an unknown payment".into())),
                 };
                 self.payment = Payment::Held { attempt, amount: h.amount, receipt_before, reason: h.reason };
@@ -441,7 +451,10 @@ impl Txn {
             kind::CARD_INTENT | kind::TAG_INTENT | kind::LABEL_INTENT => {
                 let step = step_of(k);
                 let i: StepIntent = parse(seq, k, payload)?;
-                let s = self.steps.get_mut(&step).ok_or_else(|| err(format!("{} has no {k}", self.open.request.service.name())))?;
+                let s = self
+                    .steps
+                    .get_mut(&step)
+                    .ok_or_else(|| err(format!("{} has no {k}", self.open.request.service.name())))?;
                 if s.running.is_some() {
                     return Err(err("a second intent before the first one's result".into()));
                 }
@@ -479,7 +492,8 @@ impl Txn {
                     _ => None,
                 };
                 if let Some(step) = step {
-                    let s = self.steps.get_mut(&step).ok_or_else(|| err(format!("no {} to reprint", r.what)))?;
+                    let s =
+                        self.steps.get_mut(&step).ok_or_else(|| err(format!("no {} to reprint", r.what)))?;
                     s.reprint_pending = true;
                     if r.spoils_previous && s.issued > 0 {
                         s.issued -= 1;
@@ -534,7 +548,8 @@ impl Txn {
                 match r.outcome {
                     PayOutcome::Approved => {
                         v.reversal_pending = false;
-                        let reversal = r.approval.ok_or_else(|| err("reversed without an approval".into()))?;
+                        let reversal =
+                            r.approval.ok_or_else(|| err("reversed without an approval".into()))?;
                         self.payment = Payment::Reversed { purchase, reversal };
                     }
                     PayOutcome::Unknown => {
@@ -575,10 +590,7 @@ impl Txn {
 
     /// Whether the transaction needs nothing more from anyone.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.next(),
-            Next::Wait(Waiting::Completed | Waiting::Cancelled | Waiting::Voided)
-        )
+        matches!(self.next(), Next::Wait(Waiting::Completed | Waiting::Cancelled | Waiting::Voided))
     }
 
     /// Whether a purchase was (or may have been) sent: from here on it can only be completed,
@@ -619,10 +631,16 @@ impl Txn {
             return Next::Wait(Waiting::Cancelled);
         }
         match &self.payment {
-            Payment::Sent { attempt, amount, receipt_before } | Payment::Unknown { attempt, amount, receipt_before, .. } => {
-                return Next::RecoverPayment { attempt: *attempt, amount: *amount, receipt_before: *receipt_before };
+            // A held payment is asked about again whenever someone proceeds; never re-sent.
+            Payment::Sent { attempt, amount, receipt_before }
+            | Payment::Unknown { attempt, amount, receipt_before, .. }
+            | Payment::Held { attempt, amount, receipt_before, .. } => {
+                return Next::RecoverPayment {
+                    attempt: *attempt,
+                    amount: *amount,
+                    receipt_before: *receipt_before,
+                };
             }
-            Payment::Held { .. } => return Next::Wait(Waiting::Held),
             Payment::Reversed { .. } => return Next::Wait(Waiting::Voided),
             Payment::None { .. } | Payment::Approved(_) => {}
         }
@@ -675,19 +693,16 @@ impl Txn {
             Next::Wait(Waiting::Cancelled) => State::Cancelled,
             Next::Wait(Waiting::Voided) => State::Voided,
             Next::Wait(Waiting::ReversalUnknown) => State::Voiding,
-            Next::Wait(Waiting::Held) => State::Held,
             Next::Wait(Waiting::Refused) => State::Refused,
             Next::Wait(Waiting::Nothing) => State::Completed,
             Next::Inspect => State::Open,
             Next::Pay { .. } if matches!(self.payment, Payment::None { attempts: 0, .. }) => State::Quoted,
             Next::Pay { .. } => State::Quoted,
-            Next::RecoverPayment { .. } => {
-                if matches!(self.payment, Payment::Sent { .. }) {
-                    State::Paying
-                } else {
-                    State::PaymentUnknown
-                }
-            }
+            Next::RecoverPayment { .. } => match self.payment {
+                Payment::Sent { .. } => State::Paying,
+                Payment::Held { .. } => State::Held,
+                _ => State::PaymentUnknown,
+            },
             Next::Reverse { .. } | Next::ResolveReversal { .. } => State::Voiding,
             Next::ResolveStep { step, .. } | Next::Do { step, .. } => {
                 if self.complete.is_some() {

@@ -29,7 +29,7 @@ impl T {
         if service != "driving_licence_renewal" {
             req["vehicle"] = vehicle();
         }
-        let open = json!({"txn": "T1", "officer": "1001", "request": req, "dossier": "booking"});
+        let open = json!({"txn": "T1", "officer": "1001", "request": req, "dossier_source": "booking"});
         let txn = Txn::fold([(1, 0, kind::SERVICE_OPEN, open.to_string().as_bytes())]).unwrap();
         T { txn, seq: 1 }
     }
@@ -43,11 +43,17 @@ impl T {
         self
     }
     fn quote(&mut self, total: u64) -> &mut Self {
-        self.r(kind::SERVICE_QUOTE, json!({"officer": "1001", "schedule_version": 1, "lines": [
-            {"code": "fee", "label_ar": "رسم", "label_en": "fee", "amount": total}], "total": total}))
+        self.r(
+            kind::SERVICE_QUOTE,
+            json!({"officer": "1001", "schedule_version": 1, "lines": [
+            {"code": "fee", "label_ar": "رسم", "label_en": "fee", "amount": total}], "total": total}),
+        )
     }
     fn pay_intent(&mut self, attempt: u32) -> &mut Self {
-        self.r(kind::PAYMENT_INTENT, json!({"officer": "1001", "amount": 5000, "receipt_before": 7, "attempt": attempt}))
+        self.r(
+            kind::PAYMENT_INTENT,
+            json!({"officer": "1001", "amount": 5000, "receipt_before": 7, "attempt": attempt}),
+        )
     }
     fn pay_result(&mut self, attempt: u32, outcome: &str) -> &mut Self {
         let mut p = json!({"attempt": attempt, "outcome": outcome, "amount": 5000});
@@ -77,7 +83,10 @@ fn vehicle_licence_renewal_happy_path() {
     assert_eq!(t.txn.next(), Next::Do { step: Step::Card, attempt: 1 });
     t.step(Step::Card, 1, "done", "issued");
     assert_eq!(t.txn.next(), Next::Complete);
-    t.r(kind::SERVICE_COMPLETE, json!({"officer": "1001", "service": "vehicle_licence_renewal", "total": 5000, "receipt_no": "T1"}));
+    t.r(
+        kind::SERVICE_COMPLETE,
+        json!({"officer": "1001", "service": "vehicle_licence_renewal", "total": 5000, "receipt_no": "T1"}),
+    );
     assert_eq!(t.txn.next(), Next::Wait(Waiting::Completed));
     assert!(t.txn.is_final());
     assert_eq!(t.txn.stock(), vec![(Step::Card, 1, 0)]);
@@ -103,7 +112,8 @@ fn held_payment_is_never_charged_again() {
     t.quote(5000).pay_intent(1).pay_result(1, "unknown");
     t.r(kind::PAYMENT_RECOVERY, json!({"attempt": 1, "outcome": "unknown", "detail": "no answer"}));
     t.r(kind::PAYMENT_HOLD, json!({"reason": "terminal unreachable", "amount": 5000}));
-    assert_eq!(t.txn.next(), Next::Wait(Waiting::Held));
+    // Proceeding again asks the terminal again; it never sends a purchase.
+    assert!(matches!(t.txn.next(), Next::RecoverPayment { attempt: 1, .. }));
     assert_eq!(t.txn.state(), State::Held);
     // A cancel is refused by the fold: the citizen may have paid.
     assert!(t.rec(kind::SERVICE_CANCEL, json!({"officer": "1001", "reason": "x"})).is_err());
@@ -122,12 +132,21 @@ fn declined_card_may_pay_again() {
 #[test]
 fn refusal_waits_for_an_override() {
     let mut t = T::open("vehicle_licence_renewal");
-    t.r(kind::SERVICE_REFUSAL, json!({"officer": "1001", "refusals": [
-        {"code": "prereq.unpaid_fines", "ar": "غرامات", "en": "fines", "overridable": true}]}));
+    t.r(
+        kind::SERVICE_REFUSAL,
+        json!({"officer": "1001", "refusals": [
+        {"code": "prereq.unpaid_fines", "ar": "غرامات", "en": "fines", "overridable": true}]}),
+    );
     t.quote(5000);
     assert_eq!(t.txn.state(), State::Refused);
-    assert!(t.rec(kind::SERVICE_OVERRIDE, json!({"officer": "9001", "code": "prereq.other", "reason": "r"})).is_err());
-    t.r(kind::SERVICE_OVERRIDE, json!({"officer": "9001", "code": "prereq.unpaid_fines", "reason": "paid at the van"}));
+    assert!(
+        t.rec(kind::SERVICE_OVERRIDE, json!({"officer": "9001", "code": "prereq.other", "reason": "r"}))
+            .is_err()
+    );
+    t.r(
+        kind::SERVICE_OVERRIDE,
+        json!({"officer": "9001", "code": "prereq.unpaid_fines", "reason": "paid at the van"}),
+    );
     assert_eq!(t.txn.next(), Next::Pay { attempt: 1, amount: 5000 });
 }
 
@@ -144,7 +163,10 @@ fn failed_and_unknown_steps_are_retried_and_spoil_stock() {
     // An intent without a result (crash) is resolved first.
     t.r(kind::LABEL_INTENT, json!({"officer": "1001", "attempt": 1}));
     assert_eq!(t.txn.next(), Next::ResolveStep { step: Step::Label, attempt: 1 });
-    t.r(kind::LABEL_RESULT, json!({"attempt": 1, "outcome": "unknown", "stock": "spoiled", "recovered": true}));
+    t.r(
+        kind::LABEL_RESULT,
+        json!({"attempt": 1, "outcome": "unknown", "stock": "spoiled", "recovered": true}),
+    );
     t.step(Step::Label, 2, "done", "issued");
     assert_eq!(t.txn.next(), Next::Complete);
     assert_eq!(t.txn.stock(), vec![(Step::Tag, 1, 1), (Step::Label, 1, 1)]);
@@ -159,7 +181,10 @@ fn void_of_a_paid_service_reverses_once() {
     t.r(kind::STOCK_SPOILED, json!({"officer": "9001", "item": "card", "reason": "void"}));
     assert_eq!(t.txn.next(), Next::Reverse { attempt: 1, receipt_no: 8, amount: 5000 });
     assert_eq!(t.txn.state(), State::Voiding);
-    t.r(kind::PAYMENT_REVERSAL_INTENT, json!({"officer": "9001", "receipt_no": 8, "amount": 5000, "attempt": 1}));
+    t.r(
+        kind::PAYMENT_REVERSAL_INTENT,
+        json!({"officer": "9001", "receipt_no": 8, "amount": 5000, "attempt": 1}),
+    );
     assert_eq!(t.txn.next(), Next::ResolveReversal { attempt: 1 });
     t.r(kind::PAYMENT_REVERSAL, json!({"attempt": 1, "outcome": "approved", "approval": approval(5000, 9)}));
     assert_eq!(t.txn.next(), Next::Wait(Waiting::Voided));
@@ -171,8 +196,11 @@ fn failed_inspection_completes_without_documents() {
     let mut t = T::open("inspection");
     t.quote(2000);
     assert_eq!(t.txn.next(), Next::Inspect);
-    t.r(kind::SERVICE_INSPECTION, json!({"officer": "1001", "vin_matches": false, "engine_matches": true,
-        "checklist": {"brakes": true}, "passed": false, "reasons": ["vin_mismatch"]}));
+    t.r(
+        kind::SERVICE_INSPECTION,
+        json!({"officer": "1001", "vin_matches": false, "engine_matches": true,
+        "checklist": {"brakes": true}, "passed": false, "reasons": ["vin_mismatch"]}),
+    );
     t.pay_intent(1).pay_result(1, "approved");
     assert_eq!(t.txn.next(), Next::Complete);
 }
@@ -183,7 +211,10 @@ fn out_of_order_records_are_refused() {
     assert!(t.rec(kind::PAYMENT_RESULT, json!({"attempt": 1, "outcome": "approved", "amount": 1})).is_err());
     t.quote(5000).pay_intent(1);
     assert!(t.rec(kind::PAYMENT_INTENT, json!({"officer": "1", "amount": 5000, "attempt": 2})).is_err());
-    assert!(t.rec(kind::TAG_INTENT, json!({"officer": "1", "attempt": 1})).is_err(), "no tag in this service");
+    assert!(
+        t.rec(kind::TAG_INTENT, json!({"officer": "1", "attempt": 1})).is_err(),
+        "no tag in this service"
+    );
     assert!(t.rec("device.job", json!({})).is_err());
 }
 
@@ -196,12 +227,7 @@ enum Ev {
 }
 
 fn ev() -> impl Strategy<Value = Ev> {
-    prop_oneof![
-        (0u8..3).prop_map(Ev::StepResult),
-        Just(Ev::Crash),
-        Just(Ev::Reprint),
-        Just(Ev::Void),
-    ]
+    prop_oneof![(0u8..3).prop_map(Ev::StepResult), Just(Ev::Crash), Just(Ev::Reprint), Just(Ev::Void),]
 }
 
 proptest! {
@@ -240,7 +266,7 @@ proptest! {
                 _ => {}
             }
             // Stock: at most one item issued per step; every attempt accounted for.
-            for (_, s) in &t.txn.steps {
+            for s in t.txn.steps.values() {
                 prop_assert!(s.issued <= 1);
             }
         }
