@@ -5,3 +5,4 @@
 //! (`api`) drives it and nothing else does.
 
 pub mod model;
+pub mod validate;
