@@ -5,4 +5,5 @@
 //! (`api`) drives it and nothing else does.
 
 pub mod model;
+pub mod schedule;
 pub mod validate;
