@@ -1094,7 +1094,9 @@ pub struct BlockedLicence {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BlockList {
-    /// Version (HQ counts up).
+    /// Version (HQ counts up). May be left out of the bundle's body: the bundle's own version
+    /// then stands for it (0 here).
+    #[serde(default)]
     pub version: u64,
     /// Blocked vehicles.
     #[serde(default)]
@@ -1812,7 +1814,45 @@ mod tests {
         );
         bad(r#"{"version": 1, "licences": [{"number": " ", "reason": "x"}]}"#, "licences[0]");
         bad(r#"{"version": 1, "licences": [{"number": "1", "reason": "x", "why": 1}]}"#, "licences[0].why");
-        bad(r#"{"vehicles": []}"#, ".");
+        bad(r#"{"vehicles": {}}"#, "vehicles");
+        bad(r#"{"version": -1}"#, "version");
+        assert_eq!(BlockList::from_json(b"{}").unwrap(), BlockList::default());
+    }
+
+    #[test]
+    fn every_error_code_in_the_code_is_documented() {
+        let docs = include_str!("../../docs/rules.md");
+        let prefixes = [
+            "national_id",
+            "plate",
+            "vin",
+            "engine_no",
+            "phone",
+            "name_ar",
+            "make_model",
+            "year",
+            "quote",
+            "expiry",
+            "prereq",
+        ];
+        let mut seen = 0;
+        for source in [include_str!("validate.rs"), include_str!("schedule.rs")] {
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for literal in code.split('"').skip(1).step_by(2) {
+                let Some((head, tail)) = literal.split_once('.') else { continue };
+                let is_code = prefixes.contains(&head)
+                    && !tail.is_empty()
+                    && tail.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                if is_code {
+                    seen += 1;
+                    assert!(
+                        docs.contains(&format!("| `{literal}` |")),
+                        "docs/rules.md does not list `{literal}`"
+                    );
+                }
+            }
+        }
+        assert!(seen > 30, "only {seen} codes found: the scan is broken");
     }
 
     fn any_request() -> impl Strategy<Value = QuoteRequest> {

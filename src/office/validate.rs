@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Date, FieldError, Plate};
+use super::model::{Citizen, Date, FieldError, Plate, Vehicle};
 
 /// Turns Eastern Arabic (U+0660–U+0669) and Persian (U+06F0–U+06F9) digits into ASCII digits;
 /// every other character is kept as it is.
@@ -540,6 +540,96 @@ pub fn parse_phone(s: &str) -> Result<String, FieldError> {
     Ok(rest)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Whole records
+
+/// Checks a citizen as entered or booked: the national ID, an Arabic name, the phone if any.
+/// Returns a copy with the ID and phone normalised (names are kept exactly as entered, only
+/// trimmed) and the parsed ID, or every problem found (fields relative to the citizen:
+/// `national_id`, `name_ar`, `phone`).
+pub fn citizen(c: &Citizen, today: Date) -> Result<(Citizen, NationalId), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let id = NationalId::parse(&c.national_id, today).map_err(|e| errors.push(e)).ok();
+    let name_ar = c.name_ar.trim();
+    if name_ar.is_empty() {
+        errors.push(FieldError::new(
+            "name_ar",
+            "name_ar.empty",
+            "الاسم بالعربية مطلوب",
+            "the Arabic name is required",
+        ));
+    } else if !name_ar.chars().any(|ch| ('\u{0621}'..='\u{064A}').contains(&ch)) {
+        errors.push(FieldError::new(
+            "name_ar",
+            "name_ar.not_arabic",
+            "الاسم يجب أن يُكتب بالحروف العربية",
+            "the name must be written in Arabic letters",
+        ));
+    } else if name_ar.chars().count() > 100 {
+        errors.push(FieldError::new(
+            "name_ar",
+            "name_ar.too_long",
+            "الاسم أطول من 100 حرف",
+            "the name is longer than 100 characters",
+        ));
+    }
+    let phone = match c.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(p) => parse_phone(p).map_err(|e| errors.push(e)).ok(),
+        None => None,
+    };
+    match id {
+        Some(id) if errors.is_empty() => {
+            let name_en = c.name_en.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+            let out =
+                Citizen { national_id: id.as_str().to_owned(), name_ar: name_ar.to_owned(), name_en, phone };
+            Ok((out, id))
+        }
+        _ => Err(errors),
+    }
+}
+
+/// Checks a vehicle as entered or booked: plate (by `rules`), VIN, engine number, owner's
+/// national ID, make and model, model year (1900 to next year). Returns the normalised copy or
+/// every problem found (fields relative to the vehicle: `plate.letters`, `vin`, …).
+pub fn vehicle(v: &Vehicle, rules: &PlateRules, today: Date) -> Result<Vehicle, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let plate = rules.parse(&v.plate.letters, &v.plate.digits).map_err(|e| errors.push(e)).ok();
+    let vin = parse_vin(&v.vin).map_err(|e| errors.push(e)).ok();
+    let engine_no = parse_engine_no(&v.engine_no).map_err(|e| errors.push(e)).ok();
+    let owner = NationalId::parse(&v.owner_national_id, today)
+        .map_err(|e| errors.push(FieldError { field: "owner_national_id".into(), ..e }))
+        .ok();
+    if v.make_model.trim().is_empty() {
+        errors.push(FieldError::new(
+            "make_model",
+            "make_model.empty",
+            "الماركة والطراز مطلوبان",
+            "the make and model are required",
+        ));
+    }
+    let last = today.year() + 1;
+    if let Some(year) = v.year.filter(|y| !(1900..=last as u16).contains(y)) {
+        errors.push(FieldError::new(
+            "year",
+            "year.range",
+            format!("سنة الصنع {year} خارج المدى 1900–{last}"),
+            format!("model year {year} is outside 1900-{last}"),
+        ));
+    }
+    match (plate, vin, engine_no, owner) {
+        (Some(plate), Some(vin), Some(engine_no), Some(owner)) if errors.is_empty() => Ok(Vehicle {
+            plate,
+            vin,
+            engine_no,
+            owner_national_id: owner.as_str().to_owned(),
+            make_model: v.make_model.trim().to_owned(),
+            colour_ar: v.colour_ar.trim().to_owned(),
+            ..v.clone()
+        }),
+        _ => Err(errors),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,6 +814,74 @@ mod tests {
         assert_eq!(code(parse_phone("0101234567a")), "phone.not_digits");
     }
 
+    fn a_citizen() -> Citizen {
+        Citizen {
+            national_id: " ٢٩٠٠١٠١٢١٠١٢٦١ ".into(),
+            name_ar: " منى أحمد ".into(),
+            name_en: Some(" ".into()),
+            phone: Some("+20 100 123 4567".into()),
+        }
+    }
+
+    #[test]
+    fn citizens_are_normalised_or_every_problem_named() {
+        let (c, id) = citizen(&a_citizen(), TODAY).unwrap();
+        assert_eq!(c.national_id, "29001012101261");
+        assert_eq!(c.name_ar, "منى أحمد");
+        assert_eq!(c.name_en, None);
+        assert_eq!(c.phone.as_deref(), Some("01001234567"));
+        assert_eq!(id.sex(), Sex::Female);
+        let bad = Citizen {
+            national_id: "123".into(),
+            name_ar: "Mona".into(),
+            phone: Some("0131".into()),
+            ..a_citizen()
+        };
+        let errors = citizen(&bad, TODAY).unwrap_err();
+        let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, ["national_id.length", "name_ar.not_arabic", "phone.length"]);
+        let errors =
+            citizen(&Citizen { name_ar: "  ".into(), phone: None, ..a_citizen() }, TODAY).unwrap_err();
+        assert_eq!(errors[0].code, "name_ar.empty");
+    }
+
+    #[test]
+    fn vehicles_are_normalised_or_every_problem_named() {
+        let v = Vehicle {
+            plate: Plate { letters: "ابج".into(), digits: "١٢٣".into() },
+            category: crate::office::model::VehicleCategory::Private,
+            vin: "1hgcm82633a004352".into(),
+            engine_no: "g4fc-1".into(),
+            make_model: " Hyundai Elantra ".into(),
+            year: Some(2018),
+            colour_ar: "أبيض".into(),
+            owner_national_id: "٢٩٠٠١٠١٢١٠١٢٦١".into(),
+        };
+        let ok = vehicle(&v, &PlateRules::default(), TODAY).unwrap();
+        assert_eq!(ok.plate, Plate { letters: "أ ب ج".into(), digits: "123".into() });
+        assert_eq!((ok.vin.as_str(), ok.engine_no.as_str()), ("1HGCM82633A004352", "G4FC-1"));
+        assert_eq!(ok.owner_national_id, "29001012101261");
+        assert_eq!(ok.make_model, "Hyundai Elantra");
+        let bad = Vehicle {
+            vin: "1HGCM82633AO04352".into(),
+            owner_national_id: "29013012101261".into(),
+            year: Some(2028),
+            make_model: String::new(),
+            ..v
+        };
+        let errors = vehicle(&bad, &PlateRules::default(), TODAY).unwrap_err();
+        let fields: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("vin", "vin.forbidden_letter"),
+                ("owner_national_id", "national_id.bad_date"),
+                ("make_model", "make_model.empty"),
+                ("year", "year.range"),
+            ]
+        );
+    }
+
     fn valid_id() -> impl Strategy<Value = (String, Date)> {
         (1900i16..=2026, 1i8..=12, 1i8..=31, 0usize..GOVERNORATES.len(), 0u32..100_000).prop_filter_map(
             "a real date not after today",
@@ -737,6 +895,18 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn built_plates_parse_back(
+            letters in prop::collection::vec(prop::sample::select(PlateRules::default().letters), 1..=3),
+            digits in "[0-9]{1,4}",
+            spaced in any::<bool>(),
+        ) {
+            let typed = letters.join(if spaced { " " } else { "" });
+            let p = PlateRules::default().parse(&typed, &digits).unwrap();
+            prop_assert_eq!(p.letters, letters.join(" "));
+            prop_assert_eq!(p.digits, digits);
+        }
+
         #[test]
         fn any_text_gives_an_answer_not_a_panic(s in ".{0,40}") {
             let _ = NationalId::parse(&s, TODAY);
