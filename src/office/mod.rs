@@ -7,5 +7,7 @@
 pub mod desk;
 pub mod model;
 pub mod records;
+pub mod schedule;
 pub mod shift;
+pub mod validate;
 pub mod workflow;
