@@ -5,3 +5,6 @@
 //! (`api`) drives it and nothing else does.
 
 pub mod model;
+pub mod people;
+pub mod refdata;
+pub mod sample;
