@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -245,6 +245,9 @@ pub enum RefDataError {
     /// Bookings changed between prepare and commit (another import ran): prepare again.
     #[error("reference data changed since the bundle was checked; import it again")]
     Changed,
+    /// The journal hook refused or failed: nothing was written.
+    #[error("not applied: the journal record failed: {0}")]
+    NotJournaled(String),
     /// The database failed.
     #[error("office database {path}: {detail}")]
     Storage {
@@ -268,6 +271,7 @@ impl RefDataError {
             RefDataError::WrongState { .. } => "state.booking_changed",
             RefDataError::NotAllowed { .. } => "state.booking_transition",
             RefDataError::Changed => "bundle.changed",
+            RefDataError::NotJournaled(_) => "storage.journal",
             RefDataError::Storage { .. } => "storage.office_db",
         }
     }
@@ -295,6 +299,7 @@ impl RefDataError {
                 format!("لا يمكن نقل الحجز {id} من حالة «{}» إلى «{}»", state_ar(*from), state_ar(*to)),
             ),
             RefDataError::Changed => one("", "تغيرت البيانات أثناء الاستيراد؛ أعد المحاولة".into()),
+            RefDataError::NotJournaled(_) => one("", "تعذر تسجيل الاستيراد في السجل؛ لم يتغير شيء".into()),
             RefDataError::Storage { .. } => one("", "تعذر حفظ البيانات في قاعدة بيانات الوحدة".into()),
         }
     }
@@ -452,6 +457,8 @@ fn migrations() -> Migrations<'static> {
 /// The office database: the one owner of `office.db`.
 pub struct RefData {
     conn: Mutex<Connection>,
+    /// Serialises prepare → journal → commit of imports.
+    import: Mutex<()>,
     path: PathBuf,
     van_id: String,
     hours: ServiceHours,
@@ -486,7 +493,13 @@ impl RefData {
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| storage(e.to_string()))?;
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| storage(e.to_string()))?;
         migrations().to_latest(&mut conn).map_err(|e| storage(e.to_string()))?;
-        Ok(RefData { conn: Mutex::new(conn), path: path.to_owned(), van_id: van_id.to_owned(), hours })
+        Ok(RefData {
+            conn: Mutex::new(conn),
+            import: Mutex::new(()),
+            path: path.to_owned(),
+            van_id: van_id.to_owned(),
+            hours,
+        })
     }
 
     /// The service hours bookings are checked against.
@@ -715,9 +728,24 @@ impl RefData {
         Ok(a.clone())
     }
 
-    /// [`RefData::prepare`] then [`RefData::commit`] (for callers that journal nothing).
+    /// [`RefData::import`] without a journal record (tests, tools).
     pub fn apply(&self, bytes: &[u8], now: Timestamp) -> Result<Applied, RefDataError> {
+        self.import(bytes, now, |_| Ok(()))
+    }
+
+    /// Imports a bundle the way the van must: checks it ([`RefData::prepare`]), lets `journal`
+    /// write the `refdata.applied` record (an error refuses the import and nothing is written),
+    /// then writes it ([`RefData::commit`]). Imports run one at a time, so a bundle checked is the
+    /// bundle written. Blocking (SQLite): call it from `spawn_blocking` in async code.
+    pub fn import(
+        &self,
+        bytes: &[u8],
+        now: Timestamp,
+        journal: impl FnOnce(&Applied) -> Result<(), String>,
+    ) -> Result<Applied, RefDataError> {
+        let _one = self.import.lock().unwrap_or_else(|p| p.into_inner());
         let p = self.prepare(bytes)?;
+        journal(p.applied()).map_err(RefDataError::NotJournaled)?;
         self.commit(&p, now)
     }
 
@@ -957,4 +985,94 @@ fn set_current(tx: &rusqlite::Transaction<'_>, kind: &str, version: u64, body: &
         params![kind, version as i64, body],
     )?;
     Ok(())
+}
+
+/// Writes the `refdata.applied` journal record for an import (see [`RefData::import`]).
+pub type JournalHook = Arc<dyn Fn(&Applied) -> Result<(), String> + Send + Sync>;
+
+/// The journal payload of `refdata.applied` for an import by `officer` (`None`: from the
+/// technician's command line).
+pub fn applied_record(a: &Applied, officer: Option<&str>) -> Value {
+    let mut v = serde_json::json!({
+        "bundle": a.bundle.name(), "version": a.version, "sha256": a.sha256, "items": a.items, "skipped": a.skipped,
+    });
+    if let Some(o) = officer {
+        v["officer"] = Value::String(o.to_owned());
+    }
+    v
+}
+
+/// The service desk's control socket commands (install with `control::serve_with_extra`):
+/// - `{"cmd":"import","bundle_text":"<the file>"}` (the file's exact text, so its SHA-256 is the
+///   file's) or `{"cmd":"import","bundle":{…}}` (hashed as compact JSON) →
+///   `{"import":{"bundle","version","sha256","items","skipped"}}`;
+/// - `{"cmd":"bookings","date":"YYYY-MM-DD"}` (date optional: today in the service time zone) →
+///   `{"bookings":[{"booking":…,"state":…,"txn"?:…,"state_changed_at":…}]}`;
+/// - `{"cmd":"officers"}` → `{"officers":[{"id","name_ar","name_en","role","active"}]}`.
+///
+/// Errors answer `{"error": "…"}` with every bad booking or officer named.
+pub struct OfficeControl {
+    refdata: Arc<RefData>,
+    journal: JournalHook,
+}
+
+impl OfficeControl {
+    /// Commands over `refdata`; `journal` writes `refdata.applied` before an import is written.
+    pub fn new(refdata: Arc<RefData>, journal: JournalHook) -> OfficeControl {
+        OfficeControl { refdata, journal }
+    }
+
+    fn answer(refdata: &RefData, journal: &JournalHook, request: Value) -> Result<Value, String> {
+        match request.get("cmd").and_then(Value::as_str) {
+            Some("import") => {
+                let bytes = match (request.get("bundle_text"), request.get("bundle")) {
+                    (Some(Value::String(t)), _) => t.clone().into_bytes(),
+                    (_, Some(b @ Value::Object(_))) => b.to_string().into_bytes(),
+                    _ => {
+                        return Err(
+                            "cmd \"import\" needs \"bundle_text\" (the file as a string) or \"bundle\" (an object)"
+                                .into(),
+                        );
+                    }
+                };
+                let a =
+                    refdata.import(&bytes, Timestamp::now(), |a| journal(a)).map_err(|e| e.to_string())?;
+                Ok(serde_json::json!({ "import": a }))
+            }
+            Some("bookings") => {
+                let date = match request.get("date") {
+                    None | Some(Value::Null) => {
+                        Timestamp::now().to_zoned_datetime(refdata.hours.tz.clone()).date()
+                    }
+                    Some(Value::String(d)) => {
+                        d.parse::<Date>().map_err(|e| format!("date {d:?} is not YYYY-MM-DD: {e}"))?
+                    }
+                    Some(other) => return Err(format!("date must be a string YYYY-MM-DD, not {other}")),
+                };
+                let list = refdata.bookings_on(date).map_err(|e| e.to_string())?;
+                Ok(serde_json::json!({ "date": date.to_string(), "bookings": list }))
+            }
+            Some("officers") => {
+                let list = refdata.officers().map_err(|e| e.to_string())?;
+                Ok(serde_json::json!({ "officers": list }))
+            }
+            other => Err(format!("unknown office command {other:?}")),
+        }
+    }
+}
+
+impl crate::control::ControlExtra for OfficeControl {
+    fn commands(&self) -> &[&'static str] {
+        &["import", "bookings", "officers"]
+    }
+
+    fn handle(&self, request: Value) -> crate::control::ExtraFuture<'_> {
+        let refdata = self.refdata.clone();
+        let journal = self.journal.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || OfficeControl::answer(&refdata, &journal, request))
+                .await
+                .map_err(|e| format!("office command failed: {e}"))?
+        })
+    }
 }
