@@ -6,6 +6,8 @@
 //! - `{"cmd":"test","device":"card"}` → `{"test":{"device":"card","job":"job-…","outcome":"done","ok":true,"lines":[…]}}`
 //!   (a technician test job: prints a test card or label, encodes a test tag, or asks the terminal
 //!   for its diagnosis; see `techtest`)
+//! - commands of a [`ControlExtra`] the daemon installs (the service desk's `import`, `bookings`,
+//!   `officers`; see `office::refdata::OfficeControl`), answered by it;
 //! - anything else → `{"error":"…"}` naming what was wrong; the connection stays usable.
 //!
 //! The socket is created with mode 0660 so only the daemon's user and group (technicians) can use it.
@@ -13,7 +15,9 @@
 //! Clients are bounded ([`Limits`], `[control]` in the configuration): at most `max_clients` are
 //! served at once, a client beyond that is answered `{"error":"too many control clients (16); try
 //! again"}` and closed at once, a client that sends no request for `idle_timeout_s` is told so and
-//! closed, and a request line is at most [`MAX_LINE`] bytes. The socket also never takes the
+//! closed, and a request line is at most [`MAX_LINE`] bytes, except a request for a
+//! [`ControlExtra`] command (a bundle import carries a whole file), which may take up to
+//! [`MAX_EXTRA_LINE`] bytes. The socket also never takes the
 //! daemon's last [`FD_RESERVE`] file descriptors, so a device can always be reopened after a
 //! replug; [`raise_fd_limit`] lifts the soft descriptor limit to the hard one at daemon start.
 
@@ -33,6 +37,26 @@ use crate::devices::manager::Manager;
 
 /// Longest request line accepted (a request is a few dozen bytes).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Longest request line accepted for a [`ControlExtra`] command (a bundle of a day's bookings with
+/// their dossiers is a few hundred KiB). Only read that far when an extra is installed.
+pub const MAX_EXTRA_LINE: usize = 4 * 1024 * 1024;
+
+/// The answer of a [`ControlExtra`]: the answer object, or the error text for `{"error": …}`.
+pub type ExtraFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, String>> + Send + 'a>>;
+
+/// Commands the daemon adds to the control socket beyond the devices' (the service desk's
+/// imports and lists), so this module does not depend on them.
+pub trait ControlExtra: Send + Sync {
+    /// The `cmd` values it answers (never `devices`, `self_test` or `test`).
+    fn commands(&self) -> &[&'static str];
+    /// Answers one request (the whole JSON object, `cmd` included).
+    fn handle(&self, request: Value) -> ExtraFuture<'_>;
+}
+
+/// An installed [`ControlExtra`], shared by every connection.
+pub type Extra = Arc<dyn ControlExtra>;
 
 /// File descriptors the control socket always leaves to the rest of the daemon (device ports, the
 /// journal, logs): a client whose descriptor would fall into this reserve is refused.
@@ -159,13 +183,24 @@ pub async fn serve(
     serve_with(path, manager, Limits::default(), shutdown).await
 }
 
-/// Serves the control socket until `shutdown` becomes true (or its sender is dropped), with at
-/// most `limits.max_clients` clients at once. A stale socket file from a crashed daemon is
-/// replaced; a live one is an error.
+/// [`serve_with_extra`] without extra commands.
 pub async fn serve_with(
     path: &Path,
     manager: Arc<Manager>,
     limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ControlError> {
+    serve_with_extra(path, manager, limits, None, shutdown).await
+}
+
+/// Serves the control socket until `shutdown` becomes true (or its sender is dropped), with at
+/// most `limits.max_clients` clients at once, answering `extra`'s commands too. A stale socket
+/// file from a crashed daemon is replaced; a live one is an error.
+pub async fn serve_with_extra(
+    path: &Path,
+    manager: Arc<Manager>,
+    limits: Limits,
+    extra: Option<Extra>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ControlError> {
     let shown = path.display().to_string();
@@ -213,7 +248,8 @@ pub async fn serve_with(
                         Ok(permit) => {
                             let m = manager.clone();
                             let sd = shutdown.clone();
-                            tokio::spawn(connection(stream, m, sd, limits.idle_timeout, permit));
+                            let x = extra.clone();
+                            tokio::spawn(connection(stream, m, x, sd, limits.idle_timeout, permit));
                         }
                         Err(reason) => {
                             refused += 1;
@@ -246,13 +282,14 @@ fn refuse(stream: &UnixStream, reason: &str) {
 async fn connection(
     stream: UnixStream,
     manager: Arc<Manager>,
+    extra: Option<Extra>,
     shutdown: watch::Receiver<bool>,
     idle_timeout: Duration,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let (read, mut write) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(read);
-    serve_client(&mut reader, &mut write, &manager, shutdown, idle_timeout).await;
+    serve_client(&mut reader, &mut write, &manager, extra.as_ref(), shutdown, idle_timeout).await;
     // The slot is free before the client sees the close, so it may connect again at once.
     drop(slot);
     drop(write);
@@ -264,15 +301,17 @@ async fn serve_client(
     reader: &mut tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
     write: &mut tokio::net::unix::OwnedWriteHalf,
     manager: &Manager,
+    extra: Option<&Extra>,
     mut shutdown: watch::Receiver<bool>,
     idle_timeout: Duration,
 ) {
+    let limit = if extra.is_some() { MAX_EXTRA_LINE } else { MAX_LINE };
     let mut line = Vec::new();
     loop {
         line.clear();
         let n = tokio::select! {
             _ = shutdown.changed() => return,
-            n = tokio::time::timeout(idle_timeout, read_line_limited(reader, &mut line)) => match n {
+            n = tokio::time::timeout(idle_timeout, read_line_limited(reader, &mut line, limit)) => match n {
                 Ok(n) => n,
                 Err(_) => {
                     let text = format!(
@@ -286,9 +325,12 @@ async fn serve_client(
         };
         let answer = match n {
             Ok(0) => return,
-            Ok(_) => handle_request(manager, &line).await,
-            Err(LineError::TooLong) => {
+            Ok(_) if line.len() > MAX_LINE && !is_extra(extra, &line) => {
                 json!({"error": format!("request line longer than {MAX_LINE} bytes")})
+            }
+            Ok(_) => handle_request_with(manager, extra, &line).await,
+            Err(LineError::TooLong) => {
+                json!({"error": format!("request line longer than {limit} bytes")})
             }
             Err(LineError::Io) => return,
         };
@@ -309,10 +351,11 @@ enum LineError {
     Io,
 }
 
-/// Reads one `\n`-terminated line (without the newline) of at most [`MAX_LINE`] bytes.
+/// Reads one `\n`-terminated line (without the newline) of at most `max` bytes.
 async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     out: &mut Vec<u8>,
+    max: usize,
 ) -> Result<usize, LineError> {
     loop {
         let buf = r.fill_buf().await.map_err(|_| LineError::Io)?;
@@ -325,7 +368,7 @@ async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
         };
         out.extend_from_slice(&buf[..take]);
         r.consume(take);
-        if out.len() > MAX_LINE + 1 {
+        if out.len() > max + 1 {
             return Err(LineError::TooLong);
         }
         if done {
@@ -384,6 +427,45 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
         Some(_) => Err("field \"cmd\" must be a string".into()),
         None => Err("missing field \"cmd\" (known: devices, self_test, test)".into()),
     }
+}
+
+/// The `cmd` of a request line, if it is a JSON object with a string `cmd`.
+fn cmd_of(line: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Cmd {
+        cmd: String,
+    }
+    serde_json::from_slice::<Cmd>(line).ok().map(|c| c.cmd)
+}
+
+/// Whether a line is a request for one of `extra`'s commands.
+fn is_extra(extra: Option<&Extra>, line: &[u8]) -> bool {
+    match (extra, cmd_of(line)) {
+        (Some(x), Some(cmd)) => x.commands().contains(&cmd.as_str()),
+        _ => false,
+    }
+}
+
+/// Answers one request line, passing `extra`'s commands to it.
+pub async fn handle_request_with(manager: &Manager, extra: Option<&Extra>, line: &[u8]) -> Value {
+    if let Some(x) = extra {
+        if let Some(cmd) = cmd_of(line) {
+            if x.commands().contains(&cmd.as_str()) {
+                let request: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                return match x.handle(request).await {
+                    Ok(v) => v,
+                    Err(e) => json!({"error": e}),
+                };
+            }
+            if parse_request(line).is_err() && !matches!(cmd.as_str(), "devices" | "self_test" | "test") {
+                return json!({"error": format!(
+                    "unknown cmd {cmd:?} (known: devices, self_test, test, {})",
+                    x.commands().join(", ")
+                )});
+            }
+        }
+    }
+    handle_request(manager, line).await
 }
 
 /// Answers one request line. Public so the daemon can put the same handling behind other fronts.

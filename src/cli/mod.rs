@@ -2,4 +2,5 @@
 
 pub mod devices;
 pub mod journal;
+pub mod office;
 pub mod render;

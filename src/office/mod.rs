@@ -6,7 +6,10 @@
 
 pub mod desk;
 pub mod model;
+pub mod people;
 pub mod records;
+pub mod refdata;
+pub mod sample;
 pub mod schedule;
 pub mod shift;
 pub mod validate;
