@@ -44,11 +44,12 @@ pub trait Desk: Send + Sync + 'static {
     /// Ends the session (journals `officer.logout`); its token is refused afterwards.
     fn logout(&self, who: &Session) -> impl Future<Output = Result<(), DeskError>> + Send;
 
-    /// Bookings whose slot starts on `date` (Africa/Cairo calendar day), in slot order.
+    /// Bookings whose slot starts on `date` (a calendar day in the service's time zone,
+    /// Africa/Cairo), in slot order; `None` means today by the desk's clock.
     fn bookings(
         &self,
         who: &Session,
-        date: Date,
+        date: Option<Date>,
     ) -> impl Future<Output = Result<Vec<BookingView>, DeskError>> + Send;
 
     /// One booking. Errors: 404 `not_found.booking`.
