@@ -3,6 +3,7 @@
 //! The crate is one library with thin binaries on top (`vand`, `vanctl`, `van-sim`). See
 //! `ARCHITECTURE.md` for the code map and the invariants that hold across modules.
 
+pub mod api;
 pub mod app;
 pub mod bitmap;
 pub mod cli;

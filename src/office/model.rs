@@ -253,6 +253,7 @@ pub enum ReplacementReason {
 
 /// A citizen as booked or entered (names stored exactly as entered).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Citizen {
     /// 14 ASCII digits after normalisation.
     pub national_id: String,
@@ -268,6 +269,7 @@ pub struct Citizen {
 
 /// A licence plate: Arabic letters and digits, stored apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plate {
     /// One to three Arabic letters, separated by single spaces (`أ ب ج`).
     pub letters: String,
@@ -277,6 +279,7 @@ pub struct Plate {
 
 /// A vehicle as the licensing record holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Vehicle {
     /// Plate.
     pub plate: Plate,
