@@ -66,6 +66,8 @@ pub struct App {
     pub journal: Journal,
     /// The device threads.
     pub manager: Arc<Manager>,
+    /// The service desk behind the local API (after [`App::start_office`]).
+    pub office: Option<Arc<crate::office::front::Office>>,
     jobs: Option<mpsc::UnboundedReceiver<JobRecord>>,
 }
 
@@ -75,7 +77,16 @@ impl App {
         let (sink, jobs) = mpsc::unbounded_channel();
         let options = ManagerOptions { sink: Some(sink), ..ManagerOptions::default() };
         let manager = Arc::new(Manager::start_with(&config, default_factory(), options));
-        App { config, journal, manager, jobs: Some(jobs) }
+        App { config, journal, manager, office: None, jobs: Some(jobs) }
+    }
+
+    /// Starts the service desk (office.db, the workflow shell with its crash recovery, and in
+    /// simulation the training day). Its API is served by [`App::run_services`].
+    pub async fn start_office(&mut self) -> anyhow::Result<()> {
+        let office =
+            crate::office::boot::start(&self.config, self.journal.clone(), self.manager.clone()).await?;
+        self.office = Some(office);
+        Ok(())
     }
 
     /// Starts the daemon's services under one cancellation.
@@ -84,11 +95,26 @@ impl App {
         let socket = crate::control::socket_path(&self.config.paths.state_dir);
         let manager = self.manager.clone();
         let limits = crate::control::Limits::from(&self.config.control);
+        let extra = self
+            .office
+            .clone()
+            .map(|o| Arc::new(crate::office::front::OfficeExtra::new(o)) as crate::control::Extra);
         sup.spawn("control socket", move |cancel| async move {
-            if let Err(e) = crate::control::serve_with(&socket, manager, limits, cancel).await {
+            if let Err(e) = crate::control::serve_with_extra(&socket, manager, limits, extra, cancel).await {
                 tracing::error!("control socket: {e}");
             }
         });
+        if let Some(office) = self.office.clone() {
+            let addrs = self.config.api.listen.clone();
+            sup.spawn("local API", move |mut cancel| async move {
+                let stop = async move {
+                    let _ = cancel.wait_for(|c| *c).await;
+                };
+                if let Err(e) = crate::api::serve(office, addrs, stop).await {
+                    tracing::error!("local API: {e}");
+                }
+            });
+        }
         let jobs = self.jobs.take();
         let journal = self.journal.clone();
         sup.spawn("job recorder", move |cancel| record_jobs(journal, jobs, cancel));

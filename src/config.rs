@@ -66,6 +66,9 @@ pub struct Config {
     pub simulation: SimulationConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    /// The officers' local HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
     /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
     #[serde(skip)]
     pub source: String,
@@ -411,6 +414,34 @@ impl Default for ControlConfig {
     }
 }
 
+/// The officers' local HTTP API (docs/api.md) and the service desk's policies.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Addresses the API listens on, and only those (the van's LAN interface, or loopback).
+    pub listen: Vec<std::net::SocketAddr>,
+    /// Wrong PINs in a row before an officer id is locked (1 … 20).
+    pub max_pin_failures: u32,
+    /// Minutes an officer id stays locked (1 … 1440).
+    pub lockout_minutes: u32,
+    /// Minutes a session may stay unused (1 … 720).
+    pub session_idle_minutes: u32,
+    /// Hours a session lasts at most (1 … 24).
+    pub session_max_hours: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: vec![std::net::SocketAddr::from(([127, 0, 0, 1], 8080))],
+            max_pin_failures: 5,
+            lockout_minutes: 15,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+        }
+    }
+}
+
 /// Document rendering settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -599,6 +630,22 @@ impl Config {
         }
         if !(1..=3600).contains(&self.control.idle_timeout_s) {
             return Err(("control.idle_timeout_s".into(), "must be 1 … 3600 seconds".into()));
+        }
+        if self.api.listen.is_empty() {
+            return Err((
+                "api.listen".into(),
+                "must name at least one address, e.g. \"127.0.0.1:8080\"".into(),
+            ));
+        }
+        for (key, v, max) in [
+            ("api.max_pin_failures", self.api.max_pin_failures, 20),
+            ("api.lockout_minutes", self.api.lockout_minutes, 1440),
+            ("api.session_idle_minutes", self.api.session_idle_minutes, 720),
+            ("api.session_max_hours", self.api.session_max_hours, 24),
+        ] {
+            if !(1..=max).contains(&v) {
+                return Err((key.into(), format!("must be 1 … {max}")));
+            }
         }
         if !matches!(self.documents.sticker_dpi, 203 | 300) {
             return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));

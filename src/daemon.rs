@@ -95,6 +95,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let budget = config.daemon.shutdown_budget;
     let mut app = crate::app::App::start(config.clone(), (*journal).clone());
+    app.start_office().await.context("starting the service desk")?;
     let (power_tx, power_rx) = tokio::sync::mpsc::channel(1);
     let services = app.run_services(power_tx);
     app.manager.set_output(Output::ReadyLed, true);

@@ -4,7 +4,9 @@
 //! It composes `journal`, `devices` and `render`, which know nothing of it; the local HTTP API
 //! (`api`) drives it and nothing else does.
 
+pub mod boot;
 pub mod desk;
+pub mod front;
 pub mod model;
 pub mod people;
 pub mod records;

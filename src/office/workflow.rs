@@ -171,6 +171,9 @@ pub struct Txn {
     pub last_seq: u64,
 }
 
+/// `booking.state`: the booking served by a transaction moved (indexed under the transaction).
+pub const BOOKING_STATE: &str = "booking.state";
+
 /// What the shell must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
@@ -561,6 +564,8 @@ impl Txn {
                 }
             }
             kind::RECEIPT_PRINT => self.receipt_copies += 1,
+            // A booking that follows its transaction names it; nothing of the workflow changes.
+            BOOKING_STATE => {}
             other => return Err(err(format!("{other} is not a service record"))),
         }
         self.last_seq = seq;

@@ -1,0 +1,1319 @@
+//! The service desk as the local API sees it: [`Office`] implements [`api::desk::Desk`] over the
+//! workflow shell ([`super::desk`]), shifts, reference data, officers and sessions.
+//!
+//! It turns requests into checked plans (validation, prerequisites, the quote) for the shell,
+//! keeps bookings in step with their transactions (`booking.state` records), journals logins
+//! and reference-data imports, and maps the shell's transactions and errors to the API's views.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::desk::{self as shell, Desk as Shell, ErrorClass, OpenPlan};
+use super::model::{Actor, BookingState, Dossier, FieldError, InspectionRecord, Role, ServiceKind};
+use super::people::{LockoutPolicy, Officer, People, SessionPolicy, Sessions};
+use super::records::{self, Step, StepOutcome};
+use super::refdata::{BundleKind as RdBundle, RefData, RefDataError};
+use super::schedule::{BlockList, PrereqContext, QuoteRequest, Schedule, SupplyRequest};
+use super::shift::{OpenShift, ShiftClose, Shifts};
+use super::validate;
+use super::workflow::{Payment, State, Txn};
+use crate::api::desk::{
+    self as api, Action, BookingStateRequest, BookingView, DeskError, DeskEvent, DeviceView, DossierQuery,
+    FaultView, ImportReport, InspectionRequest, LoginRequest, Normalised, OfficerView, OverrideRequest,
+    Problem, ReasonRequest, ReceiptFormat, ReprintRequest, ReprintWhat, ServiceFilter, ServiceRequest,
+    Session, SessionGrant, ShiftCloseRequest, ShiftOpenRequest, ShiftReportView, ShiftView, StepKind, Token,
+    TxnState, TxnView, ValidateRequest, Validated,
+};
+use crate::devices::Fault;
+use crate::journal::Journal;
+
+/// Reference data in force, parsed.
+#[derive(Debug, Default)]
+struct Rules {
+    schedule: Option<Schedule>,
+    blocklist: BlockList,
+}
+
+/// The service desk behind the API.
+pub struct Office {
+    shell: Arc<Shell>,
+    shifts: Shifts,
+    refdata: Arc<RefData>,
+    people: People,
+    sessions: Sessions,
+    rules: RwLock<Rules>,
+    tz: TimeZone,
+    events: broadcast::Sender<DeskEvent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    me: std::sync::Weak<Office>,
+}
+
+impl Drop for Office {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn internal(e: impl std::fmt::Display) -> DeskError {
+    DeskError::Internal(Problem::new(
+        "internal",
+        format!("خطأ داخلي؛ لم يتم تنفيذ شيء: {e}"),
+        format!("internal error; nothing was done: {e}"),
+    ))
+}
+
+/// The shell's errors as the API's.
+fn from_shell(e: shell::DeskError) -> DeskError {
+    let mut p = Problem::new(e.code, e.ar, e.en);
+    p.field = e.field;
+    match e.class {
+        ErrorClass::Invalid => DeskError::Invalid(vec![p]),
+        ErrorClass::NotFound => DeskError::NotFound(p),
+        ErrorClass::State => DeskError::Conflict(p),
+        ErrorClass::Role => DeskError::Forbidden(p),
+        ErrorClass::Device => DeskError::Unavailable(p),
+        ErrorClass::Storage => DeskError::Internal(p),
+    }
+}
+
+fn from_refdata(e: RefDataError) -> DeskError {
+    let problems: Vec<Problem> = e.field_errors().into_iter().map(Problem::from).collect();
+    match e {
+        RefDataError::UnknownBooking(id) => DeskError::not_found("booking", &id),
+        RefDataError::WrongState { .. } | RefDataError::NotAllowed { .. } => DeskError::Conflict(
+            problems.into_iter().next().unwrap_or_else(|| Problem::new("state.booking", "", "")),
+        ),
+        RefDataError::Storage { .. } => DeskError::Internal(
+            problems
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Problem::new("internal", "خطأ داخلي", "internal error")),
+        ),
+        _ => DeskError::Invalid(problems),
+    }
+}
+
+fn officer_view(o: &Officer) -> OfficerView {
+    OfficerView { id: o.id.clone(), name_ar: o.name_ar.clone(), name_en: o.name_en.clone(), role: o.role }
+}
+
+fn actor(who: &Session) -> Actor {
+    Actor { id: who.officer.id.clone(), role: who.officer.role }
+}
+
+/// The state a client sees.
+pub fn txn_state(t: &Txn) -> TxnState {
+    match t.state() {
+        State::Open => TxnState::Open,
+        State::Quoted => TxnState::Quoted,
+        State::Refused => TxnState::Refused,
+        State::Paying => TxnState::Paying,
+        State::PaymentUnknown => TxnState::PaymentUnknown,
+        State::Held => TxnState::Held,
+        State::Paid => TxnState::Paid,
+        State::Printing => TxnState::Printing,
+        State::Encoding => TxnState::Encoding,
+        State::Labelling => TxnState::Labelling,
+        State::Completed => TxnState::Completed,
+        State::Cancelled => TxnState::Cancelled,
+        State::Voiding => TxnState::Voided,
+        State::Voided if matches!(t.payment, Payment::Reversed { .. }) => TxnState::Reversed,
+        State::Voided => TxnState::Voided,
+    }
+}
+
+fn fault_view(code: &str) -> Option<FaultView> {
+    Fault::from_code(code).map(FaultView::from)
+}
+
+fn step_kind(s: Step) -> StepKind {
+    match s {
+        Step::Card => StepKind::Card,
+        Step::Tag => StepKind::Tag,
+        Step::Label => StepKind::Label,
+    }
+}
+
+fn ts(us: i64) -> Timestamp {
+    Timestamp::from_microsecond(us).unwrap_or_default()
+}
+
+/// A transaction as the calling officer sees it.
+pub fn txn_view(t: &Txn, role: Role, running: bool) -> TxnView {
+    let state = txn_state(t);
+    let payment = match &t.payment {
+        Payment::None { attempts: 0, .. } => None,
+        Payment::None { last, .. } => Some(api::PaymentView {
+            outcome: if last.as_deref().is_some_and(|l| l.contains("terminal's last")) {
+                api::PaymentOutcome::NotCharged
+            } else {
+                api::PaymentOutcome::Declined
+            },
+            amount: t.total(),
+            receipt_no: None,
+            masked_pan: None,
+            card_name: None,
+        }),
+        Payment::Sent { amount, .. } | Payment::Unknown { amount, .. } | Payment::Held { amount, .. } => {
+            Some(api::PaymentView {
+                outcome: api::PaymentOutcome::Unknown,
+                amount: *amount,
+                receipt_no: None,
+                masked_pan: None,
+                card_name: None,
+            })
+        }
+        Payment::Approved(a) | Payment::Reversed { purchase: a, .. } => Some(api::PaymentView {
+            outcome: if matches!(t.payment, Payment::Reversed { .. }) {
+                api::PaymentOutcome::Reversed
+            } else {
+                api::PaymentOutcome::Approved
+            },
+            amount: a.amount,
+            receipt_no: a.receipt_no.map(|n| n.to_string()),
+            masked_pan: a.masked_pan.clone(),
+            card_name: a.card_name.clone(),
+        }),
+    };
+    let pay_state = match &t.payment {
+        Payment::None { attempts: 0, .. } => api::StepState::Pending,
+        Payment::None { .. } => api::StepState::Failed,
+        Payment::Sent { .. } => api::StepState::Running,
+        Payment::Unknown { .. } | Payment::Held { .. } => api::StepState::Unknown,
+        Payment::Approved(_) | Payment::Reversed { .. } => api::StepState::Done,
+    };
+    let pay_attempts = match &t.payment {
+        Payment::None { attempts, .. } => *attempts,
+        Payment::Sent { attempt, .. } | Payment::Unknown { attempt, .. } | Payment::Held { attempt, .. } => {
+            *attempt
+        }
+        _ => 1,
+    };
+    let mut steps = vec![api::StepView {
+        step: StepKind::Payment,
+        state: pay_state,
+        attempts: pay_attempts,
+        fault: None,
+    }];
+    for (s, st) in &t.steps {
+        let state = match (st.running, st.last) {
+            (Some(_), _) => api::StepState::Running,
+            (None, None) => api::StepState::Pending,
+            (None, Some(StepOutcome::Done)) if st.reprint_pending => api::StepState::Pending,
+            (None, Some(StepOutcome::Done)) => api::StepState::Done,
+            (None, Some(StepOutcome::Failed)) => api::StepState::Failed,
+            (None, Some(StepOutcome::Unknown)) => api::StepState::Spoiled,
+        };
+        steps.push(api::StepView {
+            step: step_kind(*s),
+            state,
+            attempts: st.attempts,
+            fault: st.fault.as_deref().and_then(fault_view),
+        });
+    }
+    let supervisor = role == Role::Supervisor;
+    let mut next = Vec::new();
+    if !running {
+        match state {
+            TxnState::Open => next.push(Action::Inspect),
+            TxnState::Refused
+                if supervisor
+                    && t.refusals.iter().any(|r| r.refusal.overridable && r.overridden.is_none()) =>
+            {
+                next.push(Action::Override)
+            }
+            TxnState::Quoted
+            | TxnState::Paid
+            | TxnState::Printing
+            | TxnState::Encoding
+            | TxnState::Labelling
+            | TxnState::PaymentUnknown
+            | TxnState::Held
+            | TxnState::Paying => next.push(Action::Proceed),
+            TxnState::Voided if t.void.as_ref().is_some_and(|v| v.reversal_pending) => {
+                next.push(Action::Proceed)
+            }
+            _ => {}
+        }
+        if !t.payment_started() && t.cancelled.is_none() && t.void.is_none() {
+            next.push(Action::Cancel);
+        }
+        if supervisor
+            && t.void.is_none()
+            && t.cancelled.is_none()
+            && !matches!(state, TxnState::Held | TxnState::PaymentUnknown | TxnState::Paying)
+            && t.payment_started()
+        {
+            next.push(Action::Void);
+        }
+        if state == TxnState::Completed {
+            next.push(Action::Reprint);
+        }
+    }
+    let held = match &t.payment {
+        Payment::Held { reason, .. } => Some(api::Held { reason: reason.clone() }),
+        _ => None,
+    };
+    TxnView {
+        txn: t.id().to_owned(),
+        service: t.service(),
+        state,
+        officer: t.open.officer.clone(),
+        opened_at: ts(t.opened_us),
+        booking_id: t.open.request.booking_id.clone(),
+        citizen: t.open.request.citizen.clone(),
+        vehicle: t.open.request.vehicle.clone(),
+        inspection: t.inspection.as_ref().map(|i| api::InspectionView {
+            entered: InspectionRequest {
+                vin_matches: i.vin_matches,
+                engine_matches: i.engine_matches,
+                checklist: i.checklist.clone(),
+                notes: if i.notes.is_empty() { None } else { Some(i.notes.clone()) },
+            },
+            passed: i.passed,
+        }),
+        quote: t.quote.as_ref().map(|q| api::Quote {
+            schedule_version: q.schedule_version,
+            lines: q
+                .lines
+                .iter()
+                .map(|l| api::QuoteLine {
+                    code: l.code.clone(),
+                    label_ar: l.label_ar.clone(),
+                    label_en: l.label_en.clone(),
+                    amount: l.amount,
+                })
+                .collect(),
+            total: q.total,
+        }),
+        refusals: t
+            .refusals
+            .iter()
+            .map(|r| api::Refusal {
+                code: r.refusal.code.clone(),
+                ar: r.refusal.ar.clone(),
+                en: r.refusal.en.clone(),
+                overridable: r.refusal.overridable,
+                overridden: r
+                    .overridden
+                    .as_ref()
+                    .map(|(by, reason)| api::Overridden { by: by.clone(), reason: reason.clone() }),
+            })
+            .collect(),
+        payment,
+        steps,
+        next,
+        completed_at: None,
+        receipt_no: t.complete.as_ref().map(|(c, _)| c.receipt_no.clone()),
+        held,
+    }
+}
+
+/// What an [`Office`] is built from.
+pub struct OfficeParts {
+    /// The workflow shell.
+    pub shell: Arc<Shell>,
+    /// `office.db`.
+    pub refdata: Arc<RefData>,
+    /// Login lockout.
+    pub lockout: LockoutPolicy,
+    /// Session expiry.
+    pub sessions: SessionPolicy,
+    /// Service time zone (Africa/Cairo).
+    pub tz: TimeZone,
+}
+
+impl Office {
+    /// The office over its parts; parses the schedule and block list in force and starts
+    /// forwarding the shell's and the devices' events. Call from a tokio runtime.
+    pub fn new(parts: OfficeParts) -> Result<Arc<Office>, DeskError> {
+        let shifts = Shifts::new(parts.shell.clone()).map_err(from_shell)?;
+        let (events, _) = broadcast::channel(512);
+        let mut tasks = Vec::new();
+        let mut from_shell_rx = parts.shell.subscribe();
+        let tx = events.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match from_shell_rx.recv().await {
+                    Ok(shell::DeskEvent::Progress { txn, step, text }) => {
+                        let step = match step.as_str() {
+                            "card" => StepKind::Card,
+                            "tag" => StepKind::Tag,
+                            "label" => StepKind::Label,
+                            _ => StepKind::Payment,
+                        };
+                        let _ = tx.send(DeskEvent::Progress { txn, step, text });
+                    }
+                    Ok(shell::DeskEvent::Txn { txn, state }) => {
+                        let s = match state {
+                            State::Open => TxnState::Open,
+                            State::Quoted => TxnState::Quoted,
+                            State::Refused => TxnState::Refused,
+                            State::Paying => TxnState::Paying,
+                            State::PaymentUnknown => TxnState::PaymentUnknown,
+                            State::Held => TxnState::Held,
+                            State::Paid => TxnState::Paid,
+                            State::Printing => TxnState::Printing,
+                            State::Encoding => TxnState::Encoding,
+                            State::Labelling => TxnState::Labelling,
+                            State::Completed => TxnState::Completed,
+                            State::Cancelled => TxnState::Cancelled,
+                            State::Voiding | State::Voided => TxnState::Voided,
+                        };
+                        let _ = tx.send(DeskEvent::Txn { txn, state: s });
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }));
+        let mut health = parts.shell.manager().watch_health();
+        let tx = events.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = health.borrow_and_update().devices.clone();
+            while health.changed().await.is_ok() {
+                let now = health.borrow_and_update().devices.clone();
+                for (d, h) in &now {
+                    if seen.get(d) != Some(h) {
+                        let _ = tx
+                            .send(DeskEvent::Device { device: d.name().into(), health: DeviceView::from(h) });
+                    }
+                }
+                seen = now;
+            }
+        }));
+        let office = Arc::new_cyclic(|me| Office {
+            me: me.clone(),
+            shifts,
+            people: People::new(parts.refdata.clone(), parts.lockout),
+            sessions: Sessions::new(parts.sessions),
+            refdata: parts.refdata,
+            shell: parts.shell,
+            rules: RwLock::new(Rules::default()),
+            tz: parts.tz,
+            events,
+            tasks,
+        });
+        office.reload_rules()?;
+        Ok(office)
+    }
+
+    /// The workflow shell.
+    pub fn shell(&self) -> &Arc<Shell> {
+        &self.shell
+    }
+
+    /// Shifts.
+    pub fn shifts(&self) -> &Shifts {
+        &self.shifts
+    }
+
+    fn reload_rules(&self) -> Result<(), DeskError> {
+        let schedule = match self.refdata.schedule_json().map_err(from_refdata)? {
+            Some((_, text)) => Some(
+                Schedule::from_json(text.as_bytes())
+                    .map_err(|e| internal(format!("stored schedule: {e}")))?,
+            ),
+            None => None,
+        };
+        let blocklist = match self.refdata.blocklist_json().map_err(from_refdata)? {
+            Some((_, text)) => BlockList::from_json(text.as_bytes())
+                .map_err(|e| internal(format!("stored block list: {e}")))?,
+            None => BlockList::default(),
+        };
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Rules { schedule, blocklist };
+        Ok(())
+    }
+
+    fn journal(&self) -> &Journal {
+        self.shell.journal()
+    }
+
+    fn today(&self) -> jiff::civil::Date {
+        Timestamp::now().to_zoned_datetime(self.tz.clone()).date()
+    }
+
+    async fn append(&self, kind: &str, payload: serde_json::Value) -> Result<(), DeskError> {
+        self.journal().append_async(kind, &payload).await.map(|_| ()).map_err(internal)
+    }
+
+    /// Applies a bundle (from the API or the control socket): checked, journaled
+    /// (`refdata.applied`), then stored. Nothing changes if any check fails.
+    pub async fn apply_bundle(
+        &self,
+        officer: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<super::refdata::Applied, DeskError> {
+        let prepared = self.refdata.prepare(bytes).map_err(from_refdata)?;
+        let a = prepared.applied().clone();
+        // The typed parsers of schedule and block list check what refdata keeps as JSON.
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            DeskError::BadRequest(Problem::new(
+                "bundle.bad_json",
+                "الملف ليس JSON صالحًا",
+                format!("not JSON: {e}"),
+            ))
+        })?;
+        let bad = |e: super::schedule::ScheduleError| {
+            DeskError::Invalid(vec![
+                Problem::new("bundle.invalid", format!("ملف غير صالح: {e}"), e.to_string())
+                    .with_field(e.path().to_owned()),
+            ])
+        };
+        match a.bundle {
+            RdBundle::Schedule => {
+                Schedule::from_json(v["schedule"].to_string().as_bytes()).map_err(bad)?;
+            }
+            RdBundle::Blocklist => {
+                BlockList::from_json(v["blocklist"].to_string().as_bytes()).map_err(bad)?;
+            }
+            _ => {}
+        }
+        self.append(
+            "refdata.applied",
+            json!({"bundle": a.bundle.name(), "version": a.version, "sha256": a.sha256, "items": a.items,
+                   "skipped": a.skipped, "officer": officer}),
+        )
+        .await?;
+        let applied = self.refdata.commit(&prepared, Timestamp::now()).map_err(from_refdata)?;
+        if matches!(a.bundle, RdBundle::Schedule | RdBundle::Blocklist) {
+            self.reload_rules()?;
+        }
+        Ok(applied)
+    }
+
+    async fn move_booking(
+        &self,
+        id: &str,
+        from: BookingState,
+        to: BookingState,
+        officer: &str,
+        reason: Option<&str>,
+        txn: Option<&str>,
+    ) -> Result<super::refdata::BookingView, DeskError> {
+        if !from.can_become(to) {
+            return Err(DeskError::Conflict(
+                Problem::new(
+                    "state.booking",
+                    "لا يمكن نقل الحجز إلى هذه الحالة الآن",
+                    format!("booking {id} cannot go from {from:?} to {to:?}"),
+                )
+                .with_details(json!({"state": from, "to": to})),
+            ));
+        }
+        self.append(
+            "booking.state",
+            json!({"booking": id, "from": from, "to": to, "officer": officer, "reason": reason, "txn": txn}),
+        )
+        .await?;
+        self.refdata.set_booking_state(id, from, to, txn, Timestamp::now()).map_err(from_refdata)
+    }
+
+    /// After a transaction of a booking ends, the booking follows it (done, or back to arrived).
+    async fn settle_booking(&self, t: &Txn, officer: &str) {
+        let Some(b) = t.open.request.booking_id.as_deref() else { return };
+        let Ok(Some(view)) = self.refdata.booking(b) else { return };
+        if view.state != BookingState::InService || view.txn.as_deref() != Some(t.id()) {
+            return;
+        }
+        let to = match t.state() {
+            State::Completed => BookingState::Done,
+            State::Cancelled | State::Voided => BookingState::Arrived,
+            _ => return,
+        };
+        if let Err(e) = self.move_booking(b, BookingState::InService, to, officer, None, Some(t.id())).await {
+            tracing::warn!(booking = b, "booking state not updated: {e}");
+        }
+    }
+
+    fn view(&self, t: &Txn, who: &Session) -> TxnView {
+        txn_view(t, who.officer.role, self.shell.is_running(t.id()))
+    }
+
+    fn dossier_for(&self, national_id: &str, plate: Option<(&str, &str)>) -> Option<Dossier> {
+        let today = self.today();
+        let mut found = None;
+        for day in [today, today.yesterday().unwrap_or(today)] {
+            for b in self.refdata.bookings_on(day).unwrap_or_default() {
+                if let Some(d) = b.booking.dossier
+                    && d.citizen.national_id == national_id
+                    && plate.is_none_or(|(l, n)| {
+                        d.vehicle.as_ref().is_some_and(|v| v.plate.letters == l && v.plate.digits == n)
+                    })
+                {
+                    found = Some(d);
+                }
+            }
+        }
+        found
+    }
+
+    /// A passed inspection made in this van for this VIN counts as the dossier's last one.
+    fn with_van_inspections(&self, mut d: Dossier) -> Dossier {
+        let Some(vin) = d.vehicle.as_ref().map(|v| v.vin.clone()) else { return d };
+        for t in self.shell.txns(|t| t.service() == ServiceKind::Inspection && t.complete.is_some()) {
+            let same = t.open.request.vehicle.as_ref().is_some_and(|v| v.vin == vin);
+            if let (true, Some(i)) = (same, &t.inspection) {
+                let date = ts(t.opened_us).to_zoned_datetime(self.tz.clone()).date();
+                if d.last_inspection.as_ref().is_none_or(|l| l.date <= date) {
+                    d.last_inspection = Some(InspectionRecord { date, passed: i.passed });
+                }
+            }
+        }
+        d
+    }
+
+    fn shift_view(&self, s: &OpenShift) -> ShiftView {
+        let txns = self.shell.txns(|t| t.opened_seq > s.seq);
+        let mut issued = api::StockCounts::default();
+        let mut spoiled = api::StockCounts::default();
+        let mut payments = api::Totals::default();
+        let mut completed = 0;
+        for t in &txns {
+            for (item, i, sp) in t.stock() {
+                let (a, b) = match item {
+                    Step::Card => (&mut issued.cards, &mut spoiled.cards),
+                    Step::Label => (&mut issued.labels, &mut spoiled.labels),
+                    Step::Tag => (&mut issued.tags, &mut spoiled.tags),
+                };
+                *a += i;
+                *b += sp;
+            }
+            if let Payment::Approved(a) = &t.payment {
+                payments.count += 1;
+                payments.amount += a.amount;
+            }
+            if t.complete.is_some() {
+                completed += 1;
+            }
+        }
+        ShiftView {
+            id: s.open.txn.clone(),
+            opened_by: s.open.officer.clone(),
+            opened_at: ts(s.time_us),
+            stock_open: api::StockCounts {
+                cards: s.open.stock.cards,
+                labels: s.open.stock.labels,
+                tags: s.open.stock.tags,
+            },
+            issued,
+            spoiled,
+            completed,
+            payments,
+            self_test: s
+                .open
+                .self_test
+                .iter()
+                .map(|l| api::SelfTestView { device: l.device.clone(), ok: l.ok, lines: Vec::new() })
+                .collect(),
+        }
+    }
+
+    fn report_view(&self, c: &ShiftClose, open: &OpenShift) -> ShiftReportView {
+        ShiftReportView {
+            shift: self.shift_view(open),
+            closed_by: c.officer.clone(),
+            closed_at: Timestamp::now(),
+            terminal: c.terminal.as_ref().map(|t| api::Totals { count: t.count, amount: t.total }),
+            terminal_fault: c.terminal_error.as_ref().map(|e| FaultView {
+                code: "payment.end_of_day_failed".into(),
+                ar: format!("تعذر إقفال اليوم على جهاز الدفع: {e}"),
+                en: format!("the terminal's end-of-day failed: {e}"),
+                action_ar: "تحقق من جهاز الدفع ثم أعد الإقفال أو سجّل إجماليات الجهاز يدويًا".into(),
+                action_en: "check the terminal, then close again or note its totals by hand".into(),
+            }),
+            journal: api::Totals { count: c.journal.count, amount: c.journal.amount },
+            payments_match: !c.mismatches.iter().any(|m| m.starts_with("totals.")),
+            held: c.held.clone(),
+            stock: c
+                .stock
+                .iter()
+                .map(|s| api::StockLine {
+                    item: match s.item {
+                        Step::Card => api::StockItem::Card,
+                        Step::Label => api::StockItem::Label,
+                        Step::Tag => api::StockItem::Tag,
+                    },
+                    opening: s.opening,
+                    issued: s.issued,
+                    spoiled: s.spoiled,
+                    expected: u32::try_from(s.expected.max(0)).unwrap_or(0),
+                    counted: s.counted,
+                    difference: s.difference,
+                    flagged: s.difference != 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn officer_name(&self, id: &str) -> String {
+        self.refdata
+            .officers()
+            .ok()
+            .and_then(|os| os.into_iter().find(|o| o.id == id))
+            .map_or_else(|| id.to_owned(), |o| o.name_ar)
+    }
+}
+
+fn booking_view(b: super::refdata::BookingView) -> BookingView {
+    BookingView { booking: b.booking, state: b.state, txn: b.txn }
+}
+
+fn invalid(errors: Vec<FieldError>) -> DeskError {
+    DeskError::invalid(errors)
+}
+
+impl api::Desk for Office {
+    async fn login(&self, req: LoginRequest) -> Result<SessionGrant, DeskError> {
+        let people = self.people.clone();
+        let (id, pin) = (req.officer_id.clone(), req.pin.expose().to_owned());
+        let result = tokio::task::spawn_blocking(move || people.login(&id, &pin, Timestamp::now()))
+            .await
+            .map_err(internal)?;
+        let officer_id = validate::ascii_digits(req.officer_id.trim());
+        match result {
+            Ok(o) => {
+                self.append("officer.login", json!({"officer": o.id, "ok": true})).await?;
+                let (token, expires_at) = self.sessions.create(o.clone(), Timestamp::now());
+                Ok(SessionGrant { token: Token(token), officer: officer_view(&o), expires_at })
+            }
+            Err(e) => {
+                let short: String = officer_id.chars().take(32).collect();
+                self.append("officer.login", json!({"officer": short, "ok": false, "reason": e.reason()}))
+                    .await?;
+                let p = Problem::from(e.field_error(&self.tz));
+                Err(match e {
+                    super::people::LoginError::LockedOut { until } => {
+                        DeskError::LockedOut(p.with_details(json!({"until": until})))
+                    }
+                    super::people::LoginError::Storage(_) => DeskError::Internal(p),
+                    _ => DeskError::Unauthenticated(p),
+                })
+            }
+        }
+    }
+
+    async fn session(&self, token: &Token) -> Result<Session, DeskError> {
+        let now = Timestamp::now();
+        let o = self.sessions.check(token.expose(), now).ok_or_else(DeskError::bad_token)?;
+        let expires_at = self.sessions.expires_at(token.expose()).unwrap_or(now);
+        Ok(Session { officer: officer_view(&o), expires_at, token: token.clone() })
+    }
+
+    async fn logout(&self, who: &Session) -> Result<(), DeskError> {
+        self.sessions.end(who.token.expose());
+        self.append("officer.logout", json!({"officer": who.officer.id})).await
+    }
+
+    async fn bookings(
+        &self,
+        _who: &Session,
+        date: Option<jiff::civil::Date>,
+    ) -> Result<Vec<BookingView>, DeskError> {
+        let date = date.unwrap_or_else(|| self.today());
+        Ok(self.refdata.bookings_on(date).map_err(from_refdata)?.into_iter().map(booking_view).collect())
+    }
+
+    async fn booking(&self, _who: &Session, id: &str) -> Result<BookingView, DeskError> {
+        self.refdata
+            .booking(id)
+            .map_err(from_refdata)?
+            .map(booking_view)
+            .ok_or_else(|| DeskError::not_found("booking", id))
+    }
+
+    async fn booking_state(
+        &self,
+        who: &Session,
+        id: &str,
+        req: BookingStateRequest,
+    ) -> Result<BookingView, DeskError> {
+        let b = self
+            .refdata
+            .booking(id)
+            .map_err(from_refdata)?
+            .ok_or_else(|| DeskError::not_found("booking", id))?;
+        let to: BookingState = req.to.into();
+        let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if matches!(to, BookingState::Cancelled | BookingState::NoShow) && reason.is_none() {
+            return Err(DeskError::Invalid(vec![
+                Problem::new(
+                    "booking.reason_required",
+                    "اكتب سبب الإلغاء أو عدم الحضور",
+                    "a reason is required to cancel a booking or mark a no-show",
+                )
+                .with_field("reason"),
+            ]));
+        }
+        Ok(booking_view(self.move_booking(id, b.state, to, &who.officer.id, reason, None).await?))
+    }
+
+    async fn import(&self, who: &Session, bytes: Vec<u8>) -> Result<ImportReport, DeskError> {
+        if !who.is_supervisor() {
+            return Err(DeskError::supervisor_only("import reference data"));
+        }
+        let a = self.apply_bundle(Some(&who.officer.id), &bytes).await?;
+        Ok(ImportReport {
+            bundle: match a.bundle {
+                RdBundle::Bookings => api::BundleKind::Bookings,
+                RdBundle::Schedule => api::BundleKind::Schedule,
+                RdBundle::Roster => api::BundleKind::Roster,
+                RdBundle::Blocklist => api::BundleKind::Blocklist,
+            },
+            version: a.version,
+            items: a.items as u32,
+            skipped: a.skipped as u32,
+        })
+    }
+
+    async fn validate(&self, _who: &Session, req: ValidateRequest) -> Result<Validated, DeskError> {
+        let mut info = BTreeMap::new();
+        let normalised = match req {
+            ValidateRequest::NationalId { value } => {
+                let id = validate::NationalId::parse(&value, self.today()).map_err(|e| invalid(vec![e]))?;
+                let g = id.governorate();
+                info.insert("birth_date".into(), json!(id.birth_date()));
+                info.insert("sex".into(), json!(id.sex()));
+                info.insert("governorate".into(), json!(g.code));
+                info.insert("governorate_ar".into(), json!(g.name_ar));
+                info.insert("governorate_en".into(), json!(g.name_en));
+                info.insert("age".into(), json!(id.age_on(self.today())));
+                Normalised::Text(id.as_str().to_owned())
+            }
+            ValidateRequest::Plate { letters, digits } => {
+                let rules = lock_read(&self.rules);
+                let pr = rules.schedule.as_ref().map(|s| s.plate.clone()).unwrap_or_default();
+                Normalised::Plate(pr.parse(&letters, &digits).map_err(|e| invalid(vec![e]))?)
+            }
+            ValidateRequest::Vin { value } => {
+                Normalised::Text(validate::parse_vin(&value).map_err(|e| invalid(vec![e]))?)
+            }
+            ValidateRequest::EngineNo { value } => {
+                Normalised::Text(validate::parse_engine_no(&value).map_err(|e| invalid(vec![e]))?)
+            }
+            ValidateRequest::Phone { value } => {
+                Normalised::Text(validate::parse_phone(&value).map_err(|e| invalid(vec![e]))?)
+            }
+        };
+        Ok(Validated { ok: true, normalised, info })
+    }
+
+    async fn schedule(&self, _who: &Session) -> Result<serde_json::Value, DeskError> {
+        let (_, text) = self
+            .refdata
+            .schedule_json()
+            .map_err(from_refdata)?
+            .ok_or_else(|| DeskError::not_found("schedule", "current"))?;
+        serde_json::from_str(&text).map_err(internal)
+    }
+
+    async fn dossier(&self, _who: &Session, q: DossierQuery) -> Result<Dossier, DeskError> {
+        let id = validate::NationalId::parse(&q.national_id, self.today())
+            .map_err(|e| invalid(vec![e.under("").clone()]))?;
+        let plate = match (&q.plate_letters, &q.plate_digits) {
+            (Some(l), Some(d)) => {
+                let rules = lock_read(&self.rules);
+                let pr = rules.schedule.as_ref().map(|s| s.plate.clone()).unwrap_or_default();
+                Some(pr.parse(l, d).map_err(|e| invalid(vec![e]))?)
+            }
+            _ => None,
+        };
+        if let Some(d) =
+            self.dossier_for(id.as_str(), plate.as_ref().map(|p| (p.letters.as_str(), p.digits.as_str())))
+        {
+            return Ok(d);
+        }
+        Err(hq_unreachable())
+    }
+
+    async fn open_service(&self, who: &Session, req: ServiceRequest) -> Result<TxnView, DeskError> {
+        if self.shifts.current().is_none() {
+            return Err(DeskError::Conflict(Problem::new(
+                "state.no_shift",
+                "لا توجد وردية مفتوحة؛ افتح الوردية أولًا",
+                "no shift is open; open the shift first",
+            )));
+        }
+        let today = self.today();
+        let mut errors = Vec::new();
+        let (citizen, nid) = match validate::citizen(&req.citizen, today) {
+            Ok(c) => (Some(c.0), Some(c.1)),
+            Err(e) => {
+                errors.extend(e.into_iter().map(|e| e.under("citizen")));
+                (None, None)
+            }
+        };
+        let (schedule, blocklist) = {
+            let r = lock_read(&self.rules);
+            (r.schedule.clone(), r.blocklist.clone())
+        };
+        let Some(schedule) = schedule else {
+            return Err(DeskError::Unavailable(Problem::new(
+                "schedule.missing",
+                "لا توجد لائحة رسوم مطبقة؛ استورد لائحة الرسوم",
+                "no fee schedule is applied; import one",
+            )));
+        };
+        let vehicle = match (&req.vehicle, req.service.is_vehicle() && req.service != ServiceKind::Supplies) {
+            (Some(v), _) => match validate::vehicle(v, &schedule.plate, today) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errors.extend(e.into_iter().map(|e| e.under("vehicle")));
+                    None
+                }
+            },
+            (None, true) => {
+                errors.push(FieldError::new(
+                    "vehicle",
+                    "vehicle.required",
+                    "بيانات المركبة مطلوبة لهذه الخدمة",
+                    "this service needs the vehicle",
+                ));
+                None
+            }
+            (None, false) => None,
+        };
+        if !errors.is_empty() {
+            return Err(invalid(errors));
+        }
+        let (citizen, nid) = (citizen.expect("checked"), nid.expect("checked"));
+        // The dossier: the booking's, or (walk-up) one the van holds for today, or none.
+        let mut booking = None;
+        let dossier = match &req.booking_id {
+            Some(bid) => {
+                let b = self
+                    .refdata
+                    .booking(bid)
+                    .map_err(from_refdata)?
+                    .ok_or_else(|| DeskError::not_found("booking", bid))?;
+                if !matches!(b.state, BookingState::Assigned | BookingState::Arrived) {
+                    return Err(DeskError::Conflict(
+                        Problem::new(
+                            "state.booking",
+                            "لا يمكن خدمة هذا الحجز في حالته الحالية",
+                            format!("booking {bid} is {:?} and cannot be served now", b.state),
+                        )
+                        .with_details(json!({"state": b.state})),
+                    ));
+                }
+                if b.booking.citizen.national_id != citizen.national_id {
+                    return Err(invalid(vec![FieldError::new(
+                        "citizen.national_id",
+                        "booking.other_citizen",
+                        "الرقم القومي لا يطابق صاحب الحجز",
+                        "the national ID is not the booking's citizen",
+                    )]));
+                }
+                let d = b.booking.dossier.clone();
+                booking = Some(b);
+                d
+            }
+            None => self.dossier_for(
+                &citizen.national_id,
+                vehicle.as_ref().map(|v| (v.plate.letters.as_str(), v.plate.digits.as_str())),
+            ),
+        };
+        let dossier_source = if dossier.is_none() {
+            "none"
+        } else if booking.is_some() {
+            "booking"
+        } else {
+            "van"
+        };
+        if dossier.is_none() && req.service != ServiceKind::Supplies {
+            return Err(hq_unreachable());
+        }
+        let dossier = dossier.map(|d| self.with_van_inspections(d));
+        // The vehicle entered must be the dossier's (same VIN), for vehicle services.
+        if let (Some(v), Some(dv)) = (&vehicle, dossier.as_ref().and_then(|d| d.vehicle.as_ref()))
+            && v.vin != dv.vin
+        {
+            return Err(invalid(vec![FieldError::new(
+                "vehicle.vin",
+                "vehicle.not_in_dossier",
+                "رقم الشاسيه لا يطابق سجل المركبة",
+                "the VIN is not the one on the vehicle's record",
+            )]));
+        }
+        let category = vehicle.as_ref().map(|v| v.category);
+        let grade =
+            req.grade.or_else(|| dossier.as_ref().and_then(|d| d.driving_licence.as_ref().map(|l| l.grade)));
+        let supplies: Vec<SupplyRequest> =
+            req.supplies.iter().map(|s| SupplyRequest { code: s.code.clone(), qty: s.qty }).collect();
+        let quote = schedule
+            .quote(&QuoteRequest {
+                service: req.service,
+                category,
+                grade,
+                replacement: req.replacement,
+                supplies,
+            })
+            .map_err(|e| invalid(vec![e]))?;
+        let refusals = if req.service == ServiceKind::Supplies {
+            Vec::new()
+        } else {
+            schedule.check(&PrereqContext {
+                service: req.service,
+                today,
+                citizen: &nid,
+                dossier: dossier.as_ref(),
+                grade,
+                blocklist: &blocklist,
+            })
+        };
+        let expires = schedule
+            .expiry(req.service, category, grade, today)
+            .map_err(|e| invalid(vec![e]))?
+            .or_else(|| {
+                // Replacements keep the document's expiry.
+                dossier.as_ref().and_then(|d| match req.service {
+                    ServiceKind::DrivingLicenceReplacement | ServiceKind::DrivingLicenceUpdate => {
+                        d.driving_licence.as_ref().map(|l| l.expires)
+                    }
+                    _ => d.vehicle_licence.as_ref().map(|l| l.expires),
+                })
+            });
+        let changes: BTreeMap<String, String> = req
+            .changes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect();
+        let plan = OpenPlan {
+            request: records::ServiceRequest {
+                service: req.service,
+                booking_id: req.booking_id.clone(),
+                citizen,
+                vehicle,
+                grade,
+                replacement: req.replacement,
+                supplies: req
+                    .supplies
+                    .iter()
+                    .map(|s| records::SupplyQty { code: s.code.clone(), qty: s.qty })
+                    .collect(),
+                changes,
+            },
+            dossier,
+            dossier_source: dossier_source.into(),
+            refusals: refusals
+                .iter()
+                .map(|r| records::Refusal {
+                    code: r.code.code().to_owned(),
+                    ar: r.ar.clone(),
+                    en: r.en.clone(),
+                    overridable: r.overridable,
+                })
+                .collect(),
+            schedule_version: quote.schedule_version,
+            lines: quote
+                .lines
+                .iter()
+                .map(|l| records::FeeLine {
+                    code: l.code.clone(),
+                    label_ar: l.label_ar.clone(),
+                    label_en: l.label_en.clone(),
+                    amount: l.amount,
+                })
+                .collect(),
+            expires,
+        };
+        let a = actor(who);
+        let t = self.shell.open(plan, &a).await.map_err(from_shell)?;
+        if let Some(b) = booking {
+            let mut from = b.state;
+            if from == BookingState::Assigned {
+                self.move_booking(&b.booking.id, from, BookingState::Arrived, &a.id, None, None).await?;
+                from = BookingState::Arrived;
+            }
+            self.move_booking(&b.booking.id, from, BookingState::InService, &a.id, None, Some(t.id()))
+                .await?;
+        }
+        Ok(self.view(&t, who))
+    }
+
+    async fn services(&self, who: &Session, filter: ServiceFilter) -> Result<Vec<TxnView>, DeskError> {
+        let today = self.today();
+        let tz = self.tz.clone();
+        let mut list = match filter {
+            ServiceFilter::Today => {
+                self.shell.txns(|t| ts(t.opened_us).to_zoned_datetime(tz.clone()).date() == today)
+            }
+            ServiceFilter::Open => self.shell.txns(|t| !txn_state(t).is_final()),
+        };
+        list.sort_by_key(|t| std::cmp::Reverse(t.opened_seq));
+        Ok(list.iter().map(|t| self.view(t, who)).collect())
+    }
+
+    async fn service(&self, who: &Session, txn: &str) -> Result<TxnView, DeskError> {
+        Ok(self.view(&self.shell.txn(txn).map_err(from_shell)?, who))
+    }
+
+    async fn inspect(&self, who: &Session, txn: &str, req: InspectionRequest) -> Result<TxnView, DeskError> {
+        if let Some(s) = lock_read(&self.rules).schedule.as_ref() {
+            let unknown: Vec<FieldError> = req
+                .checklist
+                .keys()
+                .filter(|k| !s.inspection_checklist.iter().any(|c| &c.code == *k))
+                .map(|k| {
+                    FieldError::new(
+                        format!("checklist.{k}"),
+                        "inspection.unknown_item",
+                        format!("البند {k} ليس في قائمة الفحص"),
+                        format!("{k} is not an item of the inspection checklist"),
+                    )
+                })
+                .collect();
+            let missing: Vec<FieldError> = s
+                .inspection_checklist
+                .iter()
+                .filter(|c| !req.checklist.contains_key(&c.code))
+                .map(|c| {
+                    FieldError::new(
+                        format!("checklist.{}", c.code),
+                        "inspection.missing_item",
+                        format!("لم يُسجل بند الفحص: {}", c.label_ar),
+                        format!("checklist item not recorded: {}", c.label_en),
+                    )
+                })
+                .collect();
+            if !unknown.is_empty() || !missing.is_empty() {
+                return Err(invalid(unknown.into_iter().chain(missing).collect()));
+            }
+        }
+        let t = self
+            .shell
+            .inspect(
+                txn,
+                &actor(who),
+                req.vin_matches,
+                req.engine_matches,
+                req.checklist,
+                req.notes.unwrap_or_default(),
+            )
+            .await
+            .map_err(from_shell)?;
+        Ok(self.view(&t, who))
+    }
+
+    async fn override_refusal(
+        &self,
+        who: &Session,
+        txn: &str,
+        req: OverrideRequest,
+    ) -> Result<TxnView, DeskError> {
+        let t = self
+            .shell
+            .override_refusal(txn, &actor(who), &req.code, &req.reason)
+            .await
+            .map_err(from_shell)?;
+        Ok(self.view(&t, who))
+    }
+
+    async fn proceed(&self, who: &Session, txn: &str) -> Result<TxnView, DeskError> {
+        let t = self.shell.txn(txn).map_err(from_shell)?;
+        let state = txn_state(&t);
+        let view = self.view(&t, who);
+        if self.shell.is_running(txn) {
+            return Err(from_shell(shell::DeskError::new(
+                ErrorClass::State,
+                "state.busy",
+                "المعاملة قيد التنفيذ الآن",
+                "the transaction is running a step now",
+            )));
+        }
+        if !view.next.contains(&Action::Proceed) {
+            let allowed = view.next.clone();
+            return Err(DeskError::wrong_txn_state(Action::Proceed, state, &allowed));
+        }
+        let shell = self.shell.clone();
+        let a = actor(who);
+        let id = txn.to_owned();
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            match shell.proceed(&id, &a).await {
+                Ok(t) => {
+                    if let Some(office) = me.upgrade() {
+                        office.settle_booking(&t, &a.id).await;
+                    }
+                }
+                Err(e) => tracing::warn!(txn = %id, "proceed: {e}"),
+            }
+        });
+        // Give the step a moment to start so the view shows it running.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        Ok(self.view(&self.shell.txn(txn).map_err(from_shell)?, who))
+    }
+
+    async fn cancel(&self, who: &Session, txn: &str, req: ReasonRequest) -> Result<TxnView, DeskError> {
+        let t = self.shell.cancel(txn, &actor(who), &req.reason).await.map_err(from_shell)?;
+        self.settle_booking(&t, &who.officer.id).await;
+        Ok(self.view(&t, who))
+    }
+
+    async fn void(&self, who: &Session, txn: &str, req: ReasonRequest) -> Result<TxnView, DeskError> {
+        if !who.is_supervisor() {
+            return Err(DeskError::supervisor_only("void a transaction"));
+        }
+        let t = self.shell.void(txn, &actor(who), &req.reason).await.map_err(from_shell)?;
+        self.settle_booking(&t, &who.officer.id).await;
+        Ok(self.view(&t, who))
+    }
+
+    async fn reprint(&self, who: &Session, txn: &str, req: ReprintRequest) -> Result<TxnView, DeskError> {
+        let a = actor(who);
+        match req.what {
+            ReprintWhat::Receipt => {
+                self.shell
+                    .receipt(txn, &a, crate::render::documents::ReceiptFormat::A4)
+                    .await
+                    .map_err(from_shell)?;
+                Ok(self.view(&self.shell.txn(txn).map_err(from_shell)?, who))
+            }
+            ReprintWhat::Card | ReprintWhat::Label => {
+                let what = if req.what == ReprintWhat::Card { "card" } else { "label" };
+                let t = self.shell.reprint(txn, &a, what, &req.reason).await.map_err(from_shell)?;
+                Ok(self.view(&t, who))
+            }
+        }
+    }
+
+    async fn receipt_pdf(
+        &self,
+        who: &Session,
+        txn: &str,
+        format: ReceiptFormat,
+    ) -> Result<Vec<u8>, DeskError> {
+        let f = match format {
+            ReceiptFormat::A4 => crate::render::documents::ReceiptFormat::A4,
+            ReceiptFormat::Roll80 => crate::render::documents::ReceiptFormat::Roll80,
+        };
+        self.shell.receipt(txn, &actor(who), f).await.map_err(from_shell)
+    }
+
+    async fn records(&self, _who: &Session, txn: &str) -> Result<Vec<serde_json::Value>, DeskError> {
+        self.shell.txn(txn).map_err(from_shell)?;
+        let recs = self.journal().txn_records(txn).map_err(internal)?;
+        recs.iter()
+            .map(|r| {
+                let mut line = Vec::new();
+                crate::journal::export::write_line(&mut line, r).map_err(internal)?;
+                serde_json::from_slice(&line).map_err(internal)
+            })
+            .collect()
+    }
+
+    async fn shift(&self, _who: &Session) -> Result<Option<ShiftView>, DeskError> {
+        Ok(self.shifts.current().map(|s| self.shift_view(&s)))
+    }
+
+    async fn open_shift(&self, who: &Session, req: ShiftOpenRequest) -> Result<ShiftView, DeskError> {
+        let stock = super::shift::StockCounts {
+            cards: req.stock.cards,
+            labels: req.stock.labels,
+            tags: req.stock.tags,
+        };
+        let s = self.shifts.open(&actor(who), stock).await.map_err(from_shell)?;
+        Ok(self.shift_view(&s))
+    }
+
+    async fn close_shift(&self, who: &Session, req: ShiftCloseRequest) -> Result<ShiftReportView, DeskError> {
+        let counted = super::shift::StockCounts {
+            cards: req.counted.cards,
+            labels: req.counted.labels,
+            tags: req.counted.tags,
+        };
+        let open = self.shifts.current();
+        let c = self.shifts.close(&actor(who), counted).await.map_err(from_shell)?;
+        let open = open.ok_or_else(|| internal("shift vanished"))?;
+        Ok(self.report_view(&c, &open))
+    }
+
+    async fn shift_report_pdf(&self, _who: &Session, id: &str) -> Result<Vec<u8>, DeskError> {
+        match self.shifts.last_closed() {
+            Some(c) if c.txn == id => {}
+            _ => return Err(DeskError::not_found("shift", id)),
+        }
+        self.shifts.report_pdf(&|o| self.officer_name(o)).map_err(from_shell)
+    }
+
+    async fn devices(&self, _who: &Session) -> Result<BTreeMap<String, DeviceView>, DeskError> {
+        Ok(self
+            .shell
+            .manager()
+            .health()
+            .iter()
+            .map(|(d, h)| (d.name().to_owned(), DeviceView::from(h)))
+            .collect())
+    }
+
+    fn events(&self) -> broadcast::Receiver<DeskEvent> {
+        self.events.subscribe()
+    }
+}
+
+fn hq_unreachable() -> DeskError {
+    DeskError::Unavailable(Problem::new(
+        "hq.unreachable",
+        "لا يوجد ملف لهذا المواطن في الوحدة ولا يمكن الاستعلام من الإدارة الآن؛ لا يمكن خدمة طلب بدون حجز إلا باستعلام مباشر",
+        "the van holds no record for this citizen and HQ cannot be asked now; a walk-up needs a live HQ lookup",
+    ))
+}
+
+/// The control socket's office commands (`vanctl bookings|officers|schedule|blocklist import`,
+/// `vanctl bookings list`, `vanctl officers`): imports go through [`Office::apply_bundle`] (checked,
+/// journaled, then stored, the rules reloaded); lists are answered from `office.db`.
+pub struct OfficeExtra {
+    office: Arc<Office>,
+    lists: super::refdata::OfficeControl,
+}
+
+impl OfficeExtra {
+    /// The commands of `office`.
+    pub fn new(office: Arc<Office>) -> OfficeExtra {
+        let refusing: super::refdata::JournalHook =
+            Arc::new(|_| Err("imports go through the office, not this hook".to_owned()));
+        let lists = super::refdata::OfficeControl::new(office.refdata.clone(), refusing);
+        OfficeExtra { office, lists }
+    }
+}
+
+impl crate::control::ControlExtra for OfficeExtra {
+    fn commands(&self) -> &[&'static str] {
+        &["import", "bookings", "officers"]
+    }
+
+    fn handle(&self, request: serde_json::Value) -> crate::control::ExtraFuture<'_> {
+        if request.get("cmd").and_then(serde_json::Value::as_str) != Some("import") {
+            return self.lists.handle(request);
+        }
+        Box::pin(async move {
+            let bytes = match (request.get("bundle_text"), request.get("bundle")) {
+                (Some(serde_json::Value::String(t)), _) => t.clone().into_bytes(),
+                (_, Some(b @ serde_json::Value::Object(_))) => b.to_string().into_bytes(),
+                _ => return Err(
+                    "cmd \"import\" needs \"bundle_text\" (the file as a string) or \"bundle\" (an object)"
+                        .into(),
+                ),
+            };
+            match self.office.apply_bundle(None, &bytes).await {
+                Ok(a) => Ok(json!({ "import": a })),
+                Err(e) => Err(match &e {
+                    DeskError::Invalid(ps) => ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
+                    other => other.to_string(),
+                }),
+            }
+        })
+    }
+}
