@@ -35,10 +35,22 @@ pub trait SimDevice: Send {
     fn clear_faults(&mut self);
     /// State for `van-sim status` and tests (counts, last transaction, tags in field, …).
     fn status(&self) -> serde_json::Value;
+    /// Takes what physically happened since the last call (charges, cards, labels, tags), oldest
+    /// first. The host calls it after every input and appends it to the [`ledger`] before it
+    /// sends the device's answer.
+    fn take_ledger(&mut self) -> Vec<ledger::Event> {
+        Vec::new()
+    }
+    /// A device-specific control verb (e.g. `next` on the RFID encoder: a fresh tag in the field);
+    /// unknown verbs are an error that lists the known ones.
+    fn control(&mut self, words: &[&str]) -> Result<serde_json::Value, String> {
+        Err(format!("{}: no control verb {:?}", self.name(), words.join(" ")))
+    }
 }
 
 pub mod card;
 pub mod host;
+pub mod ledger;
 pub mod payment;
 pub mod rfid;
 pub mod sticker;
