@@ -1253,6 +1253,28 @@ mod tests {
         assert_eq!(seen.last().unwrap(), &vec![0x06, 0x0F]);
         assert_eq!(s.status()["last_transaction"]["amount"], 190);
         assert_eq!(s.status()["totals"]["amount"], 190);
+        assert_eq!(
+            s.take_ledger(),
+            vec![Event::Charge {
+                amount: 190,
+                receipt_no: 1,
+                trace: 1,
+                masked_pan: Some("411111******1010".into())
+            }]
+        );
+        assert!(s.take_ledger().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn abort_before_booking_is_an_aborted_payment_in_the_ledger() {
+        let mut s = sim();
+        let t = Instant::now();
+        s.receive(&PURCHASE_190, t);
+        s.receive(&[ACK], t);
+        // Abort (06 B0 00) while the terminal waits for the card.
+        s.receive(&frame(&[0x06, 0xB0, 0x00]), t);
+        assert_eq!(s.take_ledger(), vec![Event::Aborted { kind: "purchase".into(), amount: 190 }]);
+        assert!(s.status()["last_transaction"].is_null(), "nothing booked");
     }
 
     #[test]

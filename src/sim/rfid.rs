@@ -1623,6 +1623,86 @@ mod tests {
     }
 
     #[test]
+    fn the_roll_gives_distinct_gen2_tids_from_its_seed() {
+        let mut sim = MercurySim::new();
+        assert_eq!(sim.status()["tags"][0]["tid"], "E28011702000000000000001", "seed 1: serial 1 first");
+        let mut seen = std::collections::BTreeSet::new();
+        seen.insert(sim.tags[0].tid.clone());
+        for _ in 0..2000 {
+            let t = sim.next_blank();
+            assert_eq!(t.tid[..6], ROLL_TID_PREFIX);
+            assert_eq!(t.tid.len(), 12);
+            assert_eq!(t.tid[6..], t.epc_bank[4 + 6..4 + 12], "EPC ends in the TID's serial");
+            assert!(seen.insert(t.tid), "a TID came twice");
+        }
+        let seeded = |seed: u64| {
+            let text = format!("timing_scale = 0\nroll_seed = {seed}");
+            let mut s = MercurySim::from_options(&text.parse().unwrap()).unwrap();
+            let first = s.tags[0].tid.clone();
+            (first, s.next_blank().tid)
+        };
+        assert_eq!(seeded(77), seeded(77), "the same seed gives the same roll");
+        assert_ne!(seeded(77).0, seeded(78).0);
+        assert_eq!(hex::encode_upper(seeded(0x1234).0), "E28011702000000000001234");
+        assert!(MercurySim::from_options(&"roll_seed = -1".parse().unwrap()).is_err());
+        assert!(MercurySim::from_options(&"auto_feed = 1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn tag_next_places_a_fresh_blank_and_auto_feed_replaces_a_finished_one() {
+        let mut sim = ready_sim();
+        let first = sim.status()["tags"][0]["tid"].clone();
+        let next = sim.control(&["next"]).unwrap();
+        assert_ne!(next["tid"], first);
+        assert_eq!(sim.status()["tags"].as_array().unwrap().len(), 1);
+        assert_eq!(sim.status()["tags"][0]["tid"], next["tid"]);
+        assert!(sim.control(&["later"]).unwrap_err().contains("tag next"));
+
+        // The API's inventory frame (multi-select prefix, metadata, 200 ms).
+        let inventory = cmd(0x22, "88 10 0013 00C8 0FFF");
+        assert_eq!(status_of(&send(&mut sim, &inventory)), OK);
+        assert_eq!(sim.status()["tags"][0]["tid"], next["tid"], "an unfinished tag stays");
+        // Locked here: the next search finds a fresh blank instead.
+        sim.tags[0].sealed = true;
+        sim.spent = true;
+        assert_eq!(status_of(&send(&mut sim, &inventory)), OK);
+        let third = sim.status()["tags"][0]["tid"].clone();
+        assert!(third != next["tid"] && third != first, "{third}");
+        assert_eq!(sim.status()["roll"]["fed"], 3);
+
+        // auto_feed = false: the finished tag stays.
+        let mut fixed =
+            MercurySim::from_options(&"timing_scale = 0\nauto_feed = false".parse().unwrap()).unwrap();
+        fixed.tags[0].sealed = true;
+        fixed.spent = true;
+        fixed.auto_feed();
+        assert_eq!(fixed.status()["tags"][0]["tid"], "E28011702000000000000001");
+    }
+
+    #[test]
+    fn writes_locks_and_kills_reach_the_ledger() {
+        let mut sim = ready_sim();
+        let epc = "3034257BF400B7800004CB2F";
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &format!("03E8 88 00 00 {epc}")))), OK);
+        let got = sim.take_ledger();
+        assert_eq!(
+            got,
+            vec![Event::TagWritten {
+                tid: "E28011702000000000000001".into(),
+                epc: epc.into(),
+                locked: false,
+                user_bytes: 0,
+                op: "epc".into(),
+            }]
+        );
+        assert!(sim.take_ledger().is_empty(), "taken once");
+        // A refused write is not in the ledger.
+        sim.apply_fault("write_fail").unwrap();
+        assert_ne!(status_of(&send(&mut sim, &cmd(0x23, &format!("03E8 88 00 00 {epc}")))), OK);
+        assert!(sim.take_ledger().is_empty());
+    }
+
+    #[test]
     fn write_epc_forms_of_the_api_are_parsed_as_meant() {
         // `23 03E8 88 00 00 <EPC>` (multi-select prefix, option 0, RFU) was read with 0x88 as
         // the option byte and stored a 14-byte EPC.
