@@ -340,13 +340,14 @@ fn cards_labels_and_tags_as_they_came_out() {
         assert!(tid.starts_with("E2"), "{tid}");
         let last = tags
             .iter()
+            .rev()
             .filter_map(|e| match &e.event {
                 Event::TagWritten { tid: x, epc, locked, user_bytes, op } if *x == tid => {
                     Some((epc.clone(), *locked, *user_bytes, op.clone()))
                 }
                 _ => None,
             })
-            .last()
+            .next()
             .unwrap_or_else(|| panic!("{tid} not written: {tags:#?}"));
         assert_eq!(last, (hex::encode_upper(&epc), true, 14, "lock".to_string()), "{tid}");
     }
