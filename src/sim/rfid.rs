@@ -29,7 +29,15 @@
 //! access_password = "00000000"      # hex
 //! kill_password = "00000000"
 //! locked = []                        # epc, user, tid, access, kill
+//! roll_seed = 1        # serial of the first blank tag of the roll (used when no tags are given)
+//! auto_feed = true     # an inventory that finds the tag finished here places the next blank
 //! ```
+//!
+//! The roll of blank tags: TID `E2801170 2000` + a 48-bit serial (`roll_seed`, then steps of a
+//! fixed odd stride, so no two blanks share a TID). With `auto_feed`, a tag locked or killed by
+//! this simulator is taken off at the next inventory and the next blank placed; the control verb
+//! `next` (`van-sim ctl tag next`) does it by hand. Successful writes, locks and kills go to the
+//! ledger ([`SimDevice::take_ledger`]).
 //! Faults: `no_tag`, `two_tags`, `write_fail`, `lock_fail`, `wrong_region`, `garbage` (noise and a
 //! corrupted copy before every response), `mute` (answers nothing), `corrupt_next` (the next
 //! response arrives with a wrong CRC and nothing else).
