@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use mtu::bitmap::Bitmap1;
 use mtu::config::DeviceConfig;
+use mtu::devices::Link;
 use mtu::devices::card::{CardJob, CardSide};
 use mtu::devices::payment::{PaymentOutcome, PaymentTerminal};
 use mtu::devices::registry;
@@ -228,6 +229,75 @@ fn the_ledger_file_survives_a_killed_van_sim() {
     assert_eq!(first.receipt_no, second.receipt_no);
     let bytes = std::fs::read(dir.path().join("ledger.jsonl")).unwrap();
     assert_eq!(parse(&bytes).unwrap().entries, after);
+}
+
+/// Reads from `link` until `want` bytes came or 10 s passed.
+fn read_some_bytes(link: &mut SerialLink, want: usize) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while got.len() < want && std::time::Instant::now() < deadline {
+        if let Ok(n) = link.read_some(&mut buf, deadline) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    got
+}
+
+/// Polls the ledger of `device` until `done` holds (10 s at most).
+fn ledger_until(sim: &VanSim, device: &str, done: impl Fn(&[Entry]) -> bool) -> Vec<Entry> {
+    for _ in 0..500 {
+        let l = sim.ledger(Some(device));
+        if done(&l) {
+            return l;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    sim.ledger(Some(device))
+}
+
+#[test]
+fn a_purchase_under_way_when_the_van_goes_is_booked_and_the_terminal_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = VanSim::start(dir.path());
+    let cfg = device_cfg("zvt", &sim.device("payment"), "baud = 9600\nstop_bits = 2\ntimeout_ms = 5000", "");
+    {
+        // The purchase of 1.90 from the ZVT specification (docs/devices.md's verified vector),
+        // then the van vanishes after the terminal's ACK and command acknowledgement.
+        let mut raw = SerialLink::open("payment", &cfg.serial).unwrap();
+        raw.write_all(&hex::decode("1002060107040000000001901003 7657".replace(' ', "")).unwrap()).unwrap();
+        let got = read_some_bytes(&mut raw, 1 + 9);
+        assert_eq!(got[0], 0x06, "{got:02X?}");
+    }
+    // The customer goes on at the terminal: the card is charged although nobody hears of it.
+    let ledger = ledger_until(&sim, "payment", |l| !l.is_empty());
+    assert!(matches!(ledger[..], [Entry { event: Event::Charge { amount: 190, .. }, .. }]), "{ledger:#?}");
+    // And the terminal is free for the van when it comes back.
+    let next = approved(payment(&sim).purchase(300, &mut |_| true).unwrap());
+    assert_eq!(next.amount, 300);
+    assert_eq!(sim.ledger(Some("payment")).len(), 2);
+}
+
+#[test]
+fn a_card_job_cut_off_takes_no_card_and_the_next_job_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = VanSim::start(dir.path());
+    let cfg = device_cfg("evolis", &sim.device("card"), "baud = 115200\ntimeout_ms = 5000", "ribbon = \"k\"");
+    {
+        // A sequence opened and a K panel half sent, then the van vanishes.
+        let mut raw = SerialLink::open("card", &cfg.serial).unwrap();
+        raw.write_all(b"\x1bSs\r").unwrap();
+        assert_eq!(read_some_bytes(&mut raw, 3), b"OK\r");
+        raw.write_all(b"\x1bDb;k;2;").unwrap();
+        raw.write_all(&[0x55; 10_000]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let mut card = registry::card(&cfg, link(&cfg, "card")).unwrap();
+    let job = CardJob { front: CardSide { k: Some(pattern()), ..Default::default() }, back: None };
+    card.print(&job).expect("the next job prints");
+    let cards = events(&sim.ledger(Some("card")));
+    assert!(matches!(cards[..], [Event::CardPrinted { card: 1, .. }]), "{cards:#?}");
 }
 
 /// A K panel with a frame and a block.

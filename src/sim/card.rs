@@ -845,6 +845,17 @@ impl SimDevice for EvolisSim {
         std::mem::take(&mut self.ledger)
     }
 
+    /// Half-received input is dropped and an open sequence abandoned: no card was taken from
+    /// the hopper before `Se`, so none is spoiled.
+    fn host_closed(&mut self) {
+        self.parser = StreamParser::new();
+        if self.side_back.take().is_some() {
+            tracing::info!("card simulator: job abandoned before its end; no card taken");
+        }
+        self.front.clear();
+        self.back.clear();
+    }
+
     fn clear_faults(&mut self) {
         self.armed = None;
         self.stuck = None;

@@ -305,6 +305,7 @@ impl SimHost {
                 faults,
                 stopping: false,
                 ledger: ledger.clone(),
+                host_open: false,
             };
             let t = std::thread::Builder::new().name(format!("sim-{name}")).spawn(move || runner.run())?;
             if let Ok(mut threads) = host.threads.lock() {
@@ -527,6 +528,8 @@ struct Runner {
     /// A stop arrived during a simulated wait.
     stopping: bool,
     ledger: Arc<Ledger>,
+    /// The host has the line open (its end of the PTY), as far as the last read could tell.
+    host_open: bool,
 }
 
 impl Runner {
@@ -573,14 +576,18 @@ impl Runner {
             let _ = pty.master.set_timeout(wait.max(Duration::from_millis(1)));
             match pty.master.read(&mut buf) {
                 Ok(n) if n > 0 => {
+                    self.host_open = true;
                     let outs = self.device.receive(&buf[..n], Instant::now());
                     self.record();
                     self.outputs(outs);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => self.host_open = true,
                 Ok(_) => std::thread::sleep(wait),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
                 // No slave open (the daemon is not connected): the master reports a hang-up.
-                Err(_) => std::thread::sleep(wait),
+                Err(_) => {
+                    self.lost_host();
+                    std::thread::sleep(wait);
+                }
             }
         }
     }
@@ -636,13 +643,24 @@ impl Runner {
         }
     }
 
+    /// The host's end of the line closed: the device finishes or drops what was in progress.
+    fn lost_host(&mut self) {
+        if std::mem::take(&mut self.host_open) {
+            tracing::info!("{}: the host closed the line", self.name);
+            self.device.host_closed();
+            self.record();
+        }
+    }
+
     fn unplug(&mut self) {
+        self.lost_host();
         self.pty = None;
         remove_symlink(&self.link);
         tracing::info!("{}: unplugged", self.name);
     }
 
     fn replug(&mut self) -> std::io::Result<()> {
+        self.lost_host();
         self.pty = None;
         let pty = Pty::plug(&self.link)?;
         tracing::info!("{}: plugged in on {} -> {}", self.name, self.link.display(), pty.slave);

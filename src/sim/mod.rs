@@ -35,6 +35,11 @@ pub trait SimDevice: Send {
     fn clear_faults(&mut self);
     /// State for `van-sim status` and tests (counts, last transaction, tags in field, …).
     fn status(&self) -> serde_json::Value;
+    /// The host closed its end of the line (vand stopped or was killed, the cable was pulled).
+    /// A real device notices through its input and ACK timeouts; the simulator is told at once
+    /// and does what those timeouts would do: drop half-received input and finish or abandon the
+    /// exchange in progress without the host.
+    fn host_closed(&mut self) {}
     /// Takes what physically happened since the last call (charges, cards, labels, tags), oldest
     /// first. The host calls it after every input and appends it to the [`ledger`] before it
     /// sends the device's answer.

@@ -1040,23 +1040,7 @@ impl ZvtSim {
                     }
                     self.awaiting_ack = Some((f, app_ack));
                 }
-                Item::Record(tx) => {
-                    self.ledger.push(ledger_event(&tx));
-                    if tx.result_code == 0 {
-                        self.batch.push(tx.clone());
-                    }
-                    self.last = Some(tx);
-                }
-                Item::MarkReversed(r) => {
-                    if let Some(t) = self.batch.iter_mut().find(|t| t.receipt_no == r) {
-                        t.reversed = true;
-                    }
-                }
-                Item::CloseBatch => {
-                    let (count, total, first_receipt, last_receipt) = self.batch_totals();
-                    self.ledger.push(Event::EndOfDay { total, count, first_receipt, last_receipt });
-                    self.batch.clear();
-                }
+                Item::Record(_) | Item::MarkReversed(_) | Item::CloseBatch => self.book(item),
                 Item::Drop { delay_ms } => {
                     self.wait(delay_ms, out);
                     out.push(SimOut::DropLink);
@@ -1065,6 +1049,30 @@ impl ZvtSim {
                     return;
                 }
             }
+        }
+    }
+
+    /// Carries out a booking step of the queue (what the terminal records, not what it sends).
+    fn book(&mut self, item: Item) {
+        match item {
+            Item::Record(tx) => {
+                self.ledger.push(ledger_event(&tx));
+                if tx.result_code == 0 {
+                    self.batch.push(tx.clone());
+                }
+                self.last = Some(tx);
+            }
+            Item::MarkReversed(r) => {
+                if let Some(t) = self.batch.iter_mut().find(|t| t.receipt_no == r) {
+                    t.reversed = true;
+                }
+            }
+            Item::CloseBatch => {
+                let (count, total, first_receipt, last_receipt) = self.batch_totals();
+                self.ledger.push(Event::EndOfDay { total, count, first_receipt, last_receipt });
+                self.batch.clear();
+            }
+            Item::Send { .. } | Item::Drop { .. } => {}
         }
     }
 
@@ -1157,6 +1165,18 @@ impl SimDevice for ZvtSim {
 
     fn take_ledger(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.ledger)
+    }
+
+    /// The ECR is gone: the transaction in progress runs to its end at the terminal (the card
+    /// is charged, or declined, as it would have been) and what the terminal would have sent is
+    /// given up, as after its ACK timeouts.
+    fn host_closed(&mut self) {
+        self.rx.clear();
+        self.awaiting_ack = None;
+        self.awaiting_app_ack = false;
+        while let Some(item) = self.queue.pop_front() {
+            self.book(item);
+        }
     }
 
     fn clear_faults(&mut self) {

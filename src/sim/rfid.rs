@@ -1395,6 +1395,11 @@ impl SimDevice for MercurySim {
         std::mem::take(&mut self.ledger)
     }
 
+    /// A half-received frame is dropped.
+    fn host_closed(&mut self) {
+        self.rx.clear();
+    }
+
     fn control(&mut self, words: &[&str]) -> Result<serde_json::Value, String> {
         match words {
             ["next"] => Ok(serde_json::json!({"ok": true, "tid": hex::encode_upper(self.feed_next())})),

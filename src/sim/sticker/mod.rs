@@ -835,6 +835,13 @@ impl SimDevice for StickerSim {
         std::mem::take(&mut self.ledger)
     }
 
+    /// Half-received input and an unfinished format are dropped; whole formats already received
+    /// still print.
+    fn host_closed(&mut self) {
+        self.input.clear();
+        self.format = None;
+    }
+
     fn status(&self) -> serde_json::Value {
         let last = self.labels.last().map(|l| {
             serde_json::json!({
