@@ -46,7 +46,11 @@ enum Cmd {
     /// status | fault DEV NAME | clear DEV | unplug DEV | replug DEV | gpio LINE on|off |
     /// tag next | ledger [DEV] [--json] (a table; --json: the array of entries).
     Ctl {
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+        /// `ledger`: print the entries as a JSON array instead of a table (other verbs always
+        /// print JSON).
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, num_args = 1..)]
         words: Vec<String>,
     },
     /// Sets a simulated GPIO input (tamper, power-fail) on or off; works without a running van-sim.
@@ -69,10 +73,10 @@ fn ledger_file(cli: &Cli) -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.cmd {
-        Some(Cmd::Ctl { words }) if words.first().is_some_and(|w| w == "ledger") => {
-            ledger(&cli.control, words)
+        Some(Cmd::Ctl { words, json }) if words.first().is_some_and(|w| w == "ledger") => {
+            ledger(&cli.control, words, *json)
         }
-        Some(Cmd::Ctl { words }) => ctl(&cli.control, &words.join(" ")).map(|value| {
+        Some(Cmd::Ctl { words, .. }) => ctl(&cli.control, &words.join(" ")).map(|value| {
             println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
         }),
         Some(Cmd::Gpio { line, state }) => {
@@ -101,13 +105,11 @@ fn ctl(control: &Path, line: &str) -> anyhow::Result<serde_json::Value> {
 }
 
 /// `ctl ledger [DEVICE] [--json]`: a table, or the entries as a JSON array.
-fn ledger(control: &Path, words: &[String]) -> anyhow::Result<()> {
-    let json = words.iter().any(|w| w == "--json");
-    let rest: Vec<&str> = words.iter().map(String::as_str).filter(|w| *w != "--json").collect();
-    if rest.len() > 2 || rest.iter().any(|w| w.starts_with('-')) {
+fn ledger(control: &Path, words: &[String], json: bool) -> anyhow::Result<()> {
+    if words.len() > 2 {
         anyhow::bail!("usage: van-sim ctl ledger [payment|card|sticker|rfid] [--json]");
     }
-    let value = ctl(control, &rest.join(" "))?;
+    let value = ctl(control, &words.join(" "))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
