@@ -367,13 +367,13 @@ fn cards_labels_and_tags_as_they_came_out() {
     match &labels[..] {
         [
             Event::TagWritten { tid: t, epc, locked: true, op, .. },
-            Event::LabelPrinted { label: 1, width, length, copies: 1, sha256: first, voided: false },
+            Event::LabelPrinted { label: 1, width, height, copies: 1, sha256: first, voided: false },
             Event::LabelPrinted { label: 2, sha256: second, voided: false, .. },
         ] => {
             assert_eq!(*t, hex::encode_upper(&tid.0));
             assert_eq!(epc, "3034257BF400B7800004CB2F");
             assert_eq!(op, "label");
-            assert_eq!((*width, *length), (label.width, label.height));
+            assert_eq!((*width, *height), (label.width, label.height));
             assert_ne!(first, second, "the RFID label's format differs from the plain one");
         }
         other => panic!("{other:#?}"),

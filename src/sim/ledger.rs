@@ -124,8 +124,8 @@ pub enum Event {
         label: u32,
         /// `^PW` in dots.
         width: u32,
-        /// `^LL` in dots.
-        length: u32,
+        /// Label length (`^LL`) in dots.
+        height: u32,
         /// `^PQ` copies printed.
         copies: u32,
         /// SHA-256 (hex) of the whole format as the printer read it (tag passwords redacted).

@@ -302,7 +302,7 @@ impl StickerSim {
         self.ledger.push(Event::LabelPrinted {
             label: self.labels.len() as u32 + 1,
             width: label.width,
-            length: label.length,
+            height: label.length,
             copies: label.copies.max(1),
             sha256: hex::encode(Sha256::digest(label.zpl.as_bytes())),
             voided: label.voided,
