@@ -310,6 +310,18 @@ impl Ledger {
         })
     }
 
+    /// Reads the entries of a ledger file without touching it (e.g. while a van-sim appends to
+    /// it): complete lines only, a line being written is left out.
+    pub fn read(path: &Path) -> Result<Vec<Entry>, LedgerError> {
+        let bytes =
+            std::fs::read(path).map_err(|source| LedgerError::Io { path: path.to_owned(), source })?;
+        parse(&bytes).map(|p| p.entries).map_err(|(line, message)| LedgerError::Malformed {
+            path: path.to_owned(),
+            line,
+            message,
+        })
+    }
+
     /// The file behind this ledger, if any.
     pub fn path(&self) -> Option<PathBuf> {
         self.lock().file.as_ref().map(|(p, _)| p.clone())
@@ -415,6 +427,11 @@ mod tests {
         let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"seq\":2,\"ti").unwrap();
         drop(f);
+        assert_eq!(Ledger::read(&path).unwrap().len(), 1, "a reader leaves the line being written out");
+        assert!(
+            std::fs::read_to_string(&path).unwrap().ends_with("\"ti"),
+            "a reader leaves the file as it was"
+        );
         let l = Ledger::open(&path).unwrap();
         assert_eq!(l.record("payment", charge(5)).seq, 2);
         drop(l);
