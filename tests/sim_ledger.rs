@@ -17,7 +17,7 @@ use mtu::devices::registry;
 use mtu::devices::rfid::TagData;
 use mtu::devices::sticker::{LabelElement, StickerLabel, TagLock, TagPassword, TagWrite};
 use mtu::devices::transport::SerialLink;
-use mtu::sim::ledger::{Entry, Event, parse};
+use mtu::sim::ledger::{Entry, Event, Ledger, parse};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -215,6 +215,7 @@ fn the_ledger_file_survives_a_killed_van_sim() {
     // The file holds what the live ledger showed, line for line.
     let bytes = std::fs::read(dir.path().join("ledger.jsonl")).unwrap();
     assert_eq!(parse(&bytes).unwrap().entries, before);
+    assert_eq!(Ledger::read(&dir.path().join("ledger.jsonl")).unwrap(), before);
 
     let sim = VanSim::start(dir.path());
     assert_eq!(sim.ledger(None), before, "a restarted van-sim shows the earlier entries");
