@@ -1,6 +1,8 @@
 //! The service desk end to end against the simulators on real PTYs: each service's records, the
 //! devices' faults at each step, and recovery of what a crash leaves open.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use mtu::journal::{FirstStart, Journal, JournalOptions, JournalOwner};
 use mtu::office::desk::{Desk, DeskConfig, OpenPlan};
 use mtu::office::model::*;
 use mtu::office::records::{FeeLine, ServiceRequest, kind};
+use mtu::office::shift::{Shifts, StockCounts};
 use mtu::office::workflow::State;
 use mtu::render::documents::{DocOptions, Issuer};
 use mtu::sim::host::{Scenario, SimHost, default_factory};
@@ -276,4 +279,53 @@ async fn a_supervisor_voids_a_paid_service_and_the_payment_is_reversed() {
     assert!(matches!(t.payment, mtu::office::workflow::Payment::Reversed { .. }));
     assert_eq!(t.stock(), vec![(mtu::office::records::Step::Card, 0, 1)]);
     let _ = DeviceId::Payment;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receipt_is_made_from_the_journal_and_extracts_in_poppler() {
+    let v = Van::start().await;
+    let t = v.desk.open(plan(ServiceKind::Supplies, 7_550), &officer()).await.unwrap();
+    let t = v.desk.proceed(t.id(), &officer()).await.unwrap();
+    assert_eq!(t.state(), State::Completed);
+    let a4 = v.desk.receipt(t.id(), &officer(), mtu::render::documents::ReceiptFormat::A4).await.unwrap();
+    let roll =
+        v.desk.receipt(t.id(), &officer(), mtu::render::documents::ReceiptFormat::Roll80).await.unwrap();
+    // A third copy needs a supervisor; every copy is journaled.
+    assert!(v.desk.receipt(t.id(), &officer(), mtu::render::documents::ReceiptFormat::A4).await.is_err());
+    assert_eq!(v.kinds(t.id()).iter().filter(|k| *k == kind::RECEIPT_PRINT).count(), 2);
+    for pdf in [a4, roll] {
+        let f = v.dir.as_ref().unwrap().path().join("r.pdf");
+        std::fs::write(&f, pdf).unwrap();
+        let text = common::pdftotext(&f);
+        assert!(text.contains(t.id()), "receipt number missing:\n{text}");
+        assert!(text.contains("75.50"), "amount missing:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shift_close_reconciles_terminal_totals_and_stock_with_the_journal() {
+    let v = Van::start().await;
+    let shifts = Shifts::new(v.desk.clone()).unwrap();
+    let s = shifts.open(&officer(), StockCounts { cards: 50, labels: 20, tags: 20 }).await.unwrap();
+    assert!(s.open.self_test.iter().all(|t| t.ok), "{:?}", s.open.self_test);
+    assert!(shifts.open(&officer(), StockCounts::default()).await.is_err(), "one shift at a time");
+    // A card printed, a card spoiled by a jam, a tag and a label.
+    let a = v.desk.open(plan(ServiceKind::VehicleLicenceRenewal, 45_000), &officer()).await.unwrap();
+    v.desk.proceed(a.id(), &officer()).await.unwrap();
+    let b = v.desk.open(plan(ServiceKind::EStickerIssue, 18_500), &officer()).await.unwrap();
+    v.desk.proceed(b.id(), &officer()).await.unwrap();
+    v.desk.reprint(a.id(), &officer(), "card", "smudged").await.unwrap();
+    assert!(shifts.close(&officer(), StockCounts::default()).await.is_err(), "officers cannot close");
+    let close = shifts.close(&supervisor(), StockCounts { cards: 48, labels: 19, tags: 19 }).await.unwrap();
+    assert_eq!(close.mismatches, Vec::<String>::new(), "{close:#?}");
+    let tt = close.terminal.as_ref().unwrap();
+    assert_eq!((tt.total, tt.count), (63_500, 2));
+    assert_eq!((close.journal.amount, close.journal.count), (63_500, 2));
+    assert_eq!((close.stock[0].issued, close.stock[0].spoiled), (1, 1));
+    assert!(shifts.report_pdf(&|id| id.to_owned()).unwrap().starts_with(b"%PDF"));
+
+    // The next shift: a count that does not balance is shown, not hidden.
+    shifts.open(&officer(), StockCounts { cards: 48, labels: 19, tags: 19 }).await.unwrap();
+    let close = shifts.close(&supervisor(), StockCounts { cards: 47, labels: 19, tags: 19 }).await.unwrap();
+    assert_eq!(close.mismatches, ["stock.card"]);
 }

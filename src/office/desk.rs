@@ -1129,6 +1129,94 @@ impl Desk {
         self.record(&id, kind::PAYMENT_REVERSAL, &r).await?;
         Ok(ok)
     }
+    /// The e-receipt of a paid transaction (PDF: A4, A6 or the 80 mm roll), built from its
+    /// journal records with the signed QR; each copy is journaled (`receipt.print`). The first two
+    /// copies may be taken by an officer; later ones need a supervisor.
+    pub async fn receipt(
+        &self,
+        id: &str,
+        actor: &Actor,
+        format: documents::ReceiptFormat,
+    ) -> Result<Vec<u8>, DeskError> {
+        let t = self.txn(id)?;
+        let Some(seq) = t.payment_seq else {
+            return Err(DeskError::state(&t, "receipt"));
+        };
+        let copy = t.receipt_copies + 1;
+        if copy > 2 && actor.role != Role::Supervisor {
+            return Err(DeskError::supervisor("نسخة إضافية من الإيصال", "a further receipt copy"));
+        }
+        let approval = match &t.payment {
+            Payment::Approved(a) | Payment::Reversed { purchase: a, .. } => a.clone(),
+            _ => return Err(DeskError::state(&t, "receipt")),
+        };
+        let rec = self
+            .journal
+            .txn_records(id)
+            .map_err(DeskError::storage)?
+            .into_iter()
+            .find(|r| r.seq == seq)
+            .ok_or_else(|| DeskError::storage(format!("payment record {seq} of {id} not found")))?;
+        let mut hash = [0u8; 8];
+        hash.copy_from_slice(&rec.hash[..8]);
+        let tz = jiff::tz::TimeZone::get("Africa/Cairo").unwrap_or(jiff::tz::TimeZone::UTC);
+        let at = jiff::Timestamp::from_microsecond(rec.time_us)
+            .unwrap_or_default()
+            .to_zoned_datetime(tz)
+            .datetime();
+        let mut r = documents::Receipt {
+            number: id.to_owned(),
+            at,
+            service_ar: t.service().name_ar().to_owned(),
+            lines: quote_lines(&t)
+                .iter()
+                .map(|l| documents::FeeLine { label_ar: l.label_ar.clone(), piastres: l.amount })
+                .collect(),
+            payment: documents::CardPayment {
+                scheme: approval.card_name.clone().unwrap_or_default(),
+                masked_pan: approval.masked_pan.clone().unwrap_or_default(),
+                terminal_id: approval.terminal_id.map(|n| n.to_string()).unwrap_or_default(),
+                trace: approval.trace.unwrap_or(0),
+                terminal_receipt: approval.receipt_no.unwrap_or(0),
+                auth_code: approval.aid.clone().unwrap_or_default(),
+            },
+            journal: JournalRef { seq, hash },
+            issuer: self.cfg.issuer.clone(),
+            qr: String::new(),
+        };
+        let journal = self.journal.clone();
+        let opts = self.cfg.doc;
+        let pdf = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
+            r.qr = r.qr_payload().sign(&journal).map_err(|e| e.to_string())?;
+            let scene = documents::receipt(&r, format, opts).map_err(|e| e.to_string())?;
+            let kind = match format {
+                documents::ReceiptFormat::A4 => crate::render::output::DocKind::ReceiptA4,
+                documents::ReceiptFormat::A6 => crate::render::output::DocKind::ReceiptA6,
+                documents::ReceiptFormat::Roll80 => crate::render::output::DocKind::Receipt80,
+            };
+            crate::render::output::pdf_of(kind, &[scene], "vand", jiff::Timestamp::now())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(DeskError::storage)?
+        .map_err(|e| {
+            DeskError::new(
+                ErrorClass::Storage,
+                "receipt.render",
+                format!("تعذر إنشاء الإيصال: {e}"),
+                format!("the receipt could not be made: {e}"),
+            )
+        })?;
+        let name = match format {
+            documents::ReceiptFormat::A4 => "a4",
+            documents::ReceiptFormat::A6 => "a6",
+            documents::ReceiptFormat::Roll80 => "roll80",
+        };
+        let p =
+            records::ReceiptPrint { txn: id.into(), officer: actor.id.clone(), format: name.into(), copy };
+        self.record(id, kind::RECEIPT_PRINT, &p).await?;
+        Ok(pdf)
+    }
 }
 
 /// How long a lost payment answer is asked about (repeat receipt, every 250 ms) before the case

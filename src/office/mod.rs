@@ -7,4 +7,5 @@
 pub mod desk;
 pub mod model;
 pub mod records;
+pub mod shift;
 pub mod workflow;
