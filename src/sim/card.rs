@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::ledger::{Event, PanelDigest};
 use super::{SimDevice, SimOut};
 
 /// Pixels per printer line (guide page 4: bitmaps of 1016 lines × 648).
@@ -441,6 +442,10 @@ pub struct EvolisSim {
     files: Vec<String>,
     malformed: u64,
     commands: u64,
+    /// Panel data bytes received for the card in the open sequence.
+    job_bytes: u64,
+    /// What left the printer since the host last took it.
+    ledger: Vec<Event>,
 }
 
 impl EvolisSim {
@@ -467,6 +472,8 @@ impl EvolisSim {
             files: Vec::new(),
             malformed: 0,
             commands: 0,
+            job_bytes: 0,
+            ledger: Vec::new(),
         }
     }
 
@@ -572,6 +579,7 @@ impl EvolisSim {
                     self.side_back = Some(false);
                     self.front.clear();
                     self.back.clear();
+                    self.job_bytes = 0;
                     "OK".into()
                 }
             },
@@ -579,8 +587,14 @@ impl EvolisSim {
                 self.side_back = Some(name == "Sv");
                 "OK".into()
             }
-            ("Db", [panel, levels]) if in_seq => self.store_db(panel, levels, &data),
-            ("Dbc", [panel, _levels]) if in_seq => self.store_dbc(panel, &data),
+            ("Db", [panel, levels]) if in_seq => {
+                self.job_bytes += data.len() as u64;
+                self.store_db(panel, levels, &data)
+            }
+            ("Dbc", [panel, _levels]) if in_seq => {
+                self.job_bytes += data.len() as u64;
+                self.store_dbc(panel, &data)
+            }
             ("Se", []) if in_seq => {
                 self.side_back = None;
                 self.finish_card(out);
@@ -667,7 +681,15 @@ impl EvolisSim {
                 self.stuck = Some(a);
             }
             if a != Armed::FeederError {
+                // The card left the hopper: jammed inside, or out to the reject tray.
                 self.feeder_cards = self.feeder_cards.saturating_sub(1);
+                let reason = match a {
+                    Armed::CardJam => "card_jam",
+                    Armed::RibbonJam => "ribbon_jam",
+                    _ => "card_rejected",
+                };
+                self.ledger
+                    .push(Event::CardSpoiled { reason: reason.into(), ejected: a == Armed::CardRejected });
             }
             out.push(SimOut::Send(format!("{}\r", armed_text(a)).into_bytes()));
             return;
@@ -696,6 +718,7 @@ impl EvolisSim {
         let number = self.printed.len() as u32 + 1;
         let card =
             SimCard { number, front: std::mem::take(&mut self.front), back: std::mem::take(&mut self.back) };
+        self.ledger.push(printed_event(&card, sides, self.job_bytes));
         self.save(&card);
         self.printed.push(card);
         tracing::debug!(card = number, panels, "simulated card printed");
@@ -723,6 +746,26 @@ impl EvolisSim {
                 }
             }
         }
+    }
+}
+
+/// The ledger's record of a card that came out printed.
+fn printed_event(card: &SimCard, sides: u32, bytes: u64) -> Event {
+    let mut all = Sha256::new();
+    let mut panels = Vec::new();
+    for (side, list) in [("front", &card.front), ("back", &card.back)] {
+        for p in list {
+            all.update(&p.levels);
+            panels.push(PanelDigest { side: side.into(), panel: p.panel.to_string(), sha256: p.digest() });
+        }
+    }
+    Event::CardPrinted {
+        card: card.number,
+        sides,
+        panels,
+        bytes,
+        sha256: hex::encode(all.finalize()),
+        ejected: true,
     }
 }
 
@@ -796,6 +839,21 @@ impl SimDevice for EvolisSim {
             other => return Err(format!("unknown card fault {other:?} (known: {})", FAULT_NAMES.join(", "))),
         }
         Ok(())
+    }
+
+    fn take_ledger(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.ledger)
+    }
+
+    /// Half-received input is dropped and an open sequence abandoned: no card was taken from
+    /// the hopper before `Se`, so none is spoiled.
+    fn host_closed(&mut self) {
+        self.parser = StreamParser::new();
+        if self.side_back.take().is_some() {
+            tracing::info!("card simulator: job abandoned before its end; no card taken");
+        }
+        self.front.clear();
+        self.back.clear();
     }
 
     fn clear_faults(&mut self) {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use serialport::{SerialPort, TTYPort};
 
+use super::ledger::Ledger;
 use super::{SimDevice, SimOut};
 
 /// The device names van-sim serves, in order.
@@ -224,6 +225,7 @@ enum Cmd {
     Unplug(mpsc::Sender<Result<(), String>>),
     Replug(mpsc::Sender<Result<(), String>>),
     Status(mpsc::Sender<Value>),
+    Control(Vec<String>, mpsc::Sender<Result<Value, String>>),
     Stop,
 }
 
@@ -234,12 +236,25 @@ pub struct SimHost {
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     scale: f64,
     gpio_file: Option<PathBuf>,
+    ledger: Arc<Ledger>,
 }
 
 impl SimHost {
-    /// Starts every enabled device of `scenario`, with symlinks in `dir` (created if missing).
-    /// A simulator that cannot be built is logged and reported in `status`; the others still run.
+    /// Starts every enabled device of `scenario`, with symlinks in `dir` (created if missing),
+    /// keeping the ledger in memory only. A simulator that cannot be built is logged and reported
+    /// in `status`; the others still run.
     pub fn start(scenario: &Scenario, dir: &Path, factory: SimFactory) -> std::io::Result<SimHost> {
+        Self::start_with_ledger(scenario, dir, factory, Arc::new(Ledger::in_memory()))
+    }
+
+    /// As [`SimHost::start`], recording what the devices physically do in `ledger` (e.g. one
+    /// opened on a file with [`Ledger::open`], so it outlives this process).
+    pub fn start_with_ledger(
+        scenario: &Scenario,
+        dir: &Path,
+        factory: SimFactory,
+        ledger: Arc<Ledger>,
+    ) -> std::io::Result<SimHost> {
         std::fs::create_dir_all(dir)?;
         let mut host = SimHost {
             devices: BTreeMap::new(),
@@ -247,6 +262,7 @@ impl SimHost {
             threads: std::sync::Mutex::default(),
             scale: scenario.scale,
             gpio_file: None,
+            ledger: ledger.clone(),
         };
         for name in DEVICES {
             let link = dir.join(name);
@@ -288,6 +304,8 @@ impl SimHost {
                 replug_at: None,
                 faults,
                 stopping: false,
+                ledger: ledger.clone(),
+                host_open: false,
             };
             let t = std::thread::Builder::new().name(format!("sim-{name}")).spawn(move || runner.run())?;
             if let Ok(mut threads) = host.threads.lock() {
@@ -296,6 +314,25 @@ impl SimHost {
             host.devices.insert(name.into(), tx);
         }
         Ok(host)
+    }
+
+    /// The ledger of what the devices physically did.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Runs a device-specific control verb (see [`SimDevice::control`]).
+    pub fn device_control(&self, name: &str, words: &[&str]) -> Result<Value, String> {
+        let words = words.iter().map(|w| (*w).to_owned()).collect();
+        self.ask(name, |tx| Cmd::Control(words, tx))?
+    }
+
+    /// The ledger as JSON (an array of entries, oldest first), of one device or of all.
+    pub fn ledger_json(&self, device: Option<&str>) -> Result<Value, String> {
+        if let Some(d) = device.filter(|d| !DEVICES.contains(d)) {
+            return Err(format!("no device {d:?} (known: {})", DEVICES.join(", ")));
+        }
+        serde_json::to_value(self.ledger.entries(device)).map_err(|e| e.to_string())
     }
 
     /// Lets the control verb `gpio` write this GPIO simulation state file.
@@ -355,7 +392,9 @@ impl SimHost {
     }
 
     /// Answers one control line: `status`, `fault DEV NAME`, `clear DEV`, `unplug DEV`,
-    /// `replug DEV`, `gpio LINE on|off`. Always a JSON value: the result or `{"error": …}`.
+    /// `replug DEV`, `gpio LINE on|off`, `ledger [DEV]` (the entries, an array), `tag next` (a
+    /// fresh blank tag in the RFID encoder's field). Always a JSON value: the result or
+    /// `{"error": …}`.
     pub fn control(&self, line: &str) -> Value {
         let words: Vec<&str> = line.split_whitespace().collect();
         let done = |r: Result<(), String>| match r {
@@ -369,9 +408,14 @@ impl SimHost {
             ["unplug", dev] => done(self.unplug(dev)),
             ["replug", dev] => done(self.replug(dev)),
             ["gpio", line, state] => done(self.gpio(line, state)),
+            ["ledger"] => self.ledger_json(None).unwrap_or_else(|e| json!({"error": e})),
+            ["ledger", dev] => self.ledger_json(Some(dev)).unwrap_or_else(|e| json!({"error": e})),
+            ["tag", rest @ ..] if !rest.is_empty() => {
+                self.device_control("rfid", rest).unwrap_or_else(|e| json!({"error": e}))
+            }
             [] => json!({"error": "empty command"}),
             _ => json!({"error": format!(
-                "unknown command {line:?}; use: status | fault DEV NAME | clear DEV | unplug DEV | replug DEV | gpio tamper|power-fail on|off"
+                "unknown command {line:?}; use: status | fault DEV NAME | clear DEV | unplug DEV | replug DEV | gpio tamper|power-fail on|off | ledger [DEV] | tag next"
             )}),
         }
     }
@@ -483,6 +527,9 @@ struct Runner {
     faults: Vec<String>,
     /// A stop arrived during a simulated wait.
     stopping: bool,
+    ledger: Arc<Ledger>,
+    /// The host has the line open (its end of the PTY), as far as the last read could tell.
+    host_open: bool,
 }
 
 impl Runner {
@@ -515,6 +562,7 @@ impl Runner {
             }
             if self.device.next_deadline().is_some_and(|t| now >= t) {
                 let outs = self.device.poll(now);
+                self.record();
                 self.outputs(outs);
             }
             let mut wait = Duration::from_millis(10);
@@ -528,13 +576,18 @@ impl Runner {
             let _ = pty.master.set_timeout(wait.max(Duration::from_millis(1)));
             match pty.master.read(&mut buf) {
                 Ok(n) if n > 0 => {
+                    self.host_open = true;
                     let outs = self.device.receive(&buf[..n], Instant::now());
+                    self.record();
                     self.outputs(outs);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => self.host_open = true,
                 Ok(_) => std::thread::sleep(wait),
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
                 // No slave open (the daemon is not connected): the master reports a hang-up.
-                Err(_) => std::thread::sleep(wait),
+                Err(_) => {
+                    self.lost_host();
+                    std::thread::sleep(wait);
+                }
             }
         }
     }
@@ -583,13 +636,31 @@ impl Runner {
         }
     }
 
+    /// Moves what the device physically did into the ledger, before its answer goes out.
+    fn record(&mut self) {
+        for event in self.device.take_ledger() {
+            self.ledger.record(self.device.name(), event);
+        }
+    }
+
+    /// The host's end of the line closed: the device finishes or drops what was in progress.
+    fn lost_host(&mut self) {
+        if std::mem::take(&mut self.host_open) {
+            tracing::info!("{}: the host closed the line", self.name);
+            self.device.host_closed();
+            self.record();
+        }
+    }
+
     fn unplug(&mut self) {
+        self.lost_host();
         self.pty = None;
         remove_symlink(&self.link);
         tracing::info!("{}: unplugged", self.name);
     }
 
     fn replug(&mut self) -> std::io::Result<()> {
+        self.lost_host();
         self.pty = None;
         let pty = Pty::plug(&self.link)?;
         tracing::info!("{}: plugged in on {} -> {}", self.name, self.link.display(), pty.slave);
@@ -634,8 +705,16 @@ impl Runner {
                     "device": self.device.status(),
                 }));
             }
+            Cmd::Control(words, reply) => {
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                let r = self.device.control(&words);
+                self.record();
+                let _ = reply.send(r);
+                return;
+            }
             Cmd::Stop => {}
         }
+        self.record();
     }
 }
 

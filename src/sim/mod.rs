@@ -35,10 +35,27 @@ pub trait SimDevice: Send {
     fn clear_faults(&mut self);
     /// State for `van-sim status` and tests (counts, last transaction, tags in field, …).
     fn status(&self) -> serde_json::Value;
+    /// The host closed its end of the line (vand stopped or was killed, the cable was pulled).
+    /// A real device notices through its input and ACK timeouts; the simulator is told at once
+    /// and does what those timeouts would do: drop half-received input and finish or abandon the
+    /// exchange in progress without the host.
+    fn host_closed(&mut self) {}
+    /// Takes what physically happened since the last call (charges, cards, labels, tags), oldest
+    /// first. The host calls it after every input and appends it to the [`ledger`] before it
+    /// sends the device's answer.
+    fn take_ledger(&mut self) -> Vec<ledger::Event> {
+        Vec::new()
+    }
+    /// A device-specific control verb (e.g. `next` on the RFID encoder: a fresh tag in the field);
+    /// unknown verbs are an error that lists the known ones.
+    fn control(&mut self, words: &[&str]) -> Result<serde_json::Value, String> {
+        Err(format!("{}: no control verb {:?}", self.name(), words.join(" ")))
+    }
 }
 
 pub mod card;
 pub mod host;
+pub mod ledger;
 pub mod payment;
 pub mod rfid;
 pub mod sticker;

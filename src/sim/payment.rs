@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::ledger::Event;
 use super::{SimDevice, SimOut};
 
 const DLE: u8 = 0x10;
@@ -21,6 +22,8 @@ const ETX: u8 = 0x03;
 const ACK: u8 = 0x06;
 const NAK: u8 = 0x15;
 const EGP: u16 = 818;
+/// The simulated card's number as BMP 22 carries it (`E` = a masked digit).
+const PAN_BMP: [u8; 8] = [0x41, 0x11, 0x11, 0xEE, 0xEE, 0xEE, 0x10, 0x10];
 
 /// Names accepted by [`SimDevice::apply_fault`].
 pub const FAULTS: [&str; 4] = ["decline", "timeout", "drop_mid_purchase", "nak_once"];
@@ -606,6 +609,9 @@ struct SimTx {
     date: String,
     result_code: u8,
     reversed: bool,
+    /// For a reversal: the receipt number of the purchase it reverses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reverses: Option<u32>,
 }
 
 enum Item {
@@ -642,6 +648,8 @@ pub struct ZvtSim {
     refused: u32,
     last_refusal: Option<String>,
     ignored: u32,
+    /// What happened at the terminal since the host last took it.
+    ledger: Vec<Event>,
 }
 
 impl ZvtSim {
@@ -669,6 +677,7 @@ impl ZvtSim {
             refused: 0,
             last_refusal: None,
             ignored: 0,
+            ledger: Vec::new(),
         }
     }
 
@@ -703,6 +712,7 @@ impl ZvtSim {
             date: format!("{:02}{:02}", now.month(), now.day()),
             result_code,
             reversed: false,
+            reverses: None,
         }
     }
 
@@ -717,7 +727,7 @@ impl ZvtSim {
         d.extend(bcd(tx.date.parse().unwrap_or(0), 2));
         if tx.result_code == 0 {
             d.push(0x22);
-            d.extend(llvar(&[0x41, 0x11, 0x11, 0xEE, 0xEE, 0xEE, 0x10, 0x10], 2));
+            d.extend(llvar(&PAN_BMP, 2));
             d.push(0x87);
             d.extend(bcd(u64::from(tx.receipt_no), 2));
             d.push(0x29);
@@ -888,7 +898,8 @@ impl ZvtSim {
                     None => self.send(500, 0x06, 0x1E, &[0xB5]),
                     Some(t) if t.reversed => self.send(500, 0x06, 0x1E, &[0xB4]),
                     Some(orig) => {
-                        let tx = self.next_tx("reversal", orig.amount, 0);
+                        let mut tx = self.next_tx("reversal", orig.amount, 0);
+                        tx.reverses = Some(orig.receipt_no);
                         let si = self.status_info(&tx);
                         self.queue.push_back(Item::MarkReversed(orig.receipt_no));
                         self.queue.push_back(Item::Record(tx.clone()));
@@ -930,17 +941,21 @@ impl ZvtSim {
         }
     }
 
+    /// Live purchases, net total (purchases minus refunds), first and last receipt of the batch.
+    fn batch_totals(&self) -> (u64, u64, u32, u32) {
+        let sales: Vec<&SimTx> = self.batch.iter().filter(|t| t.kind == "purchase" && !t.reversed).collect();
+        let refunds: u64 = self.batch.iter().filter(|t| t.kind == "refund").map(|t| t.amount).sum();
+        let gross: u64 = sales.iter().map(|t| t.amount).sum();
+        let from = self.batch.first().map_or(0, |t| t.receipt_no);
+        let to = self.batch.last().map_or(0, |t| t.receipt_no);
+        (sales.len() as u64, gross.saturating_sub(refunds), from, to)
+    }
+
     fn end_of_day(&mut self) {
         self.count("end_of_day");
         self.ack_cmd();
         self.intermediate(500, 0x17);
-        let sales: Vec<&SimTx> = self.batch.iter().filter(|t| t.kind == "purchase" && !t.reversed).collect();
-        let refunds: u64 = self.batch.iter().filter(|t| t.kind == "refund").map(|t| t.amount).sum();
-        let count = sales.len() as u64;
-        let gross: u64 = sales.iter().map(|t| t.amount).sum();
-        let total = gross.saturating_sub(refunds);
-        let from = self.batch.first().map_or(0, |t| t.receipt_no);
-        let to = self.batch.last().map_or(0, |t| t.receipt_no);
+        let (count, total, from, to) = self.batch_totals();
         self.trace = self.trace % 999_999 + 1;
         let mut d = vec![0x27, 0x00, 0x04];
         d.extend(bcd(total, 6));
@@ -987,6 +1002,12 @@ impl ZvtSim {
                 return self.refuse(&a, r);
             }
             self.count("abort");
+            // A payment not yet booked is called off: no money moves.
+            for item in &self.queue {
+                if let Item::Record(tx) = item {
+                    self.ledger.push(Event::Aborted { kind: tx.kind.into(), amount: tx.amount });
+                }
+            }
             self.queue.clear();
             self.awaiting_app_ack = false;
             self.ack_cmd();
@@ -1019,18 +1040,7 @@ impl ZvtSim {
                     }
                     self.awaiting_ack = Some((f, app_ack));
                 }
-                Item::Record(tx) => {
-                    if tx.result_code == 0 {
-                        self.batch.push(tx.clone());
-                    }
-                    self.last = Some(tx);
-                }
-                Item::MarkReversed(r) => {
-                    if let Some(t) = self.batch.iter_mut().find(|t| t.receipt_no == r) {
-                        t.reversed = true;
-                    }
-                }
-                Item::CloseBatch => self.batch.clear(),
+                Item::Record(_) | Item::MarkReversed(_) | Item::CloseBatch => self.book(item),
                 Item::Drop { delay_ms } => {
                     self.wait(delay_ms, out);
                     out.push(SimOut::DropLink);
@@ -1042,12 +1052,68 @@ impl ZvtSim {
         }
     }
 
+    /// Carries out a booking step of the queue (what the terminal records, not what it sends).
+    fn book(&mut self, item: Item) {
+        match item {
+            Item::Record(tx) => {
+                self.ledger.push(ledger_event(&tx));
+                if tx.result_code == 0 {
+                    self.batch.push(tx.clone());
+                }
+                self.last = Some(tx);
+            }
+            Item::MarkReversed(r) => {
+                if let Some(t) = self.batch.iter_mut().find(|t| t.receipt_no == r) {
+                    t.reversed = true;
+                }
+            }
+            Item::CloseBatch => {
+                let (count, total, first_receipt, last_receipt) = self.batch_totals();
+                self.ledger.push(Event::EndOfDay { total, count, first_receipt, last_receipt });
+                self.batch.clear();
+            }
+            Item::Send { .. } | Item::Drop { .. } => {}
+        }
+    }
+
     fn wait(&self, ms: u64, out: &mut Vec<SimOut>) {
         let scaled = (ms as f64 * self.opts.timing_scale).round();
         if scaled >= 1.0 {
             out.push(SimOut::Wait(Duration::from_millis(scaled as u64)));
         }
     }
+}
+
+/// The ledger's view of a transaction the terminal booked (or that the issuer declined).
+fn ledger_event(tx: &SimTx) -> Event {
+    if tx.result_code != 0 {
+        return Event::Declined {
+            kind: tx.kind.into(),
+            amount: tx.amount,
+            result_code: tx.result_code,
+            trace: tx.trace,
+        };
+    }
+    match (tx.kind, tx.reverses) {
+        ("reversal", Some(reversed_receipt_no)) => Event::Reversal {
+            reversed_receipt_no,
+            amount: tx.amount,
+            receipt_no: tx.receipt_no,
+            trace: tx.trace,
+        },
+        ("refund", _) => Event::Refund { amount: tx.amount, receipt_no: tx.receipt_no, trace: tx.trace },
+        _ => Event::Charge {
+            amount: tx.amount,
+            receipt_no: tx.receipt_no,
+            trace: tx.trace,
+            masked_pan: Some(masked_pan()),
+        },
+    }
+}
+
+/// The simulated card number as a receipt prints it (`411111******1010`).
+fn masked_pan() -> String {
+    hex::encode_upper(PAN_BMP).replace('E', "*")
 }
 
 impl SimDevice for ZvtSim {
@@ -1095,6 +1161,22 @@ impl SimDevice for ZvtSim {
             other => return Err(format!("payment: unknown fault {other:?} (known: {})", FAULTS.join(", "))),
         }
         Ok(())
+    }
+
+    fn take_ledger(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.ledger)
+    }
+
+    /// The ECR is gone: the transaction in progress runs to its end at the terminal (the card
+    /// is charged, or declined, as it would have been) and what the terminal would have sent is
+    /// given up, as after its ACK timeouts.
+    fn host_closed(&mut self) {
+        self.rx.clear();
+        self.awaiting_ack = None;
+        self.awaiting_app_ack = false;
+        while let Some(item) = self.queue.pop_front() {
+            self.book(item);
+        }
     }
 
     fn clear_faults(&mut self) {
@@ -1191,6 +1273,28 @@ mod tests {
         assert_eq!(seen.last().unwrap(), &vec![0x06, 0x0F]);
         assert_eq!(s.status()["last_transaction"]["amount"], 190);
         assert_eq!(s.status()["totals"]["amount"], 190);
+        assert_eq!(
+            s.take_ledger(),
+            vec![Event::Charge {
+                amount: 190,
+                receipt_no: 1,
+                trace: 1,
+                masked_pan: Some("411111******1010".into())
+            }]
+        );
+        assert!(s.take_ledger().is_empty(), "taken once");
+    }
+
+    #[test]
+    fn abort_before_booking_is_an_aborted_payment_in_the_ledger() {
+        let mut s = sim();
+        let t = Instant::now();
+        s.receive(&PURCHASE_190, t);
+        s.receive(&[ACK], t);
+        // Abort (06 B0 00) while the terminal waits for the card.
+        s.receive(&frame(&[0x06, 0xB0, 0x00]), t);
+        assert_eq!(s.take_ledger(), vec![Event::Aborted { kind: "purchase".into(), amount: 190 }]);
+        assert!(s.status()["last_transaction"].is_null(), "nothing booked");
     }
 
     #[test]

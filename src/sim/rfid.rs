@@ -29,13 +29,22 @@
 //! access_password = "00000000"      # hex
 //! kill_password = "00000000"
 //! locked = []                        # epc, user, tid, access, kill
+//! roll_seed = 1        # serial of the first blank tag of the roll (used when no tags are given)
+//! auto_feed = true     # an inventory that finds the tag finished here places the next blank
 //! ```
+//!
+//! The roll of blank tags: TID `E2801170 2000` + a 48-bit serial (`roll_seed`, then steps of a
+//! fixed odd stride, so no two blanks share a TID). With `auto_feed`, a tag locked or killed by
+//! this simulator is taken off at the next inventory and the next blank placed; the control verb
+//! `next` (`van-sim ctl tag next`) does it by hand. Successful writes, locks and kills go to the
+//! ledger ([`SimDevice::take_ledger`]).
 //! Faults: `no_tag`, `two_tags`, `write_fail`, `lock_fail`, `wrong_region`, `garbage` (noise and a
 //! corrupted copy before every response), `mute` (answers nothing), `corrupt_next` (the next
 //! response arrives with a wrong CRC and nothing else).
 
 use std::time::{Duration, Instant};
 
+use super::ledger::Event;
 use super::{SimDevice, SimOut};
 
 const FAULTS: &[&str] =
@@ -68,6 +77,12 @@ const SELECT_TARGET_SL: u8 = 0x04;
 const END_OF_SELECT: u8 = 0x00;
 /// Tag read metadata the module reports (read count … Gen2 target, `TMR_TRD_METADATA_FLAG_*`).
 const METADATA_SUPPORTED: u16 = 0x0FFF;
+/// TID of every blank on the roll: E2 (Gen2 class), Impinj MDID with the XTID bit, model 0x170,
+/// XTID header 0x2000; then a 48-bit serial.
+const ROLL_TID_PREFIX: [u8; 6] = [0xE2, 0x80, 0x11, 0x70, 0x20, 0x00];
+/// Step between the serials of successive blanks: odd, so 2^48 blanks never repeat a serial.
+const ROLL_STRIDE: u64 = 0x5DEE_CE66_D1CD;
+const SERIAL_MASK: u64 = (1 << 48) - 1;
 /// Largest data part of a reply frame.
 const MAX_REPLY: usize = 0xF8;
 
@@ -151,6 +166,10 @@ struct SimTag {
     /// Kill (0–3) then access (4–7) password bytes.
     reserved: [u8; 8],
     locks: Locks,
+    /// User memory bytes written so far (end of the furthest write).
+    user_written: usize,
+    /// Locked by a Lock command here: a finished sticker (see `auto_feed`).
+    sealed: bool,
 }
 
 impl SimTag {
@@ -161,6 +180,8 @@ impl SimTag {
             user: vec![0; user_words * 2],
             reserved: [0; 8],
             locks: Locks::default(),
+            user_written: 0,
+            sealed: false,
         };
         // The chip maker permalocks the TID.
         t.locks.fields[TID_F] = FieldLock { locked: true, perma: true };
@@ -244,6 +265,18 @@ impl SimTag {
         let mut out = self.epc_bank[2..end].to_vec();
         out.extend_from_slice(&self.epc_bank[..2]);
         out
+    }
+
+    /// The ledger's record of a write that just succeeded on this tag.
+    fn written(&self, op: &str) -> Event {
+        let epc_words = self.epc_words();
+        Event::TagWritten {
+            tid: hex::encode_upper(&self.tid),
+            epc: hex::encode_upper(&self.epc_bank[4..(4 + epc_words * 2).min(self.epc_bank.len())]),
+            locked: self.locks.fields[EPC_F].locked,
+            user_bytes: self.user_written as u64,
+            op: op.into(),
+        }
     }
 
     fn status_json(&self) -> serde_json::Value {
@@ -437,6 +470,16 @@ pub struct MercurySim {
     commands: u64,
     bad_frames: u64,
     killed: u64,
+    /// Serial of the roll's first blank tag.
+    roll_seed: u64,
+    /// Blank tags taken off the roll so far.
+    fed: u64,
+    /// Place the next blank when a search finds the field's tag finished (locked or killed here).
+    auto_feed: bool,
+    /// A tag was locked or killed here since the last blank was placed.
+    spent: bool,
+    /// What was written or killed since the host last took it.
+    ledger: Vec<Event>,
 }
 
 fn hex_option(table: &toml::Table, key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -459,7 +502,7 @@ fn password_option(table: &toml::Table, key: &str) -> Result<[u8; 4], String> {
 impl MercurySim {
     /// A module in its bootloader with one blank tag and realistic timing (scale 1).
     pub fn new() -> MercurySim {
-        MercurySim {
+        let mut sim = MercurySim {
             timing_scale: 1.0,
             in_app: false,
             region: 0,
@@ -472,26 +515,64 @@ impl MercurySim {
             config: std::collections::BTreeMap::new(),
             buffer: Vec::new(),
             buffer_read: 0,
-            tags: vec![Self::blank_tag(1)],
+            tags: Vec::new(),
             faults: Faults::default(),
             rx: Vec::new(),
             commands: 0,
             bad_frames: 0,
             killed: 0,
-        }
+            roll_seed: 1,
+            fed: 0,
+            auto_feed: true,
+            spent: false,
+            ledger: Vec::new(),
+        };
+        let first = sim.next_blank();
+        sim.tags.push(first);
+        sim
     }
 
-    fn blank_tag(serial: u8) -> SimTag {
-        let mut tid = hex::decode("E28011702000000000000000").unwrap_or_default();
-        if let Some(last) = tid.last_mut() {
-            *last = serial;
+    /// The next blank tag off the roll: TID `E2801170 2000` + a 48-bit serial (`roll_seed`, then
+    /// steps of an odd stride, so no two blanks share a TID), EPC `3000` + zeros + the same serial,
+    /// 32 words of user memory, zero passwords, nothing locked but the factory's TID.
+    fn next_blank(&mut self) -> SimTag {
+        let serial = self.roll_seed.wrapping_add(self.fed.wrapping_mul(ROLL_STRIDE)) & SERIAL_MASK;
+        self.fed += 1;
+        let serial = &serial.to_be_bytes()[2..];
+        let mut tid = ROLL_TID_PREFIX.to_vec();
+        tid.extend_from_slice(serial);
+        let mut epc = vec![0x30, 0x00, 0, 0, 0, 0];
+        epc.extend_from_slice(serial);
+        SimTag::new(tid, &epc, 32)
+    }
+
+    /// Takes every tag off the field and places the next blank from the roll; returns its TID.
+    pub fn feed_next(&mut self) -> Vec<u8> {
+        let blank = self.next_blank();
+        let tid = blank.tid.clone();
+        self.tags.clear();
+        self.tags.push(blank);
+        self.spent = false;
+        tracing::info!("rfid sim: blank tag {} placed", hex::encode_upper(&tid));
+        tid
+    }
+
+    /// `auto_feed`: a search that finds the sticker finished here (locked, or killed) takes it off
+    /// and places the next blank, as the officer does before the next encode.
+    fn auto_feed(&mut self) {
+        if self.auto_feed && self.spent {
+            self.tags.retain(|t| !t.sealed);
+            if self.tags.is_empty() {
+                self.feed_next();
+            }
+            self.spent = false;
         }
-        SimTag::new(tid, &[0x30, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, serial], 32)
     }
 
     /// Builds the simulator from scenario options; unknown keys are refused with the known ones.
     pub fn from_options(options: &toml::Table) -> Result<MercurySim, String> {
         let mut sim = MercurySim::new();
+        let mut own_tags = false;
         for (key, value) in options {
             match (key.as_str(), value) {
                 ("timing_scale", toml::Value::Float(f)) if *f >= 0.0 => sim.timing_scale = *f,
@@ -500,6 +581,7 @@ impl MercurySim {
                     sim.in_app = s == "app"
                 }
                 ("tags", toml::Value::Array(items)) => {
+                    own_tags = true;
                     sim.tags.clear();
                     for item in items {
                         let t = item.as_table().ok_or("rfid option tags: expected a list of tables")?;
@@ -516,15 +598,26 @@ impl MercurySim {
                         })?;
                     sim.version[12..16].copy_from_slice(&bytes);
                 }
-                ("timing_scale" | "start" | "tags" | "firmware", v) => {
+                ("roll_seed", toml::Value::Integer(i)) if (0..=SERIAL_MASK as i64).contains(i) => {
+                    sim.roll_seed = *i as u64
+                }
+                ("auto_feed", toml::Value::Boolean(b)) => sim.auto_feed = *b,
+                ("timing_scale" | "start" | "tags" | "firmware" | "roll_seed" | "auto_feed", v) => {
                     return Err(format!("rfid option {key}: unexpected value {v}"));
                 }
                 _ => {
                     return Err(format!(
-                        "rfid: unknown option {key}; known: timing_scale, start, tags, firmware"
+                        "rfid: unknown option {key}; known: timing_scale, start, tags, firmware, roll_seed, auto_feed"
                     ));
                 }
             }
+        }
+        if !own_tags {
+            // The first blank comes from the roll as the scenario set it up.
+            sim.fed = 0;
+            sim.tags.clear();
+            let first = sim.next_blank();
+            sim.tags.push(first);
         }
         Ok(sim)
     }
@@ -1027,6 +1120,7 @@ impl MercurySim {
         match parsed {
             ParsedOp::Inventory { cmd, flags, timeout } => {
                 let ms = f64::from(timeout);
+                self.auto_feed();
                 let found: Vec<usize> =
                     self.field_tags().into_iter().filter(|&i| self.tags[i].matches(&cmd.sel)).collect();
                 // The tag buffer keeps each tag once until it is cleared; the count is of the tags
@@ -1090,7 +1184,16 @@ impl MercurySim {
                 if self.faults.write_fail {
                     return (WRITE_FAILED, Vec::new(), ms);
                 }
-                (self.write_bank(i, bank, address, &data, cmd.sel.password), Vec::new(), ms)
+                let status = self.write_bank(i, bank, address, &data, cmd.sel.password);
+                if status == OK {
+                    let tag = &mut self.tags[i];
+                    if bank == 3 {
+                        tag.user_written = tag.user_written.max(address * 2 + data.len());
+                    }
+                    let op = ["passwords", "epc", "tid", "user"].get(usize::from(bank)).unwrap_or(&"bank");
+                    self.ledger.push(tag.written(op));
+                }
+                (status, Vec::new(), ms)
             }
             ParsedOp::WriteEpc { cmd, epc } => {
                 let ms = 15.0 * (epc.len() / 2 + 1) as f64;
@@ -1106,6 +1209,7 @@ impl MercurySim {
                     return (MEMORY_LOCKED, Vec::new(), ms);
                 }
                 tag.set_epc(&epc);
+                self.ledger.push(tag.written("epc"));
                 (OK, Vec::new(), ms)
             }
             ParsedOp::Lock { cmd, mask, action } => {
@@ -1134,6 +1238,9 @@ impl MercurySim {
                     }
                 }
                 tag.locks = next;
+                tag.sealed = true;
+                self.spent = true;
+                self.ledger.push(tag.written("lock"));
                 (OK, Vec::new(), ms)
             }
             ParsedOp::Kill { cmd, password } => {
@@ -1143,8 +1250,10 @@ impl MercurySim {
                 if own == 0 || own != password {
                     return (KILL_PASSWORD, Vec::new(), ms);
                 }
-                self.tags.remove(i);
+                let tag = self.tags.remove(i);
                 self.killed += 1;
+                self.spent = true;
+                self.ledger.push(Event::TagKilled { tid: hex::encode_upper(&tag.tid) });
                 (OK, Vec::new(), ms)
             }
         }
@@ -1282,6 +1391,22 @@ impl SimDevice for MercurySim {
         self.faults = Faults::default();
     }
 
+    fn take_ledger(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.ledger)
+    }
+
+    /// A half-received frame is dropped.
+    fn host_closed(&mut self) {
+        self.rx.clear();
+    }
+
+    fn control(&mut self, words: &[&str]) -> Result<serde_json::Value, String> {
+        match words {
+            ["next"] => Ok(serde_json::json!({"ok": true, "tid": hex::encode_upper(self.feed_next())})),
+            _ => Err(format!("rfid: no verb {:?} (known: tag next)", words.join(" "))),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let f = &self.faults;
         let active: Vec<&str> = [
@@ -1307,6 +1432,7 @@ impl SimDevice for MercurySim {
             "commands": self.commands,
             "bad_frames": self.bad_frames,
             "killed": self.killed,
+            "roll": {"seed": self.roll_seed, "fed": self.fed, "auto_feed": self.auto_feed},
             "faults": active,
             "tags": self.tags.iter().map(SimTag::status_json).collect::<Vec<_>>(),
         })
@@ -1507,6 +1633,86 @@ mod tests {
         assert_eq!(status_of(&send(&mut sim, &hex("FF 01 97 08 4B B5"))), OK);
         assert_eq!(status_of(&send(&mut sim, &cmd(0x93, "0005"))), OK);
         sim
+    }
+
+    #[test]
+    fn the_roll_gives_distinct_gen2_tids_from_its_seed() {
+        let mut sim = MercurySim::new();
+        assert_eq!(sim.status()["tags"][0]["tid"], "E28011702000000000000001", "seed 1: serial 1 first");
+        let mut seen = std::collections::BTreeSet::new();
+        seen.insert(sim.tags[0].tid.clone());
+        for _ in 0..2000 {
+            let t = sim.next_blank();
+            assert_eq!(t.tid[..6], ROLL_TID_PREFIX);
+            assert_eq!(t.tid.len(), 12);
+            assert_eq!(t.tid[6..], t.epc_bank[4 + 6..4 + 12], "EPC ends in the TID's serial");
+            assert!(seen.insert(t.tid), "a TID came twice");
+        }
+        let seeded = |seed: u64| {
+            let text = format!("timing_scale = 0\nroll_seed = {seed}");
+            let mut s = MercurySim::from_options(&text.parse().unwrap()).unwrap();
+            let first = s.tags[0].tid.clone();
+            (first, s.next_blank().tid)
+        };
+        assert_eq!(seeded(77), seeded(77), "the same seed gives the same roll");
+        assert_ne!(seeded(77).0, seeded(78).0);
+        assert_eq!(hex::encode_upper(seeded(0x1234).0), "E28011702000000000001234");
+        assert!(MercurySim::from_options(&"roll_seed = -1".parse().unwrap()).is_err());
+        assert!(MercurySim::from_options(&"auto_feed = 1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn tag_next_places_a_fresh_blank_and_auto_feed_replaces_a_finished_one() {
+        let mut sim = ready_sim();
+        let first = sim.status()["tags"][0]["tid"].clone();
+        let next = sim.control(&["next"]).unwrap();
+        assert_ne!(next["tid"], first);
+        assert_eq!(sim.status()["tags"].as_array().unwrap().len(), 1);
+        assert_eq!(sim.status()["tags"][0]["tid"], next["tid"]);
+        assert!(sim.control(&["later"]).unwrap_err().contains("tag next"));
+
+        // The API's inventory frame (multi-select prefix, metadata, 200 ms).
+        let inventory = cmd(0x22, "88 10 0013 00C8 0FFF");
+        assert_eq!(status_of(&send(&mut sim, &inventory)), OK);
+        assert_eq!(sim.status()["tags"][0]["tid"], next["tid"], "an unfinished tag stays");
+        // Locked here: the next search finds a fresh blank instead.
+        sim.tags[0].sealed = true;
+        sim.spent = true;
+        assert_eq!(status_of(&send(&mut sim, &inventory)), OK);
+        let third = sim.status()["tags"][0]["tid"].clone();
+        assert!(third != next["tid"] && third != first, "{third}");
+        assert_eq!(sim.status()["roll"]["fed"], 3);
+
+        // auto_feed = false: the finished tag stays.
+        let mut fixed =
+            MercurySim::from_options(&"timing_scale = 0\nauto_feed = false".parse().unwrap()).unwrap();
+        fixed.tags[0].sealed = true;
+        fixed.spent = true;
+        fixed.auto_feed();
+        assert_eq!(fixed.status()["tags"][0]["tid"], "E28011702000000000000001");
+    }
+
+    #[test]
+    fn writes_locks_and_kills_reach_the_ledger() {
+        let mut sim = ready_sim();
+        let epc = "3034257BF400B7800004CB2F";
+        assert_eq!(status_of(&send(&mut sim, &cmd(0x23, &format!("03E8 88 00 00 {epc}")))), OK);
+        let got = sim.take_ledger();
+        assert_eq!(
+            got,
+            vec![Event::TagWritten {
+                tid: "E28011702000000000000001".into(),
+                epc: epc.into(),
+                locked: false,
+                user_bytes: 0,
+                op: "epc".into(),
+            }]
+        );
+        assert!(sim.take_ledger().is_empty(), "taken once");
+        // A refused write is not in the ledger.
+        sim.apply_fault("write_fail").unwrap();
+        assert_ne!(status_of(&send(&mut sim, &cmd(0x23, &format!("03E8 88 00 00 {epc}")))), OK);
+        assert!(sim.take_ledger().is_empty());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
+use super::ledger::Event;
 use super::{SimDevice, SimOut};
 use parse::Command;
 
@@ -156,6 +159,8 @@ pub struct StickerSim {
     rejected: u32,
     last_rejection: Option<String>,
     ignored: u32,
+    /// What came out of the printer since the host last took it.
+    ledger: Vec<Event>,
 }
 
 /// What one format came to: the label, the `^HV` bytes, the tag it encoded, and the reasons it
@@ -184,6 +189,7 @@ impl StickerSim {
             rejected: 0,
             last_rejection: None,
             ignored: 0,
+            ledger: Vec::new(),
         }
     }
 
@@ -266,6 +272,15 @@ impl StickerSim {
             }
             self.label_length = label.length;
             if let Some(t) = tag {
+                // `^RLM,k,a,e,u`: the EPC's lock is the third letter.
+                let locked = matches!(t.locks.split(',').nth(3).map(str::trim), Some("L" | "P"));
+                self.ledger.push(Event::TagWritten {
+                    tid: hex::encode_upper(&t.tid),
+                    epc: hex::encode_upper(&t.epc),
+                    locked,
+                    user_bytes: t.user.len() as u64,
+                    op: "label".into(),
+                });
                 self.tags.push(t);
             }
             let copies = label.copies.max(1);
@@ -284,6 +299,14 @@ impl StickerSim {
     }
 
     fn store(&mut self, mut label: SimLabel) {
+        self.ledger.push(Event::LabelPrinted {
+            label: self.labels.len() as u32 + 1,
+            width: label.width,
+            height: label.length,
+            copies: label.copies.max(1),
+            sha256: hex::encode(Sha256::digest(label.zpl.as_bytes())),
+            voided: label.voided,
+        });
         label.png = render_png(&label);
         if let Some(dir) = &self.opts.output_dir {
             let n = self.labels.len() + 1;
@@ -806,6 +829,17 @@ impl SimDevice for StickerSim {
 
     fn clear_faults(&mut self) {
         self.faults.clear();
+    }
+
+    fn take_ledger(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.ledger)
+    }
+
+    /// Half-received input and an unfinished format are dropped; whole formats already received
+    /// still print.
+    fn host_closed(&mut self) {
+        self.input.clear();
+        self.format = None;
     }
 
     fn status(&self) -> serde_json::Value {
