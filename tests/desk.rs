@@ -81,6 +81,8 @@ impl Van {
             epc_bytes: 12,
             user_words: 32,
             card_colour: false,
+            kill_after: None,
+            kill_in_payment: None,
         };
         let desk = Desk::new((*journal).clone(), manager.clone(), cfg).unwrap();
         Van { dir: Some(dir), host: Some(host), journal: Some(journal), manager, desk }

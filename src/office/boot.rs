@@ -44,6 +44,8 @@ pub fn desk_config(config: &Config) -> DeskConfig {
         epc_bytes: int("epc_bytes", 12),
         user_words: int("user_words", 32),
         card_colour: true,
+        kill_after: None,
+        kill_in_payment: None,
     }
 }
 
@@ -56,7 +58,13 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
     let refdata = Arc::new(
         RefData::open(&path, &config.van.id, hours).with_context(|| format!("opening {}", path.display()))?,
     );
-    let shell = Desk::new(journal, manager, desk_config(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cfg = desk_config(config);
+    if config.mode == Mode::Simulation {
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok());
+        cfg.kill_after = env("MTU_TEST_KILL_AFTER");
+        cfg.kill_in_payment = env("MTU_TEST_KILL_IN_PAYMENT");
+    }
+    let shell = Desk::new(journal, manager, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
     let a = &config.api;
     let office = Office::new(OfficeParts {
         shell: shell.clone(),
@@ -75,15 +83,8 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
     if config.mode == Mode::Simulation {
         seed_training_day(&office, &refdata, &config.van.id, &tz).await?;
     }
-    let recovering = shell.clone();
-    tokio::spawn(async move {
-        for (txn, r) in recovering.recover().await {
-            match r {
-                Ok(state) => tracing::info!(%txn, ?state, "transaction resolved after restart"),
-                Err(e) => tracing::error!(%txn, "transaction not resolved after restart: {e}"),
-            }
-        }
-    });
+    let recovering = office.clone();
+    tokio::spawn(async move { recovering.recover().await });
     Ok(office)
 }
 

@@ -52,6 +52,13 @@ pub struct DeskConfig {
     pub user_words: usize,
     /// Print licence cards in colour (YMCKO ribbon); false for a K-only ribbon.
     pub card_colour: bool,
+    /// Crash-test hook (simulation only, set by `MTU_TEST_KILL_AFTER`): the process kills itself
+    /// with SIGKILL right after its n-th transaction record is durable, as a power cut would.
+    pub kill_after: Option<u64>,
+    /// Crash-test hook (simulation only, `MTU_TEST_KILL_IN_PAYMENT`): SIGKILL at the terminal's
+    /// first status message of a purchase journaled as the n-th record, i.e. while the terminal
+    /// holds the purchase and its answer can only be lost.
+    pub kill_in_payment: Option<u64>,
 }
 
 /// What the desk tells listeners (the API's event stream).
@@ -202,6 +209,7 @@ pub struct Desk {
     txns: Mutex<BTreeMap<String, Txn>>,
     running: Mutex<BTreeSet<String>>,
     serial: AtomicU64,
+    recorded: AtomicU64,
     open_lock: tokio::sync::Mutex<()>,
     events: broadcast::Sender<DeskEvent>,
 }
@@ -244,6 +252,7 @@ impl Desk {
             txns: Mutex::new(txns),
             running: Mutex::new(BTreeSet::new()),
             serial: AtomicU64::new(ids.len() as u64),
+            recorded: AtomicU64::new(0),
             open_lock: tokio::sync::Mutex::new(()),
             events,
         }))
@@ -300,7 +309,18 @@ impl Desk {
             t.state()
         };
         let _ = self.events.send(DeskEvent::Txn { txn: txn.into(), state });
+        self.crash_point();
         Ok(appended)
+    }
+
+    /// The crash-test hook: SIGKILL after the configured number of transaction records.
+    fn crash_point(&self) {
+        let n = self.recorded.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.cfg.kill_after == Some(n) {
+            tracing::warn!(records = n, "crash test: killing vand now (MTU_TEST_KILL_AFTER)");
+            // SAFETY: kill(2) on our own pid; nothing after it runs.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        }
     }
 
     fn progress(&self, txn: &str, step: &str, text: impl Into<String>) {
@@ -324,6 +344,7 @@ impl Desk {
         let a = self.journal.append_async(kind::SERVICE_OPEN, &v).await.map_err(DeskError::storage)?;
         self.serial.store(n, Ordering::SeqCst);
         lock(&self.txns).insert(id.clone(), Txn::new(open, a.seq, crate::clock::now_utc_us()));
+        self.crash_point();
         if !plan.refusals.is_empty() {
             let r = ServiceRefusal { txn: id.clone(), officer: actor.id.clone(), refusals: plan.refusals };
             self.record(&id, kind::SERVICE_REFUSAL, &r).await?;
@@ -574,6 +595,10 @@ impl Desk {
                     self.record(id, kind::PAYMENT_REVERSAL, &r).await?;
                     true
                 }
+                Next::Abandon => {
+                    self.abandon(id).await?;
+                    false
+                }
                 Next::Complete => {
                     let c = ServiceComplete {
                         txn: id.into(),
@@ -601,7 +626,10 @@ impl Desk {
         let open: Vec<Txn> = self.txns(|t| {
             matches!(
                 t.next(),
-                Next::RecoverPayment { .. } | Next::ResolveStep { .. } | Next::ResolveReversal { .. }
+                Next::RecoverPayment { .. }
+                    | Next::ResolveStep { .. }
+                    | Next::ResolveReversal { .. }
+                    | Next::Abandon
             )
         });
         let mut out = Vec::new();
@@ -628,6 +656,10 @@ impl Desk {
                     }
                 }
                 Next::ResolveStep { step, attempt } => self.resolve_step(id, step, attempt).await?,
+                Next::Abandon => {
+                    self.abandon(id).await?;
+                    break;
+                }
                 Next::ResolveReversal { attempt } => {
                     let r = ReversalResult {
                         txn: id.into(),
@@ -644,6 +676,17 @@ impl Desk {
             }
         }
         Ok(self.txn(id)?.state())
+    }
+
+    async fn abandon(&self, id: &str) -> Result<(), DeskError> {
+        let t = self.txn(id)?;
+        let rec = ServiceEnd {
+            txn: id.into(),
+            officer: t.open.officer.clone(),
+            reason: "the daemon stopped while the service was being opened; nothing was charged".into(),
+        };
+        self.record(id, kind::SERVICE_CANCEL, &rec).await?;
+        Ok(())
     }
 
     async fn last_receipt(&self) -> Result<Option<Approval>, JobError> {
@@ -678,10 +721,17 @@ impl Desk {
         self.record(&id, kind::PAYMENT_INTENT, &intent).await?;
         let events = self.events.clone();
         let txn = id.clone();
+        let kill = self.cfg.kill_in_payment.is_some()
+            && self.cfg.kill_in_payment == Some(self.recorded.load(Ordering::SeqCst));
         let handle = self.device(DeviceId::Payment).map_err(|e| DeskError::device(DeviceId::Payment, &e));
         let outcome = match handle {
             Ok(h) => {
                 h.purchase(amount, move |text| {
+                    if kill {
+                        tracing::warn!("crash test: killing vand with the purchase at the terminal (MTU_TEST_KILL_IN_PAYMENT)");
+                        // SAFETY: kill(2) on our own pid; nothing after it runs.
+                        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+                    }
                     let _ = events.send(DeskEvent::Progress {
                         txn: txn.clone(),
                         step: "payment".into(),
@@ -887,7 +937,15 @@ impl Desk {
         };
         match h
             .submit("print card", move |d, _| match d {
-                crate::devices::manager::Driver::Card(p) => p.print(&job),
+                // A K-only ribbon refuses colour before anything is sent: print black only.
+                crate::devices::manager::Driver::Card(p) => match p.print(&job) {
+                    Err(crate::devices::DeviceError::Unsupported { .. }) if job.front.ymc.is_some() => {
+                        let mut k_only = job.clone();
+                        k_only.front.ymc = None;
+                        p.print(&k_only)
+                    }
+                    other => other,
+                },
                 _ => Err(crate::devices::DeviceError::Unsupported {
                     device: "card".into(),
                     what: "not a card printer".into(),

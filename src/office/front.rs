@@ -520,20 +520,56 @@ impl Office {
         self.refdata.set_booking_state(id, from, to, txn, Timestamp::now()).map_err(from_refdata)
     }
 
-    /// After a transaction of a booking ends, the booking follows it (done, or back to arrived).
+    /// After a transaction of a booking ends, the booking follows it: done, or back to arrived
+    /// (cancelled, voided). A booking a crash left behind its transaction catches up.
     async fn settle_booking(&self, t: &Txn, officer: &str) {
         let Some(b) = t.open.request.booking_id.as_deref() else { return };
         let Ok(Some(view)) = self.refdata.booking(b) else { return };
-        if view.state != BookingState::InService || view.txn.as_deref() != Some(t.id()) {
-            return;
-        }
         let to = match t.state() {
             State::Completed => BookingState::Done,
             State::Cancelled | State::Voided => BookingState::Arrived,
             _ => return,
         };
-        if let Err(e) = self.move_booking(b, BookingState::InService, to, officer, None, Some(t.id())).await {
+        let mut from = view.state;
+        let result = async {
+            match from {
+                BookingState::InService if view.txn.as_deref() == Some(t.id()) => {}
+                BookingState::Done if to == BookingState::Arrived && view.txn.as_deref() == Some(t.id()) => {}
+                BookingState::Assigned | BookingState::Arrived if to == BookingState::Done => {
+                    if from == BookingState::Assigned {
+                        self.move_booking(b, from, BookingState::Arrived, officer, None, None).await?;
+                    }
+                    self.move_booking(
+                        b,
+                        BookingState::Arrived,
+                        BookingState::InService,
+                        officer,
+                        None,
+                        Some(t.id()),
+                    )
+                    .await?;
+                    from = BookingState::InService;
+                }
+                _ => return Ok(()),
+            }
+            self.move_booking(b, from, to, officer, None, Some(t.id())).await.map(|_| ())
+        };
+        if let Err(e) = result.await {
             tracing::warn!(booking = b, "booking state not updated: {e}");
+        }
+    }
+
+    /// At start: resolves what a crash left open in the transactions (see
+    /// [`shell::Desk::recover`]), then brings bookings in line with their transactions.
+    pub async fn recover(&self) {
+        for (txn, r) in self.shell.recover().await {
+            match r {
+                Ok(state) => tracing::info!(%txn, ?state, "transaction resolved after restart"),
+                Err(e) => tracing::error!(%txn, "transaction not resolved after restart: {e}"),
+            }
+        }
+        for t in self.shell.txns(|t| t.open.request.booking_id.is_some() && t.is_final()) {
+            self.settle_booking(&t, &t.open.officer.clone()).await;
         }
     }
 

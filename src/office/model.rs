@@ -465,6 +465,8 @@ impl BookingState {
                 | (Arrived, Cancelled)
                 | (InService, Done)
                 | (InService, Arrived)
+                // A supervisor voided the service that completed it: the citizen is served again.
+                | (Done, Arrived)
         )
     }
 }
@@ -545,6 +547,7 @@ mod tests {
         assert!(Assigned.can_become(Arrived));
         assert!(InService.can_become(Done));
         assert!(!Done.can_become(InService));
+        assert!(Done.can_become(Arrived), "after a void");
         assert!(!NoShow.can_become(Arrived));
         assert!(!Assigned.can_become(Done));
     }

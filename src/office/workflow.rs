@@ -227,6 +227,9 @@ pub enum Next {
     },
     /// Write `service.complete`.
     Complete,
+    /// The daemon stopped while the transaction was being opened (no quote on record): cancel it
+    /// (nothing was charged); the officer opens it again.
+    Abandon,
 }
 
 /// Why a transaction waits.
@@ -667,6 +670,9 @@ impl Txn {
             }
             return Next::Wait(Waiting::Completed);
         }
+        if self.quote.is_none() {
+            return Next::Abandon;
+        }
         if !self.cleared() {
             return Next::Wait(Waiting::Refused);
         }
@@ -721,6 +727,7 @@ impl Txn {
                 }
             }
             Next::Complete => State::Paid,
+            Next::Abandon => State::Refused,
         }
     }
 
