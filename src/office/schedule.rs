@@ -236,11 +236,11 @@ pub struct ValidityYears {
     pub categories: BTreeMap<VehicleCategory, u8>,
 }
 
-/// The versioned fee schedule and service rules. Built only by [`Schedule::from_json`], which
-/// checks it whole.
+/// The fee schedule's content as the JSON carries it, not yet checked. [`Schedule`] is the
+/// checked form and reads through to these fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Schedule {
+pub struct ScheduleData {
     /// Version (HQ counts up; quotes and records name it).
     pub version: u64,
     /// First day (Cairo calendar) it applies.
@@ -316,19 +316,22 @@ fn check_labels(ar: &str, en: &str) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-impl Schedule {
-    /// Parses and checks a schedule (the `schedule` object of the bundle). Errors name the JSON
-    /// path: `services.inspection.fees[1].amount: 0 piastres is out of range…`.
-    pub fn from_json(bytes: &[u8]) -> Result<Schedule, ScheduleError> {
-        let schedule: Schedule = from_json_bytes(bytes, "fee schedule")?;
-        schedule.validate().map_err(|(path, message)| ScheduleError::Rule {
-            what: "fee schedule",
-            path,
-            message,
-        })?;
-        Ok(schedule)
-    }
+/// The versioned fee schedule and service rules, checked whole: every service priced for every
+/// category or grade it is given to, amounts in range, codes unique, every grade and category
+/// with a validity and a minimum age. Only [`Schedule::from_json`] and [`Schedule::new`] make
+/// one; its fields are read through [`ScheduleData`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Schedule(ScheduleData);
 
+impl std::ops::Deref for Schedule {
+    type Target = ScheduleData;
+    fn deref(&self) -> &ScheduleData {
+        &self.0
+    }
+}
+
+impl ScheduleData {
     /// Checks every rule the JSON shape cannot express; returns (path, message).
     fn validate(&self) -> Result<(), (String, String)> {
         if self.version == 0 {
@@ -547,6 +550,29 @@ impl Schedule {
             }
         }
         Ok(())
+    }
+}
+
+impl Schedule {
+    /// Parses and checks a schedule (the `schedule` object of the bundle). Errors name the JSON
+    /// path: `services.inspection.fees[1].amount: 0 piastres is out of range…`.
+    pub fn from_json(bytes: &[u8]) -> Result<Schedule, ScheduleError> {
+        Schedule::new(from_json_bytes(bytes, "fee schedule")?)
+    }
+
+    /// Checks schedule content built in code (tests, tools).
+    pub fn new(data: ScheduleData) -> Result<Schedule, ScheduleError> {
+        data.validate().map_err(|(path, message)| ScheduleError::Rule {
+            what: "fee schedule",
+            path,
+            message,
+        })?;
+        Ok(Schedule(data))
+    }
+
+    /// The content.
+    pub fn data(&self) -> &ScheduleData {
+        &self.0
     }
 
     /// The rules of one service (every service has them once loaded).
