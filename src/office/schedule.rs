@@ -768,6 +768,16 @@ impl Schedule {
                 format!("{}: the dossier holds no vehicle", service.name_en()),
             ));
         }
+        if service == ServiceKind::EStickerReplacement
+            && vehicle.is_some()
+            && ctx.dossier.is_none_or(|d| d.sticker_tid.as_deref().is_none_or(|t| t.trim().is_empty()))
+        {
+            out.push(Refusal::new(
+                RefusalCode::NoSticker,
+                "لا يوجد ملصق إلكتروني مسجل للمركبة لاستبداله",
+                "the vehicle has no e-sticker on record to replace",
+            ));
+        }
         if is_driving_licence_service(service) && licence.is_none() {
             out.push(Refusal::new(
                 RefusalCode::NoDrivingLicence,
@@ -1009,11 +1019,14 @@ pub enum RefusalCode {
     /// A driving licence service without a driving licence in the dossier.
     #[serde(rename = "prereq.no_driving_licence")]
     NoDrivingLicence,
+    /// An e-sticker replacement for a vehicle with no e-sticker (TID) on record.
+    #[serde(rename = "prereq.no_sticker")]
+    NoSticker,
 }
 
 impl RefusalCode {
     /// Every refusal.
-    pub const ALL: [RefusalCode; 10] = [
+    pub const ALL: [RefusalCode; 11] = [
         RefusalCode::UnderAge,
         RefusalCode::NoInspection,
         RefusalCode::InspectionFailed,
@@ -1024,6 +1037,7 @@ impl RefusalCode {
         RefusalCode::CategoryNotAllowed,
         RefusalCode::NoVehicle,
         RefusalCode::NoDrivingLicence,
+        RefusalCode::NoSticker,
     ];
 
     /// The stable code, e.g. `prereq.unpaid_fines`.
@@ -1039,6 +1053,7 @@ impl RefusalCode {
             RefusalCode::CategoryNotAllowed => "prereq.category_not_allowed",
             RefusalCode::NoVehicle => "prereq.no_vehicle",
             RefusalCode::NoDrivingLicence => "prereq.no_driving_licence",
+            RefusalCode::NoSticker => "prereq.no_sticker",
         }
     }
 
@@ -1584,7 +1599,7 @@ mod tests {
             vehicle: Some(vehicle(VehicleCategory::Private)),
             vehicle_licence: None,
             last_inspection: Some(InspectionRecord { date: date(2026, 11, 20), passed: true }),
-            sticker_tid: None,
+            sticker_tid: Some("E2801170200012345678ABCD".into()),
             unpaid_fines: Vec::new(),
             as_of: "2026-11-30T08:00:00Z".parse().unwrap(),
         }
@@ -1783,6 +1798,13 @@ mod tests {
         );
         assert_eq!(check(&s, ServiceKind::Inspection, ADULT, None, None, &none), [RefusalCode::NoVehicle]);
         assert_eq!(check(&s, ServiceKind::Supplies, ADULT, None, None, &none), []);
+        let mut no_sticker = dossier(ADULT);
+        no_sticker.sticker_tid = None;
+        assert_eq!(
+            check(&s, ServiceKind::EStickerReplacement, ADULT, Some(&no_sticker), None, &none),
+            [RefusalCode::NoSticker]
+        );
+        assert_eq!(check(&s, ServiceKind::EStickerIssue, ADULT, Some(&no_sticker), None, &none), []);
         let mut no_licence = dossier(ADULT);
         no_licence.driving_licence = None;
         assert_eq!(
