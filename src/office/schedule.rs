@@ -21,7 +21,7 @@ use super::validate::{NationalId, PlateRules, ascii_digits, normalise_name_ar, p
 pub const MAX_AMOUNT: Piastres = 100_000_000;
 
 /// Most of one supply item in a quote.
-pub const MAX_QTY: u32 = 999;
+pub const MAX_QTY: u32 = 99;
 
 /// The only currency a schedule may be in.
 pub const CURRENCY: &str = "EGP";
@@ -943,6 +943,19 @@ pub struct QuoteLine {
     pub amount: Piastres,
 }
 
+impl From<QuoteLine> for super::records::FeeLine {
+    /// The `service.quote` record's line; a quantity above one is written into the labels
+    /// (`… × 2`), the amount being the line's total.
+    fn from(l: QuoteLine) -> Self {
+        let (label_ar, label_en) = if l.qty > 1 {
+            (format!("{} × {}", l.label_ar, l.qty), format!("{} × {}", l.label_en, l.qty))
+        } else {
+            (l.label_ar, l.label_en)
+        };
+        super::records::FeeLine { code: l.code, label_ar, label_en, amount: l.amount }
+    }
+}
+
 impl QuoteLine {
     fn from_fee(l: &FeeLine) -> QuoteLine {
         QuoteLine {
@@ -1080,6 +1093,18 @@ pub struct Refusal {
     pub en: String,
     /// Whether a supervisor may override it.
     pub overridable: bool,
+}
+
+impl From<Refusal> for super::records::Refusal {
+    /// The `service.refusal` record's entry.
+    fn from(r: Refusal) -> Self {
+        super::records::Refusal {
+            code: r.code.code().to_owned(),
+            ar: r.ar,
+            en: r.en,
+            overridable: r.overridable,
+        }
+    }
 }
 
 impl Refusal {
@@ -1917,7 +1942,7 @@ mod tests {
             "plate_frame",
             "x",
         ];
-        let supply = (prop::sample::select(codes), 0u32..1200)
+        let supply = (prop::sample::select(codes), 0u32..120)
             .prop_map(|(c, qty)| SupplyRequest { code: c.into(), qty });
         (service, category, grade, reason, prop::collection::vec(supply, 0..4)).prop_map(
             |(service, category, grade, replacement, supplies)| QuoteRequest {
