@@ -1184,7 +1184,7 @@ fn licence_key(n: &str) -> String {
 }
 
 impl BlockList {
-    /// Parses and checks a block list (the bundle's `items` object): VINs valid, national IDs
+    /// Parses and checks a block list (the bundle's `blocklist` object): VINs valid, national IDs
     /// 14 digits, every entry identifies something.
     pub fn from_json(bytes: &[u8]) -> Result<BlockList, ScheduleError> {
         let mut list: BlockList = from_json_bytes(bytes, "block list")?;
