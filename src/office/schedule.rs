@@ -570,6 +570,12 @@ impl Schedule {
         Ok(Schedule(data))
     }
 
+    /// Whether the schedule applies on `date` (Cairo calendar): from `effective_from` on. A
+    /// schedule sent ahead of its date is kept aside until then.
+    pub fn is_effective_on(&self, date: Date) -> bool {
+        date >= self.effective_from
+    }
+
     /// The content.
     pub fn data(&self) -> &ScheduleData {
         &self.0
@@ -1283,6 +1289,7 @@ mod tests {
     fn the_sample_loads_and_prices_every_service() {
         let s = sample();
         assert_eq!(s.version, 1);
+        assert!(s.is_effective_on(date(2026, 1, 1)) && !s.is_effective_on(date(2025, 12, 31)));
         assert_eq!(s.services.len(), ServiceKind::ALL.len());
         assert_eq!(s.plate, PlateRules::default(), "the sample's plate rules are the built-in default");
         let checklist: Vec<&str> = s.inspection_checklist.iter().map(|c| c.code.as_str()).collect();
@@ -1684,6 +1691,11 @@ mod tests {
         assert!(r.en.contains("age 20 is below the minimum of 21"), "{}", r.en);
         // Born 2009-01-01: 17.
         let nid = "30901010112339";
+        assert_eq!(check(&s, dl, nid, Some(&dossier(nid)), None, &none), [RefusalCode::UnderAge]);
+        // The day of the 18th birthday is old enough; the day before is not.
+        let nid = "30812010112339";
+        assert_eq!(check(&s, dl, nid, Some(&dossier(nid)), None, &none), []);
+        let nid = "30812020112339";
         assert_eq!(check(&s, dl, nid, Some(&dossier(nid)), None, &none), [RefusalCode::UnderAge]);
     }
 
