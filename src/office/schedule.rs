@@ -1905,6 +1905,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_examples_behave_as_documented() {
+        let docs = include_str!("../../docs/rules.md");
+        let blocks: Vec<&str> =
+            docs.split("```json\n").skip(1).map(|b| b.split("```").next().unwrap_or_default()).collect();
+        assert_eq!(blocks.len(), 2, "docs/rules.md should hold a schedule and a block list example");
+        let e = Schedule::from_json(blocks[0].as_bytes()).unwrap_err();
+        assert_eq!(e.path(), "services");
+        assert!(docs.contains(&format!("```text\n{e}\n```")), "docs/rules.md should quote: {e}");
+        let list = BlockList::from_json(blocks[1].as_bytes()).unwrap();
+        assert_eq!((list.vehicles.len(), list.licences.len()), (2, 2));
+    }
+
+    #[test]
     fn every_error_code_in_the_code_is_documented() {
         let docs = include_str!("../../docs/rules.md");
         let prefixes = [
