@@ -21,7 +21,7 @@ use super::validate::{NationalId, PlateRules, ascii_digits, normalise_name_ar, p
 pub const MAX_AMOUNT: Piastres = 100_000_000;
 
 /// Most of one supply item in a quote.
-pub const MAX_QTY: u32 = 999;
+pub const MAX_QTY: u32 = 99;
 
 /// The only currency a schedule may be in.
 pub const CURRENCY: &str = "EGP";
@@ -236,11 +236,11 @@ pub struct ValidityYears {
     pub categories: BTreeMap<VehicleCategory, u8>,
 }
 
-/// The versioned fee schedule and service rules. Built only by [`Schedule::from_json`], which
-/// checks it whole.
+/// The fee schedule's content as the JSON carries it, not yet checked. [`Schedule`] is the
+/// checked form and reads through to these fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Schedule {
+pub struct ScheduleData {
     /// Version (HQ counts up; quotes and records name it).
     pub version: u64,
     /// First day (Cairo calendar) it applies.
@@ -316,19 +316,22 @@ fn check_labels(ar: &str, en: &str) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
-impl Schedule {
-    /// Parses and checks a schedule (the `schedule` object of the bundle). Errors name the JSON
-    /// path: `services.inspection.fees[1].amount: 0 piastres is out of range…`.
-    pub fn from_json(bytes: &[u8]) -> Result<Schedule, ScheduleError> {
-        let schedule: Schedule = from_json_bytes(bytes, "fee schedule")?;
-        schedule.validate().map_err(|(path, message)| ScheduleError::Rule {
-            what: "fee schedule",
-            path,
-            message,
-        })?;
-        Ok(schedule)
-    }
+/// The versioned fee schedule and service rules, checked whole: every service priced for every
+/// category or grade it is given to, amounts in range, codes unique, every grade and category
+/// with a validity and a minimum age. Only [`Schedule::from_json`] and [`Schedule::new`] make
+/// one; its fields are read through [`ScheduleData`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Schedule(ScheduleData);
 
+impl std::ops::Deref for Schedule {
+    type Target = ScheduleData;
+    fn deref(&self) -> &ScheduleData {
+        &self.0
+    }
+}
+
+impl ScheduleData {
     /// Checks every rule the JSON shape cannot express; returns (path, message).
     fn validate(&self) -> Result<(), (String, String)> {
         if self.version == 0 {
@@ -548,6 +551,35 @@ impl Schedule {
         }
         Ok(())
     }
+}
+
+impl Schedule {
+    /// Parses and checks a schedule (the `schedule` object of the bundle). Errors name the JSON
+    /// path: `services.inspection.fees[1].amount: 0 piastres is out of range…`.
+    pub fn from_json(bytes: &[u8]) -> Result<Schedule, ScheduleError> {
+        Schedule::new(from_json_bytes(bytes, "fee schedule")?)
+    }
+
+    /// Checks schedule content built in code (tests, tools).
+    pub fn new(data: ScheduleData) -> Result<Schedule, ScheduleError> {
+        data.validate().map_err(|(path, message)| ScheduleError::Rule {
+            what: "fee schedule",
+            path,
+            message,
+        })?;
+        Ok(Schedule(data))
+    }
+
+    /// Whether the schedule applies on `date` (Cairo calendar): from `effective_from` on. A
+    /// schedule sent ahead of its date is kept aside until then.
+    pub fn is_effective_on(&self, date: Date) -> bool {
+        date >= self.effective_from
+    }
+
+    /// The content.
+    pub fn data(&self) -> &ScheduleData {
+        &self.0
+    }
 
     /// The rules of one service (every service has them once loaded).
     pub fn service(&self, service: ServiceKind) -> &ServiceRules {
@@ -742,6 +774,16 @@ impl Schedule {
                 format!("{}: the dossier holds no vehicle", service.name_en()),
             ));
         }
+        if service == ServiceKind::EStickerReplacement
+            && vehicle.is_some()
+            && ctx.dossier.is_none_or(|d| d.sticker_tid.as_deref().is_none_or(|t| t.trim().is_empty()))
+        {
+            out.push(Refusal::new(
+                RefusalCode::NoSticker,
+                "لا يوجد ملصق إلكتروني مسجل للمركبة لاستبداله",
+                "the vehicle has no e-sticker on record to replace",
+            ));
+        }
         if is_driving_licence_service(service) && licence.is_none() {
             out.push(Refusal::new(
                 RefusalCode::NoDrivingLicence,
@@ -907,6 +949,19 @@ pub struct QuoteLine {
     pub amount: Piastres,
 }
 
+impl From<QuoteLine> for super::records::FeeLine {
+    /// The `service.quote` record's line; a quantity above one is written into the labels
+    /// (`… × 2`), the amount being the line's total.
+    fn from(l: QuoteLine) -> Self {
+        let (label_ar, label_en) = if l.qty > 1 {
+            (format!("{} × {}", l.label_ar, l.qty), format!("{} × {}", l.label_en, l.qty))
+        } else {
+            (l.label_ar, l.label_en)
+        };
+        super::records::FeeLine { code: l.code, label_ar, label_en, amount: l.amount }
+    }
+}
+
 impl QuoteLine {
     fn from_fee(l: &FeeLine) -> QuoteLine {
         QuoteLine {
@@ -983,11 +1038,14 @@ pub enum RefusalCode {
     /// A driving licence service without a driving licence in the dossier.
     #[serde(rename = "prereq.no_driving_licence")]
     NoDrivingLicence,
+    /// An e-sticker replacement for a vehicle with no e-sticker (TID) on record.
+    #[serde(rename = "prereq.no_sticker")]
+    NoSticker,
 }
 
 impl RefusalCode {
     /// Every refusal.
-    pub const ALL: [RefusalCode; 10] = [
+    pub const ALL: [RefusalCode; 11] = [
         RefusalCode::UnderAge,
         RefusalCode::NoInspection,
         RefusalCode::InspectionFailed,
@@ -998,6 +1056,7 @@ impl RefusalCode {
         RefusalCode::CategoryNotAllowed,
         RefusalCode::NoVehicle,
         RefusalCode::NoDrivingLicence,
+        RefusalCode::NoSticker,
     ];
 
     /// The stable code, e.g. `prereq.unpaid_fines`.
@@ -1013,6 +1072,7 @@ impl RefusalCode {
             RefusalCode::CategoryNotAllowed => "prereq.category_not_allowed",
             RefusalCode::NoVehicle => "prereq.no_vehicle",
             RefusalCode::NoDrivingLicence => "prereq.no_driving_licence",
+            RefusalCode::NoSticker => "prereq.no_sticker",
         }
     }
 
@@ -1039,6 +1099,18 @@ pub struct Refusal {
     pub en: String,
     /// Whether a supervisor may override it.
     pub overridable: bool,
+}
+
+impl From<Refusal> for super::records::Refusal {
+    /// The `service.refusal` record's entry.
+    fn from(r: Refusal) -> Self {
+        super::records::Refusal {
+            code: r.code.code().to_owned(),
+            ar: r.ar,
+            en: r.en,
+            overridable: r.overridable,
+        }
+    }
 }
 
 impl Refusal {
@@ -1118,7 +1190,7 @@ fn licence_key(n: &str) -> String {
 }
 
 impl BlockList {
-    /// Parses and checks a block list (the bundle's `items` object): VINs valid, national IDs
+    /// Parses and checks a block list (the bundle's `blocklist` object): VINs valid, national IDs
     /// 14 digits, every entry identifies something.
     pub fn from_json(bytes: &[u8]) -> Result<BlockList, ScheduleError> {
         let mut list: BlockList = from_json_bytes(bytes, "block list")?;
@@ -1217,6 +1289,7 @@ mod tests {
     fn the_sample_loads_and_prices_every_service() {
         let s = sample();
         assert_eq!(s.version, 1);
+        assert!(s.is_effective_on(date(2026, 1, 1)) && !s.is_effective_on(date(2025, 12, 31)));
         assert_eq!(s.services.len(), ServiceKind::ALL.len());
         assert_eq!(s.plate, PlateRules::default(), "the sample's plate rules are the built-in default");
         let checklist: Vec<&str> = s.inspection_checklist.iter().map(|c| c.code.as_str()).collect();
@@ -1558,7 +1631,7 @@ mod tests {
             vehicle: Some(vehicle(VehicleCategory::Private)),
             vehicle_licence: None,
             last_inspection: Some(InspectionRecord { date: date(2026, 11, 20), passed: true }),
-            sticker_tid: None,
+            sticker_tid: Some("E2801170200012345678ABCD".into()),
             unpaid_fines: Vec::new(),
             as_of: "2026-11-30T08:00:00Z".parse().unwrap(),
         }
@@ -1618,6 +1691,11 @@ mod tests {
         assert!(r.en.contains("age 20 is below the minimum of 21"), "{}", r.en);
         // Born 2009-01-01: 17.
         let nid = "30901010112339";
+        assert_eq!(check(&s, dl, nid, Some(&dossier(nid)), None, &none), [RefusalCode::UnderAge]);
+        // The day of the 18th birthday is old enough; the day before is not.
+        let nid = "30812010112339";
+        assert_eq!(check(&s, dl, nid, Some(&dossier(nid)), None, &none), []);
+        let nid = "30812020112339";
         assert_eq!(check(&s, dl, nid, Some(&dossier(nid)), None, &none), [RefusalCode::UnderAge]);
     }
 
@@ -1757,6 +1835,13 @@ mod tests {
         );
         assert_eq!(check(&s, ServiceKind::Inspection, ADULT, None, None, &none), [RefusalCode::NoVehicle]);
         assert_eq!(check(&s, ServiceKind::Supplies, ADULT, None, None, &none), []);
+        let mut no_sticker = dossier(ADULT);
+        no_sticker.sticker_tid = None;
+        assert_eq!(
+            check(&s, ServiceKind::EStickerReplacement, ADULT, Some(&no_sticker), None, &none),
+            [RefusalCode::NoSticker]
+        );
+        assert_eq!(check(&s, ServiceKind::EStickerIssue, ADULT, Some(&no_sticker), None, &none), []);
         let mut no_licence = dossier(ADULT);
         no_licence.driving_licence = None;
         assert_eq!(
@@ -1820,6 +1905,19 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_examples_behave_as_documented() {
+        let docs = include_str!("../../docs/rules.md");
+        let blocks: Vec<&str> =
+            docs.split("```json\n").skip(1).map(|b| b.split("```").next().unwrap_or_default()).collect();
+        assert_eq!(blocks.len(), 2, "docs/rules.md should hold a schedule and a block list example");
+        let e = Schedule::from_json(blocks[0].as_bytes()).unwrap_err();
+        assert_eq!(e.path(), "services");
+        assert!(docs.contains(&format!("```text\n{e}\n```")), "docs/rules.md should quote: {e}");
+        let list = BlockList::from_json(blocks[1].as_bytes()).unwrap();
+        assert_eq!((list.vehicles.len(), list.licences.len()), (2, 2));
+    }
+
+    #[test]
     fn every_error_code_in_the_code_is_documented() {
         let docs = include_str!("../../docs/rules.md");
         let prefixes = [
@@ -1869,7 +1967,7 @@ mod tests {
             "plate_frame",
             "x",
         ];
-        let supply = (prop::sample::select(codes), 0u32..1200)
+        let supply = (prop::sample::select(codes), 0u32..120)
             .prop_map(|(c, qty)| SupplyRequest { code: c.into(), qty });
         (service, category, grade, reason, prop::collection::vec(supply, 0..4)).prop_map(
             |(service, category, grade, replacement, supplies)| QuoteRequest {

@@ -270,6 +270,31 @@ impl NationalId {
     }
 }
 
+/// What a national ID says, for showing next to it (`POST /validate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NationalIdInfo {
+    /// The 14 ASCII digits.
+    pub national_id: String,
+    /// Date of birth.
+    pub birth_date: Date,
+    /// Governorate of birth.
+    pub governorate: Governorate,
+    /// Sex.
+    pub sex: Sex,
+}
+
+impl NationalId {
+    /// What the ID says, as data.
+    pub fn info(&self) -> NationalIdInfo {
+        NationalIdInfo {
+            national_id: self.digits.clone(),
+            birth_date: self.birth_date,
+            governorate: *self.governorate,
+            sex: self.sex,
+        }
+    }
+}
+
 impl std::fmt::Display for NationalId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.digits)
@@ -661,6 +686,15 @@ mod tests {
         assert_eq!(id.age_on(TODAY), 36);
         assert_eq!(id.age_on(date(2008, 12, 31)), 18);
         assert_eq!(id.age_on(date(1980, 1, 1)), 0);
+        assert_eq!(
+            serde_json::to_value(id.info()).unwrap(),
+            serde_json::json!({
+                "national_id": "29001012101261",
+                "birth_date": "1990-01-01",
+                "governorate": {"code": "21", "name_ar": "الجيزة", "name_en": "Giza"},
+                "sex": "female",
+            })
+        );
         // Century 3, born 2005-07-15 in Cairo, 13th digit 3 → male.
         let id = NationalId::parse("30507150112339", TODAY).unwrap();
         assert_eq!(id.birth_date(), date(2005, 7, 15));
