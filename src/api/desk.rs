@@ -1202,42 +1202,104 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Why a desk call failed. Each variant is one HTTP status; the router renders the problem(s).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeskError {
+/// Which kind of failure a [`DeskError`] is; each is one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
     /// 400: the request is malformed beyond field validation (e.g. a bundle that is not JSON).
-    #[error("bad request: {0}")]
-    BadRequest(Problem),
+    BadRequest,
     /// 401: not authenticated (`auth.bad_token`, `auth.bad_credentials`).
-    #[error("not authenticated: {0}")]
-    Unauthenticated(Problem),
+    Unauthenticated,
     /// 403: the officer's role does not allow it (`auth.role`).
-    #[error("forbidden: {0}")]
-    Forbidden(Problem),
+    Forbidden,
     /// 404: no such thing (`not_found.booking`, `not_found.txn`, …).
-    #[error("not found: {0}")]
-    NotFound(Problem),
+    NotFound,
     /// 409: wrong state for this action (`state.*`; details say the state and what is allowed).
-    #[error("wrong state: {0}")]
-    Conflict(Problem),
+    Conflict,
     /// 422: validation or prerequisites failed; every problem found, the first most important.
-    #[error("invalid: {}", .0.first().map(|p| p.to_string()).unwrap_or_default())]
-    Invalid(Vec<Problem>),
+    Invalid,
     /// 423: too many failed logins (`auth.locked_out`; details: `until`).
-    #[error("locked out: {0}")]
-    LockedOut(Problem),
+    LockedOut,
     /// 503: a device or HQ is not available (`device.*`, `hq.unreachable`).
-    #[error("unavailable: {0}")]
-    Unavailable(Problem),
+    Unavailable,
     /// 500: the desk failed (e.g. the journal refused an append); nothing was done.
-    #[error("internal: {0}")]
-    Internal(Problem),
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Invalid => 422,
+            ErrorKind::LockedOut => 423,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
+/// Why a desk call failed: its kind (one HTTP status) and the problems to show, the main one
+/// first (only [`ErrorKind::Invalid`] usually has more than one). Small, so `Result`s stay cheap.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind:?}: {}", .problems.first().map(|p| p.to_string()).unwrap_or_default())]
+pub struct DeskError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// The problems, at least one.
+    pub problems: Vec<Problem>,
 }
 
 impl DeskError {
-    /// 422 from field errors (validation).
+    /// An error of `kind` with one problem.
+    pub fn new(kind: ErrorKind, problem: Problem) -> DeskError {
+        DeskError { kind, problems: vec![problem] }
+    }
+
+    /// 400 with `problem`.
+    pub fn bad_request(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::BadRequest, problem)
+    }
+
+    /// 401 with `problem` (e.g. `auth.bad_credentials`).
+    pub fn unauthenticated(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Unauthenticated, problem)
+    }
+
+    /// 409 with `problem` (`state.*`).
+    pub fn conflict(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Conflict, problem)
+    }
+
+    /// 423 with `problem` (`auth.locked_out`).
+    pub fn locked_out(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::LockedOut, problem)
+    }
+
+    /// 503 with `problem` (`device.*`, `hq.unreachable`).
+    pub fn unavailable(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Unavailable, problem)
+    }
+
+    /// 500 with `problem`.
+    pub fn internal(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Internal, problem)
+    }
+
+    /// 422 from field errors (validation). An empty list still yields one problem.
     pub fn invalid(errors: impl IntoIterator<Item = FieldError>) -> DeskError {
-        DeskError::Invalid(errors.into_iter().map(Problem::from).collect())
+        DeskError::invalid_problems(errors.into_iter().map(Problem::from).collect())
+    }
+
+    /// 422 from problems (prerequisites with details). An empty list still yields one problem.
+    pub fn invalid_problems(mut problems: Vec<Problem>) -> DeskError {
+        if problems.is_empty() {
+            problems.push(Problem::new("validation.failed", "البيانات غير صحيحة", "the request was refused"));
+        }
+        DeskError { kind: ErrorKind::Invalid, problems }
     }
 
     /// 404 `not_found.<what>` naming the id.
@@ -1250,7 +1312,8 @@ impl DeskError {
             "schedule" => ("لا توجد لائحة رسوم", "no fee schedule has been applied"),
             _ => ("غير موجود", "not found"),
         };
-        DeskError::NotFound(
+        DeskError::new(
+            ErrorKind::NotFound,
             Problem::new(format!("not_found.{what}"), ar, format!("{en}: {id}"))
                 .with_details(serde_json::json!({ "id": id })),
         )
@@ -1258,7 +1321,7 @@ impl DeskError {
 
     /// 409 `state.txn`: `action` is not allowed in `state`; `allowed` lists what is.
     pub fn wrong_txn_state(action: Action, state: TxnState, allowed: &[Action]) -> DeskError {
-        DeskError::Conflict(
+        DeskError::conflict(
             Problem::new(
                 "state.txn",
                 format!("لا يمكن تنفيذ هذا الإجراء والمعاملة في حالة {}", state.name()),
@@ -1274,7 +1337,8 @@ impl DeskError {
 
     /// 403 `auth.role`: only a supervisor may do `what`.
     pub fn supervisor_only(what: &str) -> DeskError {
-        DeskError::Forbidden(
+        DeskError::new(
+            ErrorKind::Forbidden,
             Problem::new("auth.role", "هذا الإجراء للمشرف فقط", format!("only a supervisor may {what}"))
                 .with_details(serde_json::json!({ "required": Role::Supervisor })),
         )
@@ -1282,32 +1346,22 @@ impl DeskError {
 
     /// 401 `auth.bad_token`.
     pub fn bad_token() -> DeskError {
-        DeskError::Unauthenticated(Problem::new(
+        DeskError::unauthenticated(Problem::new(
             "auth.bad_token",
             "الجلسة غير صالحة أو انتهت؛ سجّل الدخول مرة أخرى",
             "the session token is unknown or expired; log in again",
         ))
     }
 
-    /// The main problem (the first, for `Invalid`).
+    /// The main problem.
     pub fn problem(&self) -> Option<&Problem> {
-        match self {
-            DeskError::Invalid(v) => v.first(),
-            DeskError::BadRequest(p)
-            | DeskError::Unauthenticated(p)
-            | DeskError::Forbidden(p)
-            | DeskError::NotFound(p)
-            | DeskError::Conflict(p)
-            | DeskError::LockedOut(p)
-            | DeskError::Unavailable(p)
-            | DeskError::Internal(p) => Some(p),
-        }
+        self.problems.first()
     }
 }
 
 impl From<FieldError> for DeskError {
     fn from(e: FieldError) -> DeskError {
-        DeskError::Invalid(vec![Problem::from(e)])
+        DeskError::invalid([e])
     }
 }
 

@@ -61,3 +61,55 @@ pub async fn events<D: Desk>(
     let rx = st.desk.events();
     Sse::new(stream(rx, st.closing.clone())).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::desk::TxnState;
+    use futures_util::StreamExt;
+
+    fn txn(i: usize) -> DeskEvent {
+        DeskEvent::Txn { txn: format!("T-{i}"), state: TxnState::Paying }
+    }
+
+    /// The SSE wire text of an event.
+    fn text(ev: Event) -> String {
+        use axum::response::IntoResponse;
+        let body =
+            Sse::new(futures_util::stream::iter([Ok::<_, Infallible>(ev)])).into_response().into_body();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let bytes = rt.block_on(axum::body::to_bytes(body, 1 << 16)).unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_lagging_receiver_is_told_how_many_events_it_missed() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, rx) = broadcast::channel(4);
+        let (_stop, closing) = watch::channel(false);
+        for i in 0..10 {
+            tx.send(txn(i)).unwrap();
+        }
+        drop(tx);
+        let events: Vec<Event> = rt.block_on(stream(rx, closing).map(|e| e.unwrap()).collect());
+        let texts: Vec<String> = events.into_iter().map(text).collect();
+        assert_eq!(texts[0], "event: lagged\ndata: {\"missed\":6}\n\n");
+        assert_eq!(texts[1], "event: txn\ndata: {\"state\":\"paying\",\"txn\":\"T-6\"}\n\n");
+        assert_eq!(
+            texts.len(),
+            5,
+            "the four kept, after the notice; then the closed channel ends the stream"
+        );
+    }
+
+    #[test]
+    fn closing_ends_the_stream() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (tx, rx) = broadcast::channel(4);
+        let (stop, closing) = watch::channel(false);
+        stop.send(true).unwrap();
+        tx.send(txn(1)).unwrap();
+        let events: Vec<_> = rt.block_on(stream(rx, closing).collect());
+        assert!(events.is_empty(), "closing wins over pending events");
+    }
+}
