@@ -41,6 +41,11 @@ pub trait Desk: Send + Sync + 'static {
     /// Errors: 401 `auth.bad_token` (unknown, expired or logged out).
     fn session(&self, token: &Token) -> impl Future<Output = Result<Session, DeskError>> + Send;
 
+    /// Whether the token's session is still valid, without refreshing its expiry (an open event
+    /// stream asks this now and then, and ends when the answer is no; it must not keep an idle
+    /// console logged in).
+    fn session_valid(&self, token: &Token) -> impl Future<Output = bool> + Send;
+
     /// Ends the session (journals `officer.logout`); its token is refused afterwards.
     fn logout(&self, who: &Session) -> impl Future<Output = Result<(), DeskError>> + Send;
 
@@ -453,6 +458,13 @@ pub struct Validated {
     /// What the value says, e.g. for a national ID `{"birth_date": "1990-01-01", "sex": "male",
     /// "governorate": "01", "governorate_ar": "القاهرة"}`.
     pub info: BTreeMap<String, serde_json::Value>,
+}
+
+impl Validated {
+    /// A passed value (`ok` is `true`).
+    pub fn new(normalised: Normalised, info: BTreeMap<String, serde_json::Value>) -> Validated {
+        Validated { ok: true, normalised, info }
+    }
 }
 
 /// `GET /dossier?national_id=…&plate_letters=…&plate_digits=…`.

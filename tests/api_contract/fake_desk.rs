@@ -356,6 +356,10 @@ impl Desk for Shared {
         self.0.state.lock().unwrap().sessions.get(token.expose()).cloned().ok_or_else(DeskError::bad_token)
     }
 
+    async fn session_valid(&self, token: &Token) -> bool {
+        self.0.state.lock().unwrap().sessions.contains_key(token.expose())
+    }
+
     async fn logout(&self, who: &Session) -> Result<(), DeskError> {
         self.0.state.lock().unwrap().sessions.remove(who.token.expose());
         Ok(())
@@ -449,7 +453,7 @@ impl Desk for Shared {
                 (Normalised::Text(ascii_digits(value.trim()).to_uppercase()), BTreeMap::new())
             }
         };
-        Ok(Validated { ok: true, normalised, info })
+        Ok(Validated::new(normalised, info))
     }
 
     async fn schedule(&self, _who: &Session) -> Result<serde_json::Value, DeskError> {
