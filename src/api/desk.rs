@@ -907,6 +907,15 @@ pub struct TxnView {
     /// The vehicle, for vehicle services.
     #[serde(default)]
     pub vehicle: Option<Vehicle>,
+    /// The licence grade, for driving licence services.
+    #[serde(default)]
+    pub grade: Option<LicenceGrade>,
+    /// Lost or damaged, for replacements.
+    #[serde(default)]
+    pub replacement: Option<ReplacementReason>,
+    /// Items, for supplies.
+    #[serde(default)]
+    pub supplies: Vec<SupplyLine>,
     /// The inspection, once recorded.
     #[serde(default)]
     pub inspection: Option<InspectionView>,

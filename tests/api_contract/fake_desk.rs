@@ -519,6 +519,9 @@ impl Desk for Shared {
             booking_id: req.booking_id,
             citizen: req.citizen,
             vehicle: req.vehicle,
+            grade: req.grade,
+            replacement: req.replacement,
+            supplies: req.supplies,
             inspection: None,
             quote: Some(Quote {
                 schedule_version: 3,
