@@ -4,4 +4,8 @@
 //! It composes `journal`, `devices` and `render`, which know nothing of it; the local HTTP API
 //! (`api`) drives it and nothing else does.
 
+pub mod desk;
 pub mod model;
+pub mod records;
+pub mod shift;
+pub mod workflow;

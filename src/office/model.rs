@@ -108,7 +108,9 @@ impl ServiceKind {
         match self {
             ServiceKind::DrivingLicenceRenewal
             | ServiceKind::DrivingLicenceReplacement
-            | ServiceKind::DrivingLicenceUpdate => Steps { card: Some(CardDoc::DrivingLicence), tag: false, label: false },
+            | ServiceKind::DrivingLicenceUpdate => {
+                Steps { card: Some(CardDoc::DrivingLicence), tag: false, label: false }
+            }
             ServiceKind::VehicleLicenceRenewal | ServiceKind::VehicleLicenceReplacement => {
                 Steps { card: Some(CardDoc::VehicleLicence), tag: false, label: false }
             }
@@ -208,8 +210,13 @@ pub enum LicenceGrade {
 
 impl LicenceGrade {
     /// Every grade.
-    pub const ALL: [LicenceGrade; 5] =
-        [LicenceGrade::Private, LicenceGrade::Third, LicenceGrade::Second, LicenceGrade::First, LicenceGrade::Motorcycle];
+    pub const ALL: [LicenceGrade; 5] = [
+        LicenceGrade::Private,
+        LicenceGrade::Third,
+        LicenceGrade::Second,
+        LicenceGrade::First,
+        LicenceGrade::Motorcycle,
+    ];
 
     /// Wire name.
     pub fn name(self) -> &'static str {
@@ -498,13 +505,19 @@ pub struct FieldError {
 
 impl FieldError {
     /// A field error.
-    pub fn new(field: impl Into<String>, code: impl Into<String>, ar: impl Into<String>, en: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        code: impl Into<String>,
+        ar: impl Into<String>,
+        en: impl Into<String>,
+    ) -> Self {
         FieldError { field: field.into(), code: code.into(), ar: ar.into(), en: en.into() }
     }
 
     /// The same error under a parent path (`vehicle` + `vin` → `vehicle.vin`).
     pub fn under(mut self, parent: &str) -> Self {
-        self.field = if self.field.is_empty() { parent.to_owned() } else { format!("{parent}.{}", self.field) };
+        self.field =
+            if self.field.is_empty() { parent.to_owned() } else { format!("{parent}.{}", self.field) };
         self
     }
 }
