@@ -466,6 +466,40 @@ fn a_failed_step_is_reported_and_retried_by_proceeding_again() {
 }
 
 #[test]
+fn a_supervisor_void_reverses_the_payment_in_the_background() {
+    let srv = Running::start();
+    let (token, txn) = srv.quoted_txn();
+    let supervisor = srv.login(SUPERVISOR);
+    let mut events = Events::open(srv.addr, "/api/v1/events", Some(&token));
+    let r = srv.send(Req::new("POST", &format!("/api/v1/services/{txn}/proceed")).token(&token));
+    assert_eq!(r.status, 202);
+    while let Some(ev) = events.next() {
+        if ev.event == "txn" && ev.data["state"] == "completed" {
+            break;
+        }
+    }
+    let void = format!("/api/v1/services/{txn}/void");
+    let r = srv.send(Req::new("POST", &void).token(&supervisor).json(r#"{"reason":"wrong citizen"}"#));
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["state"], "voiding");
+    let mut seen = Vec::new();
+    while let Some(ev) = events.next() {
+        seen.push(format!(
+            "{}:{}",
+            ev.event,
+            ev.data["state"].as_str().or(ev.data["step"].as_str()).unwrap()
+        ));
+        if ev.data["state"] == "reversed" {
+            break;
+        }
+    }
+    assert_eq!(seen, ["txn:voiding", "progress:reversal", "txn:reversed"]);
+    let v = srv.send(Req::new("GET", &format!("/api/v1/services/{txn}")).token(&supervisor)).json();
+    assert_eq!(v["payment"]["outcome"], "reversed");
+    assert_eq!(v["next"], json!([]));
+}
+
+#[test]
 fn device_events_reach_the_stream() {
     let srv = Running::start();
     let token = srv.login(OFFICER);

@@ -628,6 +628,8 @@ pub enum TxnState {
     Held,
     /// Cancelled before payment.
     Cancelled,
+    /// Voided by a supervisor; the payment's reversal is under way.
+    Voiding,
     /// Voided by a supervisor (nothing was charged, or the charge could not be reversed here).
     Voided,
     /// Voided and the payment reversed on the terminal.
@@ -636,7 +638,7 @@ pub enum TxnState {
 
 impl TxnState {
     /// Every state, in workflow order.
-    pub const ALL: [TxnState; 14] = [
+    pub const ALL: [TxnState; 15] = [
         TxnState::Open,
         TxnState::Quoted,
         TxnState::Refused,
@@ -649,6 +651,7 @@ impl TxnState {
         TxnState::PaymentUnknown,
         TxnState::Held,
         TxnState::Cancelled,
+        TxnState::Voiding,
         TxnState::Voided,
         TxnState::Reversed,
     ];
@@ -668,6 +671,7 @@ impl TxnState {
             TxnState::PaymentUnknown => "payment_unknown",
             TxnState::Held => "held",
             TxnState::Cancelled => "cancelled",
+            TxnState::Voiding => "voiding",
             TxnState::Voided => "voided",
             TxnState::Reversed => "reversed",
         }
@@ -808,6 +812,8 @@ pub enum StepKind {
     Tag,
     /// Sticker label print.
     Label,
+    /// Reversal of the payment (on void).
+    Reversal,
 }
 
 /// A step's state.

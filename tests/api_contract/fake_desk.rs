@@ -297,6 +297,7 @@ impl FakeDesk {
                     pause().await;
                     self.set_step(&txn, StepKind::Tag, StepState::Done, None);
                 }
+                StepKind::Reversal => {}
                 StepKind::Label => {
                     self.set_state(&txn, TxnState::Labelling);
                     self.progress(&txn, StepKind::Label, "Printing label");
@@ -631,6 +632,7 @@ impl Desk for Shared {
             Some(StepKind::Card) => TxnState::Printing,
             Some(StepKind::Tag) => TxnState::Encoding,
             Some(StepKind::Label) => TxnState::Labelling,
+            Some(StepKind::Reversal) => TxnState::Voiding,
             None => TxnState::Completed,
         };
         let view = {
@@ -655,17 +657,26 @@ impl Desk for Shared {
         }
         self.0.require(txn, Action::Void)?;
         let paid = {
-            let mut st = self.0.state.lock().unwrap();
-            let t = st.txns.get_mut(txn).expect("checked");
-            match &mut t.view.payment {
-                Some(p) if p.outcome == PaymentOutcome::Approved => {
-                    p.outcome = PaymentOutcome::Reversed;
-                    true
-                }
-                _ => false,
-            }
+            let st = self.0.state.lock().unwrap();
+            st.txns[txn].view.payment.as_ref().is_some_and(|p| p.outcome == PaymentOutcome::Approved)
         };
-        self.0.set_state(txn, if paid { TxnState::Reversed } else { TxnState::Voided });
+        if paid {
+            // The reversal runs in the background, as on the real terminal.
+            self.0.set_state(txn, TxnState::Voiding);
+            let (desk, id) = (self.0.clone(), txn.to_owned());
+            tokio::spawn(async move {
+                desk.progress(&id, StepKind::Reversal, "Reversal");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if let Some(t) = desk.state.lock().unwrap().txns.get_mut(&id) {
+                    if let Some(p) = &mut t.view.payment {
+                        p.outcome = PaymentOutcome::Reversed;
+                    }
+                }
+                desk.set_state(&id, TxnState::Reversed);
+            });
+        } else {
+            self.0.set_state(txn, TxnState::Voided);
+        }
         self.0.txn_view(who, txn)
     }
 
