@@ -566,3 +566,15 @@ fn docs_document_every_route() {
         assert!(doc.contains(&format!("`{}`", state.name())), "state {} undocumented", state.name());
     }
 }
+
+#[test]
+fn the_documented_txn_view_is_one() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let start =
+        doc.find("```json\n{\n  \"txn\"").expect("a TxnView example in docs/api.md") + "```json\n".len();
+    let text = &doc[start..start + doc[start..].find("```").unwrap()];
+    let example: Value = serde_json::from_str(text).unwrap();
+    let view: mtu::api::desk::TxnView =
+        serde_json::from_value(example.clone()).expect("the example is a TxnView");
+    assert_eq!(serde_json::to_value(&view).unwrap(), example, "the example has exactly TxnView's fields");
+}
