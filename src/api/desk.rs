@@ -1398,6 +1398,65 @@ impl From<Vec<FieldError>> for DeskError {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// From the service desk's own types
+// ---------------------------------------------------------------------------------------------
+
+impl From<crate::office::desk::DeskError> for DeskError {
+    fn from(e: crate::office::desk::DeskError) -> DeskError {
+        use crate::office::desk::ErrorClass as C;
+        let kind = match e.class {
+            C::Invalid => ErrorKind::Invalid,
+            C::NotFound => ErrorKind::NotFound,
+            C::State => ErrorKind::Conflict,
+            C::Role => ErrorKind::Forbidden,
+            C::Device => ErrorKind::Unavailable,
+            C::Storage => ErrorKind::Internal,
+        };
+        DeskError::new(kind, Problem { code: e.code, field: e.field, ar: e.ar, en: e.en, details: None })
+    }
+}
+
+/// The desk's event converts unless its step has a name the API does not know (the step is then
+/// returned, so the caller can log it).
+impl TryFrom<crate::office::desk::DeskEvent> for DeskEvent {
+    type Error = String;
+
+    fn try_from(e: crate::office::desk::DeskEvent) -> Result<DeskEvent, String> {
+        use crate::office::desk::DeskEvent as O;
+        Ok(match e {
+            O::Progress { txn, step, text } => {
+                let kind =
+                    serde_json::from_value(serde_json::Value::String(step.clone())).map_err(|_| step)?;
+                DeskEvent::Progress { txn, step: kind, text }
+            }
+            O::Txn { txn, state } => DeskEvent::Txn { txn, state: state.into() },
+        })
+    }
+}
+
+impl From<crate::office::workflow::State> for TxnState {
+    fn from(s: crate::office::workflow::State) -> TxnState {
+        use crate::office::workflow::State as W;
+        match s {
+            W::Open => TxnState::Open,
+            W::Quoted => TxnState::Quoted,
+            W::Refused => TxnState::Refused,
+            W::Paying => TxnState::Paying,
+            W::PaymentUnknown => TxnState::PaymentUnknown,
+            W::Held => TxnState::Held,
+            W::Paid => TxnState::Paid,
+            W::Printing => TxnState::Printing,
+            W::Encoding => TxnState::Encoding,
+            W::Labelling => TxnState::Labelling,
+            W::Completed => TxnState::Completed,
+            W::Cancelled => TxnState::Cancelled,
+            W::Voiding => TxnState::Voiding,
+            W::Voided => TxnState::Voided,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1441,5 +1500,36 @@ mod tests {
         let v = DeviceView::from(&Health::fault(Fault::Config));
         assert_eq!(v.state, "fault");
         assert_eq!(v.fault.unwrap().code, "config");
+    }
+
+    #[test]
+    fn the_desks_own_errors_and_states_convert() {
+        use crate::office::desk::{DeskError as OfficeError, ErrorClass};
+        let cases = [
+            (ErrorClass::Invalid, 422),
+            (ErrorClass::NotFound, 404),
+            (ErrorClass::State, 409),
+            (ErrorClass::Role, 403),
+            (ErrorClass::Device, 503),
+            (ErrorClass::Storage, 500),
+        ];
+        for (class, status) in cases {
+            let mut e = OfficeError::new(class, "x.y", "ع", "e");
+            e.field = Some("citizen.national_id".into());
+            let d = DeskError::from(e);
+            assert_eq!(d.kind.status(), status, "{class:?}");
+            assert_eq!(d.problems[0].code, "x.y");
+            assert_eq!(d.problems[0].field.as_deref(), Some("citizen.national_id"));
+        }
+        // Same wire names on both sides.
+        use crate::office::desk::DeskEvent as O;
+        use crate::office::workflow::State as W;
+        let progress = O::Progress { txn: "T".into(), step: "reversal".into(), text: "…".into() };
+        assert_eq!(DeskEvent::try_from(progress).unwrap().data()["step"], "reversal");
+        let odd = O::Progress { txn: "T".into(), step: "teleport".into(), text: "…".into() };
+        assert_eq!(DeskEvent::try_from(odd), Err("teleport".to_owned()));
+        for w in [W::Open, W::PaymentUnknown, W::Labelling, W::Voiding, W::Voided] {
+            assert_eq!(serde_json::to_value(w).unwrap(), serde_json::to_value(TxnState::from(w)).unwrap());
+        }
     }
 }
