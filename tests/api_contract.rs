@@ -578,3 +578,29 @@ fn the_documented_txn_view_is_one() {
         serde_json::from_value(example.clone()).expect("the example is a TxnView");
     assert_eq!(serde_json::to_value(&view).unwrap(), example, "the example has exactly TxnView's fields");
 }
+
+/// The bodies in the document's curl examples parse as their endpoint's request (no 400/415).
+#[test]
+fn the_documented_request_bodies_are_accepted() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let srv = Running::start();
+    let token = srv.login(SUPERVISOR);
+    let mut checked = 0;
+    for route in ROUTES.iter().filter(|r| r.method == "POST") {
+        let heading = format!("### `{} {BASE}{}`", route.method, route.path);
+        let at = doc.find(&heading).expect("documented") + heading.len();
+        let section = &doc[at..at + doc[at..].find("\n### ").unwrap_or(doc.len() - at)];
+        let Some(d) = section.find(" -d '") else { continue };
+        let body = &section[d + 5..];
+        let body = &body[..body.find('\'').unwrap()];
+        let path = concrete(route.path);
+        let r = srv.send(Req::new("POST", &path).token(&token).json(body));
+        assert!(
+            ![400, 413, 415].contains(&r.status),
+            "{heading}: the example body is refused: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} example bodies found");
+}
