@@ -604,3 +604,53 @@ fn the_documented_request_bodies_are_accepted() {
     }
     assert!(checked >= 10, "only {checked} example bodies found");
 }
+
+/// A log sink shared with the test.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> LogBuf {
+        self.clone()
+    }
+}
+
+/// Requests are logged by route template: neither the event stream's token in its query nor a
+/// national ID in a query reaches the log. (The only test in this file that installs a logger.)
+#[test]
+fn requests_are_logged_without_tokens_or_national_ids() {
+    let buf = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(buf.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("first logger in this test binary");
+
+    let mut srv = Running::start();
+    let token = srv.login(OFFICER);
+    let events = Events::open(srv.addr, &format!("/api/v1/events?token={token}"), None);
+    assert_eq!(events.status, 200);
+    let r = srv.send(Req::new("GET", "/api/v1/dossier?national_id=29001019876543").token(&token));
+    assert_eq!(r.status, 503);
+    srv.stop().unwrap();
+    drop(events);
+
+    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(log.contains("route=/api/v1/dossier"), "{log}");
+    assert!(log.contains("route=/api/v1/events"), "{log}");
+    assert!(log.contains("status=503"), "{log}");
+    assert!(!log.contains(&token), "the token was logged:\n{log}");
+    assert!(!log.contains("29001019876543"), "a national ID was logged:\n{log}");
+}
