@@ -654,3 +654,12 @@ fn requests_are_logged_without_tokens_or_national_ids() {
     assert!(!log.contains(&token), "the token was logged:\n{log}");
     assert!(!log.contains("29001019876543"), "a national ID was logged:\n{log}");
 }
+
+#[test]
+fn a_path_parameter_that_is_not_utf8_is_a_json_400() {
+    let srv = Running::start();
+    let token = srv.login(OFFICER);
+    let r = srv.send(Req::new("GET", "/api/v1/services/%FF%FE").token(&token));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.code(), "request.bad_path");
+}

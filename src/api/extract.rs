@@ -131,6 +131,21 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
     }
 }
 
+/// The one path parameter of a route (`{txn}`, `{id}`), percent-decoded: 400 `request.bad_path`
+/// when it is not UTF-8.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ErrorReply;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParam(p.0))
+            .map_err(|e| ErrorReply::bad_request("request.bad_path", None, "عنوان غير صحيح", e.body_text()))
+    }
+}
+
 /// A query string parsed strictly into `T`: 400 `request.bad_query` naming the parameter.
 pub struct QueryOf<T>(pub T);
 

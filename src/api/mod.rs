@@ -175,7 +175,8 @@ async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) 
 }
 
 /// The API's router over `desk`, every route of [`ROUTES`] under [`BASE`]. Event streams end
-/// only when the desk's channel closes; [`Server::run`] also ends them when it stops.
+/// when the desk's channel closes or their session ends; [`Server::run`] also ends them when it
+/// stops.
 pub fn router<D: Desk>(desk: Arc<D>) -> Router {
     // The sender is dropped: without a server, streams are not closed from here.
     let (_, closing) = watch::channel(false);
