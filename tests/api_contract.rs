@@ -663,3 +663,40 @@ fn a_path_parameter_that_is_not_utf8_is_a_json_400() {
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.code(), "request.bad_path");
 }
+
+#[test]
+fn a_supervisor_closes_the_shift_with_stock_differences_flagged() {
+    let srv = Running::start();
+    let officer = srv.login(OFFICER);
+    let supervisor = srv.login(SUPERVISOR);
+    let r = srv.send(Req::new("GET", "/api/v1/shift").token(&officer));
+    assert_eq!((r.status, r.json()), (200, Value::Null), "no shift yet");
+    let r = srv.send(
+        Req::new("POST", "/api/v1/shift/open")
+            .token(&officer)
+            .json(r#"{"stock":{"cards":10,"labels":5,"tags":5}}"#),
+    );
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = srv.send(
+        Req::new("POST", "/api/v1/shift/close")
+            .token(&supervisor)
+            .json(r#"{"counted":{"cards":9,"labels":5,"tags":5}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    let v = r.json();
+    assert_eq!(
+        v["stock"][0],
+        json!({"item": "card", "opening": 10, "issued": 0, "spoiled": 0, "expected": 10, "counted": 9, "difference": -1, "flagged": true})
+    );
+    assert_eq!(v["stock"][1]["flagged"], false);
+    assert_eq!(v["mismatches"], json!(["stock.card"]));
+    let r = srv.send(Req::new("GET", &format!("/api/v1/shift/{id}/report")).token(&officer));
+    assert_eq!(r.header("content-type"), Some("application/pdf"));
+    let r = srv.send(
+        Req::new("POST", "/api/v1/shift/close")
+            .token(&supervisor)
+            .json(r#"{"counted":{"cards":9,"labels":5,"tags":5}}"#),
+    );
+    assert_eq!((r.status, r.code().as_str()), (409, "state.no_shift"));
+}

@@ -955,17 +955,10 @@ pub struct TxnView {
 // Shifts and devices
 // ---------------------------------------------------------------------------------------------
 
-/// Controlled stock counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StockCounts {
-    /// Blank licence cards.
-    pub cards: u32,
-    /// Sticker labels.
-    pub labels: u32,
-    /// E-sticker tags.
-    pub tags: u32,
-}
+/// Controlled stock counts `{cards, labels, tags}` (the shift records' own type).
+pub use crate::office::shift::StockCounts;
+/// A count and amount of something (`{what, count, amount}`: a service, a card scheme).
+pub use crate::office::shift::Total;
 
 /// `POST /shift/open`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -1055,8 +1048,8 @@ pub struct StockLine {
     pub issued: u32,
     /// Spoiled.
     pub spoiled: u32,
-    /// `opening - issued - spoiled`.
-    pub expected: u32,
+    /// `opening - issued - spoiled` (negative: more used than was on board).
+    pub expected: i64,
     /// Counted at close.
     pub counted: u32,
     /// `counted - expected` (negative: missing).
@@ -1074,18 +1067,26 @@ pub struct ShiftReportView {
     pub closed_by: String,
     /// When (UTC).
     pub closed_at: jiff::Timestamp,
-    /// The terminal's end-of-day totals; `null` when the end-of-day failed (see `terminal_fault`).
+    /// Completed services, by service.
+    pub by_service: Vec<Total>,
+    /// Approved, unreversed payments, by card scheme.
+    pub by_payment: Vec<Total>,
+    /// The terminal's end-of-day totals; `null` when the end-of-day failed (see `terminal_error`).
     #[serde(default)]
     pub terminal: Option<Totals>,
     /// Why the end-of-day failed.
     #[serde(default)]
-    pub terminal_fault: Option<FaultView>,
+    pub terminal_error: Option<String>,
     /// Approved payments minus reversals, from the journal.
     pub journal: Totals,
     /// Whether terminal and journal totals agree.
     pub payments_match: bool,
-    /// Transactions still held for reconciliation.
+    /// Transactions still held for reconciliation (payment outcome unknown).
     pub held: Vec<String>,
+    /// Transactions paid but not finished (documents pending).
+    pub unfinished: Vec<String>,
+    /// Every difference, as stable codes (`totals.amount`, `totals.count`, `stock.card`, …).
+    pub mismatches: Vec<String>,
     /// Stock lines.
     pub stock: Vec<StockLine>,
 }

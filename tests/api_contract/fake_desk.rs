@@ -748,12 +748,21 @@ impl Desk for Shared {
         let shift = st.shift.take().ok_or_else(|| {
             DeskError::conflict(Problem::new("state.no_shift", "لا توجد وردية مفتوحة", "no shift is open"))
         })?;
+        let stock_mismatches: Vec<String> = [
+            ("stock.card", shift.stock_open.cards, req.counted.cards),
+            ("stock.label", shift.stock_open.labels, req.counted.labels),
+            ("stock.tag", shift.stock_open.tags, req.counted.tags),
+        ]
+        .into_iter()
+        .filter(|(_, open, counted)| open != counted)
+        .map(|(code, _, _)| code.to_owned())
+        .collect();
         let line = |item, opening: u32, counted: u32| StockLine {
             item,
             opening,
             issued: 0,
             spoiled: 0,
-            expected: opening,
+            expected: i64::from(opening),
             counted,
             difference: i64::from(counted) - i64::from(opening),
             flagged: counted != opening,
@@ -767,11 +776,15 @@ impl Desk for Shared {
             shift,
             closed_by: who.officer.id.clone(),
             closed_at: jiff::Timestamp::now(),
+            by_service: vec![],
+            by_payment: vec![],
             terminal: Some(Totals::default()),
-            terminal_fault: None,
+            terminal_error: None,
             journal: Totals::default(),
             payments_match: true,
             held: vec![],
+            unfinished: vec![],
+            mismatches: stock_mismatches,
         })
     }
 
