@@ -485,43 +485,11 @@ pub struct DossierQuery {
 // Services (transactions)
 // ---------------------------------------------------------------------------------------------
 
-/// A priced supplies item and how many.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SupplyLine {
-    /// Item code from the fee schedule.
-    pub code: String,
-    /// How many (at least 1).
-    pub qty: u32,
-}
-
-/// `POST /services`: open a service for a citizen.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceRequest {
-    /// Which service.
-    pub service: ServiceKind,
-    /// The booking served, if any (walk-ups have none).
-    #[serde(default)]
-    pub booking_id: Option<String>,
-    /// The citizen as confirmed at the desk.
-    pub citizen: Citizen,
-    /// The vehicle, for vehicle services.
-    #[serde(default)]
-    pub vehicle: Option<Vehicle>,
-    /// The licence grade, for driving licence services.
-    #[serde(default)]
-    pub grade: Option<LicenceGrade>,
-    /// Lost or damaged, for replacements.
-    #[serde(default)]
-    pub replacement: Option<ReplacementReason>,
-    /// Items, for supplies.
-    #[serde(default)]
-    pub supplies: Vec<SupplyLine>,
-    /// The changed data, for a data update (free JSON object; the desk validates it).
-    #[serde(default)]
-    pub changes: Option<serde_json::Map<String, serde_json::Value>>,
-}
+/// `POST /services`: what the officer entered for a service (the `service.open` record's own
+/// type: `{service, booking_id?, citizen, vehicle?, grade?, replacement?, supplies?, changes?}`).
+pub use crate::office::records::ServiceRequest;
+/// A supplies item and how many: `{code, qty}`.
+pub use crate::office::records::SupplyQty;
 
 /// `GET /services?state=open|today`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -921,7 +889,7 @@ pub struct TxnView {
     pub replacement: Option<ReplacementReason>,
     /// Items, for supplies.
     #[serde(default)]
-    pub supplies: Vec<SupplyLine>,
+    pub supplies: Vec<SupplyQty>,
     /// The inspection, once recorded.
     #[serde(default)]
     pub inspection: Option<InspectionView>,
