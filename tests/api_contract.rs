@@ -700,3 +700,36 @@ fn a_supervisor_closes_the_shift_with_stock_differences_flagged() {
     );
     assert_eq!((r.status, r.code().as_str()), (409, "state.no_shift"));
 }
+
+#[test]
+fn an_inspection_decides_between_quoted_and_refused() {
+    let srv = Running::start();
+    let token = srv.login(OFFICER);
+    srv.send(
+        Req::new("POST", "/api/v1/shift/open")
+            .token(&token)
+            .json(r#"{"stock":{"cards":1,"labels":1,"tags":1}}"#),
+    );
+    let body = json!({
+        "service": "vehicle_licence_renewal",
+        "citizen": { "national_id": "29001011234567", "name_ar": "محمد علي" },
+        "vehicle": { "plate": { "letters": "أ ب ج", "digits": "١٢٣٤" }, "category": "private", "vin": "WVWZZZ1JZXW000001",
+                     "engine_no": "AGN000001", "make_model": "Hyundai Elantra", "owner_national_id": "29001011234567" }
+    })
+    .to_string();
+    let r = srv.send(Req::new("POST", "/api/v1/services").token(&token).json(&body));
+    assert_eq!(r.status, 201, "{}", r.json());
+    assert_eq!(r.json()["state"], "open");
+    assert_eq!(r.json()["next"], json!(["inspect", "cancel"]));
+    let txn = r.json()["txn"].as_str().unwrap().to_owned();
+    let r = srv.send(Req::new("POST", &format!("/api/v1/services/{txn}/inspection")).token(&token).json(
+        r#"{"vin_matches": true, "engine_matches": false, "checklist": {"brakes": true, "lights": false}}"#,
+    ));
+    assert_eq!(r.status, 200, "{}", r.json());
+    let v = r.json();
+    assert_eq!(v["state"], "refused");
+    assert_eq!(v["inspection"]["passed"], false);
+    assert_eq!(v["inspection"]["reasons"], json!(["engine_mismatch", "checklist.lights"]));
+    assert_eq!(v["inspection"]["checklist"], json!({"brakes": true, "lights": false}));
+    assert_eq!(v["refusals"][0]["code"], "prereq.inspection_failed");
+}

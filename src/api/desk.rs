@@ -858,6 +858,9 @@ pub struct InspectionView {
     pub entered: InspectionRequest,
     /// The desk's verdict.
     pub passed: bool,
+    /// Why it failed (`vin_mismatch`, `engine_mismatch`, `checklist.<item>`); empty when passed.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 /// A service transaction as clients see it: the workflow's face.

@@ -571,7 +571,17 @@ impl Desk for Shared {
         self.0.require(txn, Action::Inspect)?;
         let passed = req.vin_matches && req.engine_matches && req.checklist.values().all(|ok| *ok);
         if let Some(t) = self.0.state.lock().unwrap().txns.get_mut(txn) {
-            t.view.inspection = Some(InspectionView { entered: req, passed });
+            let mut reasons = Vec::new();
+            if !req.vin_matches {
+                reasons.push("vin_mismatch".to_owned());
+            }
+            if !req.engine_matches {
+                reasons.push("engine_mismatch".to_owned());
+            }
+            reasons.extend(
+                req.checklist.iter().filter(|(_, ok)| !**ok).map(|(item, _)| format!("checklist.{item}")),
+            );
+            t.view.inspection = Some(InspectionView { entered: req, passed, reasons });
             t.view.state = if passed { TxnState::Quoted } else { TxnState::Refused };
             if !passed {
                 t.view.refusals.push(Refusal {
