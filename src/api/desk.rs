@@ -41,6 +41,11 @@ pub trait Desk: Send + Sync + 'static {
     /// Errors: 401 `auth.bad_token` (unknown, expired or logged out).
     fn session(&self, token: &Token) -> impl Future<Output = Result<Session, DeskError>> + Send;
 
+    /// Whether the token's session is still valid, without refreshing its expiry (an open event
+    /// stream asks this now and then, and ends when the answer is no; it must not keep an idle
+    /// console logged in).
+    fn session_valid(&self, token: &Token) -> impl Future<Output = bool> + Send;
+
     /// Ends the session (journals `officer.logout`); its token is refused afterwards.
     fn logout(&self, who: &Session) -> impl Future<Output = Result<(), DeskError>> + Send;
 
@@ -455,6 +460,13 @@ pub struct Validated {
     pub info: BTreeMap<String, serde_json::Value>,
 }
 
+impl Validated {
+    /// A passed value (`ok` is `true`).
+    pub fn new(normalised: Normalised, info: BTreeMap<String, serde_json::Value>) -> Validated {
+        Validated { ok: true, normalised, info }
+    }
+}
+
 /// `GET /dossier?national_id=…&plate_letters=…&plate_digits=…`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -473,43 +485,11 @@ pub struct DossierQuery {
 // Services (transactions)
 // ---------------------------------------------------------------------------------------------
 
-/// A priced supplies item and how many.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SupplyLine {
-    /// Item code from the fee schedule.
-    pub code: String,
-    /// How many (at least 1).
-    pub qty: u32,
-}
-
-/// `POST /services`: open a service for a citizen.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceRequest {
-    /// Which service.
-    pub service: ServiceKind,
-    /// The booking served, if any (walk-ups have none).
-    #[serde(default)]
-    pub booking_id: Option<String>,
-    /// The citizen as confirmed at the desk.
-    pub citizen: Citizen,
-    /// The vehicle, for vehicle services.
-    #[serde(default)]
-    pub vehicle: Option<Vehicle>,
-    /// The licence grade, for driving licence services.
-    #[serde(default)]
-    pub grade: Option<LicenceGrade>,
-    /// Lost or damaged, for replacements.
-    #[serde(default)]
-    pub replacement: Option<ReplacementReason>,
-    /// Items, for supplies.
-    #[serde(default)]
-    pub supplies: Vec<SupplyLine>,
-    /// The changed data, for a data update (free JSON object; the desk validates it).
-    #[serde(default)]
-    pub changes: Option<serde_json::Map<String, serde_json::Value>>,
-}
+/// `POST /services`: what the officer entered for a service (the `service.open` record's own
+/// type: `{service, booking_id?, citizen, vehicle?, grade?, replacement?, supplies?, changes?}`).
+pub use crate::office::records::ServiceRequest;
+/// A supplies item and how many: `{code, qty}`.
+pub use crate::office::records::SupplyQty;
 
 /// `GET /services?state=open|today`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -616,6 +596,8 @@ pub enum TxnState {
     Held,
     /// Cancelled before payment.
     Cancelled,
+    /// Voided by a supervisor; the payment's reversal is under way.
+    Voiding,
     /// Voided by a supervisor (nothing was charged, or the charge could not be reversed here).
     Voided,
     /// Voided and the payment reversed on the terminal.
@@ -624,7 +606,7 @@ pub enum TxnState {
 
 impl TxnState {
     /// Every state, in workflow order.
-    pub const ALL: [TxnState; 14] = [
+    pub const ALL: [TxnState; 15] = [
         TxnState::Open,
         TxnState::Quoted,
         TxnState::Refused,
@@ -637,6 +619,7 @@ impl TxnState {
         TxnState::PaymentUnknown,
         TxnState::Held,
         TxnState::Cancelled,
+        TxnState::Voiding,
         TxnState::Voided,
         TxnState::Reversed,
     ];
@@ -656,6 +639,7 @@ impl TxnState {
             TxnState::PaymentUnknown => "payment_unknown",
             TxnState::Held => "held",
             TxnState::Cancelled => "cancelled",
+            TxnState::Voiding => "voiding",
             TxnState::Voided => "voided",
             TxnState::Reversed => "reversed",
         }
@@ -796,6 +780,8 @@ pub enum StepKind {
     Tag,
     /// Sticker label print.
     Label,
+    /// Reversal of the payment (on void).
+    Reversal,
 }
 
 /// A step's state.
@@ -872,6 +858,9 @@ pub struct InspectionView {
     pub entered: InspectionRequest,
     /// The desk's verdict.
     pub passed: bool,
+    /// Why it failed (`vin_mismatch`, `engine_mismatch`, `checklist.<item>`); empty when passed.
+    #[serde(default)]
+    pub reasons: Vec<String>,
 }
 
 /// A service transaction as clients see it: the workflow's face.
@@ -895,6 +884,15 @@ pub struct TxnView {
     /// The vehicle, for vehicle services.
     #[serde(default)]
     pub vehicle: Option<Vehicle>,
+    /// The licence grade, for driving licence services.
+    #[serde(default)]
+    pub grade: Option<LicenceGrade>,
+    /// Lost or damaged, for replacements.
+    #[serde(default)]
+    pub replacement: Option<ReplacementReason>,
+    /// Items, for supplies.
+    #[serde(default)]
+    pub supplies: Vec<SupplyQty>,
     /// The inspection, once recorded.
     #[serde(default)]
     pub inspection: Option<InspectionView>,
@@ -928,17 +926,10 @@ pub struct TxnView {
 // Shifts and devices
 // ---------------------------------------------------------------------------------------------
 
-/// Controlled stock counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StockCounts {
-    /// Blank licence cards.
-    pub cards: u32,
-    /// Sticker labels.
-    pub labels: u32,
-    /// E-sticker tags.
-    pub tags: u32,
-}
+/// Controlled stock counts `{cards, labels, tags}` (the shift records' own type).
+pub use crate::office::shift::StockCounts;
+/// A count and amount of something (`{what, count, amount}`: a service, a card scheme).
+pub use crate::office::shift::Total;
 
 /// `POST /shift/open`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -1028,8 +1019,8 @@ pub struct StockLine {
     pub issued: u32,
     /// Spoiled.
     pub spoiled: u32,
-    /// `opening - issued - spoiled`.
-    pub expected: u32,
+    /// `opening - issued - spoiled` (negative: more used than was on board).
+    pub expected: i64,
     /// Counted at close.
     pub counted: u32,
     /// `counted - expected` (negative: missing).
@@ -1047,18 +1038,26 @@ pub struct ShiftReportView {
     pub closed_by: String,
     /// When (UTC).
     pub closed_at: jiff::Timestamp,
-    /// The terminal's end-of-day totals; `null` when the end-of-day failed (see `terminal_fault`).
+    /// Completed services, by service.
+    pub by_service: Vec<Total>,
+    /// Approved, unreversed payments, by card scheme.
+    pub by_payment: Vec<Total>,
+    /// The terminal's end-of-day totals; `null` when the end-of-day failed (see `terminal_error`).
     #[serde(default)]
     pub terminal: Option<Totals>,
     /// Why the end-of-day failed.
     #[serde(default)]
-    pub terminal_fault: Option<FaultView>,
+    pub terminal_error: Option<String>,
     /// Approved payments minus reversals, from the journal.
     pub journal: Totals,
     /// Whether terminal and journal totals agree.
     pub payments_match: bool,
-    /// Transactions still held for reconciliation.
+    /// Transactions still held for reconciliation (payment outcome unknown).
     pub held: Vec<String>,
+    /// Transactions paid but not finished (documents pending).
+    pub unfinished: Vec<String>,
+    /// Every difference, as stable codes (`totals.amount`, `totals.count`, `stock.card`, …).
+    pub mismatches: Vec<String>,
     /// Stock lines.
     pub stock: Vec<StockLine>,
 }
@@ -1202,42 +1201,104 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Why a desk call failed. Each variant is one HTTP status; the router renders the problem(s).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeskError {
+/// Which kind of failure a [`DeskError`] is; each is one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
     /// 400: the request is malformed beyond field validation (e.g. a bundle that is not JSON).
-    #[error("bad request: {0}")]
-    BadRequest(Problem),
+    BadRequest,
     /// 401: not authenticated (`auth.bad_token`, `auth.bad_credentials`).
-    #[error("not authenticated: {0}")]
-    Unauthenticated(Problem),
+    Unauthenticated,
     /// 403: the officer's role does not allow it (`auth.role`).
-    #[error("forbidden: {0}")]
-    Forbidden(Problem),
+    Forbidden,
     /// 404: no such thing (`not_found.booking`, `not_found.txn`, …).
-    #[error("not found: {0}")]
-    NotFound(Problem),
+    NotFound,
     /// 409: wrong state for this action (`state.*`; details say the state and what is allowed).
-    #[error("wrong state: {0}")]
-    Conflict(Problem),
+    Conflict,
     /// 422: validation or prerequisites failed; every problem found, the first most important.
-    #[error("invalid: {}", .0.first().map(|p| p.to_string()).unwrap_or_default())]
-    Invalid(Vec<Problem>),
+    Invalid,
     /// 423: too many failed logins (`auth.locked_out`; details: `until`).
-    #[error("locked out: {0}")]
-    LockedOut(Problem),
+    LockedOut,
     /// 503: a device or HQ is not available (`device.*`, `hq.unreachable`).
-    #[error("unavailable: {0}")]
-    Unavailable(Problem),
+    Unavailable,
     /// 500: the desk failed (e.g. the journal refused an append); nothing was done.
-    #[error("internal: {0}")]
-    Internal(Problem),
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthenticated => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Invalid => 422,
+            ErrorKind::LockedOut => 423,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
+/// Why a desk call failed: its kind (one HTTP status) and the problems to show, the main one
+/// first (only [`ErrorKind::Invalid`] usually has more than one). Small, so `Result`s stay cheap.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind:?}: {}", .problems.first().map(|p| p.to_string()).unwrap_or_default())]
+pub struct DeskError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// The problems, at least one.
+    pub problems: Vec<Problem>,
 }
 
 impl DeskError {
-    /// 422 from field errors (validation).
+    /// An error of `kind` with one problem.
+    pub fn new(kind: ErrorKind, problem: Problem) -> DeskError {
+        DeskError { kind, problems: vec![problem] }
+    }
+
+    /// 400 with `problem`.
+    pub fn bad_request(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::BadRequest, problem)
+    }
+
+    /// 401 with `problem` (e.g. `auth.bad_credentials`).
+    pub fn unauthenticated(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Unauthenticated, problem)
+    }
+
+    /// 409 with `problem` (`state.*`).
+    pub fn conflict(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Conflict, problem)
+    }
+
+    /// 423 with `problem` (`auth.locked_out`).
+    pub fn locked_out(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::LockedOut, problem)
+    }
+
+    /// 503 with `problem` (`device.*`, `hq.unreachable`).
+    pub fn unavailable(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Unavailable, problem)
+    }
+
+    /// 500 with `problem`.
+    pub fn internal(problem: Problem) -> DeskError {
+        DeskError::new(ErrorKind::Internal, problem)
+    }
+
+    /// 422 from field errors (validation). An empty list still yields one problem.
     pub fn invalid(errors: impl IntoIterator<Item = FieldError>) -> DeskError {
-        DeskError::Invalid(errors.into_iter().map(Problem::from).collect())
+        DeskError::invalid_problems(errors.into_iter().map(Problem::from).collect())
+    }
+
+    /// 422 from problems (prerequisites with details). An empty list still yields one problem.
+    pub fn invalid_problems(mut problems: Vec<Problem>) -> DeskError {
+        if problems.is_empty() {
+            problems.push(Problem::new("validation.failed", "البيانات غير صحيحة", "the request was refused"));
+        }
+        DeskError { kind: ErrorKind::Invalid, problems }
     }
 
     /// 404 `not_found.<what>` naming the id.
@@ -1250,7 +1311,8 @@ impl DeskError {
             "schedule" => ("لا توجد لائحة رسوم", "no fee schedule has been applied"),
             _ => ("غير موجود", "not found"),
         };
-        DeskError::NotFound(
+        DeskError::new(
+            ErrorKind::NotFound,
             Problem::new(format!("not_found.{what}"), ar, format!("{en}: {id}"))
                 .with_details(serde_json::json!({ "id": id })),
         )
@@ -1258,7 +1320,7 @@ impl DeskError {
 
     /// 409 `state.txn`: `action` is not allowed in `state`; `allowed` lists what is.
     pub fn wrong_txn_state(action: Action, state: TxnState, allowed: &[Action]) -> DeskError {
-        DeskError::Conflict(
+        DeskError::conflict(
             Problem::new(
                 "state.txn",
                 format!("لا يمكن تنفيذ هذا الإجراء والمعاملة في حالة {}", state.name()),
@@ -1274,7 +1336,8 @@ impl DeskError {
 
     /// 403 `auth.role`: only a supervisor may do `what`.
     pub fn supervisor_only(what: &str) -> DeskError {
-        DeskError::Forbidden(
+        DeskError::new(
+            ErrorKind::Forbidden,
             Problem::new("auth.role", "هذا الإجراء للمشرف فقط", format!("only a supervisor may {what}"))
                 .with_details(serde_json::json!({ "required": Role::Supervisor })),
         )
@@ -1282,38 +1345,87 @@ impl DeskError {
 
     /// 401 `auth.bad_token`.
     pub fn bad_token() -> DeskError {
-        DeskError::Unauthenticated(Problem::new(
+        DeskError::unauthenticated(Problem::new(
             "auth.bad_token",
             "الجلسة غير صالحة أو انتهت؛ سجّل الدخول مرة أخرى",
             "the session token is unknown or expired; log in again",
         ))
     }
 
-    /// The main problem (the first, for `Invalid`).
+    /// The main problem.
     pub fn problem(&self) -> Option<&Problem> {
-        match self {
-            DeskError::Invalid(v) => v.first(),
-            DeskError::BadRequest(p)
-            | DeskError::Unauthenticated(p)
-            | DeskError::Forbidden(p)
-            | DeskError::NotFound(p)
-            | DeskError::Conflict(p)
-            | DeskError::LockedOut(p)
-            | DeskError::Unavailable(p)
-            | DeskError::Internal(p) => Some(p),
-        }
+        self.problems.first()
     }
 }
 
 impl From<FieldError> for DeskError {
     fn from(e: FieldError) -> DeskError {
-        DeskError::Invalid(vec![Problem::from(e)])
+        DeskError::invalid([e])
     }
 }
 
 impl From<Vec<FieldError>> for DeskError {
     fn from(v: Vec<FieldError>) -> DeskError {
         DeskError::invalid(v)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// From the service desk's own types
+// ---------------------------------------------------------------------------------------------
+
+impl From<crate::office::desk::DeskError> for DeskError {
+    fn from(e: crate::office::desk::DeskError) -> DeskError {
+        use crate::office::desk::ErrorClass as C;
+        let kind = match e.class {
+            C::Invalid => ErrorKind::Invalid,
+            C::NotFound => ErrorKind::NotFound,
+            C::State => ErrorKind::Conflict,
+            C::Role => ErrorKind::Forbidden,
+            C::Device => ErrorKind::Unavailable,
+            C::Storage => ErrorKind::Internal,
+        };
+        DeskError::new(kind, Problem { code: e.code, field: e.field, ar: e.ar, en: e.en, details: None })
+    }
+}
+
+/// The desk's event converts unless its step has a name the API does not know (the step is then
+/// returned, so the caller can log it).
+impl TryFrom<crate::office::desk::DeskEvent> for DeskEvent {
+    type Error = String;
+
+    fn try_from(e: crate::office::desk::DeskEvent) -> Result<DeskEvent, String> {
+        use crate::office::desk::DeskEvent as O;
+        Ok(match e {
+            O::Progress { txn, step, text } => {
+                let kind =
+                    serde_json::from_value(serde_json::Value::String(step.clone())).map_err(|_| step)?;
+                DeskEvent::Progress { txn, step: kind, text }
+            }
+            O::Txn { txn, state } => DeskEvent::Txn { txn, state: state.into() },
+        })
+    }
+}
+
+impl From<crate::office::workflow::State> for TxnState {
+    fn from(s: crate::office::workflow::State) -> TxnState {
+        use crate::office::workflow::State as W;
+        match s {
+            W::Open => TxnState::Open,
+            W::Quoted => TxnState::Quoted,
+            W::Refused => TxnState::Refused,
+            W::Paying => TxnState::Paying,
+            W::PaymentUnknown => TxnState::PaymentUnknown,
+            W::Held => TxnState::Held,
+            W::Paid => TxnState::Paid,
+            W::Printing => TxnState::Printing,
+            W::Encoding => TxnState::Encoding,
+            W::Labelling => TxnState::Labelling,
+            W::Completed => TxnState::Completed,
+            W::Cancelled => TxnState::Cancelled,
+            W::Voiding => TxnState::Voiding,
+            W::Voided => TxnState::Voided,
+        }
     }
 }
 
@@ -1360,5 +1472,36 @@ mod tests {
         let v = DeviceView::from(&Health::fault(Fault::Config));
         assert_eq!(v.state, "fault");
         assert_eq!(v.fault.unwrap().code, "config");
+    }
+
+    #[test]
+    fn the_desks_own_errors_and_states_convert() {
+        use crate::office::desk::{DeskError as OfficeError, ErrorClass};
+        let cases = [
+            (ErrorClass::Invalid, 422),
+            (ErrorClass::NotFound, 404),
+            (ErrorClass::State, 409),
+            (ErrorClass::Role, 403),
+            (ErrorClass::Device, 503),
+            (ErrorClass::Storage, 500),
+        ];
+        for (class, status) in cases {
+            let mut e = OfficeError::new(class, "x.y", "ع", "e");
+            e.field = Some("citizen.national_id".into());
+            let d = DeskError::from(e);
+            assert_eq!(d.kind.status(), status, "{class:?}");
+            assert_eq!(d.problems[0].code, "x.y");
+            assert_eq!(d.problems[0].field.as_deref(), Some("citizen.national_id"));
+        }
+        // Same wire names on both sides.
+        use crate::office::desk::DeskEvent as O;
+        use crate::office::workflow::State as W;
+        let progress = O::Progress { txn: "T".into(), step: "reversal".into(), text: "…".into() };
+        assert_eq!(DeskEvent::try_from(progress).unwrap().data()["step"], "reversal");
+        let odd = O::Progress { txn: "T".into(), step: "teleport".into(), text: "…".into() };
+        assert_eq!(DeskEvent::try_from(odd), Err("teleport".to_owned()));
+        for w in [W::Open, W::PaymentUnknown, W::Labelling, W::Voiding, W::Voided] {
+            assert_eq!(serde_json::to_value(w).unwrap(), serde_json::to_value(TxnState::from(w)).unwrap());
+        }
     }
 }

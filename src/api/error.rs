@@ -96,21 +96,11 @@ impl ErrorReply {
 
 impl From<DeskError> for ErrorReply {
     fn from(e: DeskError) -> ErrorReply {
-        let (status, problems) = match e {
-            DeskError::BadRequest(p) => (StatusCode::BAD_REQUEST, vec![p]),
-            DeskError::Unauthenticated(p) => (StatusCode::UNAUTHORIZED, vec![p]),
-            DeskError::Forbidden(p) => (StatusCode::FORBIDDEN, vec![p]),
-            DeskError::NotFound(p) => (StatusCode::NOT_FOUND, vec![p]),
-            DeskError::Conflict(p) => (StatusCode::CONFLICT, vec![p]),
-            DeskError::Invalid(v) => (StatusCode::UNPROCESSABLE_ENTITY, v),
-            DeskError::LockedOut(p) => (StatusCode::LOCKED, vec![p]),
-            DeskError::Unavailable(p) => (StatusCode::SERVICE_UNAVAILABLE, vec![p]),
-            DeskError::Internal(p) => (StatusCode::INTERNAL_SERVER_ERROR, vec![p]),
-        };
-        let problems = if problems.is_empty() {
-            vec![Problem::new("validation.failed", "البيانات غير صحيحة", "the request was refused")]
+        let status = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let problems = if e.problems.is_empty() {
+            vec![Problem::new("internal.no_problem", "خطأ داخلي", "the desk failed without saying why")]
         } else {
-            problems
+            e.problems
         };
         ErrorReply { status, problems }
     }

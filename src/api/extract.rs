@@ -106,11 +106,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state, BODY_LIMIT).await?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut *de).map_err(json_rejection)?;
-        de.end().map_err(|e| json_rejection_at(".", &e))?;
-        Ok(JsonBody(value))
+        parse_body(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a request body strictly into `T` (one JSON document, nothing after it); the 400 reply
+/// names the field. Never panics, whatever the bytes.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ErrorReply> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(json_rejection)?;
+    de.end().map_err(|e| json_rejection_at(".", &e))?;
+    Ok(value)
 }
 
 /// A JSON body kept as its bytes (for bundles, whose exact bytes are hashed): 415 unless JSON,
@@ -122,6 +128,21 @@ impl<S: Send + Sync> FromRequest<S> for RawJson {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         Ok(RawJson(body_bytes(req, state, IMPORT_LIMIT).await?.to_vec()))
+    }
+}
+
+/// The one path parameter of a route (`{txn}`, `{id}`), percent-decoded: 400 `request.bad_path`
+/// when it is not UTF-8.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ErrorReply;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| PathParam(p.0))
+            .map_err(|e| ErrorReply::bad_request("request.bad_path", None, "عنوان غير صحيح", e.body_text()))
     }
 }
 
@@ -155,4 +176,69 @@ fn find_source<'a, T: std::error::Error + 'static>(
         cur = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::desk::{
+        InspectionRequest, LoginRequest, ServiceRequest, ShiftCloseRequest, ValidateRequest,
+    };
+    use proptest::prelude::*;
+
+    fn all_types(bytes: &[u8]) {
+        for reply in [
+            parse_body::<ServiceRequest>(bytes).err(),
+            parse_body::<ValidateRequest>(bytes).err(),
+            parse_body::<InspectionRequest>(bytes).err(),
+            parse_body::<LoginRequest>(bytes).err(),
+            parse_body::<ShiftCloseRequest>(bytes).err(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert_eq!(reply.status, axum::http::StatusCode::BAD_REQUEST);
+            assert!(reply.problems[0].code.starts_with("request."), "{:?}", reply.problems[0]);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            all_types(&bytes);
+        }
+
+        #[test]
+        fn json_like_text_never_panics(text in r#"[{}\[\]":,`a-z0-9 .\\-]{0,200}"#) {
+            all_types(text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, v.parse().unwrap());
+            bearer(&m).map(|t| t.expose().to_owned())
+        };
+        assert_eq!(h("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(h("bearer  abc ").as_deref(), Some("abc"));
+        assert_eq!(h("Basic abc"), None);
+        assert_eq!(h("Bearer"), None);
+        assert_eq!(h("Bearer "), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn json_content_types() {
+        let j = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::CONTENT_TYPE, v.parse().unwrap());
+            is_json(&m)
+        };
+        assert!(j("application/json"));
+        assert!(j("Application/JSON; charset=utf-8"));
+        assert!(!j("text/plain"));
+        assert!(!j("application/jsonx"));
+    }
 }

@@ -1,6 +1,6 @@
 //! One handler per endpoint: take what the extractors checked, call the desk, send its answer.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, http::HeaderValue};
@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ApiState;
 use super::desk::*;
 use super::error::ErrorReply;
-use super::extract::{Authed, JsonBody, QueryOf, RawJson, Supervisor};
+use super::extract::{Authed, JsonBody, PathParam, QueryOf, RawJson, Supervisor};
 use crate::office::model::Date;
 
 /// A handler's result: JSON (or another body) or an error reply.
@@ -50,7 +50,7 @@ pub async fn bookings<D: Desk>(
 pub async fn booking<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Reply<Json<BookingView>> {
     Ok(Json(st.desk.booking(&who, &id).await?))
 }
@@ -58,7 +58,7 @@ pub async fn booking<D: Desk>(
 pub async fn booking_state<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     JsonBody(req): JsonBody<BookingStateRequest>,
 ) -> Reply<Json<BookingView>> {
     Ok(Json(st.desk.booking_state(&who, &id, req).await?))
@@ -122,7 +122,7 @@ pub async fn services<D: Desk>(
 pub async fn service<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
 ) -> Reply<Json<TxnView>> {
     Ok(Json(st.desk.service(&who, &txn).await?))
 }
@@ -130,7 +130,7 @@ pub async fn service<D: Desk>(
 pub async fn inspect<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
     JsonBody(req): JsonBody<InspectionRequest>,
 ) -> Reply<Json<TxnView>> {
     Ok(Json(st.desk.inspect(&who, &txn, req).await?))
@@ -139,7 +139,7 @@ pub async fn inspect<D: Desk>(
 pub async fn override_refusal<D: Desk>(
     State(st): State<ApiState<D>>,
     Supervisor(who): Supervisor,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
     JsonBody(req): JsonBody<OverrideRequest>,
 ) -> Reply<Json<TxnView>> {
     Ok(Json(st.desk.override_refusal(&who, &txn, req).await?))
@@ -148,7 +148,7 @@ pub async fn override_refusal<D: Desk>(
 pub async fn proceed<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
 ) -> Reply<(StatusCode, Json<TxnView>)> {
     Ok((StatusCode::ACCEPTED, Json(st.desk.proceed(&who, &txn).await?)))
 }
@@ -156,7 +156,7 @@ pub async fn proceed<D: Desk>(
 pub async fn cancel<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
     JsonBody(req): JsonBody<ReasonRequest>,
 ) -> Reply<Json<TxnView>> {
     Ok(Json(st.desk.cancel(&who, &txn, req).await?))
@@ -165,7 +165,7 @@ pub async fn cancel<D: Desk>(
 pub async fn void<D: Desk>(
     State(st): State<ApiState<D>>,
     Supervisor(who): Supervisor,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
     JsonBody(req): JsonBody<ReasonRequest>,
 ) -> Reply<Json<TxnView>> {
     Ok(Json(st.desk.void(&who, &txn, req).await?))
@@ -174,7 +174,7 @@ pub async fn void<D: Desk>(
 pub async fn reprint<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
     JsonBody(req): JsonBody<ReprintRequest>,
 ) -> Reply<Json<TxnView>> {
     Ok(Json(st.desk.reprint(&who, &txn, req).await?))
@@ -205,7 +205,7 @@ fn pdf(bytes: Vec<u8>, name: &str) -> Response {
 pub async fn receipt_pdf<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
     QueryOf(q): QueryOf<ReceiptQuery>,
 ) -> Reply<Response> {
     let bytes = st.desk.receipt_pdf(&who, &txn, q.format).await?;
@@ -215,7 +215,7 @@ pub async fn receipt_pdf<D: Desk>(
 pub async fn records<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(txn): Path<String>,
+    PathParam(txn): PathParam,
 ) -> Reply<Json<Vec<serde_json::Value>>> {
     Ok(Json(st.desk.records(&who, &txn).await?))
 }
@@ -246,7 +246,7 @@ pub async fn close_shift<D: Desk>(
 pub async fn shift_report<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Reply<Response> {
     let bytes = st.desk.shift_report_pdf(&who, &id).await?;
     Ok(pdf(bytes, &format!("shift-{id}.pdf")))

@@ -154,8 +154,29 @@ async fn common_headers(mut resp: Response) -> Response {
     resp
 }
 
+/// Logs each request at debug level by its route template (`/api/v1/services/{txn}`), never its
+/// raw path and query, which may hold a national ID or the event stream's token.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        %method,
+        route = %route,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "api request"
+    );
+    resp
+}
+
 /// The API's router over `desk`, every route of [`ROUTES`] under [`BASE`]. Event streams end
-/// only when the desk's channel closes; [`Server::run`] also ends them when it stops.
+/// when the desk's channel closes or their session ends; [`Server::run`] also ends them when it
+/// stops.
 pub fn router<D: Desk>(desk: Arc<D>) -> Router {
     // The sender is dropped: without a server, streams are not closed from here.
     let (_, closing) = watch::channel(false);
@@ -171,6 +192,7 @@ fn router_with<D: Desk>(state: ApiState<D>) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(axum::middleware::map_response(common_headers))
+        .route_layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
 

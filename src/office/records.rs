@@ -65,6 +65,7 @@ pub mod kind {
 
 /// What the officer entered (or the booking carried) for a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
     /// The service.
     pub service: ServiceKind,
@@ -92,6 +93,7 @@ pub struct ServiceRequest {
 
 /// A quantity of one supplies item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SupplyQty {
     /// Item code from the fee schedule.
     pub code: String,
