@@ -66,7 +66,7 @@ fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn internal(e: impl std::fmt::Display) -> DeskError {
-    DeskError::Internal(Problem::new(
+    DeskError::internal(Problem::new(
         "internal",
         format!("خطأ داخلي؛ لم يتم تنفيذ شيء: {e}"),
         format!("internal error; nothing was done: {e}"),
@@ -75,32 +75,23 @@ fn internal(e: impl std::fmt::Display) -> DeskError {
 
 /// The shell's errors as the API's.
 fn from_shell(e: shell::DeskError) -> DeskError {
-    let mut p = Problem::new(e.code, e.ar, e.en);
-    p.field = e.field;
-    match e.class {
-        ErrorClass::Invalid => DeskError::Invalid(vec![p]),
-        ErrorClass::NotFound => DeskError::NotFound(p),
-        ErrorClass::State => DeskError::Conflict(p),
-        ErrorClass::Role => DeskError::Forbidden(p),
-        ErrorClass::Device => DeskError::Unavailable(p),
-        ErrorClass::Storage => DeskError::Internal(p),
-    }
+    DeskError::from(e)
 }
 
 fn from_refdata(e: RefDataError) -> DeskError {
     let problems: Vec<Problem> = e.field_errors().into_iter().map(Problem::from).collect();
     match e {
         RefDataError::UnknownBooking(id) => DeskError::not_found("booking", &id),
-        RefDataError::WrongState { .. } | RefDataError::NotAllowed { .. } => DeskError::Conflict(
+        RefDataError::WrongState { .. } | RefDataError::NotAllowed { .. } => DeskError::conflict(
             problems.into_iter().next().unwrap_or_else(|| Problem::new("state.booking", "", "")),
         ),
-        RefDataError::Storage { .. } => DeskError::Internal(
+        RefDataError::Storage { .. } => DeskError::internal(
             problems
                 .into_iter()
                 .next()
                 .unwrap_or_else(|| Problem::new("internal", "خطأ داخلي", "internal error")),
         ),
-        _ => DeskError::Invalid(problems),
+        _ => DeskError::invalid_problems(problems),
     }
 }
 
@@ -127,7 +118,7 @@ pub fn txn_state(t: &Txn) -> TxnState {
         State::Labelling => TxnState::Labelling,
         State::Completed => TxnState::Completed,
         State::Cancelled => TxnState::Cancelled,
-        State::Voiding => TxnState::Voided,
+        State::Voiding => TxnState::Voiding,
         State::Voided if matches!(t.payment, Payment::Reversed { .. }) => TxnState::Reversed,
         State::Voided => TxnState::Voided,
     }
@@ -274,6 +265,9 @@ pub fn txn_view(t: &Txn, role: Role, running: bool) -> TxnView {
         booking_id: t.open.request.booking_id.clone(),
         citizen: t.open.request.citizen.clone(),
         vehicle: t.open.request.vehicle.clone(),
+        grade: t.open.request.grade,
+        replacement: t.open.request.replacement,
+        supplies: t.open.request.supplies.clone(),
         inspection: t.inspection.as_ref().map(|i| api::InspectionView {
             entered: InspectionRequest {
                 vin_matches: i.vin_matches,
@@ -282,6 +276,7 @@ pub fn txn_view(t: &Txn, role: Role, running: bool) -> TxnView {
                 notes: if i.notes.is_empty() { None } else { Some(i.notes.clone()) },
             },
             passed: i.passed,
+            reasons: i.reasons.clone(),
         }),
         quote: t.quote.as_ref().map(|q| api::Quote {
             schedule_version: q.schedule_version,
@@ -369,7 +364,8 @@ impl Office {
                             State::Labelling => TxnState::Labelling,
                             State::Completed => TxnState::Completed,
                             State::Cancelled => TxnState::Cancelled,
-                            State::Voiding | State::Voided => TxnState::Voided,
+                            State::Voiding => TxnState::Voiding,
+                            State::Voided => TxnState::Voided,
                         };
                         let _ = tx.send(DeskEvent::Txn { txn, state: s });
                     }
@@ -459,14 +455,14 @@ impl Office {
         let a = prepared.applied().clone();
         // The typed parsers of schedule and block list check what refdata keeps as JSON.
         let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-            DeskError::BadRequest(Problem::new(
+            DeskError::bad_request(Problem::new(
                 "bundle.bad_json",
                 "الملف ليس JSON صالحًا",
                 format!("not JSON: {e}"),
             ))
         })?;
         let bad = |e: super::schedule::ScheduleError| {
-            DeskError::Invalid(vec![
+            DeskError::invalid_problems(vec![
                 Problem::new("bundle.invalid", format!("ملف غير صالح: {e}"), e.to_string())
                     .with_field(e.path().to_owned()),
             ])
@@ -503,7 +499,7 @@ impl Office {
         txn: Option<&str>,
     ) -> Result<super::refdata::BookingView, DeskError> {
         if !from.can_become(to) {
-            return Err(DeskError::Conflict(
+            return Err(DeskError::conflict(
                 Problem::new(
                     "state.booking",
                     "لا يمكن نقل الحجز إلى هذه الحالة الآن",
@@ -662,13 +658,11 @@ impl Office {
             closed_by: c.officer.clone(),
             closed_at: Timestamp::now(),
             terminal: c.terminal.as_ref().map(|t| api::Totals { count: t.count, amount: t.total }),
-            terminal_fault: c.terminal_error.as_ref().map(|e| FaultView {
-                code: "payment.end_of_day_failed".into(),
-                ar: format!("تعذر إقفال اليوم على جهاز الدفع: {e}"),
-                en: format!("the terminal's end-of-day failed: {e}"),
-                action_ar: "تحقق من جهاز الدفع ثم أعد الإقفال أو سجّل إجماليات الجهاز يدويًا".into(),
-                action_en: "check the terminal, then close again or note its totals by hand".into(),
-            }),
+            by_service: c.by_service.clone(),
+            by_payment: c.by_payment.clone(),
+            terminal_error: c.terminal_error.clone(),
+            unfinished: c.unfinished.clone(),
+            mismatches: c.mismatches.clone(),
             journal: api::Totals { count: c.journal.count, amount: c.journal.amount },
             payments_match: !c.mismatches.iter().any(|m| m.starts_with("totals.")),
             held: c.held.clone(),
@@ -684,7 +678,7 @@ impl Office {
                     opening: s.opening,
                     issued: s.issued,
                     spoiled: s.spoiled,
-                    expected: u32::try_from(s.expected.max(0)).unwrap_or(0),
+                    expected: s.expected,
                     counted: s.counted,
                     difference: s.difference,
                     flagged: s.difference != 0,
@@ -731,10 +725,10 @@ impl api::Desk for Office {
                 let p = Problem::from(e.field_error(&self.tz));
                 Err(match e {
                     super::people::LoginError::LockedOut { until } => {
-                        DeskError::LockedOut(p.with_details(json!({"until": until})))
+                        DeskError::locked_out(p.with_details(json!({"until": until})))
                     }
-                    super::people::LoginError::Storage(_) => DeskError::Internal(p),
-                    _ => DeskError::Unauthenticated(p),
+                    super::people::LoginError::Storage(_) => DeskError::internal(p),
+                    _ => DeskError::unauthenticated(p),
                 })
             }
         }
@@ -745,6 +739,10 @@ impl api::Desk for Office {
         let o = self.sessions.check(token.expose(), now).ok_or_else(DeskError::bad_token)?;
         let expires_at = self.sessions.expires_at(token.expose()).unwrap_or(now);
         Ok(Session { officer: officer_view(&o), expires_at, token: token.clone() })
+    }
+
+    async fn session_valid(&self, token: &Token) -> bool {
+        self.sessions.expires_at(token.expose()).is_some_and(|e| e > Timestamp::now())
     }
 
     async fn logout(&self, who: &Session) -> Result<(), DeskError> {
@@ -783,7 +781,7 @@ impl api::Desk for Office {
         let to: BookingState = req.to.into();
         let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
         if matches!(to, BookingState::Cancelled | BookingState::NoShow) && reason.is_none() {
-            return Err(DeskError::Invalid(vec![
+            return Err(DeskError::invalid_problems(vec![
                 Problem::new(
                     "booking.reason_required",
                     "اكتب سبب الإلغاء أو عدم الحضور",
@@ -875,7 +873,7 @@ impl api::Desk for Office {
 
     async fn open_service(&self, who: &Session, req: ServiceRequest) -> Result<TxnView, DeskError> {
         if self.shifts.current().is_none() {
-            return Err(DeskError::Conflict(Problem::new(
+            return Err(DeskError::conflict(Problem::new(
                 "state.no_shift",
                 "لا توجد وردية مفتوحة؛ افتح الوردية أولًا",
                 "no shift is open; open the shift first",
@@ -895,7 +893,7 @@ impl api::Desk for Office {
             (r.schedule.clone(), r.blocklist.clone())
         };
         let Some(schedule) = schedule else {
-            return Err(DeskError::Unavailable(Problem::new(
+            return Err(DeskError::unavailable(Problem::new(
                 "schedule.missing",
                 "لا توجد لائحة رسوم مطبقة؛ استورد لائحة الرسوم",
                 "no fee schedule is applied; import one",
@@ -934,7 +932,7 @@ impl api::Desk for Office {
                     .map_err(from_refdata)?
                     .ok_or_else(|| DeskError::not_found("booking", bid))?;
                 if !matches!(b.state, BookingState::Assigned | BookingState::Arrived) {
-                    return Err(DeskError::Conflict(
+                    return Err(DeskError::conflict(
                         Problem::new(
                             "state.booking",
                             "لا يمكن خدمة هذا الحجز في حالته الحالية",
@@ -1020,12 +1018,7 @@ impl api::Desk for Office {
                     _ => d.vehicle_licence.as_ref().map(|l| l.expires),
                 })
             });
-        let changes: BTreeMap<String, String> = req
-            .changes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect();
+        let changes = req.changes.clone();
         let plan = OpenPlan {
             request: records::ServiceRequest {
                 service: req.service,
@@ -1300,7 +1293,7 @@ impl api::Desk for Office {
 }
 
 fn hq_unreachable() -> DeskError {
-    DeskError::Unavailable(Problem::new(
+    DeskError::unavailable(Problem::new(
         "hq.unreachable",
         "لا يوجد ملف لهذا المواطن في الوحدة ولا يمكن الاستعلام من الإدارة الآن؛ لا يمكن خدمة طلب بدون حجز إلا باستعلام مباشر",
         "the van holds no record for this citizen and HQ cannot be asked now; a walk-up needs a live HQ lookup",
@@ -1345,10 +1338,7 @@ impl crate::control::ControlExtra for OfficeExtra {
             };
             match self.office.apply_bundle(None, &bytes).await {
                 Ok(a) => Ok(json!({ "import": a })),
-                Err(e) => Err(match &e {
-                    DeskError::Invalid(ps) => ps.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
-                    other => other.to_string(),
-                }),
+                Err(e) => Err(e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")),
             }
         })
     }
