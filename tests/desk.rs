@@ -331,3 +331,74 @@ async fn shift_close_reconciles_terminal_totals_and_stock_with_the_journal() {
     let close = shifts.close(&supervisor(), StockCounts { cards: 47, labels: 19, tags: 19 }).await.unwrap();
     assert_eq!(close.mismatches, ["stock.card"]);
 }
+
+/// Every typed fault of every device, at the step that uses it: the step fails (typed fault on
+/// record, or `unknown` with the item counted spoiled), nothing is charged twice, and once the
+/// fault is cleared proceeding completes the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_fault_at_its_step_is_recovered_without_a_second_charge() {
+    use mtu::office::records::Step;
+    let cases: &[(&str, &str, ServiceKind, Option<Step>)] = &[
+        ("payment", "decline", ServiceKind::Inspection, None),
+        ("payment", "nak_once", ServiceKind::Inspection, None),
+        ("payment", "drop_mid_purchase", ServiceKind::Inspection, None),
+        ("card", "card_jam", ServiceKind::VehicleLicenceRenewal, Some(Step::Card)),
+        ("card", "ribbon_ended", ServiceKind::VehicleLicenceRenewal, Some(Step::Card)),
+        ("card", "feeder_empty", ServiceKind::DrivingLicenceRenewal, Some(Step::Card)),
+        ("card", "cover_open", ServiceKind::DrivingLicenceRenewal, Some(Step::Card)),
+        ("card", "no_ribbon", ServiceKind::VehicleLicenceReplacement, Some(Step::Card)),
+        ("card", "card_rejected", ServiceKind::VehicleLicenceReplacement, Some(Step::Card)),
+        ("card", "ribbon_jam", ServiceKind::DrivingLicenceReplacement, Some(Step::Card)),
+        ("card", "feeder_error", ServiceKind::DrivingLicenceUpdate, Some(Step::Card)),
+        ("rfid", "no_tag", ServiceKind::EStickerIssue, Some(Step::Tag)),
+        ("rfid", "two_tags", ServiceKind::EStickerIssue, Some(Step::Tag)),
+        ("rfid", "write_fail", ServiceKind::EStickerReplacement, Some(Step::Tag)),
+        ("rfid", "lock_fail", ServiceKind::EStickerReplacement, Some(Step::Tag)),
+        ("sticker", "paper_out", ServiceKind::EStickerIssue, Some(Step::Label)),
+        ("sticker", "head_open", ServiceKind::EStickerIssue, Some(Step::Label)),
+        ("sticker", "ribbon_out", ServiceKind::EStickerReplacement, Some(Step::Label)),
+        ("sticker", "pause", ServiceKind::EStickerReplacement, Some(Step::Label)),
+    ];
+    for &(device, fault, service, step) in cases {
+        let v = Van::start().await;
+        v.sim().fault(device, fault).unwrap();
+        let t = v.desk.open(plan(service, 10_000), &officer()).await.unwrap();
+        if service == ServiceKind::Inspection {
+            v.desk.inspect(t.id(), &officer(), true, true, Default::default(), String::new()).await.unwrap();
+        }
+        let first = v.desk.proceed(t.id(), &officer()).await.unwrap();
+        if let Some(step) = step {
+            let s = &first.steps[&step];
+            assert_ne!(first.state(), State::Completed, "{device}/{fault}: completed through the fault");
+            assert!(
+                s.fault.is_some() || s.last == Some(mtu::office::records::StepOutcome::Unknown),
+                "{device}/{fault}: no typed fault on record: {s:?}"
+            );
+        }
+        v.sim().clear(device).unwrap();
+        let mut t = first;
+        for _ in 0..20 {
+            if t.state() == State::Completed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            t = v.desk.proceed(t.id(), &officer()).await.unwrap();
+        }
+        assert_eq!(t.state(), State::Completed, "{device}/{fault}: {t:#?}");
+        let kinds = v.kinds(t.id());
+        let approved = v
+            .journal
+            .as_ref()
+            .unwrap()
+            .txn_records(t.id())
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                (r.kind == kind::PAYMENT_RESULT || r.kind == kind::PAYMENT_RECOVERY)
+                    && serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["outcome"]
+                        == "approved"
+            })
+            .count();
+        assert_eq!(approved, 1, "{device}/{fault}: {kinds:?}");
+    }
+}

@@ -315,7 +315,7 @@ pub fn bookings(van_id: &str, today: Date, tz: &TimeZone, issued_at: Timestamp) 
         &p[7],
     );
     let v9 = vehicle(
-        "ت ك س",
+        "ط ك س",
         "3140",
         VehicleCategory::Taxi,
         "MALA741CAKM325816",

@@ -2,6 +2,8 @@
 //! what it needs).
 #![allow(dead_code)]
 
+pub mod rig;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
