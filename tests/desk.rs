@@ -221,7 +221,7 @@ async fn a_card_fault_after_payment_is_retried_without_a_second_charge() {
     v.sim().fault("card", "ribbon_ended").unwrap();
     let t = v.desk.open(plan(ServiceKind::DrivingLicenceRenewal, 30_000), &officer()).await.unwrap();
     let t = v.desk.proceed(t.id(), &officer()).await.unwrap();
-    assert_eq!(t.state(), State::Printing, "{t:#?}");
+    assert_eq!(t.state(), State::Paid, "{t:#?}");
     let card = &t.steps[&mtu::office::records::Step::Card];
     assert!(card.fault.is_some(), "{card:?}");
     v.sim().clear("card").unwrap();

@@ -61,6 +61,34 @@ pub mod kind {
     pub const SERVICE_VOID: &str = "service.void";
     /// A receipt was printed or reprinted.
     pub const RECEIPT_PRINT: &str = "receipt.print";
+
+    /// Every kind a transaction's records may have (`booking.state`, `refdata.applied`,
+    /// `officer.*` and `shift.*` are the desk's other records).
+    pub const ALL: [&str; 23] = [
+        SERVICE_OPEN,
+        SERVICE_REFUSAL,
+        SERVICE_OVERRIDE,
+        SERVICE_INSPECTION,
+        SERVICE_QUOTE,
+        PAYMENT_INTENT,
+        PAYMENT_RESULT,
+        PAYMENT_RECOVERY,
+        PAYMENT_HOLD,
+        PAYMENT_REVERSAL_INTENT,
+        PAYMENT_REVERSAL,
+        CARD_INTENT,
+        CARD_RESULT,
+        TAG_INTENT,
+        TAG_RESULT,
+        LABEL_INTENT,
+        LABEL_RESULT,
+        SERVICE_REPRINT,
+        STOCK_SPOILED,
+        SERVICE_COMPLETE,
+        SERVICE_CANCEL,
+        SERVICE_VOID,
+        RECEIPT_PRINT,
+    ];
 }
 
 /// What the officer entered (or the booking carried) for a service.
@@ -505,4 +533,23 @@ pub struct ReceiptPrint {
     pub format: String,
     /// 1 for the first copy.
     pub copy: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn journal_format_documents_every_service_record() {
+        let doc = include_str!("../../docs/journal-format.md");
+        let others = [
+            "booking.state",
+            "refdata.applied",
+            "officer.login",
+            "officer.logout",
+            "shift.open",
+            "shift.close",
+        ];
+        for k in super::kind::ALL.iter().chain(others.iter()) {
+            assert!(doc.contains(&format!("`{k}`")), "docs/journal-format.md does not document {k}");
+        }
+    }
 }

@@ -715,12 +715,15 @@ impl Txn {
                 _ => State::PaymentUnknown,
             },
             Next::Reverse { .. } | Next::ResolveReversal { .. } => State::Voiding,
-            Next::ResolveStep { step, .. } | Next::Do { step, .. } => {
+            // Waiting for the officer to proceed (first time, or a retry after a failure).
+            Next::Do { .. } if self.complete.is_some() => State::Completed,
+            Next::Do { .. } => State::Paid,
+            // An intent without its result: the step is running (or a crash left it so).
+            Next::ResolveStep { step, .. } => {
                 if self.complete.is_some() {
                     return State::Completed;
                 }
                 match step {
-                    Step::Card if self.steps[&step].attempts == 0 => State::Paid,
                     Step::Card => State::Printing,
                     Step::Tag => State::Encoding,
                     Step::Label => State::Labelling,
