@@ -513,3 +513,37 @@ fn pin_hashes_match_the_reference_argon2_implementation() {
     assert_eq!(hash_pin_salted("98765", b"another-salt", 64, 1, 2).unwrap(), other);
     assert!(!verify_pin("1234", "not a hash"));
 }
+
+mod properties {
+    use super::*;
+    use mtu::office::refdata::parse_bundle;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_bundle(&data, VAN, &ServiceHours::cairo_default());
+        }
+
+        #[test]
+        fn arbitrary_tokens_never_authenticate(token in ".{0,64}") {
+            let s = Sessions::default();
+            prop_assert!(s.check(&token, now()).is_none());
+        }
+
+        /// A booking is accepted exactly when its slot lies inside 10:00–22:00 Cairo on one day.
+        #[test]
+        fn slots_are_accepted_exactly_inside_service_hours(start in 0i64..86_400 * 3, len in -3_600i64..14 * 3_600) {
+            let base: Timestamp = "2026-11-30T22:00:00Z".parse().unwrap(); // 00:00 Cairo, 1 Dec
+            let s = base.checked_add(SignedDuration::from_secs(start)).unwrap();
+            let e = s.checked_add(SignedDuration::from_secs(len)).unwrap();
+            let mut v = sample_bookings();
+            v["items"][0]["slot"] = json!({"start": s, "end": e});
+            let got = parse_bundle(&bytes(&v), VAN, &ServiceHours::cairo_default()).is_ok();
+            // Cairo is UTC+2 all December: seconds after local midnight of each end.
+            let (ls, le) = (start % 86_400, start % 86_400 + len);
+            let want = len > 0 && le <= 22 * 3_600 && ls >= 10 * 3_600;
+            prop_assert_eq!(got, want, "start {} len {}", s, len);
+        }
+    }
+}
