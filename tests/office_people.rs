@@ -547,3 +547,57 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_training_van_gets_its_sample_day_once_and_each_new_day_its_bookings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let first = sample::day_bundles(&db, VAN, today(), now()).unwrap();
+    assert_eq!(first.len(), 3);
+    let mut kinds = Vec::new();
+    for b in &first {
+        let journaled = |a: &mtu::office::refdata::Applied| {
+            assert!(a.items > 0);
+            Ok(())
+        };
+        kinds.push(db.import(b, now(), journaled).unwrap().bundle);
+    }
+    assert_eq!(kinds, [BundleKind::Roster, BundleKind::Blocklist, BundleKind::Bookings]);
+    // A restart the same day: only the bookings again, all already held.
+    let again = sample::day_bundles(&db, VAN, today(), now()).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(db.apply(&again[0], now()).unwrap().skipped, 11);
+    // The next day: a new day of bookings; the first sample officer logs in with the sample PIN.
+    let tomorrow = Date::new(2026, 12, 2).unwrap();
+    let next = sample::day_bundles(&db, VAN, tomorrow, now()).unwrap();
+    assert_eq!(db.apply(&next[0], now()).unwrap().items, 11);
+    assert_eq!(db.bookings_on(tomorrow).unwrap()[0].booking.id, "B-20261202-01");
+    let people = People::new(Arc::new(db), LockoutPolicy::default());
+    for (id, pin, role, _, _) in sample::OFFICERS {
+        let o = people.login(id, pin, now()).unwrap();
+        assert_eq!(mtu::office::people::role_name(o.role), role);
+    }
+}
+
+/// Every error code the reference data and login code can give is documented.
+#[test]
+fn docs_list_every_reference_data_and_login_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/reference-data.md")).unwrap();
+    let mut codes = Vec::new();
+    for file in ["src/office/refdata.rs", "src/office/people.rs"] {
+        let src = std::fs::read_to_string(root.join(file)).unwrap();
+        for piece in src.split('"').skip(1).step_by(2) {
+            let (prefix, rest) = piece.split_once('.').unwrap_or(("", ""));
+            if ["bundle", "booking", "roster", "auth", "storage", "state", "not_found"].contains(&prefix)
+                && !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                codes.push(piece.to_owned());
+            }
+        }
+    }
+    assert!(codes.len() >= 15, "{codes:?}");
+    let missing: Vec<_> = codes.iter().filter(|c| !doc.contains(&format!("`{c}`"))).collect();
+    assert!(missing.is_empty(), "docs/reference-data.md lacks {missing:?}");
+}
