@@ -330,8 +330,10 @@ fn office_db_is_private() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     db.apply(&bytes(&cheap_roster()), now()).unwrap();
-    let mode = std::fs::metadata(dir.path().join("office.db")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
+    for file in ["office.db", "office.db-wal", "office.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 }
 
 #[test]
@@ -474,6 +476,22 @@ fn sessions_expire_when_idle_and_absolutely() {
     assert_eq!(s.check(&a, t0), None);
     assert_eq!(s.end_all_for("1001"), 1);
     assert_eq!(s.check(&b, t0), None);
+    // A roster import ends the sessions of officers removed, deactivated or given another role.
+    let other = |id: &str, role: Role, active: bool| mtu::office::people::Officer {
+        id: id.into(),
+        name_ar: "س".into(),
+        name_en: "S".into(),
+        role,
+        active,
+    };
+    let (a, _) = s.create(officer.clone(), t0);
+    let (b, _) = s.create(other("1002", Role::Officer, true), t0);
+    let (c, _) = s.create(other("9001", Role::Supervisor, true), t0);
+    let (d, _) = s.create(other("1003", Role::Officer, true), t0);
+    let roster = [officer.clone(), other("1002", Role::Officer, false), other("9001", Role::Officer, true)];
+    assert_eq!(s.retain_roster(&roster), 3);
+    assert!(s.check(&a, t0).is_some());
+    assert!(s.check(&b, t0).is_none() && s.check(&c, t0).is_none() && s.check(&d, t0).is_none());
     for junk in ["", "x", "!!!!", &"A".repeat(43), &"A".repeat(4000)] {
         assert_eq!(s.check(junk, t0), None);
     }

@@ -546,6 +546,17 @@ impl Sessions {
         before - map.len()
     }
 
+    /// Ends the sessions of officers no longer on `roster` as they were logged in (removed,
+    /// deactivated, or with another role); call after a roster import. How many ended.
+    pub fn retain_roster(&self, roster: &[Officer]) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, s| {
+            roster.iter().any(|o| o.active && o.id == s.officer.id && o.role == s.officer.role)
+        });
+        before - map.len()
+    }
+
     /// Live sessions at `now` (for status displays).
     pub fn count(&self, now: Timestamp) -> usize {
         self.lock().values().filter(|s| s.idle_until > now && s.absolute_until > now).count()
