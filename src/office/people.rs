@@ -31,6 +31,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::{SignedDuration, Timestamp};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -90,8 +91,6 @@ pub struct RosterEntry {
     #[serde(default, skip_serializing)]
     pub pin: Option<Value>,
 }
-
-use serde_json::Value;
 
 fn yes() -> bool {
     true
