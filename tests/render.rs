@@ -4,6 +4,9 @@
 //! Regenerate the goldens after an intended layout change with `UPDATE_GOLDEN=1 cargo test --test render`
 //! and look at every PNG in tests/golden before committing.
 
+mod common;
+use common::{pdftotext, run_tool};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -434,29 +437,6 @@ fn vanctl_render_and_verify_qr() {
 // ---- documents read by outside software (poppler) and by a printer ----
 
 /// An outside tool the tests read documents with; missing means the test fails, naming the package.
-fn tool(cmd: &str, package: &str) -> std::process::Command {
-    let found =
-        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()));
-    assert!(
-        found,
-        "{cmd} is missing: run tools/test, which installs the Debian package {package} \
-         (listed in tools/test-debian-packages.txt)"
-    );
-    std::process::Command::new(cmd)
-}
-
-fn run_tool(cmd: &str, package: &str, args: &[&std::ffi::OsStr]) -> String {
-    let out = tool(cmd, package).args(args).output().unwrap();
-    assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Text as poppler's `pdftotext` extracts it, with the directional marks poppler adds removed.
-fn pdftotext(pdf: &std::path::Path) -> String {
-    let raw = run_tool("pdftotext", "poppler-utils", &[pdf.as_os_str(), "-".as_ref()]);
-    raw.chars().filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')).collect()
-}
-
 /// Renders every sample document with `vanctl render` into a fresh folder.
 fn render_all(cfg: &Config) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

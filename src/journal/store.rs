@@ -1099,6 +1099,23 @@ impl Journal {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         txn_last_of(&conn, &self.path, txn)
     }
+
+    /// The transactions whose id starts with `prefix` and that have a record after `since_seq`,
+    /// in the order of their first such record (the service desk reloads its open transactions
+    /// with this at start).
+    pub fn txn_ids(&self, prefix: &str, since_seq: u64) -> Result<Vec<String>, JournalError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT txn FROM txn_index WHERE seq > ?1 AND substr(txn, 1, length(?2)) = ?2
+                 GROUP BY txn ORDER BY MIN(seq)",
+            )
+            .map_err(|e| map_sqlite(&self.path, e))?;
+        let rows = stmt
+            .query_map(params![since_seq as i64, prefix], |r| r.get::<_, String>(0))
+            .map_err(|e| map_sqlite(&self.path, e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| map_sqlite(&self.path, e))
+    }
 }
 
 impl DomainSigner for Journal {

@@ -56,3 +56,27 @@ impl Responder {
         self.thread.join().unwrap();
     }
 }
+
+/// A Debian tool the tests need; a missing one fails the test naming its package.
+pub fn tool(cmd: &str, package: &str) -> std::process::Command {
+    let found =
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()));
+    assert!(
+        found,
+        "{cmd} is missing: run tools/test, which installs the Debian package {package} \
+         (listed in tools/test-debian-packages.txt)"
+    );
+    std::process::Command::new(cmd)
+}
+
+pub fn run_tool(cmd: &str, package: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = tool(cmd, package).args(args).output().unwrap();
+    assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Text as poppler's `pdftotext` extracts it, with the directional marks poppler adds removed.
+pub fn pdftotext(pdf: &std::path::Path) -> String {
+    let raw = run_tool("pdftotext", "poppler-utils", &[pdf.as_os_str(), "-".as_ref()]);
+    raw.chars().filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')).collect()
+}
