@@ -432,6 +432,26 @@ fn an_unknown_id_looks_like_a_wrong_pin_and_inactive_shows_only_after_the_right_
     // Inactive: wrong PIN says wrong PIN; the right PIN says inactive.
     assert_eq!(people.login("1003", "0000", now()), Err(LoginError::BadPin { attempts_left: 2 }));
     assert_eq!(people.login("1003", "4321", now()), Err(LoginError::Inactive));
+    // The journal payload names the id and the reason, never the PIN.
+    let r = people.login("٤٢٤٢", "1234", now());
+    assert_eq!(
+        mtu::office::people::login_record("٤٢٤٢", &r),
+        json!({"officer": "4242", "ok": false, "reason": "locked_out"})
+    );
+    let ok = people.login("9001", "9999", now());
+    assert_eq!(mtu::office::people::login_record("9001", &ok), json!({"officer": "9001", "ok": true}));
+}
+
+#[tokio::test]
+async fn async_callers_log_in_on_a_blocking_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open(dir.path()));
+    db.apply(&bytes(&cheap_roster()), now()).unwrap();
+    let people = People::new(db, LockoutPolicy::default());
+    let o = people.login_async("1001".into(), zeroize::Zeroizing::new("1234".into()), now()).await.unwrap();
+    assert_eq!(o.id, "1001");
+    let e = people.login_async("1001".into(), zeroize::Zeroizing::new("1".into()), now()).await.unwrap_err();
+    assert_eq!(e, LoginError::BadPin { attempts_left: 4 });
 }
 
 #[test]

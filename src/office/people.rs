@@ -452,6 +452,31 @@ impl People {
     }
 }
 
+impl People {
+    /// [`People::login`] on a blocking thread, for async callers (the HTTP API).
+    pub async fn login_async(
+        &self,
+        id: String,
+        pin: Zeroizing<String>,
+        now: Timestamp,
+    ) -> Result<Officer, LoginError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.login(&id, &pin, now))
+            .await
+            .unwrap_or_else(|e| Err(LoginError::Storage(format!("login task failed: {e}"))))
+    }
+}
+
+/// The `officer.login` journal payload for a login attempt: `{officer, ok, reason?}` (never the
+/// PIN). `officer` is the id as typed, digits normalised.
+pub fn login_record(id: &str, result: &Result<Officer, LoginError>) -> Value {
+    let mut v = serde_json::json!({"officer": ascii_digits(id.trim()), "ok": result.is_ok()});
+    if let Err(e) = result {
+        v["reason"] = Value::String(e.reason().to_owned());
+    }
+    v
+}
+
 /// Session expiry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPolicy {
