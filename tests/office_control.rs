@@ -232,3 +232,27 @@ async fn imports_may_exceed_the_ordinary_line_limit_other_requests_may_not() {
     assert!(answer["error"].as_str().unwrap().contains("needs \"bundle_text\""), "{answer}");
     let _ = van.stop.send(true);
 }
+
+#[test]
+fn vanctl_hashes_a_pin_from_standard_input() {
+    let run = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vanctl"))
+            .args(["officers", "hash-pin"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("١٢٣٤\n");
+    assert!(out.status.success(), "{}", text(&out).1);
+    let hash = text(&out).0.trim().to_owned();
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+    assert!(mtu::office::people::verify_pin("1234", &hash));
+    assert!(!text(&out).1.contains("1234"), "the PIN is never echoed");
+    let out = run("12ab\n");
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("a PIN is 4 to 12 digits"), "{}", text(&out).1);
+}

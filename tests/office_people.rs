@@ -330,8 +330,10 @@ fn office_db_is_private() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
     db.apply(&bytes(&cheap_roster()), now()).unwrap();
-    let mode = std::fs::metadata(dir.path().join("office.db")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600);
+    for file in ["office.db", "office.db-wal", "office.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 }
 
 #[test]
@@ -430,6 +432,26 @@ fn an_unknown_id_looks_like_a_wrong_pin_and_inactive_shows_only_after_the_right_
     // Inactive: wrong PIN says wrong PIN; the right PIN says inactive.
     assert_eq!(people.login("1003", "0000", now()), Err(LoginError::BadPin { attempts_left: 2 }));
     assert_eq!(people.login("1003", "4321", now()), Err(LoginError::Inactive));
+    // The journal payload names the id and the reason, never the PIN.
+    let r = people.login("٤٢٤٢", "1234", now());
+    assert_eq!(
+        mtu::office::people::login_record("٤٢٤٢", &r),
+        json!({"officer": "4242", "ok": false, "reason": "locked_out"})
+    );
+    let ok = people.login("9001", "9999", now());
+    assert_eq!(mtu::office::people::login_record("9001", &ok), json!({"officer": "9001", "ok": true}));
+}
+
+#[tokio::test]
+async fn async_callers_log_in_on_a_blocking_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open(dir.path()));
+    db.apply(&bytes(&cheap_roster()), now()).unwrap();
+    let people = People::new(db, LockoutPolicy::default());
+    let o = people.login_async("1001".into(), zeroize::Zeroizing::new("1234".into()), now()).await.unwrap();
+    assert_eq!(o.id, "1001");
+    let e = people.login_async("1001".into(), zeroize::Zeroizing::new("1".into()), now()).await.unwrap_err();
+    assert_eq!(e, LoginError::BadPin { attempts_left: 4 });
 }
 
 #[test]
@@ -474,6 +496,22 @@ fn sessions_expire_when_idle_and_absolutely() {
     assert_eq!(s.check(&a, t0), None);
     assert_eq!(s.end_all_for("1001"), 1);
     assert_eq!(s.check(&b, t0), None);
+    // A roster import ends the sessions of officers removed, deactivated or given another role.
+    let other = |id: &str, role: Role, active: bool| mtu::office::people::Officer {
+        id: id.into(),
+        name_ar: "س".into(),
+        name_en: "S".into(),
+        role,
+        active,
+    };
+    let (a, _) = s.create(officer.clone(), t0);
+    let (b, _) = s.create(other("1002", Role::Officer, true), t0);
+    let (c, _) = s.create(other("9001", Role::Supervisor, true), t0);
+    let (d, _) = s.create(other("1003", Role::Officer, true), t0);
+    let roster = [officer.clone(), other("1002", Role::Officer, false), other("9001", Role::Officer, true)];
+    assert_eq!(s.retain_roster(&roster), 3);
+    assert!(s.check(&a, t0).is_some());
+    assert!(s.check(&b, t0).is_none() && s.check(&c, t0).is_none() && s.check(&d, t0).is_none());
     for junk in ["", "x", "!!!!", &"A".repeat(43), &"A".repeat(4000)] {
         assert_eq!(s.check(junk, t0), None);
     }
@@ -512,4 +550,92 @@ fn pin_hashes_match_the_reference_argon2_implementation() {
     assert!(!verify_pin("9876", &other));
     assert_eq!(hash_pin_salted("98765", b"another-salt", 64, 1, 2).unwrap(), other);
     assert!(!verify_pin("1234", "not a hash"));
+}
+
+mod properties {
+    use super::*;
+    use mtu::office::refdata::parse_bundle;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_bundle(&data, VAN, &ServiceHours::cairo_default());
+        }
+
+        #[test]
+        fn arbitrary_tokens_never_authenticate(token in ".{0,64}") {
+            let s = Sessions::default();
+            prop_assert!(s.check(&token, now()).is_none());
+        }
+
+        /// A booking is accepted exactly when its slot lies inside 10:00–22:00 Cairo on one day.
+        #[test]
+        fn slots_are_accepted_exactly_inside_service_hours(start in 0i64..86_400 * 3, len in -3_600i64..14 * 3_600) {
+            let base: Timestamp = "2026-11-30T22:00:00Z".parse().unwrap(); // 00:00 Cairo, 1 Dec
+            let s = base.checked_add(SignedDuration::from_secs(start)).unwrap();
+            let e = s.checked_add(SignedDuration::from_secs(len)).unwrap();
+            let mut v = sample_bookings();
+            v["items"][0]["slot"] = json!({"start": s, "end": e});
+            let got = parse_bundle(&bytes(&v), VAN, &ServiceHours::cairo_default()).is_ok();
+            // Cairo is UTC+2 all December: seconds after local midnight of each end.
+            let (ls, le) = (start % 86_400, start % 86_400 + len);
+            let want = len > 0 && le <= 22 * 3_600 && ls >= 10 * 3_600;
+            prop_assert_eq!(got, want, "start {} len {}", s, len);
+        }
+    }
+}
+
+#[test]
+fn a_training_van_gets_its_sample_day_once_and_each_new_day_its_bookings() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let first = sample::day_bundles(&db, VAN, today(), now()).unwrap();
+    assert_eq!(first.len(), 3);
+    let mut kinds = Vec::new();
+    for b in &first {
+        let journaled = |a: &mtu::office::refdata::Applied| {
+            assert!(a.items > 0);
+            Ok(())
+        };
+        kinds.push(db.import(b, now(), journaled).unwrap().bundle);
+    }
+    assert_eq!(kinds, [BundleKind::Roster, BundleKind::Blocklist, BundleKind::Bookings]);
+    // A restart the same day: only the bookings again, all already held.
+    let again = sample::day_bundles(&db, VAN, today(), now()).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(db.apply(&again[0], now()).unwrap().skipped, 11);
+    // The next day: a new day of bookings; the first sample officer logs in with the sample PIN.
+    let tomorrow = Date::new(2026, 12, 2).unwrap();
+    let next = sample::day_bundles(&db, VAN, tomorrow, now()).unwrap();
+    assert_eq!(db.apply(&next[0], now()).unwrap().items, 11);
+    assert_eq!(db.bookings_on(tomorrow).unwrap()[0].booking.id, "B-20261202-01");
+    let people = People::new(Arc::new(db), LockoutPolicy::default());
+    for (id, pin, role, _, _) in sample::OFFICERS {
+        let o = people.login(id, pin, now()).unwrap();
+        assert_eq!(mtu::office::people::role_name(o.role), role);
+    }
+}
+
+/// Every error code the reference data and login code can give is documented.
+#[test]
+fn docs_list_every_reference_data_and_login_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/reference-data.md")).unwrap();
+    let mut codes = Vec::new();
+    for file in ["src/office/refdata.rs", "src/office/people.rs"] {
+        let src = std::fs::read_to_string(root.join(file)).unwrap();
+        for piece in src.split('"').skip(1).step_by(2) {
+            let (prefix, rest) = piece.split_once('.').unwrap_or(("", ""));
+            if ["bundle", "booking", "roster", "auth", "storage", "state", "not_found"].contains(&prefix)
+                && !rest.is_empty()
+                && rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                codes.push(piece.to_owned());
+            }
+        }
+    }
+    assert!(codes.len() >= 15, "{codes:?}");
+    let missing: Vec<_> = codes.iter().filter(|c| !doc.contains(&format!("`{c}`"))).collect();
+    assert!(missing.is_empty(), "docs/reference-data.md lacks {missing:?}");
 }

@@ -31,6 +31,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::{SignedDuration, Timestamp};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -90,8 +91,6 @@ pub struct RosterEntry {
     #[serde(default, skip_serializing)]
     pub pin: Option<Value>,
 }
-
-use serde_json::Value;
 
 fn yes() -> bool {
     true
@@ -453,6 +452,31 @@ impl People {
     }
 }
 
+impl People {
+    /// [`People::login`] on a blocking thread, for async callers (the HTTP API).
+    pub async fn login_async(
+        &self,
+        id: String,
+        pin: Zeroizing<String>,
+        now: Timestamp,
+    ) -> Result<Officer, LoginError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.login(&id, &pin, now))
+            .await
+            .unwrap_or_else(|e| Err(LoginError::Storage(format!("login task failed: {e}"))))
+    }
+}
+
+/// The `officer.login` journal payload for a login attempt: `{officer, ok, reason?}` (never the
+/// PIN). `officer` is the id as typed, digits normalised.
+pub fn login_record(id: &str, result: &Result<Officer, LoginError>) -> Value {
+    let mut v = serde_json::json!({"officer": ascii_digits(id.trim()), "ok": result.is_ok()});
+    if let Err(e) = result {
+        v["reason"] = Value::String(e.reason().to_owned());
+    }
+    v
+}
+
 /// Session expiry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionPolicy {
@@ -543,6 +567,17 @@ impl Sessions {
         let mut map = self.lock();
         let before = map.len();
         map.retain(|_, s| s.officer.id != officer_id);
+        before - map.len()
+    }
+
+    /// Ends the sessions of officers no longer on `roster` as they were logged in (removed,
+    /// deactivated, or with another role); call after a roster import. How many ended.
+    pub fn retain_roster(&self, roster: &[Officer]) -> usize {
+        let mut map = self.lock();
+        let before = map.len();
+        map.retain(|_, s| {
+            roster.iter().any(|o| o.active && o.id == s.officer.id && o.role == s.officer.role)
+        });
         before - map.len()
     }
 

@@ -371,7 +371,6 @@ struct Header {
     bundle: String,
     version: u64,
     van_id: String,
-    #[allow(dead_code)] // checked for shape; kept in the raw bundle
     issued_at: Timestamp,
 }
 
@@ -383,11 +382,6 @@ struct BookingsBody {
 #[derive(Deserialize)]
 struct RosterBody {
     officers: Vec<RosterEntry>,
-}
-
-#[derive(Deserialize)]
-struct IssuedAt {
-    issued_at: Timestamp,
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RefDataError> {
@@ -405,6 +399,147 @@ fn booking_at(bytes: &[u8], path: &str) -> Option<String> {
     let i: usize = rest[..rest.find(']')?].parse().ok()?;
     let v: Value = serde_json::from_slice(bytes).ok()?;
     v.get("items")?.get(i)?.get("id")?.as_str().map(str::to_owned)
+}
+
+/// A bundle checked on its own (no stored data needed): its header, its file's SHA-256 and its
+/// typed body.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Kind.
+    pub kind: BundleKind,
+    /// Version.
+    pub version: u64,
+    /// When HQ issued it.
+    pub issued_at: Timestamp,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// The file's text.
+    pub raw: String,
+    /// The body.
+    pub body: BundleBody,
+}
+
+/// A bundle's body.
+#[derive(Debug, Clone)]
+pub enum BundleBody {
+    /// Bookings, each inside service hours, ids unique.
+    Bookings(Vec<Booking>),
+    /// Officers, checked by `people::check_roster`.
+    Roster(Vec<RosterEntry>),
+    /// The schedule or block list object, as compact JSON.
+    Raw(String),
+}
+
+/// Parses and checks a bundle for van `van_id` on its own: the header, the van, the body's shape
+/// (errors name the JSON path and the booking), bookings inside `hours` with unique ids, rosters
+/// without plain or malformed PINs. Never panics, whatever the bytes.
+pub fn parse_bundle(bytes: &[u8], van_id: &str, hours: &ServiceHours) -> Result<Bundle, RefDataError> {
+    let header: Header = from_json(bytes)?;
+    let Some(kind) = BundleKind::parse(&header.bundle) else {
+        return Err(RefDataError::Malformed {
+            path: "bundle".into(),
+            detail: format!(
+                "unknown bundle {:?} (known: bookings, roster, schedule, blocklist)",
+                header.bundle
+            ),
+            booking: None,
+        });
+    };
+    if i64::try_from(header.version).is_err() {
+        return Err(RefDataError::Malformed {
+            path: "version".into(),
+            detail: format!("version {} is larger than {}", header.version, i64::MAX),
+            booking: None,
+        });
+    }
+    if header.van_id != van_id {
+        return Err(RefDataError::WrongVan { expected: van_id.to_owned(), got: header.van_id });
+    }
+    let issued_at = header.issued_at;
+    let raw = std::str::from_utf8(bytes)
+        .map_err(|e| RefDataError::Malformed { path: String::new(), detail: e.to_string(), booking: None })?
+        .to_owned();
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    let body = match kind {
+        BundleKind::Bookings => {
+            let parsed: BookingsBody = from_json(bytes).map_err(|e| match e {
+                RefDataError::Malformed { path, detail, .. } => {
+                    let booking = booking_at(bytes, &path);
+                    RefDataError::Malformed { path, detail, booking }
+                }
+                other => other,
+            })?;
+            let bad = check_bookings(&parsed.items, hours);
+            if !bad.is_empty() {
+                return Err(RefDataError::BadBookings(bad));
+            }
+            BundleBody::Bookings(parsed.items)
+        }
+        BundleKind::Roster => {
+            let parsed: RosterBody = from_json(bytes)?;
+            let bad = people::check_roster(&parsed.officers);
+            if !bad.is_empty() {
+                return Err(RefDataError::BadRoster(bad));
+            }
+            BundleBody::Roster(parsed.officers)
+        }
+        BundleKind::Schedule | BundleKind::Blocklist => {
+            let v: Value = from_json(bytes)?;
+            let field = kind.name();
+            let Some(body) = v.get(field).filter(|b| b.is_object()) else {
+                return Err(RefDataError::Malformed {
+                    path: field.into(),
+                    detail: format!("missing object field \"{field}\""),
+                    booking: None,
+                });
+            };
+            BundleBody::Raw(body.to_string())
+        }
+    };
+    Ok(Bundle { kind, version: header.version, issued_at, sha256, raw, body })
+}
+
+/// Every problem with a bundle's bookings (ids, duplicates, slots outside service hours).
+fn check_bookings(items: &[Booking], hours: &ServiceHours) -> Vec<BookingRefusal> {
+    let mut bad = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, b) in items.iter().enumerate() {
+        let at = |f: &str| format!("items[{i}].{f}");
+        if b.id.trim().is_empty() || b.id.len() > 64 {
+            bad.push(BookingRefusal {
+                booking: b.id.clone(),
+                error: FieldError::new(
+                    at("id"),
+                    "booking.bad_id",
+                    "رقم الحجز فارغ أو أطول من ٦٤ حرفًا",
+                    "booking id is empty or longer than 64 characters",
+                ),
+            });
+        }
+        if !seen.insert(b.id.as_str()) {
+            bad.push(BookingRefusal {
+                booking: b.id.clone(),
+                error: FieldError::new(
+                    at("id"),
+                    "booking.duplicate",
+                    format!("الحجز {} مكرر في الملف", b.id),
+                    format!("booking {} appears twice in the bundle", b.id),
+                ),
+            });
+        }
+        if let Some(why) = hours.slot_problem(b.slot.start, b.slot.end) {
+            bad.push(BookingRefusal {
+                booking: b.id.clone(),
+                error: FieldError::new(
+                    at("slot"),
+                    "booking.outside_hours",
+                    format!("موعد الحجز {} خارج ساعات عمل الوحدة", b.id),
+                    format!("booking {}: {why}", b.id),
+                ),
+            });
+        }
+    }
+    bad
 }
 
 fn migrations() -> Migrations<'static> {
@@ -518,100 +653,24 @@ impl RefData {
 
     /// Checks a bundle (the file's bytes) against the rules and the stored data, without writing.
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, RefDataError> {
-        let header: Header = from_json(bytes)?;
-        let Some(kind) = BundleKind::parse(&header.bundle) else {
-            return Err(RefDataError::Malformed {
-                path: "bundle".into(),
-                detail: format!(
-                    "unknown bundle {:?} (known: bookings, roster, schedule, blocklist)",
-                    header.bundle
-                ),
-                booking: None,
-            });
-        };
-        if i64::try_from(header.version).is_err() {
-            return Err(RefDataError::Malformed {
-                path: "version".into(),
-                detail: format!("version {} is larger than {}", header.version, i64::MAX),
-                booking: None,
-            });
-        }
-        if header.van_id != self.van_id {
-            return Err(RefDataError::WrongVan { expected: self.van_id.clone(), got: header.van_id });
-        }
-        let issued_at = from_json::<IssuedAt>(bytes)?.issued_at;
-        let raw = std::str::from_utf8(bytes)
-            .map_err(|e| RefDataError::Malformed {
-                path: String::new(),
-                detail: e.to_string(),
-                booking: None,
-            })?
-            .to_owned();
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let parsed = parse_bundle(bytes, &self.van_id, &self.hours)?;
         let conn = self.lock();
+        let kind = parsed.kind;
         if kind != BundleKind::Bookings {
             let current: Option<i64> = conn
                 .query_row("SELECT version FROM current WHERE kind = ?1", [kind.name()], |r| r.get(0))
                 .optional()
                 .map_err(|e| self.storage(e))?;
             let current = current.map(|c| c as u64);
-            if let Some(current) = current.filter(|&c| header.version <= c) {
-                return Err(RefDataError::StaleVersion { bundle: kind, version: header.version, current });
+            if let Some(current) = current.filter(|&c| parsed.version <= c) {
+                return Err(RefDataError::StaleVersion { bundle: kind, version: parsed.version, current });
             }
         }
-        let (body, items, skipped) = match kind {
-            BundleKind::Bookings => {
-                let parsed: BookingsBody = from_json(bytes).map_err(|e| match e {
-                    RefDataError::Malformed { path, detail, .. } => {
-                        let booking = booking_at(bytes, &path);
-                        RefDataError::Malformed { path, detail, booking }
-                    }
-                    other => other,
-                })?;
-                let mut bad = Vec::new();
-                let mut seen = HashSet::new();
-                for (i, b) in parsed.items.iter().enumerate() {
-                    let at = |f: &str| format!("items[{i}].{f}");
-                    if b.id.trim().is_empty() || b.id.len() > 64 {
-                        bad.push(BookingRefusal {
-                            booking: b.id.clone(),
-                            error: FieldError::new(
-                                at("id"),
-                                "booking.bad_id",
-                                "رقم الحجز فارغ أو أطول من ٦٤ حرفًا",
-                                "booking id is empty or longer than 64 characters",
-                            ),
-                        });
-                    }
-                    if !seen.insert(b.id.as_str()) {
-                        bad.push(BookingRefusal {
-                            booking: b.id.clone(),
-                            error: FieldError::new(
-                                at("id"),
-                                "booking.duplicate",
-                                format!("الحجز {} مكرر في الملف", b.id),
-                                format!("booking {} appears twice in the bundle", b.id),
-                            ),
-                        });
-                    }
-                    if let Some(why) = self.hours.slot_problem(b.slot.start, b.slot.end) {
-                        bad.push(BookingRefusal {
-                            booking: b.id.clone(),
-                            error: FieldError::new(
-                                at("slot"),
-                                "booking.outside_hours",
-                                format!("موعد الحجز {} خارج ساعات عمل الوحدة", b.id),
-                                format!("booking {}: {why}", b.id),
-                            ),
-                        });
-                    }
-                }
-                if !bad.is_empty() {
-                    return Err(RefDataError::BadBookings(bad));
-                }
+        let (body, items, skipped) = match parsed.body {
+            BundleBody::Bookings(list) => {
                 let mut keep = Vec::new();
                 let mut skipped = 0;
-                for b in parsed.items {
+                for b in list {
                     let stored: Option<u32> = conn
                         .query_row("SELECT version FROM bookings WHERE id = ?1", [&b.id], |r| r.get(0))
                         .optional()
@@ -624,32 +683,16 @@ impl RefData {
                 let n = keep.len();
                 (Body::Bookings(keep), n, skipped)
             }
-            BundleKind::Roster => {
-                let parsed: RosterBody = from_json(bytes)?;
-                let bad = people::check_roster(&parsed.officers);
-                if !bad.is_empty() {
-                    return Err(RefDataError::BadRoster(bad));
-                }
-                let n = parsed.officers.len();
-                (Body::Roster(parsed.officers), n, 0)
+            BundleBody::Roster(officers) => {
+                let n = officers.len();
+                (Body::Roster(officers), n, 0)
             }
-            BundleKind::Schedule | BundleKind::Blocklist => {
-                let v: Value = from_json(bytes)?;
-                let field = kind.name();
-                let Some(body) = v.get(field).filter(|b| b.is_object()) else {
-                    return Err(RefDataError::Malformed {
-                        path: field.into(),
-                        detail: format!("missing object field \"{field}\""),
-                        booking: None,
-                    });
-                };
-                (Body::Raw(body.to_string()), 1, 0)
-            }
+            BundleBody::Raw(body) => (Body::Raw(body), 1, 0),
         };
         Ok(Prepared {
-            applied: Applied { bundle: kind, version: header.version, sha256, items, skipped },
-            raw,
-            issued_at,
+            applied: Applied { bundle: kind, version: parsed.version, sha256: parsed.sha256, items, skipped },
+            raw: parsed.raw,
+            issued_at: parsed.issued_at,
             body,
         })
     }

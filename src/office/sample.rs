@@ -529,3 +529,35 @@ pub fn bookings(van_id: &str, today: Date, tz: &TimeZone, issued_at: Timestamp) 
     m.insert("items".into(), serde_json::to_value(items).expect("bookings serialise"));
     Value::Object(m)
 }
+
+/// Why the sample day could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// A sample PIN could not be hashed.
+    #[error("sample roster: {0}")]
+    Pin(#[from] PinError),
+    /// office.db could not be read.
+    #[error(transparent)]
+    RefData(#[from] super::refdata::RefDataError),
+}
+
+/// The sample bundles a training van still needs, in order: the roster and the block list if
+/// that kind was never applied, and today's bookings (already-held ones are skipped on import).
+/// Apply each with `RefData::import`, which journals it first.
+pub fn day_bundles(
+    refdata: &super::refdata::RefData,
+    van_id: &str,
+    today: Date,
+    now: Timestamp,
+) -> Result<Vec<Vec<u8>>, SampleError> {
+    use super::refdata::BundleKind;
+    let mut out = Vec::new();
+    if refdata.version(BundleKind::Roster)?.is_none() {
+        out.push(roster(van_id, now)?.to_string().into_bytes());
+    }
+    if refdata.version(BundleKind::Blocklist)?.is_none() {
+        out.push(blocklist(van_id, now).to_string().into_bytes());
+    }
+    out.push(bookings(van_id, today, &refdata.hours().tz, now).to_string().into_bytes());
+    Ok(out)
+}
