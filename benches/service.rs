@@ -68,7 +68,12 @@ fn plan(service: ServiceKind) -> OpenPlan {
         dossier_source: "none".into(),
         refusals: Vec::new(),
         schedule_version: 1,
-        lines: vec![FeeLine { code: "fee".into(), label_ar: "رسم".into(), label_en: "fee".into(), amount: 45_000 }],
+        lines: vec![FeeLine {
+            code: "fee".into(),
+            label_ar: "رسم".into(),
+            label_en: "fee".into(),
+            amount: 45_000,
+        }],
         expires: Some(jiff::civil::date(2029, 12, 1)),
     }
 }
@@ -88,7 +93,9 @@ async fn start() -> Bench {
     let secret = dir.path().join("tag-secret.hex");
     std::fs::write(&secret, "22".repeat(32)).unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let host = SimHost::start(&Scenario::parse(FAST, "fast").unwrap(), &dir.path().join("dev"), default_factory).unwrap();
+    let host =
+        SimHost::start(&Scenario::parse(FAST, "fast").unwrap(), &dir.path().join("dev"), default_factory)
+            .unwrap();
     let config = Config::parse(&config_text(dir.path()), "bench.toml").unwrap();
     let (journal, _) = Journal::open_van(
         &config.paths.journal_path(),
@@ -111,7 +118,9 @@ async fn start() -> Bench {
         }
     });
     let mut rx = manager.watch_health();
-    rx.wait_for(|b| b.devices.values().all(|h| matches!(h, Health::Connected | Health::Absent))).await.unwrap();
+    rx.wait_for(|b| b.devices.values().all(|h| matches!(h, Health::Connected | Health::Absent)))
+        .await
+        .unwrap();
     let cfg = DeskConfig {
         issuer: Issuer { unit_ar: "وحدة قياس".into(), van_id: "MTU-BENCH".into() },
         doc: DocOptions::default(),
@@ -153,7 +162,8 @@ fn main() {
             let device = Duration::from_millis(b.device_ms.load(std::sync::atomic::Ordering::SeqCst));
             let overhead = wall.saturating_sub(device) / n;
             // The floor: the same number of durable appends, alone.
-            let payload = serde_json::json!({"txn": "floor", "officer": "1001", "amount": 45_000, "attempt": 1});
+            let payload =
+                serde_json::json!({"txn": "floor", "officer": "1001", "amount": 45_000, "attempt": 1});
             let t = Instant::now();
             for _ in 0..(records as u32 * n) {
                 b.journal.append_async("bench.floor", &payload).await.unwrap();

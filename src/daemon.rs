@@ -187,7 +187,14 @@ fn start_simulators(config: &Config) -> anyhow::Result<Option<Arc<crate::sim::ho
         tracing::warn!("scenario {} not found: realistic timing, no faults", sim.scenario.display());
         Scenario::default()
     };
-    let mut host = SimHost::start(&scenario, &sim.device_dir, default_factory)
+    // The ledger of what the simulated devices physically did, kept next to the journal so it
+    // outlives vand (`van-sim ctl ledger`, and the tests compare it with the journal).
+    let ledger_path = config.paths.state_dir.join("sim-ledger.jsonl");
+    let ledger = std::sync::Arc::new(
+        crate::sim::ledger::Ledger::open(&ledger_path)
+            .with_context(|| format!("simulators' ledger {}", ledger_path.display()))?,
+    );
+    let mut host = SimHost::start_with_ledger(&scenario, &sim.device_dir, default_factory, ledger)
         .with_context(|| format!("serving simulated devices in {}", sim.device_dir.display()))?;
     host.set_gpio_file(&config.paths.state_dir.join("gpio-sim.json"));
     let host = Arc::new(host);

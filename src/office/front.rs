@@ -486,6 +486,11 @@ impl Office {
         if matches!(a.bundle, RdBundle::Schedule | RdBundle::Blocklist) {
             self.reload_rules()?;
         }
+        if a.bundle == RdBundle::Roster {
+            // Officers removed or deactivated lose their sessions at once.
+            let roster = self.refdata.officers().map_err(from_refdata)?;
+            self.sessions.retain_roster(&roster);
+        }
         Ok(applied)
     }
 
@@ -706,22 +711,20 @@ fn invalid(errors: Vec<FieldError>) -> DeskError {
 
 impl api::Desk for Office {
     async fn login(&self, req: LoginRequest) -> Result<SessionGrant, DeskError> {
-        let people = self.people.clone();
-        let (id, pin) = (req.officer_id.clone(), req.pin.expose().to_owned());
-        let result = tokio::task::spawn_blocking(move || people.login(&id, &pin, Timestamp::now()))
-            .await
-            .map_err(internal)?;
-        let officer_id = validate::ascii_digits(req.officer_id.trim());
+        let pin = zeroize::Zeroizing::new(req.pin.expose().to_owned());
+        let result = self.people.login_async(req.officer_id.clone(), pin, Timestamp::now()).await;
+        // The record names the id as typed (digits normalised), never the PIN.
+        let mut record = super::people::login_record(&req.officer_id, &result);
+        if let Some(id) = record["officer"].as_str() {
+            record["officer"] = json!(id.chars().take(32).collect::<String>());
+        }
+        self.append("officer.login", record).await?;
         match result {
             Ok(o) => {
-                self.append("officer.login", json!({"officer": o.id, "ok": true})).await?;
                 let (token, expires_at) = self.sessions.create(o.clone(), Timestamp::now());
                 Ok(SessionGrant { token: Token(token), officer: officer_view(&o), expires_at })
             }
             Err(e) => {
-                let short: String = officer_id.chars().take(32).collect();
-                self.append("officer.login", json!({"officer": short, "ok": false, "reason": e.reason()}))
-                    .await?;
                 let p = Problem::from(e.field_error(&self.tz));
                 Err(match e {
                     super::people::LoginError::LockedOut { until } => {
