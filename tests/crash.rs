@@ -109,3 +109,90 @@ fn a_purchase_cut_off_at_the_terminal_is_found_not_charged_again() {
         .count();
     assert_eq!(charges, 1);
 }
+
+/// Random moments: a loop of services (and their voids, with reversals) where vand is SIGKILLed
+/// at a random time after each request, restarted, and the transaction driven to its end. The seed
+/// is printed so a failure can be replayed (`CRASH_SEED=…`).
+#[test]
+fn a_loop_of_services_survives_kills_at_random_moments() {
+    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    println!("CRASH_SEED={seed}");
+    let mut state = seed | 1;
+    let mut rand = move |n: u64| {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    };
+    let rounds: u32 = std::env::var("CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let mut rig = Rig::new();
+    rig.start(None);
+    let t = rig.login("1001", "1234");
+    rig.ensure_shift(&t);
+    for round in 0..rounds {
+        let booking = [1, 4, 6][rand(3) as usize];
+        let t = rig.login("1001", "1234");
+        let txn = match rig.try_open_booking(&t, booking) {
+            Some(txn) => txn,
+            None => panic!("round {round}: open failed without a kill (seed {seed})"),
+        };
+        rig.call("POST", &format!("/services/{txn}/proceed"), &t, None);
+        std::thread::sleep(Duration::from_millis(rand(250)));
+        rig.kill();
+        rig.start(None);
+        let t = rig.login("1001", "1234");
+        let v = rig.finish(&t, &txn);
+        assert_eq!(v["state"], "completed", "round {round} (seed {seed}): {v}");
+        // The void (and its reversal) may be cut off too.
+        let s = rig.login("9001", "9999");
+        let path = format!("/services/{txn}/void");
+        let body = json!({"reason": "crash loop"});
+        if rand(2) == 0 {
+            rig.call("POST", &path, &s, Some(&body));
+        } else {
+            // Kill while the void runs.
+            let sender = {
+                let (path, body, s) = (path.clone(), body.clone(), s.clone());
+                let port = rig.port;
+                std::thread::spawn(move || common::rig::post_once(port, &path, &s, &body))
+            };
+            std::thread::sleep(Duration::from_millis(rand(60)));
+            rig.kill();
+            let _ = sender.join();
+            rig.start(None);
+            let s = rig.login("9001", "9999");
+            let (_, v) = rig.call("GET", &format!("/services/{txn}"), &s, None);
+            if v["state"] == "completed" {
+                rig.call("POST", &path, &s, Some(&body));
+            }
+        }
+        let s = rig.login("9001", "9999");
+        let started = std::time::Instant::now();
+        loop {
+            let (_, v) = rig.call("GET", &format!("/services/{txn}"), &s, None);
+            match v["state"].as_str() {
+                Some("reversed") => break,
+                Some("voiding") if v["next"].as_array().is_some_and(|n| n.contains(&json!("proceed"))) => {
+                    rig.call("POST", &format!("/services/{txn}/proceed"), &s, None);
+                }
+                Some("voiding") if v["next"].as_array().is_some_and(|n| n.is_empty()) => {
+                    // The reversal's answer was lost: it is for reconciliation; nothing more here.
+                    break;
+                }
+                _ => {}
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "round {round} (seed {seed}): void stuck: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        rig.stop();
+        check_against_ledger(&rig);
+        rig.start(None);
+    }
+    rig.stop();
+}

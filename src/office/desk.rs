@@ -582,17 +582,9 @@ impl Desk {
                 Next::Reverse { attempt, receipt_no, amount } => {
                     self.reverse(&t, actor, attempt, receipt_no, amount).await?
                 }
-                Next::ResolveReversal { attempt } => {
-                    let r = ReversalResult {
-                        txn: id.into(),
-                        attempt,
-                        outcome: PayOutcome::Unknown,
-                        approval: None,
-                        reason: Some(
-                            "the daemon stopped during the reversal; reconcile with the terminal".into(),
-                        ),
-                    };
-                    self.record(id, kind::PAYMENT_REVERSAL, &r).await?;
+                Next::ResolveReversal { attempt, amount, receipt_before } => {
+                    // Reversed, or not (then the loop reverses it now), or unknown (it waits).
+                    self.recover_reversal(id, attempt, amount, receipt_before).await?;
                     true
                 }
                 Next::Abandon => {
@@ -660,17 +652,9 @@ impl Desk {
                     self.abandon(id).await?;
                     break;
                 }
-                Next::ResolveReversal { attempt } => {
-                    let r = ReversalResult {
-                        txn: id.into(),
-                        attempt,
-                        outcome: PayOutcome::Unknown,
-                        approval: None,
-                        reason: Some(
-                            "the daemon stopped during the reversal; reconcile with the terminal".into(),
-                        ),
-                    };
-                    self.record(id, kind::PAYMENT_REVERSAL, &r).await?;
+                Next::ResolveReversal { attempt, amount, receipt_before } => {
+                    self.recover_reversal(id, attempt, amount, receipt_before).await?;
+                    break;
                 }
                 _ => break,
             }
@@ -687,6 +671,56 @@ impl Desk {
         };
         self.record(id, kind::SERVICE_CANCEL, &rec).await?;
         Ok(())
+    }
+
+    /// A reversal a crash left without its answer: the terminal's last transaction is it (a new
+    /// receipt of the same amount after `receipt_before`) or not (retried by the next proceed);
+    /// if the terminal cannot be asked, it stays unknown, for reconciliation.
+    async fn recover_reversal(
+        &self,
+        id: &str,
+        attempt: u32,
+        amount: u64,
+        receipt_before: Option<u32>,
+    ) -> Result<bool, DeskError> {
+        let deadline = tokio::time::Instant::now() + RECOVERY_PATIENCE;
+        let answer = loop {
+            match self.last_receipt().await {
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => break other,
+            }
+        };
+        let mut r = ReversalResult {
+            txn: id.into(),
+            attempt,
+            outcome: PayOutcome::Unknown,
+            approval: None,
+            reason: None,
+        };
+        match answer {
+            Ok(Some(a)) if a.matches_unknown_purchase(amount, receipt_before) => {
+                r.outcome = PayOutcome::Approved;
+                r.reason = Some("recovered from the terminal's repeat receipt after a restart".into());
+                r.approval = Some(a);
+            }
+            Ok(last) => {
+                r.outcome = PayOutcome::Failed;
+                r.reason = Some(match last.and_then(|a| a.receipt_no) {
+                    Some(n) => format!("not reversed: the terminal's last transaction is receipt {n}"),
+                    None => "not reversed: the terminal has no transaction".into(),
+                });
+            }
+            Err(e) => {
+                r.reason = Some(format!(
+                    "the daemon stopped during the reversal and the terminal cannot be asked: {e}"
+                ))
+            }
+        }
+        let ok = r.outcome == PayOutcome::Approved;
+        self.record(id, kind::PAYMENT_REVERSAL, &r).await?;
+        Ok(ok)
     }
 
     async fn last_receipt(&self) -> Result<Option<Approval>, JobError> {
@@ -1136,7 +1170,17 @@ impl Desk {
     ) -> Result<bool, DeskError> {
         let id = t.id().to_owned();
         let officer = t.void.as_ref().map_or_else(|| actor.id.clone(), |v| v.void.officer.clone());
-        let i = ReversalIntent { txn: id.clone(), officer, receipt_no, amount, attempt };
+        // As for a purchase: the terminal's last receipt before the reversal, so a lost answer
+        // can be resolved. Nothing is journaled or sent if the terminal cannot answer.
+        let before = self.last_receipt().await.map_err(|e| DeskError::device(DeviceId::Payment, &e))?;
+        let i = ReversalIntent {
+            txn: id.clone(),
+            officer,
+            receipt_no,
+            amount,
+            attempt,
+            receipt_before: before.and_then(|a| a.receipt_no),
+        };
         self.record(&id, kind::PAYMENT_REVERSAL_INTENT, &i).await?;
         self.progress(&id, "reversal", "reversing the payment at the terminal");
         let outcome = match self.device(DeviceId::Payment) {

@@ -232,7 +232,9 @@ pub fn txn_view(t: &Txn, role: Role, running: bool) -> TxnView {
             | TxnState::PaymentUnknown
             | TxnState::Held
             | TxnState::Paying => next.push(Action::Proceed),
-            TxnState::Voided if t.void.as_ref().is_some_and(|v| v.reversal_pending) => {
+            TxnState::Voiding
+                if t.void.as_ref().is_some_and(|v| v.reversal_pending || v.reversal_running.is_some()) =>
+            {
                 next.push(Action::Proceed)
             }
             _ => {}

@@ -503,6 +503,10 @@ pub struct ReversalIntent {
     pub amount: Piastres,
     /// Attempt number.
     pub attempt: u32,
+    /// The terminal's last receipt number before this reversal (its repeat receipt), so a
+    /// reversal whose answer was lost can be told from one that never happened.
+    #[serde(default)]
+    pub receipt_before: Option<u32>,
 }
 
 /// `payment.reversal`.

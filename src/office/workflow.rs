@@ -128,6 +128,8 @@ pub struct VoidState {
     pub reversal_attempts: u32,
     /// A reversal journaled without its result.
     pub reversal_running: Option<u32>,
+    /// The terminal's last receipt number before the running reversal.
+    pub reversal_receipt_before: Option<u32>,
     /// The last reversal failure.
     pub last_error: Option<String>,
     /// Whether a reversal is needed and not yet done (false once reversed or when nothing was paid).
@@ -220,10 +222,15 @@ pub enum Next {
         /// Piastres.
         amount: Piastres,
     },
-    /// A reversal journaled without result (crash): record it as unknown, for reconciliation.
+    /// A reversal journaled without result (crash): ask the terminal (repeat receipt) whether
+    /// it happened; if it cannot be asked, record it as unknown, for reconciliation.
     ResolveReversal {
         /// Attempt.
         attempt: u32,
+        /// Piastres reversed.
+        amount: Piastres,
+        /// The terminal's last receipt number before the reversal.
+        receipt_before: Option<u32>,
     },
     /// Write `service.complete`.
     Complete,
@@ -532,6 +539,7 @@ impl Txn {
                     void: v,
                     reversal_attempts: 0,
                     reversal_running: None,
+                    reversal_receipt_before: None,
                     last_error: None,
                     reversal_pending: pending,
                     reversal_unknown: false,
@@ -542,6 +550,7 @@ impl Txn {
                 let v = self.void.as_mut().ok_or_else(|| err("a reversal without a void".into()))?;
                 v.reversal_attempts = i.attempt;
                 v.reversal_running = Some(i.attempt);
+                v.reversal_receipt_before = i.receipt_before;
             }
             kind::PAYMENT_REVERSAL => {
                 let r: ReversalResult = parse(seq, k, payload)?;
@@ -616,7 +625,11 @@ impl Txn {
     pub fn next(&self) -> Next {
         if let Some(v) = &self.void {
             if let Some(attempt) = v.reversal_running {
-                return Next::ResolveReversal { attempt };
+                let amount = match &self.payment {
+                    Payment::Approved(a) => a.amount,
+                    _ => 0,
+                };
+                return Next::ResolveReversal { attempt, amount, receipt_before: v.reversal_receipt_before };
             }
             if v.reversal_pending {
                 if let Payment::Approved(a) = &self.payment

@@ -247,6 +247,19 @@ impl Rig {
     }
 }
 
+/// One POST with a JSON body to a vand on `port`, ignoring the answer (vand may die meanwhile).
+pub fn post_once(port: u16, path: &str, token: &str, body: &Value) {
+    if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+        let body = body.to_string();
+        let _ = write!(
+            s,
+            "POST /api/v1{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.read_to_end(&mut Vec::new());
+    }
+}
+
 impl Drop for Rig {
     fn drop(&mut self) {
         self.kill();

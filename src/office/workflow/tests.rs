@@ -185,7 +185,7 @@ fn void_of_a_paid_service_reverses_once() {
         kind::PAYMENT_REVERSAL_INTENT,
         json!({"officer": "9001", "receipt_no": 8, "amount": 5000, "attempt": 1}),
     );
-    assert_eq!(t.txn.next(), Next::ResolveReversal { attempt: 1 });
+    assert_eq!(t.txn.next(), Next::ResolveReversal { attempt: 1, amount: 5000, receipt_before: None });
     t.r(kind::PAYMENT_REVERSAL, json!({"attempt": 1, "outcome": "approved", "approval": approval(5000, 9)}));
     assert_eq!(t.txn.next(), Next::Wait(Waiting::Voided));
     assert_eq!(t.txn.stock(), vec![(Step::Card, 0, 1)]);
