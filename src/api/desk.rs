@@ -683,18 +683,8 @@ impl Action {
     }
 }
 
-/// One line of a quote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuoteLine {
-    /// Fee code from the schedule.
-    pub code: String,
-    /// Label in Arabic.
-    pub label_ar: String,
-    /// Label in English.
-    pub label_en: String,
-    /// Amount in piastres.
-    pub amount: Piastres,
-}
+/// One line of a quote: `{code, label_ar, label_en, amount}` (the record's fee line).
+pub type QuoteLine = crate::office::records::FeeLine;
 
 /// The fees of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -683,15 +683,7 @@ impl Desk {
         amount: u64,
         receipt_before: Option<u32>,
     ) -> Result<bool, DeskError> {
-        let deadline = tokio::time::Instant::now() + RECOVERY_PATIENCE;
-        let answer = loop {
-            match self.last_receipt().await {
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                }
-                other => break other,
-            }
-        };
+        let answer = self.last_receipt_patiently().await;
         let mut r = ReversalResult {
             txn: id.into(),
             attempt,
@@ -721,6 +713,21 @@ impl Desk {
         let ok = r.outcome == PayOutcome::Approved;
         self.record(id, kind::PAYMENT_REVERSAL, &r).await?;
         Ok(ok)
+    }
+
+    /// The terminal's last transaction, asked again for [`RECOVERY_PATIENCE`] while the terminal
+    /// cannot answer: the link that lost an answer is often being reopened, and asking is safe
+    /// (a repeat receipt never charges).
+    async fn last_receipt_patiently(&self) -> Result<Option<Approval>, JobError> {
+        let deadline = tokio::time::Instant::now() + RECOVERY_PATIENCE;
+        loop {
+            match self.last_receipt().await {
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn last_receipt(&self) -> Result<Option<Approval>, JobError> {
@@ -777,45 +784,8 @@ impl Desk {
             }
             Err(_) => Outcome::Failed(JobError::Absent { device: "payment".into() }),
         };
-        let mut r = PaymentResult {
-            txn: id.clone(),
-            attempt,
-            outcome: PayOutcome::Failed,
-            amount,
-            approval: None,
-            reason: None,
-            fault: None,
-        };
-        match outcome {
-            Outcome::Done(PaymentOutcome::Approved(a)) => {
-                r.outcome = PayOutcome::Approved;
-                if a.amount != amount {
-                    r.reason = Some(format!("terminal approved {} piastres for {amount} asked", a.amount));
-                }
-                r.approval = Some(a);
-            }
-            Outcome::Done(PaymentOutcome::Declined { result_code, text }) => {
-                r.outcome = PayOutcome::Declined;
-                r.reason = Some(format!("{text} (result code {result_code})"));
-            }
-            Outcome::Done(PaymentOutcome::Aborted) | Outcome::Cancelled => {
-                r.outcome = PayOutcome::Aborted;
-                r.reason = Some("cancelled at the terminal".into());
-            }
-            Outcome::Done(PaymentOutcome::Unknown { reason }) => {
-                r.outcome = PayOutcome::Unknown;
-                r.reason = Some(reason);
-            }
-            Outcome::Failed(e) => {
-                r.fault = e.fault().map(Fault::code);
-                r.reason = Some(e.to_string());
-            }
-            Outcome::Unknown(e) => {
-                r.outcome = PayOutcome::Unknown;
-                r.fault = e.fault().map(Fault::code);
-                r.reason = Some(e.to_string());
-            }
-        }
+        let (outcome, approval, reason, fault) = terminal_answer(outcome, amount);
+        let r = PaymentResult { txn: id.clone(), attempt, outcome, amount, approval, reason, fault };
         let go_on = matches!(r.outcome, PayOutcome::Approved | PayOutcome::Unknown);
         self.record(&id, kind::PAYMENT_RESULT, &r).await?;
         Ok(go_on)
@@ -837,17 +807,7 @@ impl Desk {
             approval: None,
             detail: None,
         };
-        // The link that lost the answer is often being reopened: asking is safe (never charges),
-        // so ask again for a while before holding the case.
-        let deadline = tokio::time::Instant::now() + RECOVERY_PATIENCE;
-        let answer = loop {
-            match self.last_receipt().await {
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                }
-                other => break other,
-            }
-        };
+        let answer = self.last_receipt_patiently().await;
         match answer {
             Ok(Some(a)) if a.matches_unknown_purchase(amount, receipt_before) => {
                 rec.outcome = Recovered::Approved;
@@ -1197,40 +1157,13 @@ impl Desk {
             }
             Err(e) => Outcome::Failed(e),
         };
-        let mut r = ReversalResult {
-            txn: id.clone(),
-            attempt,
-            outcome: PayOutcome::Failed,
-            approval: None,
-            reason: None,
-        };
-        match outcome {
-            Outcome::Done(PaymentOutcome::Approved(a)) => {
-                r.outcome = PayOutcome::Approved;
-                r.approval = Some(a);
-            }
-            Outcome::Done(PaymentOutcome::Declined { result_code, text }) => {
-                r.outcome = PayOutcome::Declined;
-                r.reason = Some(format!("{text} (result code {result_code})"));
-            }
-            Outcome::Done(PaymentOutcome::Aborted) | Outcome::Cancelled => {
-                r.outcome = PayOutcome::Aborted;
-                r.reason = Some("cancelled".into());
-            }
-            Outcome::Done(PaymentOutcome::Unknown { reason }) => {
-                r.outcome = PayOutcome::Unknown;
-                r.reason = Some(reason);
-            }
-            Outcome::Failed(e) => r.reason = Some(e.to_string()),
-            Outcome::Unknown(e) => {
-                r.outcome = PayOutcome::Unknown;
-                r.reason = Some(e.to_string());
-            }
-        }
+        let (outcome, approval, reason, _) = terminal_answer(outcome, amount);
+        let r = ReversalResult { txn: id.clone(), attempt, outcome, approval, reason };
         let ok = r.outcome == PayOutcome::Approved;
         self.record(&id, kind::PAYMENT_REVERSAL, &r).await?;
         Ok(ok)
     }
+
     /// The e-receipt of a paid transaction (PDF: A4, A6 or the 80 mm roll), built from its
     /// journal records with the signed QR; each copy is journaled (`receipt.print`). The first two
     /// copies may be taken by an officer; later ones need a supervisor.
@@ -1318,6 +1251,30 @@ impl Desk {
             records::ReceiptPrint { txn: id.into(), officer: actor.id.clone(), format: name.into(), copy };
         self.record(id, kind::RECEIPT_PRINT, &p).await?;
         Ok(pdf)
+    }
+}
+
+/// What the terminal answered to a purchase or a reversal, as recorded: outcome, approval,
+/// reason for people, device fault code.
+fn terminal_answer(
+    outcome: Outcome<PaymentOutcome>,
+    amount: u64,
+) -> (PayOutcome, Option<Approval>, Option<String>, Option<String>) {
+    match outcome {
+        Outcome::Done(PaymentOutcome::Approved(a)) => {
+            let reason = (a.amount != amount)
+                .then(|| format!("terminal approved {} piastres for {amount} asked", a.amount));
+            (PayOutcome::Approved, Some(a), reason, None)
+        }
+        Outcome::Done(PaymentOutcome::Declined { result_code, text }) => {
+            (PayOutcome::Declined, None, Some(format!("{text} (result code {result_code})")), None)
+        }
+        Outcome::Done(PaymentOutcome::Aborted) | Outcome::Cancelled => {
+            (PayOutcome::Aborted, None, Some("cancelled at the terminal".into()), None)
+        }
+        Outcome::Done(PaymentOutcome::Unknown { reason }) => (PayOutcome::Unknown, None, Some(reason), None),
+        Outcome::Failed(e) => (PayOutcome::Failed, None, Some(e.to_string()), e.fault().map(Fault::code)),
+        Outcome::Unknown(e) => (PayOutcome::Unknown, None, Some(e.to_string()), e.fault().map(Fault::code)),
     }
 }
 

@@ -106,21 +106,8 @@ fn actor(who: &Session) -> Actor {
 /// The state a client sees.
 pub fn txn_state(t: &Txn) -> TxnState {
     match t.state() {
-        State::Open => TxnState::Open,
-        State::Quoted => TxnState::Quoted,
-        State::Refused => TxnState::Refused,
-        State::Paying => TxnState::Paying,
-        State::PaymentUnknown => TxnState::PaymentUnknown,
-        State::Held => TxnState::Held,
-        State::Paid => TxnState::Paid,
-        State::Printing => TxnState::Printing,
-        State::Encoding => TxnState::Encoding,
-        State::Labelling => TxnState::Labelling,
-        State::Completed => TxnState::Completed,
-        State::Cancelled => TxnState::Cancelled,
-        State::Voiding => TxnState::Voiding,
         State::Voided if matches!(t.payment, Payment::Reversed { .. }) => TxnState::Reversed,
-        State::Voided => TxnState::Voided,
+        other => other.into(),
     }
 }
 
@@ -353,23 +340,7 @@ impl Office {
                         let _ = tx.send(DeskEvent::Progress { txn, step, text });
                     }
                     Ok(shell::DeskEvent::Txn { txn, state }) => {
-                        let s = match state {
-                            State::Open => TxnState::Open,
-                            State::Quoted => TxnState::Quoted,
-                            State::Refused => TxnState::Refused,
-                            State::Paying => TxnState::Paying,
-                            State::PaymentUnknown => TxnState::PaymentUnknown,
-                            State::Held => TxnState::Held,
-                            State::Paid => TxnState::Paid,
-                            State::Printing => TxnState::Printing,
-                            State::Encoding => TxnState::Encoding,
-                            State::Labelling => TxnState::Labelling,
-                            State::Completed => TxnState::Completed,
-                            State::Cancelled => TxnState::Cancelled,
-                            State::Voiding => TxnState::Voiding,
-                            State::Voided => TxnState::Voided,
-                        };
-                        let _ = tx.send(DeskEvent::Txn { txn, state: s });
+                        let _ = tx.send(DeskEvent::Txn { txn, state: state.into() });
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
