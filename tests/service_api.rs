@@ -85,7 +85,32 @@ fn the_training_day_is_served_end_to_end_through_the_api() {
         }
         let v = rig.finish(&t, &txn);
         assert_eq!(v["state"], "completed", "{id}: {v}");
-        let (_, bv) = rig.call("GET", &format!("/bookings/{id}"), &t, None);
+        if b["booking"]["service"] == "e_sticker_replacement" {
+            // The damaged sticker's TID is void from now on; the new one is bound to the vehicle.
+            let (_, records) = rig.call("GET", &format!("/services/{txn}/records"), &t, None);
+            let payload = |kind: &str| {
+                records
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .find(|r| r["kind"] == kind)
+                    .map(|r| serde_json::from_str::<Value>(r["payload"].as_str().unwrap()).unwrap())
+            };
+            let old = b["booking"]["dossier"]["sticker_tid"].as_str().unwrap();
+            assert_eq!(payload("service.complete").unwrap()["replaces_tid"], old, "{records}");
+            let new = payload("tag.result").unwrap();
+            assert!(new["tid"].as_str().is_some_and(|t| t != old), "{new}");
+        }
+        // The booking follows its transaction (right after the completion record).
+        let started = std::time::Instant::now();
+        let bv = loop {
+            let (_, bv) = rig.call("GET", &format!("/bookings/{id}"), &t, None);
+            if bv["state"] == "done" || started.elapsed() > std::time::Duration::from_secs(5) {
+                break bv;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         assert_eq!(bv["state"], "done", "{id}: {bv}");
         let (code, pdf) = rig.raw(&format!("/services/{txn}/receipt?format=roll80"), &t);
         assert_eq!(code, 200, "{id}");

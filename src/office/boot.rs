@@ -83,6 +83,8 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
     if config.mode == Mode::Simulation {
         seed_training_day(&office, &refdata, &config.van.id, &tz).await?;
     }
+    // Bookings first (before the API serves anyone), then what needs the devices.
+    office.settle_bookings().await;
     let recovering = office.clone();
     tokio::spawn(async move { recovering.recover().await });
     Ok(office)

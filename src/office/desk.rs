@@ -600,6 +600,9 @@ impl Desk {
                         receipt_no: id.into(),
                         passed: t.inspection.as_ref().map(|i| i.passed),
                         expires: t.quote.as_ref().and_then(|q| q.expires),
+                        replaces_tid: (t.service() == ServiceKind::EStickerReplacement)
+                            .then(|| t.open.dossier.as_ref().and_then(|d| d.sticker_tid.clone()))
+                            .flatten(),
                     };
                     self.record(id, kind::SERVICE_COMPLETE, &c).await?;
                     true

@@ -542,6 +542,12 @@ impl Office {
                 Err(e) => tracing::error!(%txn, "transaction not resolved after restart: {e}"),
             }
         }
+        self.settle_bookings().await;
+    }
+
+    /// Brings every booking in line with its finished transaction (a crash between a
+    /// transaction's last record and its booking's leaves them apart). Quick: no device.
+    pub async fn settle_bookings(&self) {
         for t in self.shell.txns(|t| t.open.request.booking_id.is_some() && t.is_final()) {
             self.settle_booking(&t, &t.open.officer.clone()).await;
         }

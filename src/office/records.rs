@@ -477,6 +477,10 @@ pub struct ServiceComplete {
     /// Document expiry (licences, sticker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<jiff::civil::Date>,
+    /// For a damaged e-sticker's replacement: the old sticker's TID (hex, from the dossier), void
+    /// from now on; the new one is in the `tag.result` record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_tid: Option<String>,
 }
 
 /// `service.cancel`, `service.void`.

@@ -37,7 +37,9 @@ impl Rig {
             .replace("\"var/", &format!("\"{d}/var/"))
             .replace("state_dir = \"var\"", &format!("state_dir = \"{d}/var\""))
             .replace("devices = true", "devices = false")
-            + &format!("\n[daemon]\nshutdown_budget_ms = 3000\n[api]\nlisten = [\"127.0.0.1:{port}\"]\n");
+            .replace("listen = [\"127.0.0.1:8080\"]", &format!("listen = [\"127.0.0.1:{port}\"]"))
+            + "\n[daemon]\nshutdown_budget_ms = 3000\n";
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "config/sim.toml names the API address");
         let config = dir.path().join("vand.toml");
         std::fs::write(&config, text).unwrap();
         std::fs::create_dir_all(dir.path().join("var/dev")).unwrap();
