@@ -1,0 +1,365 @@
+//! Authentication, upload and checkpoint logic of HQ, as plain functions over a [`Store`]: the
+//! HTTP layer only moves bytes and headers in and answers out.
+
+use std::io::Read;
+
+use ed25519_dalek::SigningKey;
+use mtu_journal::export::parse_line;
+use mtu_journal::{ChainState, ChainVerifier, Record};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{
+    self, Checkpoint, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_CLOCK_SKEW_S, SignedAck, hex_array,
+};
+use crate::store::{Store, StoreError, VanTx};
+
+/// A refused request: its HTTP status, wire code, message and machine-readable details.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    /// HTTP status (401, 400, 409, 413, 415, 422, 500).
+    pub status: u16,
+    /// Stable code, e.g. `sync.gap`.
+    pub code: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Facts a van acts on (`expected_seq`, `seq`, hashes).
+    pub details: Option<serde_json::Value>,
+}
+
+impl Rejection {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Rejection { status, code, message: message.into(), details: None }
+    }
+    fn with(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl From<StoreError> for Rejection {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownVan(v) => {
+                Rejection::new(401, "sync.unknown_van", format!("van {v:?} is not enrolled at HQ"))
+            }
+            other => Rejection::new(500, "sync.storage", other.to_string()),
+        }
+    }
+}
+
+/// The authentication headers of a request, as received (absent ones are `None`).
+#[derive(Debug, Clone, Default)]
+pub struct AuthHeaders<'a> {
+    /// `X-MTU-Van`.
+    pub van: Option<&'a str>,
+    /// `X-MTU-Time`.
+    pub time: Option<&'a str>,
+    /// `X-MTU-Nonce`.
+    pub nonce: Option<&'a str>,
+    /// `X-MTU-Signature`.
+    pub signature: Option<&'a str>,
+}
+
+fn bad_sig(message: String) -> Rejection {
+    Rejection::new(401, "sync.bad_request_signature", message)
+}
+
+/// Authenticates a request (docs/sync.md, "Request authentication") and returns the van id.
+/// Checks, in order: the van is enrolled, the headers are well formed, the time is within
+/// 300 s of `now_us`, the signature verifies strictly with the van's current key, and only then
+/// that the nonce is new (so a forged request cannot use up a van's nonces).
+pub fn authenticate<S: Store>(
+    store: &S,
+    h: &AuthHeaders<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now_us: i64,
+) -> Result<String, Rejection> {
+    let missing = |name: &str| bad_sig(format!("header {name} is missing"));
+    let van = h.van.ok_or_else(|| missing("X-MTU-Van"))?;
+    let key = store.current_key(van)?.ok_or_else(|| {
+        Rejection::new(401, "sync.unknown_van", format!("van {van:?} is not enrolled at HQ"))
+    })?;
+    let time = h.time.ok_or_else(|| missing("X-MTU-Time"))?;
+    let nonce: [u8; 16] = hex_array(h.nonce.ok_or_else(|| missing("X-MTU-Nonce"))?)
+        .map_err(|e| bad_sig(format!("header X-MTU-Nonce: {e}")))?;
+    let sig: [u8; 64] = hex_array(h.signature.ok_or_else(|| missing("X-MTU-Signature"))?)
+        .map_err(|e| bad_sig(format!("header X-MTU-Signature: {e}")))?;
+    let t = protocol::parse_time_us(time).map_err(|e| bad_sig(format!("header X-MTU-Time: {e}")))?;
+    let skew_us = MAX_CLOCK_SKEW_S * 1_000_000;
+    if (t - now_us).abs() > skew_us {
+        return Err(Rejection::new(
+            401,
+            "sync.stale_request",
+            format!(
+                "request time {time} is {} s from HQ's clock ({}); at most {MAX_CLOCK_SKEW_S} s is accepted",
+                (t - now_us) / 1_000_000,
+                protocol::format_time_us(now_us)
+            ),
+        ));
+    }
+    let msg = protocol::request_signing_bytes(van, method, path, time, &nonce, body)
+        .map_err(|e| bad_sig(e.to_string()))?;
+    if !mtu_journal::keys::verify_strict(&key, &msg, &sig) {
+        return Err(bad_sig(format!(
+            "request signature does not verify with van {van:?}'s current key {}",
+            hex::encode(mtu_journal::key_id_of(&key))
+        )));
+    }
+    // A nonce must stay remembered as long as a request carrying it could still pass the time check.
+    if !store.remember_nonce(van, &nonce, now_us, now_us - 2 * skew_us)? {
+        return Err(Rejection::new(
+            401,
+            "sync.replayed_request",
+            format!("nonce {} was already used by van {van:?}", hex::encode(nonce)),
+        ));
+    }
+    Ok(van.to_owned())
+}
+
+/// Decompresses an upload body, refusing more than [`MAX_BATCH_BYTES`] uncompressed.
+pub fn decompress(body: &[u8]) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::new();
+    let decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| Rejection::new(400, "sync.bad_batch", format!("zstd: {e}")))?;
+    decoder
+        .take(MAX_BATCH_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Rejection::new(400, "sync.bad_batch", format!("body is not a zstd frame: {e}")))?;
+    if out.len() > MAX_BATCH_BYTES {
+        return Err(Rejection::new(
+            413,
+            "sync.batch_too_large",
+            format!("batch exceeds {MAX_BATCH_BYTES} bytes uncompressed"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Parses a batch (JSON Lines, one export line per record) into records and their lines.
+/// Never panics; errors name the line.
+pub fn parse_batch(text: &[u8]) -> Result<Vec<(Record, String)>, Rejection> {
+    let text = std::str::from_utf8(text).map_err(|e| {
+        Rejection::new(400, "sync.bad_batch", format!("batch is not UTF-8 (byte {})", e.valid_up_to()))
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.split_terminator('\n').enumerate() {
+        if out.len() == MAX_BATCH_RECORDS {
+            return Err(Rejection::new(
+                413,
+                "sync.batch_too_large",
+                format!("batch has more than {MAX_BATCH_RECORDS} records"),
+            ));
+        }
+        let rec =
+            parse_line(line, i + 1).map_err(|e| Rejection::new(400, "sync.bad_batch", e.to_string()))?;
+        out.push((rec, line.to_owned()));
+    }
+    if out.is_empty() {
+        return Err(Rejection::new(400, "sync.bad_batch", "batch holds no records"));
+    }
+    Ok(out)
+}
+
+fn ack_of(key: &SigningKey, van: &str, chain: &ChainState, now_us: i64) -> Result<SignedAck, Rejection> {
+    protocol::sign_ack(key, van, chain.seq, &chain.hash, now_us)
+        .map_err(|e| Rejection::new(500, "sync.storage", e.to_string()))
+}
+
+fn bad_record(seq: u64, why: String) -> Rejection {
+    Rejection::new(422, "sync.bad_record", format!("record {seq}: {why}"))
+        .with(json!({"seq": seq, "why": why}))
+}
+
+/// Ingests one authenticated, decompressed batch for `van` (docs/sync.md, `POST /v1/records`):
+/// identical duplicates are skipped, a different record at a stored seq is a fork (alarm, 409),
+/// a batch starting beyond the head is a gap (409), every new record is verified strictly from
+/// the stored verifier state (422 naming the seq); all good, the new records are stored in one
+/// transaction and HQ's signed acknowledgement is returned.
+pub fn ingest<S: Store>(
+    store: &S,
+    hq_key: &SigningKey,
+    van: &str,
+    batch: &[u8],
+    now_us: i64,
+) -> Result<SignedAck, Rejection> {
+    let records = parse_batch(batch)?;
+    for w in records.windows(2) {
+        let (a, b) = (w[0].0.seq, w[1].0.seq);
+        if Some(b) != a.checked_add(1) {
+            return Err(bad_record(
+                b,
+                format!("batch is not ascending and contiguous: record {b} follows {a}"),
+            ));
+        }
+    }
+    if let Some((rec, _)) = records.iter().find(|(r, _)| r.van_id != van) {
+        return Err(bad_record(
+            rec.seq,
+            format!("belongs to van {:?}, the request is van {van:?}", rec.van_id),
+        ));
+    }
+    store.in_van_tx(van, &mut |tx| ingest_locked(tx, hq_key, van, &records, now_us))?
+}
+
+fn ingest_locked(
+    tx: &mut dyn VanTx,
+    hq_key: &SigningKey,
+    van: &str,
+    records: &[(Record, String)],
+    now_us: i64,
+) -> Result<Result<SignedAck, Rejection>, StoreError> {
+    let row = tx.van()?;
+    let last = row.chain.seq;
+    let mut new_from = records.len();
+    for (i, (rec, _)) in records.iter().enumerate() {
+        if rec.seq > last {
+            new_from = i;
+            break;
+        }
+        let Some(stored) = tx.stored_line(rec.seq)? else {
+            return Err(StoreError::Damaged {
+                van: van.to_owned(),
+                what: format!("record {} is below the head {last} but not stored", rec.seq),
+            });
+        };
+        let same = parse_line(&stored, 1).map(|s| &s == rec).unwrap_or(false);
+        if !same {
+            let received: [u8; 32] = Sha256::digest(rec.signed_bytes()).into();
+            let stored_hash = parse_line(&stored, 1).map(|s| hex::encode(s.hash)).unwrap_or_default();
+            let details =
+                json!({"seq": rec.seq, "stored_hash": stored_hash, "received_hash": hex::encode(received)});
+            tx.add_alarm(now_us, "fork", &details)?;
+            return Ok(Err(Rejection::new(
+                409,
+                "sync.fork",
+                format!("record {} differs from the one HQ stores at that seq; alarm recorded", rec.seq),
+            )
+            .with(details)));
+        }
+    }
+    let fresh = &records[new_from..];
+    if let Some((first, _)) = fresh.first()
+        && first.seq > last + 1
+    {
+        return Ok(Err(Rejection::new(
+            409,
+            "sync.gap",
+            format!("batch starts at record {} but HQ expects {}", first.seq, last + 1),
+        )
+        .with(json!({"expected_seq": last + 1}))));
+    }
+    let mut verifier = if last == 0 {
+        ChainVerifier::from_genesis(Some(row.genesis_key))
+    } else {
+        ChainVerifier::resume(row.chain.clone())
+    };
+    for (rec, _) in fresh {
+        if let Err(e) = verifier.check(rec) {
+            return Ok(Err(bad_record(e.seq(), e.to_string())));
+        }
+    }
+    for (rec, line) in fresh {
+        tx.insert_record(rec, line)?;
+    }
+    let head = verifier.state().clone();
+    if !fresh.is_empty() {
+        tx.set_head(&head)?;
+    }
+    let head = if fresh.is_empty() { row.chain } else { head };
+    tx.set_last_ack(now_us)?;
+    Ok(ack_of(hq_key, van, &head, now_us))
+}
+
+/// The acknowledgement of what HQ holds for `van` now (`GET /v1/ack`).
+pub fn current_ack<S: Store>(
+    store: &S,
+    hq_key: &SigningKey,
+    van: &str,
+    now_us: i64,
+) -> Result<SignedAck, Rejection> {
+    store.in_van_tx(van, &mut |tx| {
+        let row = tx.van()?;
+        tx.set_last_ack(now_us)?;
+        Ok(ack_of(hq_key, van, &row.chain, now_us))
+    })?
+}
+
+/// Records a checkpoint (docs/sync.md, `POST /v1/checkpoint`): notes when, raises `rollback` if
+/// the van's seq is below HQ's head with the hash HQ stores there, `rollback_or_fork` if HQ stores
+/// that seq with another hash; answers the signed acknowledgement either way.
+pub fn checkpoint<S: Store>(
+    store: &S,
+    hq_key: &SigningKey,
+    van: &str,
+    body: &[u8],
+    now_us: i64,
+) -> Result<SignedAck, Rejection> {
+    let cp: Checkpoint = serde_json::from_slice(body)
+        .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint body: {e}")))?;
+    if cp.van != van {
+        return Err(Rejection::new(
+            400,
+            "sync.bad_checkpoint",
+            format!("checkpoint names van {:?}, the request is van {van:?}", cp.van),
+        ));
+    }
+    let head: [u8; 32] = hex_array(&cp.head_hash)
+        .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint head_hash: {e}")))?;
+    protocol::parse_time_us(&cp.time)
+        .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint time: {e}")))?;
+    store.in_van_tx(van, &mut |tx| {
+        let row = tx.van()?;
+        let last = row.chain.seq;
+        tx.set_checkpoint(now_us, cp.seq)?;
+        if cp.seq <= last {
+            let stored_hash = if cp.seq == 0 {
+                Some([0u8; 32])
+            } else {
+                match tx.stored_line(cp.seq)? {
+                    Some(line) => parse_line(&line, 1).ok().map(|r| r.hash),
+                    None => None,
+                }
+            };
+            let details = json!({
+                "checkpoint_seq": cp.seq,
+                "checkpoint_hash": cp.head_hash,
+                "hq_seq": last,
+                "stored_hash": stored_hash.map(hex::encode),
+            });
+            if stored_hash != Some(head) {
+                tx.add_alarm(now_us, "rollback_or_fork", &details)?;
+            } else if cp.seq < last {
+                tx.add_alarm(now_us, "rollback", &details)?;
+            }
+        }
+        tx.set_last_ack(now_us)?;
+        Ok(ack_of(hq_key, van, &row.chain, now_us))
+    })?
+}
+
+/// Enrolls a van: its id (format rule 1) and genesis public key (64 hex digits, strict rule).
+pub fn enroll<S: Store>(store: &S, van: &str, public_key_hex: &str, now_us: i64) -> Result<(), EnrollError> {
+    mtu_journal::rules::check_van_id(van).map_err(|e| EnrollError::VanId(e.to_string()))?;
+    let key = crate::store::public_key_from_hex(public_key_hex).map_err(EnrollError::Key)?;
+    store.enroll(van, &key, now_us).map_err(EnrollError::Store)
+}
+
+/// Why a van was not enrolled.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("{0}")]
+    VanId(String),
+    #[error("--public-key: {0}")]
+    Key(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// HQ's clock: microseconds since the epoch, UTC.
+pub fn now_us() -> i64 {
+    jiff::Timestamp::now().as_microsecond()
+}
