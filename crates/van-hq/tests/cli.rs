@@ -1,0 +1,79 @@
+//! The `van-hq` binary: keygen, pubkey, enroll, serve, vans, verify.
+
+mod common;
+
+use std::io::BufRead;
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+
+use common::{Van, auth, batch, http, nonce, now_text};
+
+fn van_hq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_van-hq")).args(args).output().unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn keygen_enroll_serve_upload_vans_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("hq.key");
+    let db = dir.path().join("hq.db");
+    let (k, d) = (key.to_str().unwrap(), db.to_str().unwrap());
+    let out = van_hq(&["keygen", "--key", k]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let out = van_hq(&["pubkey", "--key", k]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), printed);
+    assert!(!van_hq(&["keygen", "--key", k]).status.success(), "keygen must not overwrite");
+    let hq_pub = van_hq::store::public_key_from_hex(printed.trim()).unwrap();
+
+    let mut van = Van::new("MTU-CAI-0001", 1);
+    van.append_n(30);
+    let out = van_hq(&["enroll", "--db", d, "--van", &van.id, "--public-key", &van.public_hex()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_van-hq"))
+        .args(["serve", "--db", d, "--key", k, "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    let addr: std::net::SocketAddr = line.trim().rsplit("http://").next().unwrap().parse().unwrap();
+    let body = batch(&van.records);
+    let mut h = auth(&van, "POST", "/v1/records", &now_text(), nonce(), &body);
+    h.push(("Content-Encoding", "zstd".into()));
+    let a = http(addr, "POST", "/v1/records", &h, &body);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ack: van_hq::protocol::SignedAck = serde_json::from_value(a.body).unwrap();
+    assert_eq!(ack.verify(&hq_pub).unwrap().0, 31);
+
+    let out = van_hq(&["vans", "--db", d, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let vans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vans[0]["van"], "MTU-CAI-0001");
+    assert_eq!(vans[0]["last_seq"], 31);
+    assert!(vans[0]["last_ack"].is_string());
+    let out = van_hq(&["vans", "--db", d]);
+    assert!(text(&out).contains("MTU-CAI-0001"), "{}", text(&out));
+
+    let out = van_hq(&["verify", "--db", d, "MTU-CAI-0001"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("31 records verified"), "{}", text(&out));
+    // An altered stored record fails verification, naming it.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE records SET line = replace(line, '\"boot_us\":7000', '\"boot_us\":7001') WHERE seq = 7",
+        [],
+    )
+    .unwrap();
+    let out = van_hq(&["verify", "--db", d, "MTU-CAI-0001"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("stored record 7"), "{}", text(&out));
+}

@@ -1,0 +1,160 @@
+//! Protocol v1 over real HTTP on 127.0.0.1:0: request authentication, uploads, acknowledgements.
+
+mod common;
+
+use common::{Van, auth, batch, hq, http, nonce, now_text, serve};
+use van_hq::ingest::enroll;
+use van_hq::protocol::SignedAck;
+
+fn upload(addr: std::net::SocketAddr, van: &Van, body: &[u8]) -> common::Answer {
+    let mut h = auth(van, "POST", "/v1/records", &now_text(), nonce(), body);
+    h.push(("Content-Encoding", "zstd".into()));
+    http(addr, "POST", "/v1/records", &h, body)
+}
+
+fn setup(van: &Van) -> (std::net::SocketAddr, ed25519_dalek::VerifyingKey, tempfile::TempDir) {
+    let hq = hq();
+    enroll(&hq.store, &van.id, &van.public_hex(), common::NOW).unwrap();
+    serve(hq)
+}
+
+#[test]
+fn upload_is_acknowledged_and_the_ack_verifies_with_hqs_public_key() {
+    let mut van = Van::new("MTU-CAI-0001", 1);
+    van.append_n(20);
+    let (addr, hq_pub, _dir) = setup(&van);
+    let a = upload(addr, &van, &batch(&van.records));
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ack: SignedAck = serde_json::from_value(a.body).unwrap();
+    let (seq, head, _) = ack.verify(&hq_pub).unwrap();
+    assert_eq!((seq, head), (21, van.records[20].hash));
+    assert_eq!(ack.ack.van, van.id);
+    // An acknowledgement forged with another key does not verify.
+    let forged = van_hq::protocol::sign_ack(&van.key, &van.id, 21, &head, 0).unwrap();
+    assert!(forged.verify(&hq_pub).is_err());
+    // GET /v1/ack: where to resume.
+    let h = auth(&van, "GET", "/v1/ack", &now_text(), nonce(), b"");
+    let a = http(addr, "GET", "/v1/ack", &h, b"");
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["ack"]["seq"], 21);
+    // Checkpoint.
+    let cp =
+        serde_json::json!({"van": van.id, "seq": 21, "head_hash": hex::encode(head), "time": now_text()})
+            .to_string();
+    let h = auth(&van, "POST", "/v1/checkpoint", &now_text(), nonce(), cp.as_bytes());
+    let a = http(addr, "POST", "/v1/checkpoint", &h, cp.as_bytes());
+    assert_eq!((a.status, &a.body["ack"]["seq"]), (200, &serde_json::json!(21)), "{}", a.body);
+}
+
+#[test]
+fn gap_and_bad_record_answers_carry_their_details() {
+    let mut van = Van::new("V1", 1);
+    van.append_n(5);
+    let (addr, _, _dir) = setup(&van);
+    let a = upload(addr, &van, &batch(&van.records[2..]));
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (409, Some("sync.gap")), "{}", a.body);
+    assert_eq!(a.body["error"]["details"]["expected_seq"], 1);
+    let mut recs = van.records.clone();
+    recs[4].sig[0] ^= 0x80;
+    let a = upload(addr, &van, &batch(&recs));
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (422, Some("sync.bad_record")), "{}", a.body);
+    assert_eq!(a.body["error"]["details"]["seq"], 5);
+    // Not compressed.
+    let plain = common::lines(&van.records);
+    let a = http(
+        addr,
+        "POST",
+        "/v1/records",
+        &auth(&van, "POST", "/v1/records", &now_text(), nonce(), &plain),
+        &plain,
+    );
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (415, Some("sync.bad_batch")), "{}", a.body);
+}
+
+#[test]
+fn bad_signature_is_refused() {
+    let mut van = Van::new("V1", 1);
+    van.append_n(2);
+    let (addr, _, _dir) = setup(&van);
+    let body = batch(&van.records);
+    // Signed by another key.
+    let impostor =
+        Van { id: van.id.clone(), key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]), records: vec![] };
+    let mut h = auth(&impostor, "POST", "/v1/records", &now_text(), nonce(), &body);
+    h.push(("Content-Encoding", "zstd".into()));
+    let a = http(addr, "POST", "/v1/records", &h, &body);
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (401, Some("sync.bad_request_signature")),
+        "{}",
+        a.body
+    );
+    // Signed over another body.
+    let mut h = auth(&van, "POST", "/v1/records", &now_text(), nonce(), b"other");
+    h.push(("Content-Encoding", "zstd".into()));
+    let a = http(addr, "POST", "/v1/records", &h, &body);
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (401, Some("sync.bad_request_signature")));
+    // Signed for another path.
+    let mut h = auth(&van, "POST", "/v1/checkpoint", &now_text(), nonce(), &body);
+    h.push(("Content-Encoding", "zstd".into()));
+    let a = http(addr, "POST", "/v1/records", &h, &body);
+    assert_eq!(a.status, 401);
+    // A header missing.
+    let h: Vec<_> =
+        auth(&van, "POST", "/v1/records", &now_text(), nonce(), &body).into_iter().skip(1).collect();
+    let a = http(addr, "POST", "/v1/records", &h, &body);
+    assert_eq!(a.status, 401);
+    assert!(a.body["error"]["message"].as_str().unwrap().contains("X-MTU-Van"), "{}", a.body);
+    // Unknown van.
+    let stranger = Van::new("V9", 9);
+    let a = upload(addr, &stranger, &batch(&stranger.records));
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (401, Some("sync.unknown_van")));
+    // Nothing of these was stored: the genuine upload starts at record 1.
+    let a = upload(addr, &van, &body);
+    assert_eq!((a.status, &a.body["ack"]["seq"]), (200, &serde_json::json!(3)), "{}", a.body);
+}
+
+#[test]
+fn stale_request_is_refused() {
+    let van = Van::new("V1", 1);
+    let (addr, _, _dir) = setup(&van);
+    let body = batch(&van.records);
+    for offset_s in [-301i64, 301] {
+        let t = van_hq::protocol::format_time_us(van_hq::ingest::now_us() + offset_s * 1_000_000);
+        let mut h = auth(&van, "POST", "/v1/records", &t, nonce(), &body);
+        h.push(("Content-Encoding", "zstd".into()));
+        let a = http(addr, "POST", "/v1/records", &h, &body);
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (401, Some("sync.stale_request")),
+            "{}",
+            a.body
+        );
+    }
+    let t = van_hq::protocol::format_time_us(van_hq::ingest::now_us() - 290 * 1_000_000);
+    let mut h = auth(&van, "POST", "/v1/records", &t, nonce(), &body);
+    h.push(("Content-Encoding", "zstd".into()));
+    assert_eq!(http(addr, "POST", "/v1/records", &h, &body).status, 200);
+}
+
+#[test]
+fn replayed_nonce_is_refused() {
+    let mut van = Van::new("V1", 1);
+    van.append_n(1);
+    let (addr, _, _dir) = setup(&van);
+    let body = batch(&van.records);
+    let mut h = auth(&van, "POST", "/v1/records", &now_text(), nonce(), &body);
+    h.push(("Content-Encoding", "zstd".into()));
+    assert_eq!(http(addr, "POST", "/v1/records", &h, &body).status, 200);
+    // The very same request again (a replay on the wire).
+    let a = http(addr, "POST", "/v1/records", &h, &body);
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (401, Some("sync.replayed_request")),
+        "{}",
+        a.body
+    );
+    // A fresh nonce for the same batch is an honest retry: the same acknowledgement.
+    let a = upload(addr, &van, &body);
+    assert_eq!((a.status, &a.body["ack"]["seq"]), (200, &serde_json::json!(2)));
+}
