@@ -280,3 +280,44 @@ mod tests {
         assert!(parse_time_us("yesterday").is_err());
     }
 }
+
+#[cfg(test)]
+mod worked_example {
+    //! The worked examples of docs/sync.md: the document must show exactly these values.
+    use super::*;
+
+    #[test]
+    fn document_shows_the_real_values() {
+        let van_key = SigningKey::from_bytes(&[0x4d; 32]);
+        let body = br#"{"van":"MTU-CAI-0001","seq":2,"head_hash":"abababababababababababababababababababababababababababababababab","time":"2026-12-01T10:00:00.000000Z"}"#;
+        let nonce: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let time = "2026-12-01T10:00:00.000000Z";
+        let req =
+            request_signing_bytes("MTU-CAI-0001", "POST", "/v1/checkpoint", time, &nonce, body).unwrap();
+        let req_sig = van_key.sign(&req);
+        let hq_key = SigningKey::from_bytes(&[0x48; 32]);
+        let t = parse_time_us("2026-12-01T10:00:00.250000Z").unwrap();
+        let ack = sign_ack(&hq_key, "MTU-CAI-0001", 2, &[0xab; 32], t).unwrap();
+        let ack_bytes = ack_signing_bytes("MTU-CAI-0001", 2, &[0xab; 32], t).unwrap();
+        let want = [
+            ("van public key", hex::encode(van_key.verifying_key().as_bytes())),
+            ("request body", String::from_utf8(body.to_vec()).unwrap()),
+            ("request signed bytes", hex::encode(&req)),
+            ("X-MTU-Signature", hex::encode(req_sig.to_bytes())),
+            ("HQ public key", hex::encode(hq_key.verifying_key().as_bytes())),
+            ("ack signed bytes", hex::encode(&ack_bytes)),
+            ("ack JSON", serde_json::to_string(&ack).unwrap()),
+        ];
+        if std::env::var_os("PRINT_EXAMPLE").is_some() {
+            for (w, v) in &want {
+                println!("{w}: {v}");
+            }
+        }
+        let doc = include_str!("../../../docs/sync.md");
+        let flat: String = doc.split_whitespace().collect();
+        for (what, value) in want {
+            let v: String = value.split_whitespace().collect();
+            assert!(flat.contains(&v), "docs/sync.md lacks the example's {what}: {value}");
+        }
+    }
+}
