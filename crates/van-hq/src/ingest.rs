@@ -196,6 +196,9 @@ pub fn ingest<S: Store>(
             ));
         }
     }
+    if records[0].0.seq == 0 {
+        return Err(bad_record(0, mtu_journal::RuleError::SeqZero.to_string()));
+    }
     if let Some((rec, _)) = records.iter().find(|(r, _)| r.van_id != van) {
         return Err(bad_record(
             rec.seq,

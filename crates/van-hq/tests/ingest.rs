@@ -249,3 +249,14 @@ fn enrolment_checks_the_van_id_and_key() {
     enroll(&hq.store, "V1", &van.public_hex(), NOW).unwrap();
     assert!(enroll(&hq.store, "V1", &van.public_hex(), NOW).is_err());
 }
+
+#[test]
+fn record_zero_is_a_bad_record_not_a_storage_fault() {
+    let van = Van::new("V1", 1);
+    let hq = enrolled(&van);
+    let mut rec = van.records[0].clone();
+    rec.seq = 0;
+    let err = ingest(&hq.store, &hq.key, &van.id, &lines(&[rec]), NOW).unwrap_err();
+    assert_eq!((err.status, err.code), (422, "sync.bad_record"), "{err}");
+    assert_eq!(err.details.unwrap()["seq"], 0);
+}
