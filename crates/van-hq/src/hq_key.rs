@@ -106,4 +106,39 @@ mod tests {
         assert!(matches!(load(&path), Err(HqKeyError::Permissions { mode: 0o644, .. })));
         assert!(matches!(load(&dir.path().join("none")), Err(HqKeyError::Missing { .. })));
     }
+
+    /// The key file is what OpenSSL 3 reads and writes (PKCS#8 v1 Ed25519).
+    #[test]
+    fn openssl_reads_and_writes_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("hq.key");
+        let key = generate(&ours).unwrap();
+        let pubout = |path: &Path| {
+            let out = std::process::Command::new("openssl")
+                .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+                .arg(path)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("openssl not runnable ({e}): run tools/test, which installs openssl")
+                });
+            assert!(
+                out.status.success(),
+                "openssl refused {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // SubjectPublicKeyInfo of Ed25519: a 12-byte header, then the 32-byte key.
+            out.stdout[12..].to_vec()
+        };
+        assert_eq!(pubout(&ours), key.verifying_key().as_bytes());
+        let theirs = dir.path().join("openssl.key");
+        let made = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&theirs)
+            .output()
+            .unwrap();
+        assert!(made.status.success());
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(pubout(&theirs), load(&theirs).unwrap().verifying_key().as_bytes());
+    }
 }
