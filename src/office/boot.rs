@@ -82,6 +82,14 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     if config.mode == Mode::Simulation {
         seed_training_day(&office, &refdata, &config.van.id, &tz).await?;
+        let officers: Vec<String> =
+            sample::OFFICERS.iter().map(|(id, pin, role, ..)| format!("{id}/{pin} ({role})")).collect();
+        for addr in &config.api.listen {
+            tracing::info!(
+                "training van: officers' API on http://{addr}/api/v1 (docs/api.md); sample officers {}",
+                officers.join(", ")
+            );
+        }
     }
     // Bookings first (before the API serves anyone), then what needs the devices.
     office.settle_bookings().await;
