@@ -106,7 +106,7 @@ async fn post_records<S: Store>(
     let encoding = header(&headers, "content-encoding").map(str::to_owned);
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, move |hq, van, body, now| {
-        if encoding.as_deref() != Some("zstd") {
+        if !encoding.as_deref().is_some_and(|e| e.trim().eq_ignore_ascii_case("zstd")) {
             return Err(Rejection {
                 status: 415,
                 code: "sync.bad_batch",
