@@ -500,3 +500,104 @@ impl Uplink {
         self.events.push_back(Event::Failed { error, retry_at });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    struct Mem(Vec<Record>, bool);
+
+    impl JournalView for Mem {
+        fn head(&self) -> Result<(u64, [u8; 32]), String> {
+            Ok(self.0.last().map_or((0, [0; 32]), |r| (r.seq, r.hash)))
+        }
+        fn hash_at(&self, seq: u64) -> Result<Option<[u8; 32]>, String> {
+            Ok(self.0.get((seq as usize).wrapping_sub(1)).map(|r| r.hash))
+        }
+        fn read(&self, from: u64, max: usize) -> Result<Vec<Record>, String> {
+            if self.1 {
+                return Err("disk I/O error".into());
+            }
+            Ok(self.0.iter().skip(from as usize - 1).take(max).cloned().collect())
+        }
+    }
+
+    fn hq() -> SigningKey {
+        SigningKey::from_bytes(&[1u8; 32])
+    }
+
+    fn ack(j: &Mem, seq: u64, time_us: i64) -> Response {
+        let head_hash = j.hash_at(seq).unwrap().unwrap_or([0; 32]);
+        let body = wire::sign_ack(&hq(), &wire::Ack { van: "V-1", seq, head_hash, time_us });
+        Response { status: 200, body: body.into_bytes() }
+    }
+
+    fn events(up: &mut Uplink) -> Vec<Event> {
+        std::iter::from_fn(|| up.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_late_answer_to_a_timed_out_request_is_ignored() {
+        let j = Mem(crate::sync::test_chain("V-1", 10, 5), false);
+        let t0 = Instant::now();
+        let mut up = Uplink::new(UplinkConfig::default(), "V-1", hq().verifying_key(), None, t0, 9);
+        let first = up.poll_request(t0, 0, &j).unwrap();
+        assert!(up.poll_request(t0, 0, &j).is_none(), "one request at a time");
+        assert_eq!(up.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+        up.handle_timeout(t0 + Duration::from_secs(59));
+        assert!(up.status().in_flight);
+        let t1 = t0 + Duration::from_secs(60);
+        up.handle_timeout(t1);
+        assert!(matches!(events(&mut up).as_slice(), [Event::Failed { error: UplinkError::Timeout(_), .. }]));
+        let t2 = up.poll_timeout().unwrap();
+        assert!(t2 >= t1 + Duration::from_secs(1) && t2 <= t1 + Duration::from_secs(2));
+        assert!(up.poll_request(t2 - Duration::from_millis(1), 0, &j).is_none(), "backing off");
+        let second = up.poll_request(t2, 0, &j).unwrap();
+        assert_eq!(second.kind, RequestKind::Checkpoint { seq: 10 });
+        // HQ's answer to the first request arrives now: not the outstanding one.
+        up.handle_response(t2, first.id, &ack(&j, 4, 10), &j);
+        assert!(events(&mut up).is_empty());
+        assert!(up.status().in_flight);
+        up.handle_transport_error(t2, first.id, "reset");
+        assert!(up.status().in_flight);
+        up.handle_response(t2, second.id, &ack(&j, 4, 11), &j);
+        assert_eq!(up.status().acked.map(|a| a.seq), Some(4));
+        let upload = up.poll_request(t2, 0, &j).unwrap();
+        assert_eq!(upload.kind, RequestKind::Upload { first_seq: 5, last_seq: 10 });
+        assert_eq!(upload.content_encoding, Some("zstd"));
+        let back = wire::decode_batch(&upload.body, wire::MAX_BATCH_BYTES).unwrap();
+        assert_eq!(back, j.0[4..].to_vec());
+    }
+
+    #[test]
+    fn journal_errors_and_gaps_beyond_the_head_back_off() {
+        let mut j = Mem(crate::sync::test_chain("V-1", 10, 5), true);
+        let t0 = Instant::now();
+        let mut up = Uplink::new(UplinkConfig::default(), "V-1", hq().verifying_key(), None, t0, 9);
+        let cp = up.poll_request(t0, 0, &j).unwrap();
+        up.handle_response(t0, cp.id, &ack(&j, 2, 10), &j);
+        assert!(up.poll_request(t0, 0, &j).is_none());
+        match events(&mut up).as_slice() {
+            [Event::Synced(a), Event::Failed { error: UplinkError::Journal(e), .. }] => {
+                assert_eq!(a.seq, 2);
+                assert!(e.contains("disk I/O error"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        j.1 = false;
+        let t1 = up.poll_timeout().unwrap();
+        let upload = up.poll_request(t1, 0, &j).unwrap();
+        assert_eq!(upload.kind, RequestKind::Upload { first_seq: 3, last_seq: 10 });
+        let gap = br#"{"error":{"code":"sync.gap","message":"","details":{"expected_seq":12}}}"#;
+        up.handle_response(t1, upload.id, &Response { status: 409, body: gap.to_vec() }, &j);
+        let retry = up.status().retry_at.unwrap();
+        assert_eq!(up.status().last_error, Some(UplinkError::GapBeyondHead { expected_seq: 12, head: 10 }));
+        assert!(retry >= t1 + Duration::from_secs(300), "a persistent error waits the longest");
+        // The unsigned gap moved nothing, and no acknowledgement fetch was queued.
+        assert_eq!(up.status().acked.map(|a| a.seq), Some(2));
+        let next = up.poll_request(retry, 0, &j).unwrap();
+        assert_eq!(next.kind, RequestKind::Upload { first_seq: 3, last_seq: 10 });
+        assert_eq!(up.pending(10), 8);
+    }
+}
