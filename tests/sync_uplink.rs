@@ -92,11 +92,31 @@ impl FakeHq {
             ChainState { van_id: VAN.into(), seq: last.seq, hash: last.hash, key: Some(self.van_key) };
     }
 
+    /// The key in force after the new records of a batch that verifies, if any.
+    fn key_after(&self, body: &[u8]) -> Option<VerifyingKey> {
+        let last = self.stored.len() as u64;
+        let mut verifier = if last == 0 {
+            ChainVerifier::from_genesis(Some(self.van_key))
+        } else {
+            ChainVerifier::resume(self.state.clone())
+        };
+        for r in wire::decode_batch(body, wire::MAX_BATCH_BYTES).ok()?.iter().filter(|r| r.seq > last) {
+            verifier.check(r).ok()?;
+        }
+        verifier.state().key
+    }
+
     fn handle(&mut self, req: &Request, auth: &AuthHeaders) -> Response {
         if auth.van != VAN {
             return error(401, "sync.unknown_van", serde_json::Value::Null);
         }
-        if !wire::verify_request(&self.van_key, req.method, req.path, auth, &req.body) {
+        // An upload may carry a key rotation: its signature is checked with the key in force after
+        // the batch (docs/sync.md); every other request with the key HQ holds.
+        let key = match (req.method, req.path) {
+            ("POST", wire::PATH_RECORDS) => self.key_after(&req.body).unwrap_or(self.van_key),
+            _ => self.van_key,
+        };
+        if !wire::verify_request(&key, req.method, req.path, auth, &req.body) {
             return error(401, "sync.bad_request_signature", serde_json::Value::Null);
         }
         if self.nonces.contains(&auth.nonce) {
@@ -157,6 +177,7 @@ impl FakeHq {
                     }
                 }
                 self.state = verifier.state().clone();
+                self.van_key = self.state.key.unwrap();
                 for r in new {
                     *self.writes.entry(r.seq).or_default() += 1;
                     self.stored.push(r);
@@ -659,4 +680,42 @@ print("OK", us)
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK 1764588180123456");
+}
+
+#[test]
+fn after_a_key_rotation_the_upload_carrying_it_goes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = journal(dir.path(), 19);
+    let mut hq = FakeHq::new();
+    let mut van = Van::new(None, cfg());
+    van.run(&mut hq, &j, |_| Fault::None);
+    assert_exactly_once(&hq, &j, &van);
+    drop(j);
+    // The van rotates its key and writes on; HQ still holds the old key.
+    let opts = JournalOptions { van_id: VAN.into(), checkpoint_every: 50, max_pages: None };
+    let (journal_w, _) = Journal::open(&dir.path().join("j.db"), van_key(), &opts).unwrap();
+    journal_w.rotate_key(VanKey::from_seed(&[43u8; 32])).unwrap();
+    for i in 0..5 {
+        journal_w.append("test.append", &serde_json::json!({"after": i})).unwrap();
+    }
+    journal_w.close();
+    let j = JournalReader::open(&dir.path().join("j.db")).unwrap();
+    let head = j.head().unwrap().0;
+    let mut van = Van::new(van.up.status().acked, cfg());
+    van.key = VanKey::from_seed(&[43u8; 32]);
+    // The start checkpoint, signed with the new key, is refused; the upload carrying the rotation
+    // is accepted, then the checkpoint.
+    assert_eq!(van.step(&mut hq, &j, Fault::None), Some(RequestKind::Checkpoint { seq: head }));
+    assert!(matches!(
+        van.failures.last(),
+        Some(UplinkError::Hq { status: 401, code: HqErrorCode::BadRequestSignature, .. })
+    ));
+    assert_eq!(
+        van.step(&mut hq, &j, Fault::None),
+        Some(RequestKind::Upload { first_seq: 21, last_seq: head })
+    );
+    assert_eq!(van.acked(), head);
+    assert_eq!(van.step(&mut hq, &j, Fault::None), Some(RequestKind::Checkpoint { seq: head }));
+    assert_eq!(van.failures.len(), 1);
+    assert_exactly_once(&hq, &j, &van);
 }

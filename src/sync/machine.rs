@@ -19,6 +19,11 @@
 //!   only that signed answer moves the mark, backwards if HQ signs a lower seq at a later time
 //!   ([`Event::HqRegressed`], the records are sent again). An older signed acknowledgement with a
 //!   lower seq (a replay, or a late duplicate) changes nothing.
+//! - After a key rotation the van signs requests with its new key, which HQ learns only from the
+//!   rotation record inside an upload. So when a checkpoint or acknowledgement query is refused
+//!   with `sync.bad_request_signature`, the next request is an upload from the acknowledged seq
+//!   (from record 1 if none is known: HQ skips identical duplicates and its answer says where it
+//!   stands); HQ checks an upload's signature with the key in force after the batch it carries.
 //! - Failures back off exponentially (base × 2^(n−1), capped) with equal jitter (half the delay
 //!   fixed, half random); answers that cannot heal by retrying (fork, bad record, an
 //!   acknowledgement that contradicts the journal) wait the longest delay.
@@ -204,6 +209,8 @@ pub struct Uplink {
     failures: u32,
     checkpoint_due: Instant,
     fetch_ack: bool,
+    /// HQ refused a checkpoint's signature: upload first (the batch may carry a key rotation).
+    upload_first: bool,
     max_records: usize,
     rng: u64,
     events: VecDeque<Event>,
@@ -235,6 +242,7 @@ impl Uplink {
             failures: 0,
             checkpoint_due: now,
             fetch_ack: false,
+            upload_first: false,
             max_records,
             rng: seed,
             events: VecDeque::new(),
@@ -256,44 +264,49 @@ impl Uplink {
                 return None;
             }
         };
-        let (kind, method, path, content_type, content_encoding, body) = if now >= self.checkpoint_due {
-            let body = wire::checkpoint_body(&self.van, head_seq, &head_hash, utc_us);
-            (
-                RequestKind::Checkpoint { seq: head_seq },
-                "POST",
-                wire::PATH_CHECKPOINT,
-                Some("application/json"),
-                None,
-                body,
-            )
-        } else if self.fetch_ack {
-            (RequestKind::FetchAck, "GET", wire::PATH_ACK, None, None, Vec::new())
-        } else {
-            let from = self.acked.as_ref()?.seq + 1;
-            if from > head_seq {
-                return None;
-            }
-            let records = match journal.read(from, self.max_records) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.fail(now, UplinkError::Journal(e));
+        if self.upload_first && self.acked.as_ref().is_some_and(|a| a.seq >= head_seq) {
+            // Nothing left to upload, so HQ already holds every key: the refusal was not a rotation.
+            self.upload_first = false;
+        }
+        let (kind, method, path, content_type, content_encoding, body) =
+            if now >= self.checkpoint_due && !self.upload_first {
+                let body = wire::checkpoint_body(&self.van, head_seq, &head_hash, utc_us);
+                (
+                    RequestKind::Checkpoint { seq: head_seq },
+                    "POST",
+                    wire::PATH_CHECKPOINT,
+                    Some("application/json"),
+                    None,
+                    body,
+                )
+            } else if self.fetch_ack && !self.upload_first {
+                (RequestKind::FetchAck, "GET", wire::PATH_ACK, None, None, Vec::new())
+            } else {
+                let from = self.acked.as_ref().map_or(1, |a| a.seq + 1);
+                if from > head_seq {
                     return None;
                 }
-            };
-            if records.first().map(|r| r.seq) != Some(from) {
-                self.fail(now, UplinkError::Journal(format!("record {from} could not be read")));
-                return None;
-            }
-            let batch = match wire::encode_batch(&records, self.max_records, self.cfg.max_bytes) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.fail(now, UplinkError::Batch(e));
+                let records = match journal.read(from, self.max_records) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.fail(now, UplinkError::Journal(e));
+                        return None;
+                    }
+                };
+                if records.first().map(|r| r.seq) != Some(from) {
+                    self.fail(now, UplinkError::Journal(format!("record {from} could not be read")));
                     return None;
                 }
+                let batch = match wire::encode_batch(&records, self.max_records, self.cfg.max_bytes) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.fail(now, UplinkError::Batch(e));
+                        return None;
+                    }
+                };
+                let kind = RequestKind::Upload { first_seq: batch.first_seq, last_seq: batch.last_seq };
+                (kind, "POST", wire::PATH_RECORDS, Some("application/x-ndjson"), Some("zstd"), batch.body)
             };
-            let kind = RequestKind::Upload { first_seq: batch.first_seq, last_seq: batch.last_seq };
-            (kind, "POST", wire::PATH_RECORDS, Some("application/x-ndjson"), Some("zstd"), batch.body)
-        };
         let id = self.next_id;
         self.next_id += 1;
         self.in_flight = Some(InFlight { id, kind, deadline: now + self.cfg.request_timeout });
@@ -355,7 +368,7 @@ impl Uplink {
             RequestKind::Upload { last_seq, .. } if seq < last_seq => {
                 return self.fail(now, UplinkError::AckShort { seq, last_seq });
             }
-            RequestKind::Upload { .. } => {}
+            RequestKind::Upload { .. } => self.upload_first = false,
         }
         self.failures = 0;
         self.last_error = None;
@@ -407,6 +420,9 @@ impl Uplink {
                 }
                 // Unsigned: ask for HQ's signed word before moving anything.
                 self.fetch_ack = true;
+            }
+            (HqErrorCode::BadRequestSignature, RequestKind::Checkpoint { .. } | RequestKind::FetchAck) => {
+                self.upload_first = true;
             }
             (HqErrorCode::BatchTooLarge, RequestKind::Upload { first_seq, last_seq }) => {
                 let sent = usize::try_from(last_seq - first_seq + 1).unwrap_or(usize::MAX);
