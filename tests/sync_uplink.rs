@@ -719,3 +719,51 @@ fn after_a_key_rotation_the_upload_carrying_it_goes_first() {
     assert_eq!(van.failures.len(), 1);
     assert_exactly_once(&hq, &j, &van);
 }
+
+/// One journal for the property test (opened read-only per case).
+fn shared_journal() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        drop(journal(dir.path(), 129));
+        dir
+    });
+    dir.path()
+}
+
+const FAULTS: [Fault; 9] = [
+    Fault::None,
+    Fault::Down,
+    Fault::Status500,
+    Fault::AnswerLost,
+    Fault::ResetAfterStore,
+    Fault::Truncated,
+    Fault::Garbled,
+    Fault::Forged,
+    Fault::Duplicate,
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// Any sequence of faults: the van never counts a record HQ does not hold, and once the link
+    /// heals every record is at HQ exactly once.
+    #[test]
+    fn any_fault_sequence_ends_exactly_once(
+        faults in proptest::collection::vec(0..FAULTS.len(), 0..30),
+        restart_at in proptest::option::of(0usize..30),
+    ) {
+        let j = JournalReader::open(&shared_journal().join("j.db")).unwrap();
+        let mut hq = FakeHq::new();
+        let mut van = Van::new(None, cfg());
+        for (i, f) in faults.iter().enumerate() {
+            if restart_at == Some(i) {
+                van = Van::new(van.up.status().acked, cfg());
+            }
+            van.step(&mut hq, &j, FAULTS[*f]);
+            proptest::prop_assert!(van.acked() <= hq.stored.len() as u64, "step {i}: {:?}", FAULTS[*f]);
+        }
+        van.run(&mut hq, &j, |_| Fault::None);
+        assert_exactly_once(&hq, &j, &van);
+    }
+}
