@@ -313,8 +313,9 @@ impl Uplink {
         Some(Request { id, kind, method, path, content_type, content_encoding, body })
     }
 
-    /// The earliest time [`Uplink::handle_timeout`] or [`Uplink::poll_request`] has work; `None`
-    /// when only new journal records can create work.
+    /// The earliest time [`Uplink::handle_timeout`] or [`Uplink::poll_request`] has work: the
+    /// outstanding request's deadline, the end of a backoff, or the next checkpoint. New journal
+    /// records create work sooner: the shell then calls [`Uplink::poll_request`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         if let Some(f) = &self.in_flight {
             return Some(f.deadline);
