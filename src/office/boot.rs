@@ -82,6 +82,16 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     if config.mode == Mode::Simulation {
         seed_training_day(&office, &refdata, &config.van.id, &tz).await?;
+        // PINs are never logged, not even the sample ones: the README lists them.
+        let officers: Vec<String> =
+            sample::OFFICERS.iter().map(|(id, _, role, ..)| format!("{id} ({role})")).collect();
+        for addr in &config.api.listen {
+            tracing::info!(
+                "training van: officers' API on http://{addr}/api/v1 (docs/api.md); sample officers {} \
+                 (PINs in the README)",
+                officers.join(", ")
+            );
+        }
     }
     // Bookings first (before the API serves anyone), then what needs the devices.
     office.settle_bookings().await;

@@ -835,8 +835,7 @@ impl api::Desk for Office {
     }
 
     async fn dossier(&self, _who: &Session, q: DossierQuery) -> Result<Dossier, DeskError> {
-        let id = validate::NationalId::parse(&q.national_id, self.today())
-            .map_err(|e| invalid(vec![e.under("").clone()]))?;
+        let id = validate::NationalId::parse(&q.national_id, self.today()).map_err(|e| invalid(vec![e]))?;
         let plate = match (&q.plate_letters, &q.plate_digits) {
             (Some(l), Some(d)) => {
                 let rules = lock_read(&self.rules);
