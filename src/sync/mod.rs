@@ -10,6 +10,21 @@ pub use machine::{Event, JournalView, Request, RequestKind, Response, Uplink, Up
 pub use wire::{Ack, AuthHeaders, Batch, HqError, HqErrorCode, VerifiedAck};
 
 use crate::journal::{JournalError, JournalReader, Record};
+use crate::keys::DomainSigner;
+
+/// Signs `req` for sending now: a fresh nonce of 16 random bytes from the operating system, the
+/// van's current key, the request time `utc_us`. The shell calls this for every try, so a retry
+/// is a new request that HQ's replay check accepts.
+pub fn authenticate(
+    req: &Request,
+    signer: &(impl DomainSigner + ?Sized),
+    van: &str,
+    utc_us: i64,
+) -> Result<AuthHeaders, wire::WireError> {
+    let mut nonce = [0u8; wire::NONCE_LEN];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
+    wire::sign_request(signer, van, req.method, req.path, utc_us, &nonce, &req.body)
+}
 
 /// The journal's own reader serves the uplink (one short read per call).
 impl JournalView for JournalReader {
@@ -76,4 +91,30 @@ pub(crate) fn test_chain(van: &str, n: u64, payload_len: usize) -> Vec<Record> {
             r
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_try_gets_a_fresh_nonce_and_verifies() {
+        let key = crate::keys::VanKey::from_seed(&[5u8; 32]);
+        let req = Request {
+            id: 1,
+            kind: RequestKind::FetchAck,
+            method: "GET",
+            path: wire::PATH_ACK,
+            content_type: None,
+            content_encoding: None,
+            body: Vec::new(),
+        };
+        let a = authenticate(&req, &key, "MTU-1", 1_764_588_180_000_000).unwrap();
+        let b = authenticate(&req, &key, "MTU-1", 1_764_588_180_000_000).unwrap();
+        assert_ne!(a.nonce, b.nonce);
+        assert_eq!(a.nonce.len(), 32);
+        for h in [&a, &b] {
+            assert!(wire::verify_request(&key.verifying_key(), "GET", wire::PATH_ACK, h, b""));
+        }
+    }
 }
