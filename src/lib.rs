@@ -18,4 +18,5 @@ pub mod logging;
 pub mod office;
 pub mod render;
 pub mod sim;
+pub mod sync;
 pub mod techtest;
