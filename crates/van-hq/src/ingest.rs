@@ -78,6 +78,37 @@ pub fn authenticate<S: Store>(
     body: &[u8],
     now_us: i64,
 ) -> Result<String, Rejection> {
+    authenticate_with(store, h, method, path, body, now_us, &|| Vec::new())
+}
+
+/// The keys an upload's body hands over to: the new public key of each `key.rotate` record in
+/// it (docs/sync.md, "Requests after a key rotation"). A van that rotated its key signs with the
+/// new one; HQ accepts that signature for an upload carrying the rotation, whose chain ingest
+/// then verifies strictly (the rotation record must be signed by the key HQ holds), so a forged
+/// rotation stores nothing.
+pub fn rotation_keys(body: &[u8]) -> Vec<ed25519_dalek::VerifyingKey> {
+    let Ok(text) = decompress(body) else { return Vec::new() };
+    let Ok(records) = parse_batch(&text) else { return Vec::new() };
+    records
+        .iter()
+        .filter(|(r, _)| r.kind == mtu_journal::kinds::KEY_ROTATE)
+        .filter_map(|(r, _)| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+        .filter_map(|v| hex_array::<32>(v["new_public_key"].as_str()?).ok())
+        .filter_map(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+        .collect()
+}
+
+/// [`authenticate`], also accepting a signature by one of `handover()`'s keys (asked only when
+/// the current key does not verify): an upload carrying the van's key rotation.
+pub fn authenticate_with<S: Store>(
+    store: &S,
+    h: &AuthHeaders<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now_us: i64,
+    handover: &dyn Fn() -> Vec<ed25519_dalek::VerifyingKey>,
+) -> Result<String, Rejection> {
     let missing = |name: &str| bad_sig(format!("header {name} is missing"));
     let van = h.van.ok_or_else(|| missing("X-MTU-Van"))?;
     let key = store.current_key(van)?.ok_or_else(|| {
@@ -103,7 +134,9 @@ pub fn authenticate<S: Store>(
     }
     let msg = protocol::request_signing_bytes(van, method, path, time, &nonce, body)
         .map_err(|e| bad_sig(e.to_string()))?;
-    if !mtu_journal::keys::verify_strict(&key, &msg, &sig) {
+    if !mtu_journal::keys::verify_strict(&key, &msg, &sig)
+        && !handover().iter().any(|k| mtu_journal::keys::verify_strict(k, &msg, &sig))
+    {
         return Err(bad_sig(format!(
             "request signature does not verify with van {van:?}'s current key {}",
             hex::encode(mtu_journal::key_id_of(&key))

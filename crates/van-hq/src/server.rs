@@ -84,7 +84,12 @@ async fn authed<S: Store, T: Send + 'static>(
             nonce: header(&headers, protocol::HEADER_NONCE),
             signature: header(&headers, protocol::HEADER_SIGNATURE),
         };
-        let van = ingest::authenticate(&hq.store, &auth, method.as_str(), uri.path(), &body, now)?;
+        // Only an upload may carry the van's key rotation (docs/sync.md).
+        let handover = || {
+            if uri.path() == protocol::PATH_RECORDS { ingest::rotation_keys(&body) } else { Vec::new() }
+        };
+        let van =
+            ingest::authenticate_with(&hq.store, &auth, method.as_str(), uri.path(), &body, now, &handover)?;
         f(&hq, &van, &body, now)
     })
     .await

@@ -203,3 +203,34 @@ fn concurrent_overlapping_uploads_store_each_record_once() {
     assert_eq!(van_hq::audit::verify_van(&store, "V1", 64).unwrap(), 200);
     assert!(van_hq::store::Store::alarms(&store, "V1").unwrap().is_empty());
 }
+
+/// After a key rotation the van signs with its new key: HQ accepts that signature for the upload
+/// that carries the rotation (and only once its chain verifies), then holds the new key. A
+/// rotation forged by someone else, signed with their own key, stores nothing.
+#[test]
+fn an_upload_carrying_the_key_rotation_may_be_signed_with_the_new_key() {
+    let mut van = Van::new("MTU-CAI-0003", 3);
+    van.append_n(3);
+    let (addr, _hq_pub, _dir) = setup(&van);
+    assert_eq!(upload(addr, &van, &batch(&van.records)).status, 200);
+    let stored = van.records.len();
+    // A forger's rotation: signed by the forger's key (not the van's), request signed by the forger.
+    let mut forger = Van {
+        id: van.id.clone(),
+        key: ed25519_dalek::SigningKey::from_bytes(&[66; 32]),
+        records: van.records.clone(),
+    };
+    forger.rotate(ed25519_dalek::SigningKey::from_bytes(&[67; 32]));
+    let a = upload(addr, &forger, &batch(&forger.records[stored..]));
+    assert_eq!((a.status, a.body["error"]["code"].as_str()), (422, Some("sync.bad_record")), "{}", a.body);
+    // The van's real rotation, the request signed with its new key.
+    van.rotate(ed25519_dalek::SigningKey::from_bytes(&[33; 32]));
+    van.append_n(2);
+    let a = upload(addr, &van, &batch(&van.records[stored..]));
+    assert_eq!(a.status, 200, "{}", a.body);
+    // From now on the new key authenticates every request; a request signed with the new key
+    // but carrying no rotation was refused before it (checked above by the forger's case) and is
+    // accepted now.
+    let h = auth(&van, "GET", "/v1/ack", &now_text(), nonce(), b"");
+    assert_eq!(http(addr, "GET", "/v1/ack", &h, b"").status, 200);
+}
