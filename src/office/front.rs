@@ -21,7 +21,7 @@ use super::refdata::{BundleKind as RdBundle, RefData, RefDataError};
 use super::schedule::{BlockList, PrereqContext, QuoteRequest, Schedule, SupplyRequest};
 use super::shift::{OpenShift, ShiftClose, Shifts};
 use super::validate;
-use super::workflow::{Payment, State, Txn};
+use super::workflow::{Payment, State, Txn, Uncharged};
 use crate::api::desk::{
     self as api, Action, BookingStateRequest, BookingView, DeskError, DeskEvent, DeviceView, DossierQuery,
     FaultView, ImportReport, InspectionRequest, LoginRequest, Normalised, OfficerView, OverrideRequest,
@@ -132,11 +132,12 @@ pub fn txn_view(t: &Txn, role: Role, running: bool) -> TxnView {
     let state = txn_state(t);
     let payment = match &t.payment {
         Payment::None { attempts: 0, .. } => None,
-        Payment::None { last, .. } => Some(api::PaymentView {
-            outcome: if last.as_deref().is_some_and(|l| l.contains("terminal's last")) {
-                api::PaymentOutcome::NotCharged
-            } else {
-                api::PaymentOutcome::Declined
+        Payment::None { ended, .. } => Some(api::PaymentView {
+            outcome: match ended {
+                Some(Uncharged::Declined) => api::PaymentOutcome::Declined,
+                Some(Uncharged::Aborted) => api::PaymentOutcome::Aborted,
+                // Never reached the terminal, or the terminal says it did not charge.
+                Some(Uncharged::Failed | Uncharged::NotCharged) | None => api::PaymentOutcome::NotCharged,
             },
             amount: t.total(),
             receipt_no: None,
@@ -684,10 +685,6 @@ fn booking_view(b: super::refdata::BookingView) -> BookingView {
     BookingView { booking: b.booking, state: b.state, txn: b.txn }
 }
 
-fn invalid(errors: Vec<FieldError>) -> DeskError {
-    DeskError::invalid(errors)
-}
-
 impl api::Desk for Office {
     async fn login(&self, req: LoginRequest) -> Result<SessionGrant, DeskError> {
         let pin = zeroize::Zeroizing::new(req.pin.expose().to_owned());
@@ -797,7 +794,8 @@ impl api::Desk for Office {
         let mut info = BTreeMap::new();
         let normalised = match req {
             ValidateRequest::NationalId { value } => {
-                let id = validate::NationalId::parse(&value, self.today()).map_err(|e| invalid(vec![e]))?;
+                let id = validate::NationalId::parse(&value, self.today())
+                    .map_err(|e| DeskError::invalid(vec![e]))?;
                 let g = id.governorate();
                 info.insert("birth_date".into(), json!(id.birth_date()));
                 info.insert("sex".into(), json!(id.sex()));
@@ -810,16 +808,16 @@ impl api::Desk for Office {
             ValidateRequest::Plate { letters, digits } => {
                 let rules = lock_read(&self.rules);
                 let pr = rules.schedule.as_ref().map(|s| s.plate.clone()).unwrap_or_default();
-                Normalised::Plate(pr.parse(&letters, &digits).map_err(|e| invalid(vec![e]))?)
+                Normalised::Plate(pr.parse(&letters, &digits).map_err(|e| DeskError::invalid(vec![e]))?)
             }
             ValidateRequest::Vin { value } => {
-                Normalised::Text(validate::parse_vin(&value).map_err(|e| invalid(vec![e]))?)
+                Normalised::Text(validate::parse_vin(&value).map_err(|e| DeskError::invalid(vec![e]))?)
             }
             ValidateRequest::EngineNo { value } => {
-                Normalised::Text(validate::parse_engine_no(&value).map_err(|e| invalid(vec![e]))?)
+                Normalised::Text(validate::parse_engine_no(&value).map_err(|e| DeskError::invalid(vec![e]))?)
             }
             ValidateRequest::Phone { value } => {
-                Normalised::Text(validate::parse_phone(&value).map_err(|e| invalid(vec![e]))?)
+                Normalised::Text(validate::parse_phone(&value).map_err(|e| DeskError::invalid(vec![e]))?)
             }
         };
         Ok(Validated { ok: true, normalised, info })
@@ -835,12 +833,13 @@ impl api::Desk for Office {
     }
 
     async fn dossier(&self, _who: &Session, q: DossierQuery) -> Result<Dossier, DeskError> {
-        let id = validate::NationalId::parse(&q.national_id, self.today()).map_err(|e| invalid(vec![e]))?;
+        let id = validate::NationalId::parse(&q.national_id, self.today())
+            .map_err(|e| DeskError::invalid(vec![e]))?;
         let plate = match (&q.plate_letters, &q.plate_digits) {
             (Some(l), Some(d)) => {
                 let rules = lock_read(&self.rules);
                 let pr = rules.schedule.as_ref().map(|s| s.plate.clone()).unwrap_or_default();
-                Some(pr.parse(l, d).map_err(|e| invalid(vec![e]))?)
+                Some(pr.parse(l, d).map_err(|e| DeskError::invalid(vec![e]))?)
             }
             _ => None,
         };
@@ -900,7 +899,7 @@ impl api::Desk for Office {
             (None, false) => None,
         };
         if !errors.is_empty() {
-            return Err(invalid(errors));
+            return Err(DeskError::invalid(errors));
         }
         let (citizen, nid) = (citizen.expect("checked"), nid.expect("checked"));
         // The dossier: the booking's, or (walk-up) one the van holds for today, or none.
@@ -923,7 +922,7 @@ impl api::Desk for Office {
                     ));
                 }
                 if b.booking.citizen.national_id != citizen.national_id {
-                    return Err(invalid(vec![FieldError::new(
+                    return Err(DeskError::invalid(vec![FieldError::new(
                         "citizen.national_id",
                         "booking.other_citizen",
                         "الرقم القومي لا يطابق صاحب الحجز",
@@ -954,7 +953,7 @@ impl api::Desk for Office {
         if let (Some(v), Some(dv)) = (&vehicle, dossier.as_ref().and_then(|d| d.vehicle.as_ref()))
             && v.vin != dv.vin
         {
-            return Err(invalid(vec![FieldError::new(
+            return Err(DeskError::invalid(vec![FieldError::new(
                 "vehicle.vin",
                 "vehicle.not_in_dossier",
                 "رقم الشاسيه لا يطابق سجل المركبة",
@@ -974,7 +973,7 @@ impl api::Desk for Office {
                 replacement: req.replacement,
                 supplies,
             })
-            .map_err(|e| invalid(vec![e]))?;
+            .map_err(|e| DeskError::invalid(vec![e]))?;
         let refusals = if req.service == ServiceKind::Supplies {
             Vec::new()
         } else {
@@ -989,7 +988,7 @@ impl api::Desk for Office {
         };
         let expires = schedule
             .expiry(req.service, category, grade, today)
-            .map_err(|e| invalid(vec![e]))?
+            .map_err(|e| DeskError::invalid(vec![e]))?
             .or_else(|| {
                 // Replacements keep the document's expiry.
                 dossier.as_ref().and_then(|d| match req.service {
@@ -1099,7 +1098,7 @@ impl api::Desk for Office {
                 })
                 .collect();
             if !unknown.is_empty() || !missing.is_empty() {
-                return Err(invalid(unknown.into_iter().chain(missing).collect()));
+                return Err(DeskError::invalid(unknown.into_iter().chain(missing)));
             }
         }
         let t = self
@@ -1151,6 +1150,7 @@ impl api::Desk for Office {
         let a = actor(who);
         let id = txn.to_owned();
         let me = self.me.clone();
+        let mut started = self.shell.subscribe();
         tokio::spawn(async move {
             match shell.proceed(&id, &a).await {
                 Ok(t) => {
@@ -1161,8 +1161,21 @@ impl api::Desk for Office {
                 Err(e) => tracing::warn!(txn = %id, "proceed: {e}"),
             }
         });
-        // Give the step a moment to start so the view shows it running.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Answer once the first step is under way (its first event), or after 200 ms at most.
+        let first = async {
+            loop {
+                match started.recv().await {
+                    Ok(shell::DeskEvent::Txn { txn: t, .. } | shell::DeskEvent::Progress { txn: t, .. })
+                        if t == txn =>
+                    {
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), first).await;
         Ok(self.view(&self.shell.txn(txn).map_err(from_shell)?, who))
     }
 

@@ -33,6 +33,9 @@ pub enum Payment {
     None {
         /// Purchases tried so far.
         attempts: u32,
+        /// How the last one ended without a charge.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ended: Option<Uncharged>,
         /// Why the last one did not go through.
         #[serde(skip_serializing_if = "Option::is_none")]
         last: Option<String>,
@@ -77,6 +80,20 @@ pub enum Payment {
         /// The reversal.
         reversal: Approval,
     },
+}
+
+/// How a purchase ended without charging anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Uncharged {
+    /// The card or issuer said no.
+    Declined,
+    /// Cancelled at the terminal or by us.
+    Aborted,
+    /// It never reached the terminal.
+    Failed,
+    /// Its answer was lost, and the terminal's repeat receipt showed it was not charged.
+    NotCharged,
 }
 
 /// Where one physical step stands.
@@ -320,7 +337,7 @@ impl Txn {
             refusals: Vec::new(),
             inspection: None,
             quote: None,
-            payment: Payment::None { attempts: 0, last: None },
+            payment: Payment::None { attempts: 0, ended: None, last: None },
             steps: map,
             complete: None,
             cancelled: None,
@@ -415,8 +432,14 @@ impl Txn {
                         receipt_before,
                         reason: r.reason.unwrap_or_default(),
                     },
-                    PayOutcome::Declined | PayOutcome::Aborted | PayOutcome::Failed => {
-                        Payment::None { attempts: attempt, last: r.reason }
+                    PayOutcome::Declined => {
+                        Payment::None { attempts: attempt, ended: Some(Uncharged::Declined), last: r.reason }
+                    }
+                    PayOutcome::Aborted => {
+                        Payment::None { attempts: attempt, ended: Some(Uncharged::Aborted), last: r.reason }
+                    }
+                    PayOutcome::Failed => {
+                        Payment::None { attempts: attempt, ended: Some(Uncharged::Failed), last: r.reason }
                     }
                 };
             }
@@ -438,7 +461,11 @@ impl Txn {
                         );
                     }
                     Recovered::NotCharged => {
-                        self.payment = Payment::None { attempts: attempt, last: r.detail };
+                        self.payment = Payment::None {
+                            attempts: attempt,
+                            ended: Some(Uncharged::NotCharged),
+                            last: r.detail,
+                        };
                     }
                     Recovered::Unknown => {
                         if !matches!(self.payment, Payment::Held { .. }) {
