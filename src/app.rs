@@ -68,6 +68,12 @@ pub struct App {
     pub manager: Arc<Manager>,
     /// The service desk behind the local API (after [`App::start_office`]).
     pub office: Option<Arc<crate::office::front::Office>>,
+    /// The uplink to HQ (after [`App::start_sync`], when `[sync]` enables it).
+    pub sync: Option<crate::sync::UplinkHandle>,
+    sync_task: Option<crate::sync::UplinkTask>,
+    sync_why_not: String,
+    /// The training van's local HQ, stopped with the daemon.
+    pub training_hq: Option<crate::sync::training::TrainingHq>,
     jobs: Option<mpsc::UnboundedReceiver<JobRecord>>,
 }
 
@@ -77,7 +83,34 @@ impl App {
         let (sink, jobs) = mpsc::unbounded_channel();
         let options = ManagerOptions { sink: Some(sink), ..ManagerOptions::default() };
         let manager = Arc::new(Manager::start_with(&config, default_factory(), options));
-        App { config, journal, manager, office: None, jobs: Some(jobs) }
+        App {
+            config,
+            journal,
+            manager,
+            office: None,
+            sync: None,
+            sync_task: None,
+            sync_why_not: "sync.enabled is false".into(),
+            training_hq: None,
+            jobs: Some(jobs),
+        }
+    }
+
+    /// Builds the uplink to HQ from `[sync]` (and the training HQ in simulation). A failure is
+    /// logged and shown by `vanctl sync status`; the van goes on serving offline.
+    pub async fn start_sync(&mut self) {
+        match crate::sync::start(&self.config, &self.journal).await {
+            Ok(Some(s)) => {
+                self.sync = Some(s.handle);
+                self.sync_task = Some(s.task);
+                self.training_hq = s.training;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!("sync with HQ not started: {e:#}");
+                self.sync_why_not = format!("not started: {e:#}");
+            }
+        }
     }
 
     /// Starts the service desk (office.db, the workflow shell with its crash recovery, and in
@@ -95,10 +128,15 @@ impl App {
         let socket = crate::control::socket_path(&self.config.paths.state_dir);
         let manager = self.manager.clone();
         let limits = crate::control::Limits::from(&self.config.control);
-        let extra = self
-            .office
-            .clone()
-            .map(|o| Arc::new(crate::office::front::OfficeExtra::new(o)) as crate::control::Extra);
+        let mut extras: Vec<crate::control::Extra> = Vec::new();
+        if let Some(o) = self.office.clone() {
+            extras.push(Arc::new(crate::office::front::OfficeExtra::new(o)));
+        }
+        extras.push(Arc::new(crate::sync::SyncControl::new(self.sync.clone(), self.sync_why_not.clone())));
+        let extra = Some(Arc::new(crate::control::Extras::new(extras)) as crate::control::Extra);
+        if let Some(task) = self.sync_task.take() {
+            sup.spawn("uplink", move |cancel| task.run(cancel));
+        }
         sup.spawn("control socket", move |cancel| async move {
             if let Err(e) = crate::control::serve_with_extra(&socket, manager, limits, extra, cancel).await {
                 tracing::error!("control socket: {e}");

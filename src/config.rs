@@ -69,6 +69,9 @@ pub struct Config {
     /// The officers' local HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// The uplink to HQ (docs/sync.md, "The van's uplink").
+    #[serde(default)]
+    pub sync: SyncConfig,
     /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
     #[serde(skip)]
     pub source: String,
@@ -442,6 +445,67 @@ impl Default for ApiConfig {
     }
 }
 
+/// The uplink to HQ: where HQ is, what the van trusts (HQ's signing key and CA, both pinned), and
+/// how it uploads. With `enabled = false` (the default) vand does not sync.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// Run the uplink.
+    pub enabled: bool,
+    /// HQ's base URL, `https://host[:port]`.
+    pub url: String,
+    /// HQ's Ed25519 public key (64 hex digits, `van-hq pubkey`): only acknowledgements it signs count.
+    pub hq_public_key: String,
+    /// PEM file of the CA that signed HQ's TLS certificate; no other CA (and no system root) is trusted.
+    pub ca_file: PathBuf,
+    /// Records per upload, 1 … 1000.
+    pub max_records: usize,
+    /// Uncompressed bytes per upload, 4096 … 1048576.
+    pub max_bytes: usize,
+    /// Seconds a request may take before it counts as failed, 1 … 600.
+    pub request_timeout_s: u64,
+    /// First retry delay in seconds after a failure (doubling up to `backoff_max_s`), 1 … 3600.
+    pub backoff_base_s: u64,
+    /// Longest retry delay in seconds, `backoff_base_s` … 86400.
+    pub backoff_max_s: u64,
+    /// Seconds between checkpoints (one also opens every session), 10 … 86400.
+    pub checkpoint_every_s: u64,
+    /// Milliseconds between looks for newly committed records while idle, 100 … 60000.
+    pub poll_interval_ms: u64,
+    /// Simulation only: run a local HQ inside vand for the training van (see `[sync.training_hq]`).
+    pub training_hq: Option<TrainingHqConfig>,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            enabled: false,
+            url: String::new(),
+            hq_public_key: String::new(),
+            ca_file: PathBuf::new(),
+            max_records: 1000,
+            max_bytes: 1 << 20,
+            request_timeout_s: 60,
+            backoff_base_s: 2,
+            backoff_max_s: 600,
+            checkpoint_every_s: 900,
+            poll_interval_ms: 2000,
+            training_hq: None,
+        }
+    }
+}
+
+/// The training van's local HQ: vand starts `van-hq`'s receiver in-process over TLS with a
+/// throwaway CA, enrols the van and pins HQ's key and CA into its own effective `[sync]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingHqConfig {
+    /// Folder of HQ's database (`hq.db`), key (`hq.key`) and TLS files (`tls/`).
+    pub dir: PathBuf,
+    /// Address it listens on (port 0: any free port, printed at start).
+    pub listen: std::net::SocketAddr,
+}
+
 /// Document rendering settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -647,6 +711,7 @@ impl Config {
                 return Err((key.into(), format!("must be 1 … {max}")));
             }
         }
+        self.validate_sync()?;
         if !matches!(self.documents.sticker_dpi, 203 | 300) {
             return Err(("documents.sticker_dpi".into(), "must be 203 or 300".into()));
         }
@@ -671,6 +736,52 @@ impl Config {
                     format!("BCM pin {} does not exist", line.pin),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_sync(&self) -> Result<(), (String, String)> {
+        let s = &self.sync;
+        for (key, v, lo, hi) in [
+            ("sync.max_records", s.max_records as u64, 1, 1000),
+            ("sync.max_bytes", s.max_bytes as u64, 4096, 1 << 20),
+            ("sync.request_timeout_s", s.request_timeout_s, 1, 600),
+            ("sync.backoff_base_s", s.backoff_base_s, 1, 3600),
+            ("sync.backoff_max_s", s.backoff_max_s, s.backoff_base_s.max(1), 86_400),
+            ("sync.checkpoint_every_s", s.checkpoint_every_s, 10, 86_400),
+            ("sync.poll_interval_ms", s.poll_interval_ms, 100, 60_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key.into(), format!("must be {lo} … {hi}, not {v}")));
+            }
+        }
+        if s.training_hq.is_some() && self.mode != Mode::Simulation {
+            return Err((
+                "sync.training_hq".into(),
+                "only in simulation: a production van syncs with the real HQ (sync.url)".into(),
+            ));
+        }
+        if !s.enabled || s.training_hq.is_some() {
+            return Ok(());
+        }
+        let url_ok = s.url.strip_prefix("https://").is_some_and(|r| !r.is_empty() && !r.contains('/'));
+        if !url_ok {
+            return Err((
+                "sync.url".into(),
+                format!("{:?} is not an HQ address: use https://host[:port] with no path", s.url),
+            ));
+        }
+        if mtu_sync::lower_hex::<32>(&s.hq_public_key).is_none() {
+            return Err((
+                "sync.hq_public_key".into(),
+                "must be HQ's Ed25519 public key as 64 lowercase hex digits (`van-hq pubkey`)".into(),
+            ));
+        }
+        if s.ca_file.as_os_str().is_empty() {
+            return Err((
+                "sync.ca_file".into(),
+                "must name the PEM file of the CA that signed HQ's TLS certificate".into(),
+            ));
         }
         Ok(())
     }

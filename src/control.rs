@@ -58,6 +58,34 @@ pub trait ControlExtra: Send + Sync {
 /// An installed [`ControlExtra`], shared by every connection.
 pub type Extra = Arc<dyn ControlExtra>;
 
+/// Several [`ControlExtra`]s installed as one: each request goes to the part that lists its `cmd`.
+pub struct Extras {
+    parts: Vec<Extra>,
+    commands: Vec<&'static str>,
+}
+
+impl Extras {
+    /// The parts, in order (a command two parts list goes to the first).
+    pub fn new(parts: Vec<Extra>) -> Extras {
+        let commands = parts.iter().flat_map(|p| p.commands().iter().copied()).collect();
+        Extras { parts, commands }
+    }
+}
+
+impl ControlExtra for Extras {
+    fn commands(&self) -> &[&'static str] {
+        &self.commands
+    }
+
+    fn handle(&self, request: Value) -> ExtraFuture<'_> {
+        let cmd = request.get("cmd").and_then(Value::as_str).unwrap_or_default().to_owned();
+        match self.parts.iter().find(|p| p.commands().contains(&cmd.as_str())) {
+            Some(p) => p.handle(request),
+            None => Box::pin(async move { Err(format!("unknown cmd {cmd:?}")) }),
+        }
+    }
+}
+
 /// File descriptors the control socket always leaves to the rest of the daemon (device ports, the
 /// journal, logs): a client whose descriptor would fall into this reserve is refused.
 pub const FD_RESERVE: u64 = 64;

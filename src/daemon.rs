@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let budget = config.daemon.shutdown_budget;
     let mut app = crate::app::App::start(config.clone(), (*journal).clone());
     app.start_office().await.context("starting the service desk")?;
+    app.start_sync().await;
     let (power_tx, power_rx) = tokio::sync::mpsc::channel(1);
     let services = app.run_services(power_tx);
     app.manager.set_output(Output::ReadyLed, true);
@@ -124,6 +125,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     match stop {
         Ok(a) => tracing::info!(seq = a.seq, "stop recorded"),
         Err(e) => tracing::error!(error = %e, "could not record the stop"),
+    }
+    if let Some(hq) = app.training_hq.take() {
+        hq.stop().await;
     }
     drop(app);
     tokio::task::spawn_blocking(move || journal.close()).await?;

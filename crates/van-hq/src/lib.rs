@@ -6,6 +6,7 @@
 //! - [`ingest`]: request authentication, batch ingest and checkpoints as plain functions over a
 //!   store (no HTTP), each refusal a [`ingest::Rejection`] with its wire code.
 //! - [`server`]: the axum routes on top.
+//! - [`tls`]: TLS on `serve` (rustls, ring) and `tls-init`'s throwaway CA.
 //! - [`audit`]: `van-hq vans` and `van-hq verify`.
 //!
 //! This crate depends on the journal format (`mtu-journal`) and on nothing of the van.
@@ -17,3 +18,4 @@ pub mod protocol;
 pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod tls;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use van_hq::sqlite::SqliteStore;
-use van_hq::{audit, hq_key, ingest, server};
+use van_hq::{audit, hq_key, ingest, server, tls};
 
 #[derive(Parser)]
 #[command(name = "van-hq", about = "HQ receiver of the vans' signed journals", version)]
@@ -45,6 +45,21 @@ enum Cmd {
         key: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        /// TLS: the server's certificate chain (PEM); with --tls-key. Without both, plain HTTP.
+        #[arg(long = "tls-cert", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS: the server's private key (PEM, mode 0600).
+        #[arg(long = "tls-key", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Makes a throwaway CA and a server certificate signed by it (for trials; keys 0600).
+    TlsInit {
+        /// Folder for ca.pem, ca.key, server.pem, server.key (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Host names or IP addresses the server certificate is for (repeat).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
     },
     /// Per van: last seq, last acknowledgement, last checkpoint, staleness, alarms.
     Vans {
@@ -76,16 +91,33 @@ fn main() -> anyhow::Result<()> {
             ingest::enroll(&store, &van, &public_key, ingest::now_us())?;
             println!("enrolled {van}");
         }
-        Cmd::Serve { db, key, listen } => {
+        Cmd::TlsInit { dir, hosts } => {
+            let f = tls::init(&dir, &hosts)?;
+            println!("CA certificate (each van pins it as sync.ca_file): {}", f.ca_cert.display());
+            println!(
+                "serve with: --tls-cert {} --tls-key {}",
+                f.server_cert.display(),
+                f.server_key.display()
+            );
+        }
+        Cmd::Serve { db, key, listen, tls_cert, tls_key } => {
             let store = SqliteStore::open(&db)?;
             let key = hq_key::load(&key)?;
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(tls::server_config(&c, &k)?),
+                _ => None,
+            };
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("binding {listen}"))?;
-                eprintln!("van-hq listening on http://{}", listener.local_addr()?);
                 let hq = Arc::new(server::Hq { store, key });
+                if let Some(config) = tls {
+                    eprintln!("van-hq listening on https://{}", listener.local_addr()?);
+                    return tls::serve_tls(listener, config, hq, shutdown_signal()).await.context("serving");
+                }
+                eprintln!("van-hq listening on http://{}", listener.local_addr()?);
                 server::serve(listener, hq, shutdown_signal()).await.context("serving")
             })?;
         }
