@@ -40,6 +40,9 @@ enum Command {
     Render(cli::render::RenderArgs),
     /// Verifies a document's QR code payload.
     VerifyQr(cli::render::VerifyQrArgs),
+    /// The uplink to HQ: `now`, `status`.
+    #[command(subcommand)]
+    Sync(cli::sync::SyncCmd),
     /// Reference data: `bookings`, `officers`, `blocklist`, `schedule` (import, list, hash-pin).
     #[command(flatten)]
     Office(cli::office::OfficeCmd),
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Render(args) => cli::render::run_render(args, &config).map(|_| 0),
         Command::VerifyQr(args) => cli::render::run_verify_qr(args, &config).map(|_| 0),
         Command::Office(cmd) => cli::office::run(cmd, &config),
+        Command::Sync(cmd) => cli::sync::run(cmd, &config),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -4,3 +4,4 @@ pub mod devices;
 pub mod journal;
 pub mod office;
 pub mod render;
+pub mod sync;

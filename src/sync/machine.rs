@@ -376,9 +376,11 @@ impl Uplink {
         self.retry_at = None;
     }
 
-    /// Try now, skipping any backoff (`vanctl sync now`).
-    pub fn sync_now(&mut self) {
+    /// Try now, skipping any backoff (`vanctl sync now`): the next request is a checkpoint, so
+    /// the van hears from HQ even with nothing to upload.
+    pub fn sync_now(&mut self, now: Instant) {
         self.retry_at = None;
+        self.checkpoint_due = self.checkpoint_due.min(now);
     }
 
     /// The next event for the shell.
@@ -552,6 +554,22 @@ mod tests {
 
     fn events(up: &mut Uplink) -> Vec<Event> {
         std::iter::from_fn(|| up.poll_event()).collect()
+    }
+
+    #[test]
+    fn sync_now_skips_the_backoff_and_opens_with_a_checkpoint() {
+        let j = Mem(crate::sync::test_chain("V-1", 3, 5), false);
+        let t0 = Instant::now();
+        let mut up = Uplink::new(UplinkConfig::default(), "V-1", hq().verifying_key(), None, t0, 9);
+        let cp = up.poll_request(t0, 0, &j).unwrap();
+        up.handle_response(t0, cp.id, &ack(&j, 3, 10), &j);
+        assert!(up.poll_request(t0, 0, &j).is_none(), "caught up: nothing to send");
+        up.sync_now(t0);
+        assert_eq!(up.poll_request(t0, 0, &j).unwrap().kind, RequestKind::Checkpoint { seq: 3 });
+        up.handle_transport_error(t0, 2, "refused");
+        assert!(up.poll_request(t0, 0, &j).is_none(), "backing off");
+        up.sync_now(t0);
+        assert_eq!(up.poll_request(t0, 0, &j).unwrap().kind, RequestKind::Checkpoint { seq: 3 });
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl UplinkHandle {
 
     /// Skips any backoff and wakes the task now.
     pub fn sync_now(&self) {
-        self.core.lock().unwrap_or_else(|p| p.into_inner()).up.sync_now();
+        self.core.lock().unwrap_or_else(|p| p.into_inner()).up.sync_now(Instant::now());
         self.wake.notify_one();
     }
 
