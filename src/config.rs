@@ -933,6 +933,37 @@ mod tests {
     }
 
     #[test]
+    fn sync_errors_name_their_key_and_line() {
+        let c = Config::parse(BASE, "t.toml").unwrap();
+        assert!(!c.sync.enabled, "off unless configured");
+        let good = "[sync]\nenabled = true\nurl = \"https://hq.example:8443\"\nhq_public_key = \"";
+        let key = "ab".repeat(32);
+        let ok = format!("{BASE}{good}{key}\"\nca_file = \"/etc/mtu/hq-ca.pem\"\n");
+        let c = Config::parse(&ok, "t.toml").unwrap();
+        assert_eq!(c.sync.url, "https://hq.example:8443");
+        assert_eq!((c.sync.max_records, c.sync.backoff_max_s), (1000, 600));
+        let (line, k, msg) = err(&ok.replace("https://hq.example:8443", "http://hq.example"));
+        assert_eq!((line, k.as_str()), (8, "sync.url"));
+        assert!(msg.contains("https://"), "{msg}");
+        let (line, k, _) = err(&ok.replace(&key, &"AB".repeat(32)));
+        assert_eq!((line, k.as_str()), (9, "sync.hq_public_key"));
+        let (_, k, msg) = err(&ok.replace("ca_file = \"/etc/mtu/hq-ca.pem\"\n", ""));
+        assert_eq!(k, "sync.ca_file", "{msg}");
+        let (line, k, _) = err(&format!("{ok}max_records = 1001\n"));
+        assert_eq!((line, k.as_str()), (11, "sync.max_records"));
+        let (_, k, _) = err(&format!("{ok}backoff_base_s = 60\nbackoff_max_s = 30\n"));
+        assert_eq!(k, "sync.backoff_max_s");
+        let (_, k, msg) = err(&format!("{ok}poll_interval = 5\n"));
+        assert!(k.contains("sync") || msg.contains("poll_interval"), "{k}: {msg}");
+        let training = format!(
+            "{BASE}[sync]\nenabled = true\n[sync.training_hq]\ndir = \"var/hq\"\nlisten = \"127.0.0.1:0\"\n"
+        );
+        assert!(Config::parse(&training, "t.toml").is_ok(), "simulation may run a training HQ");
+        let (_, k, msg) = err(&training.replace("mode = \"simulation\"", "mode = \"production\""));
+        assert_eq!(k, "sync.training_hq", "{msg}");
+    }
+
+    #[test]
     fn control_limits_have_defaults_and_bounds() {
         let c = Config::parse(BASE, "t.toml").unwrap();
         assert_eq!(c.control, ControlConfig { max_clients: 16, idle_timeout_s: 30 });

@@ -365,6 +365,16 @@ struct Van {
 }
 
 fn start_van(journal: &Path, state: &Path, url: &str, ca_pem: &[u8]) -> Van {
+    start_van_with(journal, state, url, ca_pem, None)
+}
+
+fn start_van_with(
+    journal: &Path,
+    state: &Path,
+    url: &str,
+    ca_pem: &[u8],
+    hook: Option<mtu::sync::SessionHook>,
+) -> Van {
     // Plain HTTP (so the proxy can alter answers) still needs a CA to build the client.
     let ca_pem = if ca_pem.is_empty() {
         van_hq::tls::throwaway_ca("unused", &["localhost".into()]).unwrap().ca_cert_pem.into_bytes()
@@ -379,8 +389,11 @@ fn start_van(journal: &Path, state: &Path, url: &str, ca_pem: &[u8]) -> Van {
     };
     let client = HqClient::new(&endpoint, "test CA", VAN, Arc::new(van_key())).unwrap();
     let reader = JournalReader::open(journal).unwrap();
-    let (task, handle) =
+    let (mut task, handle) =
         UplinkTask::new(shell_config(), VAN, hq_key().verifying_key(), client, reader, Some(state));
+    if let Some(h) = hook {
+        task = task.on_session(h);
+    }
     let (cancel, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(task.run(rx));
     Van { handle, cancel, task }
@@ -506,10 +519,26 @@ async fn over_tls_with_the_pinned_ca_records_arrive_despite_cut_connections() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let ca = std::fs::read(&files.ca_cert).unwrap();
-    let van = start_van(&jpath, &state, &format!("https://{}", proxy.addr), &ca);
+    // The hook after each completed session sees HQ level with the journal (down-sync goes there).
+    let sessions = Arc::new(Mutex::new(Vec::new()));
+    let (seen, db) = (sessions.clone(), hq.db.clone());
+    let hook: mtu::sync::SessionHook = Arc::new(move || {
+        let (seen, db) = (seen.clone(), db.clone());
+        Box::pin(async move {
+            let held = SqliteStore::open(&db).unwrap().records(VAN, 0, 1000).unwrap().len();
+            seen.lock().unwrap().push(held);
+        })
+    });
+    let van = start_van_with(&jpath, &state, &format!("https://{}", proxy.addr), &ca, Some(hook));
     let st = until_synced(&van.handle, &hq, &jpath, &state, Duration::from_secs(60)).await;
     assert_eq!(st["acked_seq"], 91);
     exactly_once(&hq, &jpath);
+    let started = Instant::now();
+    while sessions.lock().unwrap().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the session hook never ran");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(sessions.lock().unwrap()[0], 91, "the hook runs once everything is acknowledged");
     van.stop().await;
     j.close();
 }
