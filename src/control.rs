@@ -7,7 +7,8 @@
 //!   (a technician test job: prints a test card or label, encodes a test tag, or asks the terminal
 //!   for its diagnosis; see `techtest`)
 //! - commands of a [`ControlExtra`] the daemon installs (the service desk's `import`, `bookings`,
-//!   `officers`; see `office::refdata::OfficeControl`), answered by it;
+//!   `officers`; see `office::refdata::OfficeControl`) and the uplink's `sync_status` and
+//!   `sync_now` (`sync::SyncControl`), answered by them ([`Extras`] installs several);
 //! - anything else → `{"error":"…"}` naming what was wrong; the connection stays usable.
 //!
 //! The socket is created with mode 0660 so only the daemon's user and group (technicians) can use it.

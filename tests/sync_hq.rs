@@ -1,6 +1,6 @@
 //! The van's uplink task (`mtu::sync::shell` with its HTTPS client) against the real HQ
 //! (`van-hq`'s router, SQLite store and TLS, in-process) through a fault-injecting TCP proxy:
-//! HQ down, 500 pages, slow and lost answers, connections cut mid-upload, truncated and garbled
+//! HQ down, 500 pages, slow, late and lost answers, connections cut mid-upload, truncated and garbled
 //! answers, forged and replayed acknowledgements, the van restarted mid-batch, HQ restarted
 //! mid-batch. In every case every record reaches HQ exactly once (HQ's stored seqs and hashes are
 //! the journal's, no more) and, checked all along, the van never counts as synced a record HQ
@@ -122,6 +122,8 @@ enum Fault {
     CutRequest,
     /// HQ handles the request; its answer is lost.
     LoseAnswer,
+    /// HQ handles the request; its answer comes late but within the van's timeout.
+    Slow,
     /// HQ handles the request; its answer comes after the van gave up.
     Hold,
     /// The answer is cut short.
@@ -260,6 +262,10 @@ impl Proxy {
             let Some(resp) = read_http(srv, scarry).await else { return };
             let out = match fault {
                 Fault::LoseAnswer => return,
+                Fault::Slow => {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    resp.clone()
+                }
                 Fault::Hold => {
                     tokio::time::sleep(Duration::from_millis(1500)).await;
                     resp.clone()
@@ -451,7 +457,7 @@ async fn every_fault_on_the_wire_ends_with_every_record_at_hq_exactly_once() {
     let proxy = Proxy::start(hq.addr, true).await;
     proxy.script(&[
         Down, Down, Status500, Pass, CutRequest, Pass, LoseAnswer, Truncate, Pass, Garble, Forge, Pass,
-        Replay, Hold, Pass, LoseAnswer, LoseAnswer, Pass, Forge, Garble, Truncate, Replay, Pass,
+        Replay, Hold, Slow, Pass, LoseAnswer, LoseAnswer, Pass, Forge, Garble, Truncate, Replay, Pass,
     ]);
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();

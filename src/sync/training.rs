@@ -63,15 +63,20 @@ impl TrainingHq {
         let server_config = van_hq::tls::server_config(&files.server_cert, &files.server_key)?;
         let db = dir.join("hq.db");
         let store = SqliteStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
-        if store.current_key(van_id)?.is_none() {
-            let genesis = genesis_key(journal)?;
-            van_hq::ingest::enroll(
-                &store,
-                van_id,
-                &hex::encode(genesis.as_bytes()),
-                van_hq::ingest::now_us(),
-            )?;
-            tracing::info!(van = van_id, "training HQ: van enrolled with its genesis key");
+        let genesis = genesis_key(journal)?;
+        match store.vans()?.into_iter().find(|v| v.van_id == van_id) {
+            None => {
+                let key = hex::encode(genesis.as_bytes());
+                van_hq::ingest::enroll(&store, van_id, &key, van_hq::ingest::now_us())?;
+                tracing::info!(van = van_id, "training HQ: van enrolled with its genesis key");
+            }
+            Some(row) if row.genesis_key != genesis => tracing::warn!(
+                van = van_id,
+                "training HQ knows another journal under this van id (a new journal with an old HQ \
+                 folder?): it will refuse this van's uploads; remove {} to start HQ over",
+                dir.display()
+            ),
+            Some(_) => {}
         }
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
