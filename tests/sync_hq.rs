@@ -464,11 +464,17 @@ async fn every_fault_on_the_wire_ends_with_every_record_at_hq_exactly_once() {
     let van = start_van(&jpath, &state, &format!("http://{}", proxy.addr), b"");
     until_synced(&van.handle, &hq, &jpath, &state, Duration::from_secs(60)).await;
     assert!(proxy.script_done(), "every scripted fault was met");
-    // More records while HQ restarts in the middle of the next uploads.
+    // More records; HQ stores the next upload and restarts while its answer is on the way.
+    let before = hq.stored().len();
     append(&j, 60);
-    proxy.script(&[Pass, LoseAnswer]);
+    proxy.script(&[Pass, Hold]);
     van.handle.sync_now();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    while hq.stored().len() == before {
+        assert!(started.elapsed() < Duration::from_secs(20), "the upload never reached HQ");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(van.handle.status().await["in_flight"] == true, "HQ restarts mid-exchange");
     hq.restart().await;
     proxy.set_upstream(hq.addr);
     let st = until_synced(&van.handle, &hq, &jpath, &state, Duration::from_secs(60)).await;
