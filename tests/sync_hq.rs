@@ -466,9 +466,8 @@ async fn every_fault_on_the_wire_ends_with_every_record_at_hq_exactly_once() {
     assert!(proxy.script_done(), "every scripted fault was met");
     // More records; HQ stores the next upload and restarts while its answer is on the way.
     let before = hq.stored().len();
+    proxy.script(&[Hold]); // the next exchange: the upload the poll starts (no checkpoint is due)
     append(&j, 60);
-    proxy.script(&[Pass, Hold]);
-    van.handle.sync_now();
     let started = Instant::now();
     while hq.stored().len() == before {
         assert!(started.elapsed() < Duration::from_secs(20), "the upload never reached HQ");
@@ -497,7 +496,8 @@ async fn the_van_restarted_mid_batch_resumes_from_where_hq_stands() {
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     // Checkpoint, two uploads acknowledged, then HQ stores the third but its answer is lost.
-    proxy.script(&[Fault::Pass, Fault::Pass, Fault::Pass, Fault::LoseAnswer, Fault::Down]);
+    proxy.script(&[Fault::Pass, Fault::Pass, Fault::Pass, Fault::LoseAnswer]);
+    proxy.script(&[Fault::Down; 30]); // HQ out of reach until the van is stopped
     let van = start_van(&jpath, &state, &format!("http://{}", proxy.addr), b"");
     let started = Instant::now();
     while hq.stored().len() < 60 {
@@ -507,6 +507,7 @@ async fn the_van_restarted_mid_batch_resumes_from_where_hq_stands() {
     van.stop().await; // vand stops (or is killed) with the third batch unacknowledged
     let kept = mtu::sync::shell::load_state(&state.join(mtu::sync::shell::STATE_FILE), VAN).unwrap();
     assert_eq!(kept.seq, 40, "the van kept only what HQ acknowledged");
+    proxy.script.lock().unwrap().clear();
     let van = start_van(&jpath, &state, &format!("http://{}", proxy.addr), b"");
     until_synced(&van.handle, &hq, &jpath, &state, Duration::from_secs(30)).await;
     exactly_once(&hq, &jpath);

@@ -190,6 +190,8 @@ impl UplinkHandle {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 /// The uplink task.
 pub struct UplinkTask {
     handle: UplinkHandle,
@@ -230,17 +232,27 @@ impl UplinkTask {
         self
     }
 
+    /// Runs `f` on the uplink's own worker thread (journal reads, batch encoding and answer
+    /// checks block; one thread keeps their buffers in one allocator arena, so memory stays flat).
     async fn with_core<T: Send + 'static>(
         &self,
+        worker: &std::sync::mpsc::Sender<Job>,
         f: impl FnOnce(&mut Core) -> T + Send + 'static,
     ) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let core = self.handle.core.clone();
-        match tokio::task::spawn_blocking(move || f(&mut core.lock().unwrap_or_else(|p| p.into_inner())))
-            .await
-        {
+        let job: Job = Box::new(move || {
+            let out = f(&mut core.lock().unwrap_or_else(|p| p.into_inner()));
+            let _ = tx.send(out);
+        });
+        if worker.send(job).is_err() {
+            tracing::error!("uplink: its worker thread is gone");
+            return None;
+        }
+        match rx.await {
             Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!("uplink: {e}");
+            Err(_) => {
+                tracing::error!("uplink: its worker thread stopped in a step");
                 None
             }
         }
@@ -248,6 +260,16 @@ impl UplinkTask {
 
     /// Runs until `cancel` turns true.
     pub async fn run(self, mut cancel: watch::Receiver<bool>) {
+        let (worker, jobs) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new().name("uplink".into()).spawn(move || {
+            while let Ok(job) = jobs.recv() {
+                job();
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("uplink: cannot start its worker thread: {e}");
+            return;
+        }
         let timeout = self.cfg.uplink.request_timeout;
         let mut exchanged = false;
         loop {
@@ -255,7 +277,7 @@ impl UplinkTask {
                 return;
             }
             let Some((req, next, clean)) = self
-                .with_core(|c| {
+                .with_core(&worker, |c| {
                     let now = Instant::now();
                     c.up.handle_timeout(now);
                     let req = c.up.poll_request(now, crate::clock::now_utc_us(), &c.reader);
@@ -274,7 +296,7 @@ impl UplinkTask {
                 };
                 let id = req.id;
                 let done = self
-                    .with_core(move |c| {
+                    .with_core(&worker, move |c| {
                         let now = Instant::now();
                         match sent {
                             Ok(Ok(resp)) => c.up.handle_response(now, id, &resp, &c.reader),
@@ -296,7 +318,7 @@ impl UplinkTask {
             }
             if exchanged && clean {
                 exchanged = false;
-                self.with_core(|c| {
+                self.with_core(&worker, |c| {
                     c.sessions += 1;
                     c.last_success_us = Some(crate::clock::now_utc_us());
                 })
