@@ -555,6 +555,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    struct Named(&'static [&'static str], &'static str);
+
+    impl ControlExtra for Named {
+        fn commands(&self) -> &[&'static str] {
+            self.0
+        }
+        fn handle(&self, request: Value) -> ExtraFuture<'_> {
+            Box::pin(async move { Ok(json!({"by": self.1, "cmd": request["cmd"]})) })
+        }
+    }
+
+    #[tokio::test]
+    async fn extras_send_each_command_to_the_part_that_lists_it() {
+        let x = Extras::new(vec![
+            Arc::new(Named(&["import", "bookings"], "office")),
+            Arc::new(Named(&["sync_status", "sync_now"], "sync")),
+        ]);
+        assert_eq!(x.commands(), ["import", "bookings", "sync_status", "sync_now"]);
+        assert_eq!(x.handle(json!({"cmd": "sync_now"})).await.unwrap()["by"], "sync");
+        assert_eq!(x.handle(json!({"cmd": "bookings"})).await.unwrap()["by"], "office");
+        assert!(x.handle(json!({"cmd": "nope"})).await.unwrap_err().contains("unknown cmd"));
+    }
+
     #[test]
     fn requests_parse_and_errors_say_what_is_wrong() {
         assert_eq!(parse_request(br#"{"cmd":"devices"}"#), Ok(Request::Devices));

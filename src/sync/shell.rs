@@ -338,3 +338,26 @@ impl UplinkTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kept_acknowledgement_round_trips_and_a_foreign_or_broken_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        assert_eq!(load_state(&path, "V-1"), None);
+        let ack =
+            VerifiedAck { van: "V-1".into(), seq: 42, head_hash: [7; 32], time_us: 1_764_000_000_000_001 };
+        save_state(&path, &ack).unwrap();
+        assert_eq!(load_state(&path, "V-1"), Some(ack.clone()));
+        assert_eq!(load_state(&path, "V-2"), None, "another van's file is not this van's mark");
+        save_state(&path, &VerifiedAck { seq: 43, ..ack }).unwrap();
+        assert_eq!(load_state(&path, "V-1").map(|a| a.seq), Some(43));
+        std::fs::write(&path, b"{\"van\":\"V-1\",\"seq\":1,\"head_hash\":\"XY\",\"time_us\":0}").unwrap();
+        assert_eq!(load_state(&path, "V-1"), None);
+        std::fs::write(&path, b"\xff\x00").unwrap();
+        assert_eq!(load_state(&path, "V-1"), None);
+    }
+}
