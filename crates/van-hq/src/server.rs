@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use ed25519_dalek::SigningKey;
 
 use crate::ingest::{self, AuthHeaders, Rejection};
-use crate::protocol::{self, ErrorBody, ErrorDetail, MAX_BATCH_BYTES};
+use crate::protocol::{self, MAX_BATCH_BYTES, SignedAck};
 use crate::store::Store;
 
 /// Largest request body read (compressed batches are far smaller than this).
@@ -29,10 +29,14 @@ pub struct Hq<S> {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorBody {
-            error: ErrorDetail { code: self.code.to_owned(), message: self.message, details: self.details },
-        };
-        (status, axum::Json(body)).into_response()
+        let body = protocol::error_body(self.code, &self.message, self.details);
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl IntoResponse for SignedAck {
+    fn into_response(self) -> Response {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.json).into_response()
     }
 }
 
@@ -107,7 +111,7 @@ async fn post_records<S: Store>(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<protocol::SignedAck>, Rejection> {
+) -> Result<SignedAck, Rejection> {
     let encoding = header(&headers, "content-encoding").map(str::to_owned);
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, move |hq, van, body, now| {
@@ -123,7 +127,7 @@ async fn post_records<S: Store>(
         ingest::ingest(&hq.store, &hq.key, van, &batch, now)
     })
     .await?;
-    Ok(axum::Json(ack))
+    Ok(ack)
 }
 
 async fn post_checkpoint<S: Store>(
@@ -132,13 +136,13 @@ async fn post_checkpoint<S: Store>(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<protocol::SignedAck>, Rejection> {
+) -> Result<SignedAck, Rejection> {
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, |hq, van, body, now| {
         ingest::checkpoint(&hq.store, &hq.key, van, body, now)
     })
     .await?;
-    Ok(axum::Json(ack))
+    Ok(ack)
 }
 
 async fn get_ack<S: Store>(
@@ -147,11 +151,11 @@ async fn get_ack<S: Store>(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<protocol::SignedAck>, Rejection> {
+) -> Result<SignedAck, Rejection> {
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, |hq, van, _body, now| {
         ingest::current_ack(&hq.store, &hq.key, van, now)
     })
     .await?;
-    Ok(axum::Json(ack))
+    Ok(ack)
 }

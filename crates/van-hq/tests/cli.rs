@@ -51,8 +51,8 @@ fn keygen_enroll_serve_upload_vans_and_verify() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(a.status, 200, "{}", a.body);
-    let ack: van_hq::protocol::SignedAck = serde_json::from_value(a.body).unwrap();
-    assert_eq!(ack.verify(&hq_pub).unwrap().0, 31);
+    let ack = van_hq::protocol::verify_ack(a.body.to_string().as_bytes(), &hq_pub).unwrap();
+    assert_eq!(ack.seq, 31);
 
     let out = van_hq(&["vans", "--db", d, "--json"]);
     assert!(out.status.success(), "{}", text(&out));

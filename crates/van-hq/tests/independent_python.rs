@@ -41,7 +41,7 @@ fn python_cryptography_verifies_a_real_request_and_acknowledgement() {
     let body = batch(&van.records);
     let (time, n) = (now_text(), nonce());
     let mut h = auth(&van, "POST", "/v1/records", &time, n, &body);
-    let signature = h.iter().find(|(k, _)| *k == "x-mtu-signature").unwrap().1.clone();
+    let signature = h.iter().find(|(k, _)| k.eq_ignore_ascii_case("X-MTU-Signature")).unwrap().1.clone();
     h.push(("Content-Encoding", "zstd".into()));
     let a = http(addr, "POST", "/v1/records", &h, &body);
     assert_eq!(a.status, 200, "{}", a.body);
