@@ -6,6 +6,8 @@
 
 use std::io::Read;
 
+pub mod bundle;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
