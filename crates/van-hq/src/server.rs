@@ -34,6 +34,15 @@ impl IntoResponse for Rejection {
     }
 }
 
+/// A JSON answer body already rendered.
+struct JsonBytes(Vec<u8>);
+
+impl IntoResponse for JsonBytes {
+    fn into_response(self) -> Response {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
 impl IntoResponse for SignedAck {
     fn into_response(self) -> Response {
         ([(axum::http::header::CONTENT_TYPE, "application/json")], self.json).into_response()
@@ -46,6 +55,8 @@ pub fn router<S: Store>(hq: Arc<Hq<S>>) -> Router {
         .route(protocol::PATH_RECORDS, post(post_records::<S>))
         .route(protocol::PATH_CHECKPOINT, post(post_checkpoint::<S>))
         .route(protocol::PATH_ACK, get(get_ack::<S>))
+        .route(mtu_sync::bundle::PATH_BUNDLES, get(get_bundles::<S>))
+        .route(mtu_sync::bundle::PATH_DOSSIER, get(get_dossier::<S>))
         .with_state(hq)
 }
 
@@ -158,4 +169,34 @@ async fn get_ack<S: Store>(
     })
     .await?;
     Ok(ack)
+}
+
+async fn get_bundles<S: Store>(
+    State(hq): State<Arc<Hq<S>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<JsonBytes, Rejection> {
+    let body = read_body(body).await?;
+    let query = uri.query().map(str::to_owned);
+    authed(hq, method, uri, headers, body, move |hq, van, _body, _now| {
+        crate::downsync::bundles(&hq.store, &hq.key, van, query.as_deref()).map(JsonBytes)
+    })
+    .await
+}
+
+async fn get_dossier<S: Store>(
+    State(hq): State<Arc<Hq<S>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<JsonBytes, Rejection> {
+    let body = read_body(body).await?;
+    let query = uri.query().map(str::to_owned);
+    authed(hq, method, uri, headers, body, move |hq, van, _body, now| {
+        crate::downsync::dossier(&hq.store, &hq.key, van, query.as_deref(), now).map(JsonBytes)
+    })
+    .await
 }
