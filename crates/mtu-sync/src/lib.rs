@@ -796,6 +796,34 @@ mod worked_example {
         check_document(&want);
     }
 
+    #[test]
+    fn down_sync_example_is_documented() {
+        use crate::bundle::*;
+        let hq_key = SigningKey::from_bytes(&[0x48; 32]);
+        let roster = br#"{"bundle":"roster","version":3,"van_id":"MTU-CAI-0001","issued_at":"2026-12-01T08:00:00Z","officers":[]}"#;
+        let mut signed = BUNDLE_DOMAIN.to_vec();
+        signed.extend(bundle_message("MTU-CAI-0001", 7, "roster", 3, roster).unwrap());
+        let entry = sign_bundle(&hq_key, "MTU-CAI-0001", 7, "roster", 3, roster).unwrap();
+        let page = bundles_answer(vec![entry], false);
+        assert!(verify_bundles(&page, &hq_key.verifying_key(), "MTU-CAI-0001", 6).is_ok());
+        let query = DossierQuery { national_id: "29001011234567".into(), plate: None }.to_query();
+        let dossier = r#"{"citizen":{"national_id":"29001011234567","name_ar":"منى حسن"},"as_of":"2026-12-01T08:00:00Z"}"#;
+        let t = parse_utc("t", "2026-12-01T10:00:00.500000Z").unwrap();
+        let mut dsigned = DOSSIER_DOMAIN.to_vec();
+        dsigned.extend(dossier_message("MTU-CAI-0001", &query, t, dossier.as_bytes()).unwrap());
+        let answer = sign_dossier(&hq_key, "MTU-CAI-0001", &query, t, dossier.as_bytes()).unwrap();
+        assert!(verify_dossier(&answer, &hq_key.verifying_key(), "MTU-CAI-0001", &query, t).is_ok());
+        check_document(&[
+            ("bundle", String::from_utf8(roster.to_vec()).unwrap()),
+            ("bundle signed bytes", hex::encode(&signed)),
+            ("bundles answer", String::from_utf8(page).unwrap()),
+            ("dossier query", query),
+            ("dossier bytes", dossier.to_owned()),
+            ("dossier signed bytes", hex::encode(&dsigned)),
+            ("dossier answer", String::from_utf8(answer).unwrap()),
+        ]);
+    }
+
     /// Fails naming each value docs/sync.md does not show (white space ignored); prints them all
     /// with `PRINT_EXAMPLE=1`.
     pub(crate) fn check_document(want: &[(&str, String)]) {
