@@ -351,9 +351,10 @@ async fn walk_ups_get_their_dossier_live_from_hq() {
     let tz = ServiceHours::cairo_default().tz;
     let today = now.to_zoned_datetime(tz.clone()).date();
     let sample_day = sample::bookings(VAN, today, &tz, now);
-    let nid = sample_day["items"][0]["citizen"]["national_id"].as_str().unwrap().to_owned();
-    let dossier =
-        json!({"citizen": {"national_id": nid, "name_ar": "منى حسن"}, "as_of": "2026-12-01T08:00:00Z"});
+    let booking = &sample_day["items"][0];
+    let nid = booking["citizen"]["national_id"].as_str().unwrap().to_owned();
+    let dossier = booking["dossier"].clone();
+    let name = dossier["citizen"]["name_ar"].as_str().unwrap().to_owned();
     let line = json!({"national_id": nid, "dossier": dossier}).to_string();
     van_hq::downsync::import_dossiers(&*hq.store, line.as_bytes(), 0).unwrap();
     let q = |n: &str| DossierQuery { national_id: n.into(), plate_letters: None, plate_digits: None };
@@ -372,7 +373,22 @@ async fn walk_ups_get_their_dossier_live_from_hq() {
     // Online: HQ's signed answer.
     toggle.online.store(true, Ordering::SeqCst);
     let d = van.office.dossier(&who, q(&nid)).await.unwrap();
-    assert_eq!((d.citizen.national_id.as_str(), d.citizen.name_ar.as_str()), (nid.as_str(), "منى حسن"));
+    assert_eq!((d.citizen.national_id.as_str(), d.citizen.name_ar.as_str()), (nid.as_str(), name.as_str()));
+    // A walk-up served on HQ's dossier: the transaction records where its dossier came from.
+    van.office.apply_bundle(None, &bundle_for(VAN, schedule(1))).await.unwrap();
+    let stock = json!({"stock": {"cards": 10, "labels": 10, "tags": 10}});
+    van.office.open_shift(&who, serde_json::from_value(stock).unwrap()).await.unwrap();
+    let mut req = json!({"service": booking["service"], "citizen": booking["citizen"]});
+    if !dossier["vehicle"].is_null() {
+        req["vehicle"] = dossier["vehicle"].clone();
+    }
+    let view = van.office.open_service(&who, serde_json::from_value(req).unwrap()).await.unwrap();
+    let open = van.records("service.open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        (open[0]["txn"].as_str(), open[0]["dossier_source"].as_str()),
+        (Some(view.txn.as_str()), Some("hq"))
+    );
     // A citizen HQ does not know: not found (HQ answered), not unreachable.
     let mut other = nid.clone().into_bytes();
     other[12] = if other[12] == b'9' { b'8' } else { other[12] + 1 };
