@@ -16,12 +16,11 @@ use mtu::config::Config;
 use mtu::devices::manager::{Manager, ManagerOptions};
 use mtu::journal::{FirstStart, Journal, JournalOptions, JournalOwner, JournalReader};
 use mtu::keys::DomainSigner;
-use mtu::office::desk::{Desk, DeskConfig};
+use mtu::office::desk::Desk;
 use mtu::office::front::{HqBundleOutcome, Office, OfficeParts};
 use mtu::office::people::{LockoutPolicy, SessionPolicy};
 use mtu::office::refdata::{BundleKind, RefData, ServiceHours};
 use mtu::office::sample;
-use mtu::render::documents::{DocOptions, Issuer};
 use mtu::sync::downlink::{Downlink, DownlinkError, Transport, TransportFuture};
 use mtu_sync::bundle::{self, DossierQuery as WireQuery};
 use serde_json::{Value, json};
@@ -63,15 +62,7 @@ impl Van {
             mtu::devices::manager::default_factory(),
             ManagerOptions::default(),
         ));
-        let cfg = DeskConfig {
-            issuer: Issuer { unit_ar: "وحدة اختبار".into(), van_id: VAN.into() },
-            doc: DocOptions::default(),
-            epc_bytes: 12,
-            user_words: 32,
-            card_colour: false,
-            kill_after: None,
-            kill_in_payment: None,
-        };
+        let cfg = mtu::office::boot::desk_config(&config);
         let shell = Desk::new((*journal).clone(), manager.clone(), cfg).unwrap();
         let hours = ServiceHours::cairo_default();
         let tz = hours.tz.clone();

@@ -55,8 +55,8 @@ pub fn router<S: Store>(hq: Arc<Hq<S>>) -> Router {
         .route(protocol::PATH_RECORDS, post(post_records::<S>))
         .route(protocol::PATH_CHECKPOINT, post(post_checkpoint::<S>))
         .route(protocol::PATH_ACK, get(get_ack::<S>))
-        .route(mtu_sync::bundle::PATH_BUNDLES, get(get_bundles::<S>))
-        .route(mtu_sync::bundle::PATH_DOSSIER, get(get_dossier::<S>))
+        .route(mtu_sync::bundle::PATH_BUNDLES, get(get_down::<S>))
+        .route(mtu_sync::bundle::PATH_DOSSIER, get(get_down::<S>))
         .with_state(hq)
 }
 
@@ -171,7 +171,9 @@ async fn get_ack<S: Store>(
     Ok(ack)
 }
 
-async fn get_bundles<S: Store>(
+/// `GET /v1/bundles` and `GET /v1/dossier`: authenticated like every request (the signed path
+/// has no query string), answered with HQ's signed envelope.
+async fn get_down<S: Store>(
     State(hq): State<Arc<Hq<S>>>,
     method: Method,
     uri: Uri,
@@ -180,23 +182,15 @@ async fn get_bundles<S: Store>(
 ) -> Result<JsonBytes, Rejection> {
     let body = read_body(body).await?;
     let query = uri.query().map(str::to_owned);
-    authed(hq, method, uri, headers, body, move |hq, van, _body, _now| {
-        crate::downsync::bundles(&hq.store, &hq.key, van, query.as_deref()).map(JsonBytes)
-    })
-    .await
-}
-
-async fn get_dossier<S: Store>(
-    State(hq): State<Arc<Hq<S>>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<JsonBytes, Rejection> {
-    let body = read_body(body).await?;
-    let query = uri.query().map(str::to_owned);
+    let bundles = uri.path() == mtu_sync::bundle::PATH_BUNDLES;
     authed(hq, method, uri, headers, body, move |hq, van, _body, now| {
-        crate::downsync::dossier(&hq.store, &hq.key, van, query.as_deref(), now).map(JsonBytes)
+        let q = query.as_deref();
+        if bundles {
+            crate::downsync::bundles(&hq.store, &hq.key, van, q)
+        } else {
+            crate::downsync::dossier(&hq.store, &hq.key, van, q, now)
+        }
+        .map(JsonBytes)
     })
     .await
 }
