@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::json;
+use sha2::Digest as _;
 use tokio::sync::broadcast;
 
 use super::desk::{self as shell, Desk as Shell, ErrorClass, OpenPlan};
@@ -24,10 +25,10 @@ use super::validate;
 use super::workflow::{Payment, State, Txn, Uncharged};
 use crate::api::desk::{
     self as api, Action, BookingStateRequest, BookingView, DeskError, DeskEvent, DeviceView, DossierQuery,
-    FaultView, ImportReport, InspectionRequest, LoginRequest, Normalised, OfficerView, OverrideRequest,
-    Problem, ReasonRequest, ReceiptFormat, ReprintRequest, ReprintWhat, ServiceFilter, ServiceRequest,
-    Session, SessionGrant, ShiftCloseRequest, ShiftOpenRequest, ShiftReportView, ShiftView, StepKind, Token,
-    TxnState, TxnView, ValidateRequest, Validated,
+    ErrorKind, FaultView, ImportReport, InspectionRequest, LoginRequest, Normalised, OfficerView,
+    OverrideRequest, Problem, ReasonRequest, ReceiptFormat, ReprintRequest, ReprintWhat, ServiceFilter,
+    ServiceRequest, Session, SessionGrant, ShiftCloseRequest, ShiftOpenRequest, ShiftReportView, ShiftView,
+    StepKind, Token, TxnState, TxnView, ValidateRequest, Validated,
 };
 use crate::devices::Fault;
 use crate::journal::Journal;
@@ -51,6 +52,32 @@ pub struct Office {
     events: broadcast::Sender<DeskEvent>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     me: std::sync::Weak<Office>,
+    live: std::sync::OnceLock<Arc<dyn LiveDossiers>>,
+}
+
+/// How long a walk-up waits for HQ's live dossier answer before the desk says `hq.unreachable`.
+pub const LIVE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a live dossier lookup answers.
+pub type LiveFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Dossier>, String>> + Send + 'a>>;
+
+/// A live source of dossiers for walk-ups (HQ over the network: `sync::downlink`).
+pub trait LiveDossiers: Send + Sync {
+    /// The dossier of a citizen (and vehicle, with a plate): `Ok(None)` when the source answers
+    /// that it holds none, `Err` when it cannot be asked or its answer cannot be trusted.
+    fn lookup<'a>(&'a self, national_id: &'a str, plate: Option<(&'a str, &'a str)>) -> LiveFuture<'a>;
+}
+
+/// What became of a bundle HQ sent (see [`Office::apply_hq_bundle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HqBundleOutcome {
+    /// Applied and journaled (`refdata.applied` with `source: "hq"`).
+    Applied(super::refdata::Applied),
+    /// These exact bytes were applied before (a pull repeated after a crash): nothing done.
+    AlreadyApplied,
+    /// Refused and journaled (`refdata.refused`) with this code.
+    Refused(String),
 }
 
 impl Drop for Office {
@@ -374,6 +401,7 @@ impl Office {
             tz: parts.tz,
             events,
             tasks,
+            live: std::sync::OnceLock::new(),
         });
         office.reload_rules()?;
         Ok(office)
@@ -418,11 +446,85 @@ impl Office {
         self.journal().append_async(kind, &payload).await.map(|_| ()).map_err(internal)
     }
 
+    /// The office database.
+    pub fn refdata(&self) -> &Arc<RefData> {
+        &self.refdata
+    }
+
+    /// Sets the live dossier source walk-ups ask when the van holds no dossier (once, at start);
+    /// false if one was set already.
+    pub fn set_live_dossiers(&self, source: Arc<dyn LiveDossiers>) -> bool {
+        self.live.set(source).is_ok()
+    }
+
     /// Applies a bundle (from the API or the control socket): checked, journaled
     /// (`refdata.applied`), then stored. Nothing changes if any check fails.
     pub async fn apply_bundle(
         &self,
         officer: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<super::refdata::Applied, DeskError> {
+        self.apply_bundle_from(officer, None, bytes).await
+    }
+
+    /// Applies a bundle HQ sent under cursor `id` whose envelope verified as `kind` version
+    /// `version` (docs/sync.md, "Down-sync"). The bundle's own header must say the same. The
+    /// same bytes applied before: nothing done (a repeated pull). A bundle the van refuses (stale,
+    /// another van's, bad bookings, envelope and header disagreeing) is journaled as
+    /// `refdata.refused` and changes nothing else. `Err` only for what may succeed later
+    /// (storage, journal, a concurrent import): the caller keeps its cursor and retries.
+    pub async fn apply_hq_bundle(
+        &self,
+        id: u64,
+        kind: &str,
+        version: u64,
+        bytes: &[u8],
+    ) -> Result<HqBundleOutcome, DeskError> {
+        let header: Option<(String, u64)> = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| Some((v.get("bundle")?.as_str()?.to_owned(), v.get("version")?.as_u64()?)));
+        let refusal = if header.as_ref().is_some_and(|(k, v)| (k.as_str(), *v) != (kind, version)) {
+            Some((
+                "bundle.envelope_mismatch".to_owned(),
+                format!("HQ signed {kind} version {version} but the bundle says {header:?}"),
+            ))
+        } else {
+            if let Some(k) = RdBundle::parse(kind) {
+                let sha = hex::encode(sha2::Sha256::digest(bytes));
+                if self.refdata.was_applied(k, version, &sha).map_err(from_refdata)? {
+                    return Ok(HqBundleOutcome::AlreadyApplied);
+                }
+            }
+            match self.apply_bundle_from(None, Some(id), bytes).await {
+                Ok(a) => return Ok(HqBundleOutcome::Applied(a)),
+                Err(e)
+                    if e.kind == ErrorKind::Internal
+                        || e.problems.iter().any(|p| p.code == "bundle.changed") =>
+                {
+                    return Err(e);
+                }
+                Err(e) => {
+                    let code =
+                        e.problems.first().map(|p| p.code.clone()).unwrap_or_else(|| "bundle.refused".into());
+                    let message = e.problems.iter().map(|p| p.en.clone()).collect::<Vec<_>>().join("; ");
+                    Some((code, message))
+                }
+            }
+        };
+        let (code, message) = refusal.unwrap_or_default();
+        self.append(
+            "refdata.refused",
+            json!({"bundle": kind, "version": version, "source": "hq", "hq_id": id, "code": code,
+                   "message": message, "sha256": hex::encode(sha2::Sha256::digest(bytes))}),
+        )
+        .await?;
+        Ok(HqBundleOutcome::Refused(code))
+    }
+
+    async fn apply_bundle_from(
+        &self,
+        officer: Option<&str>,
+        hq_id: Option<u64>,
         bytes: &[u8],
     ) -> Result<super::refdata::Applied, DeskError> {
         let prepared = self.refdata.prepare(bytes).map_err(from_refdata)?;
@@ -450,12 +552,13 @@ impl Office {
             }
             _ => {}
         }
-        self.append(
-            "refdata.applied",
-            json!({"bundle": a.bundle.name(), "version": a.version, "sha256": a.sha256, "items": a.items,
-                   "skipped": a.skipped, "officer": officer}),
-        )
-        .await?;
+        let mut record = json!({"bundle": a.bundle.name(), "version": a.version, "sha256": a.sha256,
+                                "items": a.items, "skipped": a.skipped, "officer": officer});
+        if let Some(id) = hq_id {
+            record["source"] = json!("hq");
+            record["hq_id"] = json!(id);
+        }
+        self.append("refdata.applied", record).await?;
         let applied = self.refdata.commit(&prepared, Timestamp::now()).map_err(from_refdata)?;
         if matches!(a.bundle, RdBundle::Schedule | RdBundle::Blocklist) {
             self.reload_rules()?;
@@ -577,6 +680,34 @@ impl Office {
     }
 
     /// A passed inspection made in this van for this VIN counts as the dossier's last one.
+    /// Asks the live source (HQ) for a walk-up's dossier: `Ok(None)` when HQ holds none (or none
+    /// for that plate), `hq.unreachable` when there is no source or it fails or is slow.
+    async fn live_dossier(
+        &self,
+        national_id: &str,
+        plate: Option<(&str, &str)>,
+    ) -> Result<Option<Dossier>, DeskError> {
+        let Some(live) = self.live.get() else { return Err(hq_unreachable()) };
+        match tokio::time::timeout(LIVE_LOOKUP_TIMEOUT, live.lookup(national_id, plate)).await {
+            Ok(Ok(Some(d))) => {
+                let same_person = d.citizen.national_id == national_id;
+                let same_plate = plate.is_none_or(|(l, n)| {
+                    d.vehicle.as_ref().is_some_and(|v| v.plate.letters == l && v.plate.digits == n)
+                });
+                Ok((same_person && same_plate).then_some(d))
+            }
+            Ok(Ok(None)) => Ok(None),
+            Ok(Err(e)) => {
+                tracing::warn!("live dossier lookup failed: {e}");
+                Err(hq_unreachable())
+            }
+            Err(_) => {
+                tracing::warn!("live dossier lookup: no answer within {LIVE_LOOKUP_TIMEOUT:?}");
+                Err(hq_unreachable())
+            }
+        }
+    }
+
     fn with_van_inspections(&self, mut d: Dossier) -> Dossier {
         let Some(vin) = d.vehicle.as_ref().map(|v| v.vin.clone()) else { return d };
         for t in self.shell.txns(|t| t.service() == ServiceKind::Inspection && t.complete.is_some()) {
@@ -843,12 +974,13 @@ impl api::Desk for Office {
             }
             _ => None,
         };
-        if let Some(d) =
-            self.dossier_for(id.as_str(), plate.as_ref().map(|p| (p.letters.as_str(), p.digits.as_str())))
-        {
+        let plate = plate.as_ref().map(|p| (p.letters.as_str(), p.digits.as_str()));
+        if let Some(d) = self.dossier_for(id.as_str(), plate) {
             return Ok(d);
         }
-        Err(hq_unreachable())
+        self.live_dossier(id.as_str(), plate)
+            .await?
+            .ok_or_else(|| DeskError::not_found("dossier", id.as_str()))
     }
 
     async fn open_service(&self, who: &Session, req: ServiceRequest) -> Result<TxnView, DeskError> {
@@ -938,16 +1070,25 @@ impl api::Desk for Office {
                 vehicle.as_ref().map(|v| (v.plate.letters.as_str(), v.plate.digits.as_str())),
             ),
         };
-        let dossier_source = if dossier.is_none() {
+        let mut dossier_source = if dossier.is_none() {
             "none"
         } else if booking.is_some() {
             "booking"
         } else {
             "van"
         };
-        if dossier.is_none() && req.service != ServiceKind::Supplies {
-            return Err(hq_unreachable());
-        }
+        let dossier = match dossier {
+            None if req.service != ServiceKind::Supplies => {
+                let plate = vehicle.as_ref().map(|v| (v.plate.letters.as_str(), v.plate.digits.as_str()));
+                let d = self
+                    .live_dossier(&citizen.national_id, plate)
+                    .await?
+                    .ok_or_else(|| DeskError::not_found("dossier", &citizen.national_id))?;
+                dossier_source = "hq";
+                Some(d)
+            }
+            d => d,
+        };
         let dossier = dossier.map(|d| self.with_van_inspections(d));
         // The vehicle entered must be the dossier's (same VIN), for vehicle services.
         if let (Some(v), Some(dv)) = (&vehicle, dossier.as_ref().and_then(|d| d.vehicle.as_ref()))

@@ -551,6 +551,7 @@ mod tests {
         let others = [
             "booking.state",
             "refdata.applied",
+            "refdata.refused",
             "officer.login",
             "officer.logout",
             "shift.open",

@@ -68,7 +68,8 @@ impl BundleKind {
         }
     }
 
-    fn parse(s: &str) -> Option<BundleKind> {
+    /// The kind of a wire name.
+    pub fn parse(s: &str) -> Option<BundleKind> {
         [BundleKind::Bookings, BundleKind::Roster, BundleKind::Schedule, BundleKind::Blocklist]
             .into_iter()
             .find(|k| k.name() == s)
@@ -543,8 +544,9 @@ fn check_bookings(items: &[Booking], hours: &ServiceHours) -> Vec<BookingRefusal
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
         CREATE TABLE bundles (
             kind       TEXT    NOT NULL,
             version    INTEGER NOT NULL,
@@ -586,7 +588,10 @@ fn migrations() -> Migrations<'static> {
             locked_until INTEGER
         ) STRICT;
         "#,
-    )])
+        ),
+        // Down-sync: the id of the last HQ bundle the van dealt with (applied or refused).
+        M::up("CREATE TABLE down_sync (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;"),
+    ])
 }
 
 /// The office database: the one owner of `office.db`.
@@ -790,6 +795,45 @@ impl RefData {
         let p = self.prepare(bytes)?;
         journal(p.applied()).map_err(RefDataError::NotJournaled)?;
         self.commit(&p, now)
+    }
+
+    /// The down-sync cursor: the id of the last HQ bundle dealt with (0: none yet).
+    pub fn down_cursor(&self) -> Result<u64, RefDataError> {
+        self.lock()
+            .query_row("SELECT value FROM down_sync WHERE name = 'bundles'", [], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|v| v.unwrap_or(0) as u64)
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Moves the down-sync cursor to `id` (after the bundle was applied or its refusal journaled).
+    pub fn set_down_cursor(&self, id: u64) -> Result<(), RefDataError> {
+        let id = i64::try_from(id).map_err(|_| RefDataError::Malformed {
+            path: "id".into(),
+            detail: format!("HQ bundle id {id} is larger than {}", i64::MAX),
+            booking: None,
+        })?;
+        self.lock()
+            .execute(
+                "INSERT INTO down_sync (name, value) VALUES ('bundles', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [id],
+            )
+            .map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
+    /// Whether exactly these bytes (by SHA-256) were applied as `kind` version `version`.
+    pub fn was_applied(&self, kind: BundleKind, version: u64, sha256: &str) -> Result<bool, RefDataError> {
+        let n: i64 = self
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM bundles WHERE kind = ?1 AND version = ?2 AND sha256 = ?3",
+                params![kind.name(), version as i64, sha256],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.storage(e))?;
+        Ok(n > 0)
     }
 
     /// The version applied of a bundle kind (`None`: never). For bookings: the last bundle's.

@@ -3,6 +3,7 @@
 //! and the uplink as a pure state machine ([`machine`]). The task in `vand` that drives it over
 //! HTTP is a thin shell on top.
 
+pub mod downlink;
 pub mod http;
 pub mod machine;
 pub mod shell;

@@ -6,6 +6,8 @@
 
 use std::io::Read;
 
+pub mod bundle;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,6 +25,9 @@ pub const NONCE_LEN: usize = 16;
 pub const MAX_BATCH_RECORDS: usize = 1000;
 /// At most this many uncompressed bytes (export lines with their newlines) in one batch.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
+/// How far a signed time (a request's `X-MTU-Time`, a dossier answer's `time`) may be from the
+/// receiver's clock, in seconds, either way.
+pub const MAX_CLOCK_SKEW_S: i64 = 300;
 /// zstd level for batches: the library's default (fast on the van's CPU, well below raw size).
 pub const ZSTD_LEVEL: i32 = 3;
 
@@ -248,6 +253,12 @@ pub enum BatchDecodeError {
 /// Reads a batch body (as HQ does): zstd, at most `max_bytes` uncompressed (bounded while
 /// decompressing), at most [`MAX_BATCH_RECORDS`] lines. Order and chain are not checked here.
 pub fn decode_batch(body: &[u8], max_bytes: usize) -> Result<Vec<Record>, BatchDecodeError> {
+    Ok(parse_batch_lines(&inflate_batch(body, max_bytes)?)?.into_iter().map(|(r, _)| r).collect())
+}
+
+/// Decompresses a batch body: one zstd frame, at most `max_bytes` uncompressed (bounded while
+/// decompressing, so a small bomb cannot take memory).
+pub fn inflate_batch(body: &[u8], max_bytes: usize) -> Result<Vec<u8>, BatchDecodeError> {
     let decoder =
         zstd::stream::read::Decoder::new(body).map_err(|e| BatchDecodeError::Zstd(e.to_string()))?;
     let mut raw = Vec::new();
@@ -258,13 +269,20 @@ pub fn decode_batch(body: &[u8], max_bytes: usize) -> Result<Vec<Record>, BatchD
     if raw.len() > max_bytes {
         return Err(BatchDecodeError::TooLarge { max: max_bytes });
     }
-    let text = std::str::from_utf8(&raw).map_err(|e| BatchDecodeError::Utf8(e.valid_up_to()))?;
+    Ok(raw)
+}
+
+/// Parses uncompressed batch text: each line (LF-terminated) an export line, at most
+/// [`MAX_BATCH_RECORDS`], at least one. Returns each record with its line as received (what HQ
+/// stores). Never panics; errors name the line.
+pub fn parse_batch_lines(raw: &[u8]) -> Result<Vec<(Record, String)>, BatchDecodeError> {
+    let text = std::str::from_utf8(raw).map_err(|e| BatchDecodeError::Utf8(e.valid_up_to()))?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in text.split_terminator('\n').enumerate() {
         if out.len() == MAX_BATCH_RECORDS {
             return Err(BatchDecodeError::TooManyRecords { max: MAX_BATCH_RECORDS });
         }
-        out.push(export::parse_line(line, i + 1)?);
+        out.push((export::parse_line(line, i + 1)?, line.to_owned()));
     }
     if out.is_empty() {
         return Err(BatchDecodeError::Empty);
@@ -372,14 +390,19 @@ pub fn hex_field<const N: usize>(field: &'static str, text: &str) -> Result<[u8;
         .ok_or_else(|| AckError::Field { field, detail: format!("expected {} lowercase hex digits", 2 * N) })
 }
 
-/// Parses an RFC 3339 UTC time (`Z` suffix) into microseconds since the epoch.
+/// Parses an RFC 3339 UTC time (`Z` suffix) into microseconds since the epoch. Digits below the
+/// microsecond are refused: a signed time has exactly one text.
 pub fn parse_utc(field: &'static str, text: &str) -> Result<i64, AckError> {
     if !text.ends_with('Z') {
         return Err(AckError::Field { field, detail: format!("{text:?} is not RFC 3339 UTC (ending in Z)") });
     }
-    text.parse::<jiff::Timestamp>()
-        .map(|t| t.as_microsecond())
-        .map_err(|e| AckError::Field { field, detail: format!("{text:?}: {e}") })
+    let t = text
+        .parse::<jiff::Timestamp>()
+        .map_err(|e| AckError::Field { field, detail: format!("{text:?}: {e}") })?;
+    if t.subsec_nanosecond() % 1000 != 0 {
+        return Err(AckError::Field { field, detail: format!("{text:?} has digits below the microsecond") });
+    }
+    Ok(t.as_microsecond())
 }
 
 /// Parses HQ's acknowledgement and verifies its signature strictly with HQ's pinned public key.
@@ -401,14 +424,29 @@ pub fn verify_ack(body: &[u8], hq_key: &VerifyingKey) -> Result<VerifiedAck, Ack
     Ok(VerifiedAck { van: json.ack.van, seq: json.ack.seq, head_hash, time_us })
 }
 
+/// The JSON of `POST /v1/checkpoint` as it travels (HQ parses it with this shape; unknown fields
+/// are refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointJson {
+    /// The van.
+    pub van: String,
+    /// Its journal's last seq.
+    pub seq: u64,
+    /// Hash of that record, 64 lowercase hex digits.
+    pub head_hash: String,
+    /// The van's clock, RFC 3339 UTC.
+    pub time: String,
+}
+
 /// The body of `POST /v1/checkpoint`: the van's journal head now.
 pub fn checkpoint_body(van: &str, seq: u64, head_hash: &[u8; 32], utc_us: i64) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "van": van,
-        "seq": seq,
-        "head_hash": hex::encode(head_hash),
-        "time": export::format_utc_us(utc_us),
-    }))
+    serde_json::to_vec(&CheckpointJson {
+        van: van.to_owned(),
+        seq,
+        head_hash: hex::encode(head_hash),
+        time: export::format_utc_us(utc_us),
+    })
     .unwrap_or_default()
 }
 
@@ -444,18 +482,30 @@ pub struct HqError {
     pub message: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct ErrorJson {
     error: ErrorInner,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct ErrorInner {
     code: String,
     #[serde(default)]
     message: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     details: serde_json::Value,
+}
+
+/// HQ's refusal body `{"error":{"code","message","details"?}}` (`details` left out when null).
+pub fn error_body(code: &str, message: &str, details: Option<serde_json::Value>) -> Vec<u8> {
+    let json = ErrorJson {
+        error: ErrorInner {
+            code: code.to_owned(),
+            message: message.to_owned(),
+            details: details.unwrap_or(serde_json::Value::Null),
+        },
+    };
+    serde_json::to_vec(&json).unwrap_or_default()
 }
 
 /// Parses HQ's error body `{"error":{"code","message","details"}}`; the details a code needs
@@ -634,6 +684,16 @@ mod tests {
     }
 
     #[test]
+    fn utc_times_are_exact_to_the_microsecond() {
+        assert_eq!(parse_utc("t", "1970-01-01T00:00:01.000002Z"), Ok(1_000_002));
+        assert_eq!(parse_utc("t", "1970-01-01T00:00:01Z"), Ok(1_000_000));
+        // Two texts for one signed value would make a signed time malleable.
+        assert!(parse_utc("t", "1970-01-01T00:00:01.0000021Z").is_err());
+        assert!(parse_utc("t", "1970-01-01T00:00:01+00:00").is_err());
+        assert!(parse_utc("t", "yesterday").is_err());
+    }
+
+    #[test]
     fn error_bodies_parse_with_their_details() {
         let fork = format!(
             r#"{{"error":{{"code":"sync.fork","message":"m","details":{{"seq":4,"stored_hash":"{}","received_hash":"{}"}}}}}}"#,
@@ -655,6 +715,25 @@ mod tests {
         );
         let new = br#"{"error":{"code":"sync.future","message":""}}"#;
         assert_eq!(parse_error(new).unwrap().code, HqErrorCode::Other("sync.future".into()));
+        // What HQ writes parses back; details are left out when there are none.
+        let body = error_body("sync.gap", "m", Some(serde_json::json!({"expected_seq": 9})));
+        assert_eq!(parse_error(&body).unwrap().code, HqErrorCode::Gap { expected_seq: 9 });
+        assert_eq!(error_body("sync.stale_request", "clock", None), stale.to_vec());
+    }
+
+    #[test]
+    fn checkpoint_body_has_the_documented_shape() {
+        let body = checkpoint_body("MTU-1", 7, &[0xab; 32], 1_000_002);
+        let back: CheckpointJson = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (back.van.as_str(), back.seq, back.time.as_str()),
+            ("MTU-1", 7, "1970-01-01T00:00:01.000002Z")
+        );
+        assert_eq!(back.head_hash, "ab".repeat(32));
+        assert!(
+            serde_json::from_str::<CheckpointJson>(r#"{"van":"V","seq":1,"head_hash":"","time":"","x":1}"#)
+                .is_err()
+        );
     }
 
     proptest! {
@@ -677,6 +756,87 @@ mod tests {
             if let Ok(v) = verify_ack(&m, &hq().verifying_key()) {
                 prop_assert_eq!((v.van.as_str(), v.seq, v.head_hash, v.time_us), (ack.van, ack.seq, ack.head_hash, ack.time_us));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod worked_example {
+    //! The worked examples of docs/sync.md: the document must show exactly these values.
+    use super::*;
+
+    #[test]
+    fn document_shows_the_real_values() {
+        let van_key = SigningKey::from_bytes(&[0x4d; 32]);
+        let body = br#"{"van":"MTU-CAI-0001","seq":2,"head_hash":"abababababababababababababababababababababababababababababababab","time":"2026-12-01T10:00:00.000000Z"}"#;
+        assert_eq!(checkpoint_body("MTU-CAI-0001", 2, &[0xab; 32], 1_796_119_200_000_000), body.to_vec());
+        let nonce: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let time = "2026-12-01T10:00:00.000000Z";
+        let mut req = REQUEST_DOMAIN.to_vec();
+        req.extend(request_message("MTU-CAI-0001", "POST", PATH_CHECKPOINT, time, &nonce, body).unwrap());
+        let req_sig = van_key.sign(&req);
+        let headers = auth_headers("MTU-CAI-0001", time.into(), &nonce, &req_sig.to_bytes());
+        assert!(verify_request(&van_key.verifying_key(), "POST", PATH_CHECKPOINT, &headers, body));
+        let hq_key = SigningKey::from_bytes(&[0x48; 32]);
+        let t = parse_utc("t", "2026-12-01T10:00:00.250000Z").unwrap();
+        let ack = Ack { van: "MTU-CAI-0001", seq: 2, head_hash: [0xab; 32], time_us: t };
+        let mut ack_bytes = ACK_DOMAIN.to_vec();
+        ack_bytes.extend(ack_message(&ack));
+        let ack_json = sign_ack(&hq_key, &ack);
+        assert!(verify_ack(ack_json.as_bytes(), &hq_key.verifying_key()).is_ok());
+        let want = [
+            ("van public key", hex::encode(van_key.verifying_key().as_bytes())),
+            ("request body", String::from_utf8(body.to_vec()).unwrap()),
+            ("request signed bytes", hex::encode(&req)),
+            ("X-MTU-Signature", headers.signature.clone()),
+            ("HQ public key", hex::encode(hq_key.verifying_key().as_bytes())),
+            ("ack signed bytes", hex::encode(&ack_bytes)),
+            ("ack JSON", ack_json),
+        ];
+        check_document(&want);
+    }
+
+    #[test]
+    fn down_sync_example_is_documented() {
+        use crate::bundle::*;
+        let hq_key = SigningKey::from_bytes(&[0x48; 32]);
+        let roster = br#"{"bundle":"roster","version":3,"van_id":"MTU-CAI-0001","issued_at":"2026-12-01T08:00:00Z","officers":[]}"#;
+        let mut signed = BUNDLE_DOMAIN.to_vec();
+        signed.extend(bundle_message("MTU-CAI-0001", 7, "roster", 3, roster).unwrap());
+        let entry = sign_bundle(&hq_key, "MTU-CAI-0001", 7, "roster", 3, roster).unwrap();
+        let page = bundles_answer(vec![entry], false);
+        assert!(verify_bundles(&page, &hq_key.verifying_key(), "MTU-CAI-0001", 6).is_ok());
+        let query = DossierQuery { national_id: "29001011234567".into(), plate: None }.to_query();
+        let dossier = r#"{"citizen":{"national_id":"29001011234567","name_ar":"منى حسن"},"as_of":"2026-12-01T08:00:00Z"}"#;
+        let t = parse_utc("t", "2026-12-01T10:00:00.500000Z").unwrap();
+        let mut dsigned = DOSSIER_DOMAIN.to_vec();
+        dsigned.extend(dossier_message("MTU-CAI-0001", &query, t, dossier.as_bytes()).unwrap());
+        let answer = sign_dossier(&hq_key, "MTU-CAI-0001", &query, t, dossier.as_bytes()).unwrap();
+        assert!(verify_dossier(&answer, &hq_key.verifying_key(), "MTU-CAI-0001", &query, t).is_ok());
+        check_document(&[
+            ("bundle", String::from_utf8(roster.to_vec()).unwrap()),
+            ("bundle signed bytes", hex::encode(&signed)),
+            ("bundles answer", String::from_utf8(page).unwrap()),
+            ("dossier query", query),
+            ("dossier bytes", dossier.to_owned()),
+            ("dossier signed bytes", hex::encode(&dsigned)),
+            ("dossier answer", String::from_utf8(answer).unwrap()),
+        ]);
+    }
+
+    /// Fails naming each value docs/sync.md does not show (white space ignored); prints them all
+    /// with `PRINT_EXAMPLE=1`.
+    pub(crate) fn check_document(want: &[(&str, String)]) {
+        if std::env::var_os("PRINT_EXAMPLE").is_some() {
+            for (w, v) in want {
+                println!("{w}: {v}");
+            }
+        }
+        let doc = include_str!("../../../docs/sync.md");
+        let flat: String = doc.split_whitespace().collect();
+        for (what, value) in want {
+            let v: String = value.split_whitespace().collect();
+            assert!(flat.contains(&v), "docs/sync.md lacks the example's {what}: {value}");
         }
     }
 }

@@ -1,17 +1,15 @@
 //! Authentication, upload and checkpoint logic of HQ, as plain functions over a [`Store`]: the
 //! HTTP layer only moves bytes and headers in and answers out.
 
-use std::io::Read;
-
 use ed25519_dalek::SigningKey;
 use mtu_journal::export::parse_line;
 use mtu_journal::{ChainState, ChainVerifier, Record};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::protocol::{
-    self, Checkpoint, MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_CLOCK_SKEW_S, SignedAck, hex_array,
-};
+use mtu_sync::BatchDecodeError;
+
+use crate::protocol::{self, CheckpointJson, MAX_BATCH_BYTES, MAX_CLOCK_SKEW_S, SignedAck, hex_array};
 use crate::store::{Store, StoreError, VanTx};
 
 /// A refused request: its HTTP status, wire code, message and machine-readable details.
@@ -119,7 +117,7 @@ pub fn authenticate_with<S: Store>(
         .map_err(|e| bad_sig(format!("header X-MTU-Nonce: {e}")))?;
     let sig: [u8; 64] = hex_array(h.signature.ok_or_else(|| missing("X-MTU-Signature"))?)
         .map_err(|e| bad_sig(format!("header X-MTU-Signature: {e}")))?;
-    let t = protocol::parse_time_us(time).map_err(|e| bad_sig(format!("header X-MTU-Time: {e}")))?;
+    let t = protocol::parse_utc("X-MTU-Time", time).map_err(|e| bad_sig(format!("header {e}")))?;
     let skew_us = MAX_CLOCK_SKEW_S * 1_000_000;
     if (t - now_us).abs() > skew_us {
         return Err(Rejection::new(
@@ -132,11 +130,15 @@ pub fn authenticate_with<S: Store>(
             ),
         ));
     }
-    let msg = protocol::request_signing_bytes(van, method, path, time, &nonce, body)
-        .map_err(|e| bad_sig(e.to_string()))?;
-    if !mtu_journal::keys::verify_strict(&key, &msg, &sig)
-        && !handover().iter().any(|k| mtu_journal::keys::verify_strict(k, &msg, &sig))
-    {
+    let headers = protocol::AuthHeaders {
+        van: van.to_owned(),
+        time: time.to_owned(),
+        nonce: hex::encode(nonce),
+        signature: hex::encode(sig),
+    };
+    let verifies =
+        |k: &ed25519_dalek::VerifyingKey| protocol::verify_request(k, method, path, &headers, body);
+    if !verifies(&key) && !handover().iter().any(verifies) {
         return Err(bad_sig(format!(
             "request signature does not verify with van {van:?}'s current key {}",
             hex::encode(mtu_journal::key_id_of(&key))
@@ -153,53 +155,31 @@ pub fn authenticate_with<S: Store>(
     Ok(van.to_owned())
 }
 
+fn batch_refusal(e: BatchDecodeError) -> Rejection {
+    let status = match e {
+        BatchDecodeError::TooLarge { .. } | BatchDecodeError::TooManyRecords { .. } => 413,
+        _ => 400,
+    };
+    Rejection::new(
+        status,
+        if status == 413 { "sync.batch_too_large" } else { "sync.bad_batch" },
+        e.to_string(),
+    )
+}
+
 /// Decompresses an upload body, refusing more than [`MAX_BATCH_BYTES`] uncompressed.
 pub fn decompress(body: &[u8]) -> Result<Vec<u8>, Rejection> {
-    let mut out = Vec::new();
-    let decoder = zstd::stream::read::Decoder::new(body)
-        .map_err(|e| Rejection::new(400, "sync.bad_batch", format!("zstd: {e}")))?;
-    decoder
-        .take(MAX_BATCH_BYTES as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| Rejection::new(400, "sync.bad_batch", format!("body is not a zstd frame: {e}")))?;
-    if out.len() > MAX_BATCH_BYTES {
-        return Err(Rejection::new(
-            413,
-            "sync.batch_too_large",
-            format!("batch exceeds {MAX_BATCH_BYTES} bytes uncompressed"),
-        ));
-    }
-    Ok(out)
+    mtu_sync::inflate_batch(body, MAX_BATCH_BYTES).map_err(batch_refusal)
 }
 
 /// Parses a batch (JSON Lines, one export line per record) into records and their lines.
 /// Never panics; errors name the line.
 pub fn parse_batch(text: &[u8]) -> Result<Vec<(Record, String)>, Rejection> {
-    let text = std::str::from_utf8(text).map_err(|e| {
-        Rejection::new(400, "sync.bad_batch", format!("batch is not UTF-8 (byte {})", e.valid_up_to()))
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.split_terminator('\n').enumerate() {
-        if out.len() == MAX_BATCH_RECORDS {
-            return Err(Rejection::new(
-                413,
-                "sync.batch_too_large",
-                format!("batch has more than {MAX_BATCH_RECORDS} records"),
-            ));
-        }
-        let rec =
-            parse_line(line, i + 1).map_err(|e| Rejection::new(400, "sync.bad_batch", e.to_string()))?;
-        out.push((rec, line.to_owned()));
-    }
-    if out.is_empty() {
-        return Err(Rejection::new(400, "sync.bad_batch", "batch holds no records"));
-    }
-    Ok(out)
+    mtu_sync::parse_batch_lines(text).map_err(batch_refusal)
 }
 
 fn ack_of(key: &SigningKey, van: &str, chain: &ChainState, now_us: i64) -> Result<SignedAck, Rejection> {
-    protocol::sign_ack(key, van, chain.seq, &chain.hash, now_us)
-        .map_err(|e| Rejection::new(500, "sync.storage", e.to_string()))
+    Ok(SignedAck::sign(key, van, chain.seq, &chain.hash, now_us))
 }
 
 fn bad_record(seq: u64, why: String) -> Rejection {
@@ -334,7 +314,7 @@ pub fn checkpoint<S: Store>(
     body: &[u8],
     now_us: i64,
 ) -> Result<SignedAck, Rejection> {
-    let cp: Checkpoint = serde_json::from_slice(body)
+    let cp: CheckpointJson = serde_json::from_slice(body)
         .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint body: {e}")))?;
     if cp.van != van {
         return Err(Rejection::new(
@@ -345,8 +325,8 @@ pub fn checkpoint<S: Store>(
     }
     let head: [u8; 32] = hex_array(&cp.head_hash)
         .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint head_hash: {e}")))?;
-    protocol::parse_time_us(&cp.time)
-        .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint time: {e}")))?;
+    protocol::parse_utc("time", &cp.time)
+        .map_err(|e| Rejection::new(400, "sync.bad_checkpoint", format!("checkpoint {e}")))?;
     store.in_van_tx(van, &mut |tx| {
         let row = tx.van()?;
         let last = row.chain.seq;

@@ -7,11 +7,13 @@
 //!   store (no HTTP), each refusal a [`ingest::Rejection`] with its wire code.
 //! - [`server`]: the axum routes on top.
 //! - [`tls`]: TLS on `serve` (rustls, ring) and `tls-init`'s throwaway CA.
+//! - [`downsync`]: publishing bundles and dossiers, serving them to vans signed.
 //! - [`audit`]: `van-hq vans` and `van-hq verify`.
 //!
 //! This crate depends on the journal format (`mtu-journal`) and on nothing of the van.
 
 pub mod audit;
+pub mod downsync;
 pub mod hq_key;
 pub mod ingest;
 pub mod protocol;

@@ -68,11 +68,35 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Publishes a reference-data bundle (docs/reference-data.md) for one van or every van.
+    Publish {
+        #[arg(long)]
+        db: PathBuf,
+        /// The van it is for; without it, every van (its van_id is set per van when served).
+        #[arg(long)]
+        van: Option<String>,
+        file: PathBuf,
+    },
+    /// Dossiers for the vans' live lookups.
+    Dossiers {
+        #[command(subcommand)]
+        cmd: DossiersCmd,
+    },
     /// Re-verifies everything stored for a van from its genesis record.
     Verify {
         #[arg(long)]
         db: PathBuf,
         van: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DossiersCmd {
+    /// Imports JSON Lines, one `{"national_id":"…","dossier":{…}}` a line; each replaces the stored one.
+    Import {
+        #[arg(long)]
+        db: PathBuf,
+        file: PathBuf,
     },
 }
 
@@ -147,6 +171,20 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Cmd::Publish { db, van, file } => {
+            let store = SqliteStore::open(&db)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let out = van_hq::downsync::publish(&store, &bytes, van.as_deref(), ingest::now_us())
+                .with_context(|| format!("publishing {}", file.display()))?;
+            println!("{}", van_hq::downsync::outcome_json(out));
+        }
+        Cmd::Dossiers { cmd: DossiersCmd::Import { db, file } } => {
+            let store = SqliteStore::open(&db)?;
+            let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+            let n = van_hq::downsync::import_dossiers(&store, std::io::BufReader::new(f), ingest::now_us())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            println!("imported {n} dossiers");
         }
         Cmd::Verify { db, van } => {
             let store = SqliteStore::open(&db)?;

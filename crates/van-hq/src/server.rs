@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use ed25519_dalek::SigningKey;
 
 use crate::ingest::{self, AuthHeaders, Rejection};
-use crate::protocol::{self, ErrorBody, ErrorDetail, MAX_BATCH_BYTES};
+use crate::protocol::{self, MAX_BATCH_BYTES, SignedAck};
 use crate::store::Store;
 
 /// Largest request body read (compressed batches are far smaller than this).
@@ -29,10 +29,23 @@ pub struct Hq<S> {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorBody {
-            error: ErrorDetail { code: self.code.to_owned(), message: self.message, details: self.details },
-        };
-        (status, axum::Json(body)).into_response()
+        let body = protocol::error_body(self.code, &self.message, self.details);
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// A JSON answer body already rendered.
+struct JsonBytes(Vec<u8>);
+
+impl IntoResponse for JsonBytes {
+    fn into_response(self) -> Response {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.0).into_response()
+    }
+}
+
+impl IntoResponse for SignedAck {
+    fn into_response(self) -> Response {
+        ([(axum::http::header::CONTENT_TYPE, "application/json")], self.json).into_response()
     }
 }
 
@@ -42,6 +55,8 @@ pub fn router<S: Store>(hq: Arc<Hq<S>>) -> Router {
         .route(protocol::PATH_RECORDS, post(post_records::<S>))
         .route(protocol::PATH_CHECKPOINT, post(post_checkpoint::<S>))
         .route(protocol::PATH_ACK, get(get_ack::<S>))
+        .route(mtu_sync::bundle::PATH_BUNDLES, get(get_down::<S>))
+        .route(mtu_sync::bundle::PATH_DOSSIER, get(get_down::<S>))
         .with_state(hq)
 }
 
@@ -107,7 +122,7 @@ async fn post_records<S: Store>(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<protocol::SignedAck>, Rejection> {
+) -> Result<SignedAck, Rejection> {
     let encoding = header(&headers, "content-encoding").map(str::to_owned);
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, move |hq, van, body, now| {
@@ -123,7 +138,7 @@ async fn post_records<S: Store>(
         ingest::ingest(&hq.store, &hq.key, van, &batch, now)
     })
     .await?;
-    Ok(axum::Json(ack))
+    Ok(ack)
 }
 
 async fn post_checkpoint<S: Store>(
@@ -132,13 +147,13 @@ async fn post_checkpoint<S: Store>(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<protocol::SignedAck>, Rejection> {
+) -> Result<SignedAck, Rejection> {
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, |hq, van, body, now| {
         ingest::checkpoint(&hq.store, &hq.key, van, body, now)
     })
     .await?;
-    Ok(axum::Json(ack))
+    Ok(ack)
 }
 
 async fn get_ack<S: Store>(
@@ -147,11 +162,35 @@ async fn get_ack<S: Store>(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Result<axum::Json<protocol::SignedAck>, Rejection> {
+) -> Result<SignedAck, Rejection> {
     let body = read_body(body).await?;
     let ack = authed(hq, method, uri, headers, body, |hq, van, _body, now| {
         ingest::current_ack(&hq.store, &hq.key, van, now)
     })
     .await?;
-    Ok(axum::Json(ack))
+    Ok(ack)
+}
+
+/// `GET /v1/bundles` and `GET /v1/dossier`: authenticated like every request (the signed path
+/// has no query string), answered with HQ's signed envelope.
+async fn get_down<S: Store>(
+    State(hq): State<Arc<Hq<S>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<JsonBytes, Rejection> {
+    let body = read_body(body).await?;
+    let query = uri.query().map(str::to_owned);
+    let bundles = uri.path() == mtu_sync::bundle::PATH_BUNDLES;
+    authed(hq, method, uri, headers, body, move |hq, van, _body, now| {
+        let q = query.as_deref();
+        if bundles {
+            crate::downsync::bundles(&hq.store, &hq.key, van, q)
+        } else {
+            crate::downsync::dossier(&hq.store, &hq.key, van, q, now)
+        }
+        .map(JsonBytes)
+    })
+    .await
 }

@@ -12,7 +12,8 @@ use mtu_journal::{ChainState, Record};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::store::{
-    Alarm, StoreError, VanRow, VanTx, chain_state_from_json, chain_state_to_json, public_key_from_hex,
+    Alarm, PublishOutcome, PublishedBundle, StoreError, VanRow, VanTx, chain_state_from_json,
+    chain_state_to_json, public_key_from_hex,
 };
 
 const SCHEMA: &str = "
@@ -53,6 +54,20 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (van_id, nonce)
 );
 CREATE INDEX IF NOT EXISTS nonces_at ON nonces(at);
+CREATE TABLE IF NOT EXISTS bundles (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    body BLOB NOT NULL,
+    published_at BIGINT NOT NULL,
+    UNIQUE (target, kind, version)
+);
+CREATE TABLE IF NOT EXISTS dossiers (
+    national_id TEXT PRIMARY KEY NOT NULL,
+    dossier TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
 ";
 
 /// HQ's SQLite database.
@@ -327,6 +342,95 @@ impl crate::store::Store for SqliteStore {
                 details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
             })
             .collect())
+    }
+
+    fn publish_bundle(
+        &self,
+        target: &str,
+        kind: &str,
+        version: u64,
+        body: &[u8],
+        at_us: i64,
+    ) -> Result<PublishOutcome, StoreError> {
+        let version_i = i64::try_from(version)
+            .map_err(|_| StoreError::Conflict(format!("version {version} is larger than {}", i64::MAX)))?;
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        let stored: Option<(i64, Vec<u8>)> = tx
+            .query_row(
+                "SELECT id, body FROM bundles WHERE target = ?1 AND kind = ?2 AND version = ?3",
+                params![target, kind, version_i],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db)?;
+        if let Some((id, old)) = stored {
+            if old == body {
+                return Ok(PublishOutcome::AlreadyStored(id as u64));
+            }
+            return Err(StoreError::Conflict(format!(
+                "{kind} version {version} for {target:?} is already published (id {id}) with other bytes; \
+                 publish a new version"
+            )));
+        }
+        tx.execute(
+            "INSERT INTO bundles (target, kind, version, body, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![target, kind, version_i, body, at_us],
+        )
+        .map_err(db)?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(db)?;
+        Ok(PublishOutcome::Stored(id as u64))
+    }
+
+    fn bundles_after(
+        &self,
+        van: &str,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<PublishedBundle>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, target, kind, version, body, published_at FROM bundles \
+                 WHERE (target = ?1 OR target = '*') AND id > ?2 ORDER BY id LIMIT ?3",
+            )
+            .map_err(db)?;
+        let after = i64::try_from(after_id).unwrap_or(i64::MAX);
+        stmt.query_map(params![van, after, limit as i64], |r| {
+            Ok(PublishedBundle {
+                id: r.get::<_, i64>(0)? as u64,
+                target: r.get(1)?,
+                kind: r.get(2)?,
+                version: r.get::<_, i64>(3)? as u64,
+                body: r.get(4)?,
+                published_at: r.get(5)?,
+            })
+        })
+        .map_err(db)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db)
+    }
+
+    fn put_dossier(&self, national_id: &str, dossier_json: &str, at_us: i64) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+        tx.execute("DELETE FROM dossiers WHERE national_id = ?1", params![national_id]).map_err(db)?;
+        tx.execute(
+            "INSERT INTO dossiers (national_id, dossier, updated_at) VALUES (?1, ?2, ?3)",
+            params![national_id, dossier_json, at_us],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    fn dossier(&self, national_id: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        conn.query_row("SELECT dossier FROM dossiers WHERE national_id = ?1", params![national_id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(db)
     }
 
     fn records(

@@ -20,6 +20,36 @@ pub enum StoreError {
     AlreadyEnrolled(String),
     #[error("van {0:?} is not enrolled")]
     UnknownVan(String),
+    /// Different bytes under a key that is already stored (a published bundle's target, kind and
+    /// version).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// A bundle HQ published for one van (`target` = van id) or every van (`target` = "*").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedBundle {
+    /// Row id: the vans' cursor, ascending in publication order.
+    pub id: u64,
+    /// A van id, or `*` for every van.
+    pub target: String,
+    /// Bundle kind.
+    pub kind: String,
+    /// Bundle version.
+    pub version: u64,
+    /// The bundle file's bytes as published.
+    pub body: Vec<u8>,
+    /// When (µs since the epoch).
+    pub published_at: i64,
+}
+
+/// What publishing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Stored under this id.
+    Stored(u64),
+    /// The same bytes were already stored under this id; nothing changed.
+    AlreadyStored(u64),
 }
 
 /// One van's row.
@@ -100,6 +130,28 @@ pub trait Store: Send + Sync + 'static {
     fn vans(&self) -> Result<Vec<VanRow>, StoreError>;
     /// A van's alarms, oldest first.
     fn alarms(&self, van: &str) -> Result<Vec<Alarm>, StoreError>;
+    /// Publishes a bundle for `target` (a van id or `*`); unique on (target, kind, version): the
+    /// same bytes again are [`PublishOutcome::AlreadyStored`], other bytes [`StoreError::Conflict`].
+    fn publish_bundle(
+        &self,
+        target: &str,
+        kind: &str,
+        version: u64,
+        body: &[u8],
+        at_us: i64,
+    ) -> Result<PublishOutcome, StoreError>;
+    /// Up to `limit` bundles for `van` (its own and every van's) with id above `after_id`,
+    /// ascending by id.
+    fn bundles_after(
+        &self,
+        van: &str,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<PublishedBundle>, StoreError>;
+    /// Stores (replacing) the dossier JSON of a citizen.
+    fn put_dossier(&self, national_id: &str, dossier_json: &str, at_us: i64) -> Result<(), StoreError>;
+    /// A citizen's dossier JSON, if HQ holds one.
+    fn dossier(&self, national_id: &str) -> Result<Option<String>, StoreError>;
     /// Up to `limit` stored (seq, hash, line) of a van from `from_seq` on, ascending.
     fn records(
         &self,

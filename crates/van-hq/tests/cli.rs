@@ -1,4 +1,4 @@
-//! The `van-hq` binary: keygen, pubkey, enroll, serve, vans, verify.
+//! The `van-hq` binary: keygen, pubkey, enroll, serve, vans, verify, publish, dossiers import.
 
 mod common;
 
@@ -51,8 +51,8 @@ fn keygen_enroll_serve_upload_vans_and_verify() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(a.status, 200, "{}", a.body);
-    let ack: van_hq::protocol::SignedAck = serde_json::from_value(a.body).unwrap();
-    assert_eq!(ack.verify(&hq_pub).unwrap().0, 31);
+    let ack = van_hq::protocol::verify_ack(a.body.to_string().as_bytes(), &hq_pub).unwrap();
+    assert_eq!(ack.seq, 31);
 
     let out = van_hq(&["vans", "--db", d, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -76,4 +76,39 @@ fn keygen_enroll_serve_upload_vans_and_verify() {
     let out = van_hq(&["verify", "--db", d, "MTU-CAI-0001"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("stored record 7"), "{}", text(&out));
+}
+
+#[test]
+fn publish_and_dossier_import_from_the_command_line() {
+    use van_hq::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hq.db");
+    let d = db.to_str().unwrap();
+    let file = dir.path().join("roster.json");
+    std::fs::write(
+        &file,
+        r#"{"bundle":"roster","version":3,"van_id":"MTU-CAI-0001","issued_at":"2026-12-01T08:00:00Z","officers":[]}"#,
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = van_hq(&["publish", "--db", d, "--van", "MTU-CAI-0001", f]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"stored":1}"#);
+    let out = van_hq(&["publish", "--db", d, "--van", "MTU-CAI-0001", f]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"already_stored":1}"#);
+    // For another van the file's van_id is wrong; fleet-wide it is stored (served per van).
+    let out = van_hq(&["publish", "--db", d, "--van", "MTU-CAI-0002", f]);
+    assert!(!out.status.success() && text(&out).contains("MTU-CAI-0002"), "{}", text(&out));
+    assert!(van_hq(&["publish", "--db", d, f]).status.success());
+    let lines = dir.path().join("dossiers.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"national_id\":\"29001011234567\",\"dossier\":{\"citizen\":{}}}\n\n{\"national_id\":\"x\",\"dossier\":{}}\n",
+    )
+    .unwrap();
+    let out = van_hq(&["dossiers", "import", "--db", d, lines.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).contains("line 3"), "{}", text(&out));
+    let store = van_hq::sqlite::SqliteStore::open(&db).unwrap();
+    assert_eq!(store.dossier("29001011234567").unwrap().as_deref(), Some(r#"{"citizen":{}}"#));
+    assert_eq!(store.bundles_after("MTU-CAI-0001", 0, 10).unwrap().len(), 2);
 }

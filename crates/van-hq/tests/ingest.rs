@@ -26,9 +26,9 @@ fn batch_is_stored_and_acknowledged_with_hqs_signature() {
     let hq = enrolled(&van);
     let ack = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     assert_eq!(ack.ack.seq, 10);
-    assert_eq!(ack.ack.head_hash, hex::encode(van.records[9].hash));
-    let (seq, head, t) = ack.verify(&hq.key.verifying_key()).unwrap();
-    assert_eq!((seq, head, t), (10, van.records[9].hash, NOW));
+    assert_eq!(ack.ack.head_hash, van.records[9].hash);
+    let v = ack.verify(&hq.key.verifying_key()).unwrap();
+    assert_eq!((v.seq, v.head_hash, v.time_us), (10, van.records[9].hash, NOW));
     assert_eq!(stored(&hq, &van.id), (1..=10).collect::<Vec<_>>());
     // The stored line is the export line as received.
     let row = &hq.store.records(&van.id, 3, 1).unwrap()[0];

@@ -193,7 +193,7 @@ pub fn now_text() -> String {
     van_hq::protocol::format_time_us(van_hq::ingest::now_us())
 }
 
-/// The authentication headers for one request.
+/// The authentication headers for one request, signed as the van signs (docs/sync.md).
 pub fn auth(
     van: &Van,
     method: &str,
@@ -202,7 +202,11 @@ pub fn auth(
     nonce: [u8; 16],
     body: &[u8],
 ) -> Vec<(&'static str, String)> {
-    van_hq::protocol::sign_request(&van.key, &van.id, method, path, time, &nonce, body).unwrap().to_vec()
+    let mut signed = mtu_sync::REQUEST_DOMAIN.to_vec();
+    signed.extend(mtu_sync::request_message(&van.id, method, path, time, &nonce, body).unwrap());
+    let sig = van.key.sign(&signed).to_bytes();
+    let h = mtu_sync::auth_headers(&van.id, time.to_owned(), &nonce, &sig);
+    h.pairs().iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
 /// A fresh random nonce.
