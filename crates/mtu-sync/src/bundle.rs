@@ -24,6 +24,11 @@ pub const PATH_BUNDLES: &str = "/v1/bundles";
 pub const PATH_DOSSIER: &str = "/v1/dossier";
 /// At most this many bundles in one answer of `GET /v1/bundles`.
 pub const MAX_BUNDLES_PER_ANSWER: usize = 50;
+/// HQ refuses to publish a bundle larger than this (a day's bookings with dossiers is far smaller).
+pub const MAX_BUNDLE_BYTES: usize = 2 * 1024 * 1024;
+/// HQ stops adding bundles to one answer once their bytes reach this (the first always goes), so
+/// an answer stays well under the van's 8 MiB cap on what it reads (base64 adds a third).
+pub const MAX_ANSWER_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Why an envelope from HQ was refused. None of them lets its content be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

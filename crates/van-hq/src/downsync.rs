@@ -6,7 +6,7 @@
 use std::io::BufRead;
 
 use ed25519_dalek::SigningKey;
-use mtu_sync::bundle::{self, DossierQuery, MAX_BUNDLES_PER_ANSWER};
+use mtu_sync::bundle::{self, DossierQuery, MAX_ANSWER_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLES_PER_ANSWER};
 use serde_json::{Value, json};
 
 use crate::ingest::Rejection;
@@ -83,6 +83,12 @@ pub fn publish<S: Store>(
     if let Some(v) = van {
         mtu_journal::rules::check_van_id(v).map_err(|e| PublishError::Shape(format!("--van: {e}")))?;
     }
+    if bytes.len() > MAX_BUNDLE_BYTES {
+        return Err(PublishError::Shape(format!(
+            "{} bytes; a bundle is at most {MAX_BUNDLE_BYTES} bytes (split the bookings into several bundles)",
+            bytes.len()
+        )));
+    }
     let (kind, version) = check_bundle(bytes, van).map_err(PublishError::Shape)?;
     Ok(store.publish_bundle(van.unwrap_or(EVERY_VAN), &kind, version, bytes, now_us)?)
 }
@@ -125,12 +131,18 @@ pub fn bundles<S: Store>(
         );
     }
     let after = after.ok_or_else(|| bad_query("query parameter after=<cursor> is required".into()))?;
-    let mut rows = store.bundles_after(van, after, MAX_BUNDLES_PER_ANSWER + 1)?;
-    let more = rows.len() > MAX_BUNDLES_PER_ANSWER;
-    rows.truncate(MAX_BUNDLES_PER_ANSWER);
-    let mut out = Vec::with_capacity(rows.len());
-    for b in &rows {
+    let rows = store.bundles_after(van, after, MAX_BUNDLES_PER_ANSWER + 1)?;
+    let mut more = rows.len() > MAX_BUNDLES_PER_ANSWER;
+    let mut out = Vec::with_capacity(rows.len().min(MAX_BUNDLES_PER_ANSWER));
+    let mut bytes_in_answer = 0usize;
+    for b in rows.iter().take(MAX_BUNDLES_PER_ANSWER) {
         let bytes = served_bytes(b, van).map_err(storage)?;
+        // Bounded by bytes as well as by count; the first bundle always goes (publish bounds it).
+        if !out.is_empty() && bytes_in_answer + bytes.len() > MAX_ANSWER_BUNDLE_BYTES {
+            more = true;
+            break;
+        }
+        bytes_in_answer += bytes.len();
         out.push(bundle::sign_bundle(key, van, b.id, &b.kind, b.version, &bytes).map_err(storage)?);
     }
     Ok(bundle::bundles_answer(out, more))

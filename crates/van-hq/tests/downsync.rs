@@ -134,3 +134,43 @@ fn endpoints_need_an_authenticated_van_and_answer_signed() {
     let a = http(addr, "GET", "/v1/dossier?national_id=123", &h, b"");
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (400, Some("sync.bad_query")), "{}", a.body);
 }
+
+/// A roster bundle of a little over `size` bytes (a long note in an officer-free roster).
+fn big_roster(van: &str, version: u64, size: usize) -> Vec<u8> {
+    let pad = "x".repeat(size);
+    format!(
+        r#"{{"bundle":"roster","version":{version},"van_id":"{van}","issued_at":"2026-12-01T08:00:00Z","officers":[],"note":"{pad}"}}"#
+    )
+    .into_bytes()
+}
+
+#[test]
+fn answers_are_bounded_by_bytes_and_bundles_by_size() {
+    use mtu_sync::bundle::{MAX_ANSWER_BUNDLE_BYTES, MAX_BUNDLE_BYTES};
+    let hq = hq();
+    // Too large to publish: refused with the limit named.
+    let huge = big_roster("MTU-1", 1, MAX_BUNDLE_BYTES + 10);
+    let e = downsync::publish(&hq.store, &huge, Some("MTU-1"), NOW).unwrap_err();
+    assert!(e.to_string().contains(&MAX_BUNDLE_BYTES.to_string()), "{e}");
+    // Five bundles of 1.5 MiB: an answer carries at most what fits 4 MiB, and says more follow.
+    let size = 3 * 1024 * 1024 / 2;
+    for v in 1..=5 {
+        downsync::publish(&hq.store, &big_roster("MTU-1", v, size), Some("MTU-1"), NOW).unwrap();
+    }
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let body = downsync::bundles(&hq.store, &hq.key, "MTU-1", Some(&format!("after={after}"))).unwrap();
+        let page = verify_bundles(&body, &hq.key.verifying_key(), "MTU-1", after).unwrap();
+        let bytes: usize = page.bundles.iter().map(|b| b.bytes.len()).sum();
+        assert!(!page.bundles.is_empty());
+        assert!(page.bundles.len() == 1 || bytes <= MAX_ANSWER_BUNDLE_BYTES, "{bytes} bytes in one answer");
+        pages += 1;
+        after = page.bundles.last().unwrap().id;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(after, 5);
+    assert_eq!(pages, 3, "1.5 MiB bundles go two to an answer");
+}
