@@ -101,8 +101,19 @@ impl App {
     pub async fn start_sync(&mut self) {
         match crate::sync::start(&self.config, &self.journal).await {
             Ok(Some(s)) => {
+                let mut task = s.task;
+                if let Some(office) = &self.office {
+                    // Down-sync and live dossier lookups ride on the uplink's client and pinned key.
+                    let link = crate::sync::downlink::Downlink::new(
+                        Arc::new(s.client),
+                        s.hq_key,
+                        self.config.van.id.clone(),
+                    );
+                    office.set_live_dossiers(Arc::new(link.dossiers()));
+                    task = task.on_session(crate::sync::downlink::session_hook(link, office.clone()));
+                }
                 self.sync = Some(s.handle);
-                self.sync_task = Some(s.task);
+                self.sync_task = Some(task);
                 self.training_hq = s.training;
             }
             Ok(None) => {}

@@ -1,7 +1,7 @@
 //! Through the real binaries: the training van (`vand` with config/sim.toml's `[sync]`) runs its
 //! local HQ in-process over TLS; a citizen is served; `vanctl sync now` brings HQ level with the
 //! journal; `vanctl sync status` shows nothing pending; HQ's database (read as `van-hq` reads it)
-//! holds the transaction's records with the journal's hashes.
+//! holds the transaction's records with the journal's hashes; a bundle HQ publishes comes down.
 
 mod common;
 
@@ -64,5 +64,30 @@ fn a_served_citizens_records_arrive_at_the_training_hq() {
     let vans = van_hq::audit::vans(&store, van_hq::ingest::now_us()).unwrap();
     assert_eq!(vans.len(), 1);
     assert_eq!(vans[0].alarms, 0);
+
+    // Down-sync rides on the same link: a block list HQ publishes for every van is applied at the
+    // next session and journaled with its HQ id.
+    let blocklist = br#"{"bundle":"blocklist","version":900001,"van_id":"*","issued_at":"2026-12-01T08:00:00Z","blocklist":{"version":900001,"vehicles":[{"vin":"WVWZZZ1JZXW000001","reason":"stolen"}],"licences":[]}}"#;
+    let outcome = van_hq::downsync::publish(&store, blocklist, None, van_hq::ingest::now_us()).unwrap();
+    let hq_id = match outcome {
+        van_hq::store::PublishOutcome::Stored(id) => id,
+        other => panic!("{other:?}"),
+    };
+    let (code, out, err) = vanctl(&["sync", "now", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let applied = (0..100).find_map(|_| {
+        let tail = reader.read(1, 1_000_000).unwrap();
+        let hit = tail.into_iter().find(|r| {
+            r.kind == "refdata.applied" && {
+                let p: Value = serde_json::from_slice(&r.payload).unwrap();
+                p["source"] == "hq" && p["hq_id"] == hq_id && p["bundle"] == "blocklist"
+            }
+        });
+        if hit.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        hit
+    });
+    assert!(applied.is_some(), "the block list HQ published was not applied within 10 s");
     rig.stop();
 }

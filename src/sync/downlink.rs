@@ -166,3 +166,31 @@ impl LiveDossiers for HqDossiers {
         Box::pin(self.fetch(national_id, plate))
     }
 }
+
+/// The uplink's signed HTTPS client carries the down-sync too (same pinned CA, same van key).
+impl Transport for super::http::HqClient {
+    fn get_signed<'a>(&'a self, path_and_query: &'a str) -> TransportFuture<'a> {
+        Box::pin(super::http::HqClient::get_signed(self, path_and_query))
+    }
+}
+
+/// What vand runs after each uplink session that ended with everything acknowledged: the
+/// down-sync of HQ's bundles into the office. A failure is logged and retried after the next
+/// session; bundles dealt with before it stay dealt with.
+pub fn session_hook(link: Downlink, office: Arc<Office>) -> super::shell::SessionHook {
+    Arc::new(move || {
+        let (link, office) = (link.clone(), office.clone());
+        Box::pin(async move {
+            match link.pull(&office).await {
+                Ok(r) if r.applied.is_empty() && r.refused.is_empty() => {}
+                Ok(r) => tracing::info!(
+                    applied = r.applied.len(),
+                    refused = r.refused.len(),
+                    cursor = r.cursor,
+                    "down-sync from HQ"
+                ),
+                Err(e) => tracing::warn!("down-sync from HQ: {e}"),
+            }
+        })
+    })
+}

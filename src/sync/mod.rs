@@ -85,6 +85,10 @@ pub struct Started {
     pub handle: UplinkHandle,
     /// The local HQ of the training van (`[sync.training_hq]`).
     pub training: Option<training::TrainingHq>,
+    /// The same signed HTTPS client, for the down-sync and live dossier lookups.
+    pub client: http::HqClient,
+    /// HQ's pinned public key.
+    pub hq_key: ed25519_dalek::VerifyingKey,
 }
 
 /// Builds the uplink from `[sync]` (`None` when disabled); in simulation with
@@ -121,11 +125,11 @@ pub async fn start(config: &Config, journal: &crate::journal::Journal) -> anyhow
         shell_config(s),
         &config.van.id,
         hq_key,
-        client,
+        client.clone(),
         reader,
         Some(&config.paths.state_dir),
     );
-    Ok(Some(Started { task, handle, training }))
+    Ok(Some(Started { task, handle, training, client, hq_key }))
 }
 
 /// `vanctl sync status|now` on the control socket.

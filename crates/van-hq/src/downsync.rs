@@ -6,7 +6,9 @@
 use std::io::BufRead;
 
 use ed25519_dalek::SigningKey;
-use mtu_sync::bundle::{self, DossierQuery, MAX_ANSWER_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLES_PER_ANSWER};
+use mtu_sync::bundle::{
+    self, DossierQuery, MAX_ANSWER_BUNDLE_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLES_PER_ANSWER,
+};
 use serde_json::{Value, json};
 
 use crate::ingest::Rejection;
