@@ -298,9 +298,7 @@ fn ingest_locked(
             return Ok(Err(bad_record(e.seq(), e.to_string())));
         }
     }
-    for (rec, line) in fresh {
-        tx.insert_record(rec, line)?;
-    }
+    tx.insert_records(fresh)?;
     let head = verifier.state().clone();
     if !fresh.is_empty() {
         tx.set_head(&head)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use van_hq::sqlite::SqliteStore;
+use van_hq::database::Database;
 use van_hq::{audit, hq_key, ingest, server};
 
 #[derive(Parser)]
@@ -14,6 +14,29 @@ use van_hq::{audit, hq_key, ingest, server};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Where HQ's data lives: `--db PATH` (SQLite) or `--database PATH|postgres://…`.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct DbArgs {
+    /// SQLite database file (the same as `--database PATH`).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// A SQLite file path, or a PostgreSQL URL (`postgres://user@host/db`) shared by several instances.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+impl DbArgs {
+    fn open(&self) -> anyhow::Result<Database> {
+        let store = match (&self.db, &self.database) {
+            (Some(path), _) => Database::Sqlite(van_hq::sqlite::SqliteStore::open(path)?),
+            (None, Some(spec)) => Database::open(spec)?,
+            (None, None) => anyhow::bail!("--db or --database is required"),
+        };
+        Ok(store)
+    }
 }
 
 #[derive(Subcommand)]
@@ -30,8 +53,8 @@ enum Cmd {
     },
     /// Enrolls a van with its genesis public key (`vanctl pubkey`).
     Enroll {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long)]
         van: String,
         #[arg(long = "public-key")]
@@ -39,8 +62,8 @@ enum Cmd {
     },
     /// Serves protocol v1 (HTTP) until Ctrl-C or SIGTERM.
     Serve {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long)]
         key: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -48,15 +71,15 @@ enum Cmd {
     },
     /// Per van: last seq, last acknowledgement, last checkpoint, staleness, alarms.
     Vans {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long)]
         json: bool,
     },
     /// Re-verifies everything stored for a van from its genesis record.
     Verify {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         van: String,
     },
 }
@@ -72,12 +95,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", hex::encode(k.verifying_key().as_bytes()));
         }
         Cmd::Enroll { db, van, public_key } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             ingest::enroll(&store, &van, &public_key, ingest::now_us())?;
             println!("enrolled {van}");
         }
         Cmd::Serve { db, key, listen } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let key = hq_key::load(&key)?;
             let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
             rt.block_on(async move {
@@ -90,7 +113,7 @@ fn main() -> anyhow::Result<()> {
             })?;
         }
         Cmd::Vans { db, json } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let vans = audit::vans(&store, ingest::now_us())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&vans)?);
@@ -117,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Verify { db, van } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let n = audit::verify_van(&store, &van, 1000)?;
             println!("{van}: {n} records verified from genesis; HQ's head matches");
         }
