@@ -88,7 +88,9 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start() -> PgServer {
+/// Starts a server. `durable`: PostgreSQL's defaults (fsync, synchronous commit, full page
+/// writes), as a benchmark wants; otherwise those are off, as throwaway test databases want.
+pub fn start(durable: bool) -> PgServer {
     let bin = bin_dir().unwrap_or_else(|| panic!("{INSTALL_HINT}"));
     // Under /tmp as root: `nobody` must reach the directory (a root-only TMPDIR would not do).
     let parent = if is_root() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -118,9 +120,10 @@ fn start() -> PgServer {
     // A few tries: the free port may be taken between the probe and the server's bind.
     for _ in 0..5 {
         let port = free_port();
+        let fast =
+            if durable { "" } else { " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=32MB",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=32MB{fast}",
             dir.display()
         );
         let script = r#"
@@ -160,7 +163,7 @@ fn start() -> PgServer {
 
 /// The test binary's server, started on first use.
 pub fn server() -> &'static PgServer {
-    SERVER.get_or_init(start)
+    SERVER.get_or_init(|| start(false))
 }
 
 impl PgServer {
@@ -177,10 +180,17 @@ impl PgServer {
 
 /// A fresh, empty database on the test binary's server; its URL.
 pub fn fresh_database() -> String {
-    let server = server();
-    let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
-    server.admin().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    server.url(&name)
+    server().fresh_database()
+}
+
+impl PgServer {
+    /// A fresh, empty database on this server; its URL.
+    pub fn fresh_database(&self) -> String {
+        let server = self;
+        let name = format!("t{}_{}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed));
+        server.admin().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        server.url(&name)
+    }
 }
 
 /// Runs SQL on a database (a test altering what HQ stores).
