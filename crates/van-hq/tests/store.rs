@@ -139,7 +139,28 @@ fn racing_stores_on_one_database_store_each_record_once(b: Backend) {
     }
 }
 
+/// A nonce is refused while remembered; one older than the window is forgotten (and may be used
+/// again); each van has its own nonces.
+fn nonces_are_remembered_within_the_window_only(b: Backend) {
+    let hq = hq_on(b);
+    let (v1, v2) = (Van::new("V1", 1), Van::new("V2", 2));
+    enroll(&hq.store, &v1.id, &v1.public_hex(), NOW).unwrap();
+    enroll(&hq.store, &v2.id, &v2.public_hex(), NOW).unwrap();
+    let s = &hq.store;
+    let (n, m) = ([1u8; 16], [2u8; 16]);
+    assert!(s.remember_nonce("V1", &n, 1_000, 0).unwrap());
+    assert!(!s.remember_nonce("V1", &n, 1_100, 0).unwrap(), "a replay within the window");
+    assert!(s.remember_nonce("V2", &n, 1_100, 0).unwrap(), "another van's nonce is its own");
+    assert!(s.remember_nonce("V1", &m, 1_200, 0).unwrap());
+    // The window moves past 1,000: the first nonce is forgotten, the second still remembered.
+    assert!(s.remember_nonce("V1", &n, 2_000, 1_150).unwrap());
+    assert!(!s.remember_nonce("V1", &m, 2_000, 1_150).unwrap());
+    // And the renewed one is remembered again from its new time.
+    assert!(!s.remember_nonce("V1", &n, 2_100, 1_500).unwrap());
+}
+
 on_both_stores!(
+    nonces_are_remembered_within_the_window_only,
     bundles_are_published_once_and_listed_per_van_after_a_cursor,
     dossiers_are_replaced_and_looked_up,
     a_second_store_on_the_same_database_sees_the_first_ones_data,
