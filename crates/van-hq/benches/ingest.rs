@@ -12,7 +12,7 @@
 //!   (that is the van's work).
 //!
 //! And where the time goes: parsing the batch alone, parsing + the chain check alone (no
-//! database). SQLite runs with `synchronous=FULL` on `BENCH_DIR` (default: the temp dir);
+//! database), storing the batches alone (no verification). SQLite runs with `synchronous=FULL` on `BENCH_DIR` (default: the temp dir);
 //! PostgreSQL is a throwaway server (initdb + pg_ctl, Debian's `postgresql` package) with its
 //! durable defaults (fsync on).
 //!
@@ -112,6 +112,21 @@ fn post(addr: SocketAddr, headers: &[(String, String)], body: &[u8]) -> u16 {
     String::from_utf8_lossy(&raw[..12.min(raw.len())]).split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Stores the (already verified) batches, one transaction each, with no verification: what the
+/// database alone costs.
+fn store_only(spec: &str, van_key: &SigningKey, batches: &[Vec<u8>]) -> Duration {
+    use van_hq::store::Store;
+    let store = Database::open(spec).unwrap();
+    ingest::enroll(&store, VAN, &hex::encode(van_key.verifying_key().as_bytes()), 0).unwrap();
+    let parsed: Vec<Vec<(Record, String)>> =
+        batches.iter().map(|b| ingest::parse_batch(b).unwrap()).collect();
+    let t = Instant::now();
+    for b in &parsed {
+        store.in_van_tx(VAN, &mut |tx| tx.insert_records(b)).unwrap();
+    }
+    t.elapsed()
+}
+
 /// A signed request: headers and body.
 type Request = (Vec<(String, String)>, Vec<u8>);
 
@@ -176,9 +191,9 @@ fn main() {
 
     // Each round measures everything once, the baseline first; the best time of each is kept
     // (the machine is shared: the best round is the least disturbed one).
-    let mut best = [Duration::MAX; 7];
+    let mut best = [Duration::MAX; 9];
     for round in 0..rounds {
-        let mut times = [Duration::ZERO; 7];
+        let mut times = [Duration::ZERO; 9];
         times[0] = raw_verify(&records, &van_key);
         let t = Instant::now();
         for b in &batches {
@@ -198,6 +213,8 @@ fn main() {
         times[4] = http_all(&sqlite("http"), &van_key, &hq_key, &batches);
         times[5] = ingest_all(&server.fresh_database(), &van_key, &hq_key, &batches);
         times[6] = http_all(&server.fresh_database(), &van_key, &hq_key, &batches);
+        times[7] = store_only(&sqlite("store"), &van_key, &batches);
+        times[8] = store_only(&server.fresh_database(), &van_key, &batches);
         for (b, t) in best.iter_mut().zip(times) {
             *b = (*b).min(t);
         }
@@ -220,6 +237,8 @@ fn main() {
     println!("where the time goes (no database):");
     line("  parse batch (JSON lines)", best[1]);
     line("  parse + strict chain check", best[2]);
+    line("  SQLite: store the batches only", best[7]);
+    line("  PostgreSQL: store the batches only", best[8]);
     println!("ingest (target ratio ≥ 0.70):");
     line("  SQLite, ingest function", best[3]);
     line("  SQLite, HTTP", best[4]);
