@@ -23,6 +23,10 @@ pub enum StoreError {
     /// Different bytes under a key that is already stored (a bundle's target, kind and version).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The work of the transaction was refused and rolled back (ingest: a record failed
+    /// verification after earlier ones of its batch went to the store).
+    #[error("refused; the transaction was rolled back")]
+    RolledBack,
 }
 
 /// One van's row.

@@ -247,7 +247,43 @@ fn record_zero_is_a_bad_record_not_a_storage_fault(b: Backend) {
     assert_eq!(err.details.unwrap()["seq"], 0);
 }
 
+/// A large batch is verified and stored chunk by chunk at once; a bad record in a later chunk,
+/// after earlier chunks went to the store, still leaves nothing of the batch stored and the head
+/// where it was.
+fn bad_record_after_stored_chunks_rolls_the_whole_batch_back(b: Backend) {
+    let mut van = Van::new("V1", 1);
+    van.append_n(359);
+    let hq = enrolled(b, &van);
+    ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[..10]), NOW).unwrap();
+    let mut recs = van.records[10..].to_vec();
+    recs[290].sig[5] ^= 4; // seq 301
+    let err = ingest(&hq.store, &hq.key, &van.id, &lines(&recs), NOW).unwrap_err();
+    assert_eq!((err.status, err.code), (422, "sync.bad_record"), "{err}");
+    assert_eq!(err.details.unwrap()["seq"], 301);
+    assert_eq!(stored(&hq, &van.id), (1..=10).collect::<Vec<_>>());
+    assert_eq!(hq.store.vans().unwrap()[0].chain.seq, 10);
+    assert!(hq.store.alarms(&van.id).unwrap().is_empty());
+    // The honest batch then goes in whole.
+    let ack = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[10..]), NOW).unwrap();
+    assert_eq!(ack.ack.seq, 360);
+    assert_eq!(stored(&hq, &van.id), (1..=360).collect::<Vec<_>>());
+    assert_eq!(audit::verify_van(&hq.store, &van.id, 1000).unwrap(), 360);
+    // A bad record in the very last chunk, and in the first.
+    van.append_n(300);
+    for bad in [299usize, 0] {
+        let mut recs = van.records[360..].to_vec();
+        recs[bad].payload = b"{\"n\":-1}".to_vec();
+        let err = ingest(&hq.store, &hq.key, &van.id, &lines(&recs), NOW).unwrap_err();
+        assert_eq!(
+            (err.code, err.details.unwrap()["seq"].as_u64()),
+            ("sync.bad_record", Some(361 + bad as u64))
+        );
+        assert_eq!(stored(&hq, &van.id).len(), 360);
+    }
+}
+
 on_both_stores!(
+    bad_record_after_stored_chunks_rolls_the_whole_batch_back,
     batch_is_stored_and_acknowledged_with_hqs_signature,
     duplicate_batch_gets_the_same_ack_and_stores_nothing_twice,
     gap_is_refused_with_the_expected_seq,
