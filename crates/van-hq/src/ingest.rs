@@ -218,7 +218,54 @@ pub fn ingest<S: Store>(
             format!("belongs to van {:?}, the request is van {van:?}", rec.van_id),
         ));
     }
-    store.in_van_tx(van, &mut |tx| ingest_locked(tx, hq_key, van, &records, now_us))?
+    let mut refused = None;
+    match store.in_van_tx(van, &mut |tx| ingest_locked(tx, hq_key, van, &records, now_us, &mut refused)) {
+        // A record failed verification after earlier ones went to the store: rolled back.
+        Err(StoreError::RolledBack) => Err(refused.take().unwrap_or_else(|| {
+            Rejection::new(500, "sync.storage", "transaction rolled back without a reason")
+        })),
+        other => other?,
+    }
+}
+
+/// Records verified per chunk handed to the store while the next chunk is verified.
+const STORE_CHUNK: usize = 100;
+
+/// Verifies `fresh` in order from `verifier` and stores each verified chunk meanwhile: a helper
+/// thread verifies (CPU) while this one waits on the database, which writes the previous chunk
+/// (PostgreSQL on its own core). The first refusal stops both; the caller rolls back.
+fn verify_and_store(
+    tx: &mut dyn VanTx,
+    verifier: ChainVerifier,
+    fresh: &[(Record, String)],
+) -> Result<Result<ChainVerifier, Rejection>, StoreError> {
+    std::thread::scope(|s| {
+        let (send, recv) = std::sync::mpsc::sync_channel::<&[(Record, String)]>(2);
+        let checker = s.spawn(move || {
+            let mut verifier = verifier;
+            for chunk in fresh.chunks(STORE_CHUNK) {
+                for (rec, _) in chunk {
+                    verifier.check(rec).map_err(|e| bad_record(e.seq(), e.to_string()))?;
+                }
+                if send.send(chunk).is_err() {
+                    break; // the store failed; its error is returned below
+                }
+            }
+            Ok(verifier)
+        });
+        let mut stored = Ok(());
+        for chunk in recv.iter() {
+            stored = tx.insert_records(chunk);
+            if stored.is_err() {
+                break;
+            }
+        }
+        drop(recv);
+        let checked =
+            checker.join().map_err(|_| StoreError::Database("the verification thread panicked".into()))?;
+        stored?;
+        Ok(checked)
+    })
 }
 
 fn ingest_locked(
@@ -227,6 +274,7 @@ fn ingest_locked(
     van: &str,
     records: &[(Record, String)],
     now_us: i64,
+    refused: &mut Option<Rejection>,
 ) -> Result<Result<SignedAck, Rejection>, StoreError> {
     let row = tx.van()?;
     let last = row.chain.seq;
@@ -268,19 +316,18 @@ fn ingest_locked(
         )
         .with(json!({"expected_seq": last + 1}))));
     }
-    let mut verifier = if last == 0 {
+    let verifier = if last == 0 {
         ChainVerifier::from_genesis(Some(row.genesis_key))
     } else {
         ChainVerifier::resume(row.chain.clone())
     };
-    for (rec, _) in fresh {
-        if let Err(e) = verifier.check(rec) {
-            return Ok(Err(bad_record(e.seq(), e.to_string())));
+    let verifier = match verify_and_store(tx, verifier, fresh)? {
+        Ok(v) => v,
+        Err(rejection) => {
+            *refused = Some(rejection);
+            return Err(StoreError::RolledBack);
         }
-    }
-    for (rec, line) in fresh {
-        tx.insert_record(rec, line)?;
-    }
+    };
     let head = verifier.state().clone();
     if !fresh.is_empty() {
         tx.set_head(&head)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use van_hq::sqlite::SqliteStore;
+use van_hq::database::Database;
 use van_hq::{audit, hq_key, ingest, server, tls};
 
 #[derive(Parser)]
@@ -14,6 +14,29 @@ use van_hq::{audit, hq_key, ingest, server, tls};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Where HQ's data lives: `--db PATH` (SQLite) or `--database PATH|postgres://…`.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct DbArgs {
+    /// SQLite database file (the same as `--database PATH`).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// A SQLite file path, or a PostgreSQL URL (`postgres://user@host/db`) shared by several instances.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+impl DbArgs {
+    fn open(&self) -> anyhow::Result<Database> {
+        let store = match (&self.db, &self.database) {
+            (Some(path), _) => Database::Sqlite(van_hq::sqlite::SqliteStore::open(path)?),
+            (None, Some(spec)) => Database::open(spec)?,
+            (None, None) => anyhow::bail!("--db or --database is required"),
+        };
+        Ok(store)
+    }
 }
 
 #[derive(Subcommand)]
@@ -30,8 +53,8 @@ enum Cmd {
     },
     /// Enrolls a van with its genesis public key (`vanctl pubkey`).
     Enroll {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long)]
         van: String,
         #[arg(long = "public-key")]
@@ -39,8 +62,8 @@ enum Cmd {
     },
     /// Serves protocol v1 (HTTP) until Ctrl-C or SIGTERM.
     Serve {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long)]
         key: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -63,15 +86,15 @@ enum Cmd {
     },
     /// Per van: last seq, last acknowledgement, last checkpoint, staleness, alarms.
     Vans {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         #[arg(long)]
         json: bool,
     },
     /// Publishes a reference-data bundle (docs/reference-data.md) for one van or every van.
     Publish {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         /// The van it is for; without it, every van (its van_id is set per van when served).
         #[arg(long)]
         van: Option<String>,
@@ -84,8 +107,8 @@ enum Cmd {
     },
     /// Re-verifies everything stored for a van from its genesis record.
     Verify {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         van: String,
     },
 }
@@ -94,8 +117,8 @@ enum Cmd {
 enum DossiersCmd {
     /// Imports JSON Lines, one `{"national_id":"…","dossier":{…}}` a line; each replaces the stored one.
     Import {
-        #[arg(long)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
         file: PathBuf,
     },
 }
@@ -111,7 +134,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", hex::encode(k.verifying_key().as_bytes()));
         }
         Cmd::Enroll { db, van, public_key } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             ingest::enroll(&store, &van, &public_key, ingest::now_us())?;
             println!("enrolled {van}");
         }
@@ -125,7 +148,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Cmd::Serve { db, key, listen, tls_cert, tls_key } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let key = hq_key::load(&key)?;
             let tls = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => Some(tls::server_config(&c, &k)?),
@@ -146,7 +169,7 @@ fn main() -> anyhow::Result<()> {
             })?;
         }
         Cmd::Vans { db, json } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let vans = audit::vans(&store, ingest::now_us())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&vans)?);
@@ -173,21 +196,21 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Publish { db, van, file } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let out = van_hq::downsync::publish(&store, &bytes, van.as_deref(), ingest::now_us())
                 .with_context(|| format!("publishing {}", file.display()))?;
             println!("{}", van_hq::downsync::outcome_json(out));
         }
         Cmd::Dossiers { cmd: DossiersCmd::Import { db, file } } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let f = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
             let n = van_hq::downsync::import_dossiers(&store, std::io::BufReader::new(f), ingest::now_us())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("imported {n} dossiers");
         }
         Cmd::Verify { db, van } => {
-            let store = SqliteStore::open(&db)?;
+            let store = db.open()?;
             let n = audit::verify_van(&store, &van, 1000)?;
             println!("{van}: {n} records verified from genesis; HQ's head matches");
         }

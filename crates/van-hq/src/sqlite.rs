@@ -54,8 +54,13 @@ CREATE TABLE IF NOT EXISTS nonces (
     PRIMARY KEY (van_id, nonce)
 );
 CREATE INDEX IF NOT EXISTS nonces_at ON nonces(at);
+";
+
+/// Down-sync: what HQ publishes to the vans (docs/sync.md, "Down-sync"). AUTOINCREMENT: an id is
+/// never reused, so a van's cursor only moves forward.
+const DOWNSYNC_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bundles (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     target TEXT NOT NULL,
     kind TEXT NOT NULL,
     version BIGINT NOT NULL,
@@ -89,6 +94,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(DOWNSYNC_SCHEMA).map_err(db)?;
         Ok(SqliteStore { conn: Mutex::new(conn) })
     }
 
@@ -157,23 +163,31 @@ impl VanTx for SqliteVanTx<'_> {
     }
 
     fn insert_record(&mut self, rec: &Record, line: &str) -> Result<(), StoreError> {
-        let payload = String::from_utf8_lossy(&rec.payload);
-        self.tx
-            .execute(
+        self.insert_records(&[(rec.clone(), line.to_owned())])
+    }
+
+    fn insert_records(&mut self, records: &[(Record, String)]) -> Result<(), StoreError> {
+        // One statement prepared once per connection, run per record inside the transaction.
+        let mut stmt = self
+            .tx
+            .prepare_cached(
                 "INSERT INTO records (van_id, seq, hash, key_id, time_us, kind, payload, line) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    self.van,
-                    rec.seq as i64,
-                    hex::encode(rec.hash),
-                    hex::encode(rec.key_id),
-                    rec.time_us,
-                    rec.kind,
-                    payload,
-                    line
-                ],
             )
             .map_err(db)?;
+        for (rec, line) in records {
+            stmt.execute(params![
+                self.van,
+                rec.seq as i64,
+                hex::encode(rec.hash),
+                hex::encode(rec.key_id),
+                rec.time_us,
+                rec.kind,
+                String::from_utf8_lossy(&rec.payload),
+                line
+            ])
+            .map_err(db)?;
+        }
         Ok(())
     }
 
@@ -344,95 +358,6 @@ impl crate::store::Store for SqliteStore {
             .collect())
     }
 
-    fn publish_bundle(
-        &self,
-        target: &str,
-        kind: &str,
-        version: u64,
-        body: &[u8],
-        at_us: i64,
-    ) -> Result<PublishOutcome, StoreError> {
-        let version_i = i64::try_from(version)
-            .map_err(|_| StoreError::Conflict(format!("version {version} is larger than {}", i64::MAX)))?;
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-        let stored: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT id, body FROM bundles WHERE target = ?1 AND kind = ?2 AND version = ?3",
-                params![target, kind, version_i],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db)?;
-        if let Some((id, old)) = stored {
-            if old == body {
-                return Ok(PublishOutcome::AlreadyStored(id as u64));
-            }
-            return Err(StoreError::Conflict(format!(
-                "{kind} version {version} for {target:?} is already published (id {id}) with other bytes; \
-                 publish a new version"
-            )));
-        }
-        tx.execute(
-            "INSERT INTO bundles (target, kind, version, body, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![target, kind, version_i, body, at_us],
-        )
-        .map_err(db)?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(db)?;
-        Ok(PublishOutcome::Stored(id as u64))
-    }
-
-    fn bundles_after(
-        &self,
-        van: &str,
-        after_id: u64,
-        limit: usize,
-    ) -> Result<Vec<PublishedBundle>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, target, kind, version, body, published_at FROM bundles \
-                 WHERE (target = ?1 OR target = '*') AND id > ?2 ORDER BY id LIMIT ?3",
-            )
-            .map_err(db)?;
-        let after = i64::try_from(after_id).unwrap_or(i64::MAX);
-        stmt.query_map(params![van, after, limit as i64], |r| {
-            Ok(PublishedBundle {
-                id: r.get::<_, i64>(0)? as u64,
-                target: r.get(1)?,
-                kind: r.get(2)?,
-                version: r.get::<_, i64>(3)? as u64,
-                body: r.get(4)?,
-                published_at: r.get(5)?,
-            })
-        })
-        .map_err(db)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db)
-    }
-
-    fn put_dossier(&self, national_id: &str, dossier_json: &str, at_us: i64) -> Result<(), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
-        tx.execute("DELETE FROM dossiers WHERE national_id = ?1", params![national_id]).map_err(db)?;
-        tx.execute(
-            "INSERT INTO dossiers (national_id, dossier, updated_at) VALUES (?1, ?2, ?3)",
-            params![national_id, dossier_json, at_us],
-        )
-        .map_err(db)?;
-        tx.commit().map_err(db)
-    }
-
-    fn dossier(&self, national_id: &str) -> Result<Option<String>, StoreError> {
-        let conn = self.lock();
-        conn.query_row("SELECT dossier FROM dossiers WHERE national_id = ?1", params![national_id], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(db)
-    }
-
     fn records(
         &self,
         van: &str,
@@ -460,4 +385,121 @@ impl crate::store::Store for SqliteStore {
             })
             .collect()
     }
+
+    fn publish_bundle(
+        &self,
+        target: &str,
+        kind: &str,
+        version: u64,
+        body: &[u8],
+        at_us: i64,
+    ) -> Result<PublishOutcome, StoreError> {
+        publish_bundle(&mut self.lock(), target, kind, version, body, at_us)
+    }
+
+    fn bundles_after(
+        &self,
+        van: &str,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<PublishedBundle>, StoreError> {
+        bundles_after(&self.lock(), van, after_id, limit)
+    }
+
+    fn put_dossier(&self, national_id: &str, dossier_json: &str, at_us: i64) -> Result<(), StoreError> {
+        put_dossier(&self.lock(), national_id, dossier_json, at_us)
+    }
+
+    fn dossier(&self, national_id: &str) -> Result<Option<String>, StoreError> {
+        dossier(&self.lock(), national_id)
+    }
+}
+
+// ---- Down-sync (bundles and dossiers) -------------------------------------------------------
+
+fn publish_bundle(
+    conn: &mut Connection,
+    target: &str,
+    kind: &str,
+    version: u64,
+    body: &[u8],
+    at_us: i64,
+) -> Result<PublishOutcome, StoreError> {
+    let version = i64::try_from(version)
+        .map_err(|_| StoreError::Conflict(format!("bundle version {version} is out of range")))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+    let stored: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT id, body FROM bundles WHERE target = ?1 AND kind = ?2 AND version = ?3",
+            params![target, kind, version],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    if let Some((id, stored)) = stored {
+        if stored == body {
+            return Ok(PublishOutcome::AlreadyStored(id as u64));
+        }
+        return Err(StoreError::Conflict(format!(
+            "a different {kind} bundle version {version} is already published for {target:?} (id {id})"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO bundles (target, kind, version, body, published_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![target, kind, version, body, at_us],
+    )
+    .map_err(db)?;
+    let id = tx.last_insert_rowid();
+    tx.commit().map_err(db)?;
+    Ok(PublishOutcome::Stored(id as u64))
+}
+
+fn bundles_after(
+    conn: &Connection,
+    van: &str,
+    after_id: u64,
+    limit: usize,
+) -> Result<Vec<PublishedBundle>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id, target, kind, version, body, published_at FROM bundles \
+             WHERE (target = ?1 OR target = '*') AND id > ?2 ORDER BY id LIMIT ?3",
+        )
+        .map_err(db)?;
+    let after = i64::try_from(after_id).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    stmt.query_map(params![van, after, limit], |r| {
+        Ok(PublishedBundle {
+            id: r.get::<_, i64>(0)? as u64,
+            target: r.get(1)?,
+            kind: r.get(2)?,
+            version: r.get::<_, i64>(3)? as u64,
+            body: r.get(4)?,
+            published_at: r.get(5)?,
+        })
+    })
+    .map_err(db)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(db)
+}
+
+fn put_dossier(
+    conn: &Connection,
+    national_id: &str,
+    dossier_json: &str,
+    at_us: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO dossiers (national_id, dossier, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (national_id) DO UPDATE SET dossier = excluded.dossier, updated_at = excluded.updated_at",
+        params![national_id, dossier_json, at_us],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+fn dossier(conn: &Connection, national_id: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row("SELECT dossier FROM dossiers WHERE national_id = ?1", params![national_id], |r| r.get(0))
+        .optional()
+        .map_err(db)
 }

@@ -20,36 +20,13 @@ pub enum StoreError {
     AlreadyEnrolled(String),
     #[error("van {0:?} is not enrolled")]
     UnknownVan(String),
-    /// Different bytes under a key that is already stored (a published bundle's target, kind and
-    /// version).
-    #[error("{0}")]
+    /// Different bytes under a key that is already stored (a bundle's target, kind and version).
+    #[error("conflict: {0}")]
     Conflict(String),
-}
-
-/// A bundle HQ published for one van (`target` = van id) or every van (`target` = "*").
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublishedBundle {
-    /// Row id: the vans' cursor, ascending in publication order.
-    pub id: u64,
-    /// A van id, or `*` for every van.
-    pub target: String,
-    /// Bundle kind.
-    pub kind: String,
-    /// Bundle version.
-    pub version: u64,
-    /// The bundle file's bytes as published.
-    pub body: Vec<u8>,
-    /// When (µs since the epoch).
-    pub published_at: i64,
-}
-
-/// What publishing did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishOutcome {
-    /// Stored under this id.
-    Stored(u64),
-    /// The same bytes were already stored under this id; nothing changed.
-    AlreadyStored(u64),
+    /// The work of the transaction was refused and rolled back (ingest: a record failed
+    /// verification after earlier ones of its batch went to the store).
+    #[error("refused; the transaction was rolled back")]
+    RolledBack,
 }
 
 /// One van's row.
@@ -102,6 +79,40 @@ pub trait VanTx {
     fn set_checkpoint(&mut self, at_us: i64, seq: u64) -> Result<(), StoreError>;
     /// Records an alarm.
     fn add_alarm(&mut self, at_us: i64, kind: &str, details: &serde_json::Value) -> Result<(), StoreError>;
+    /// Stores verified records (ascending, contiguous) with their lines as received. A store may
+    /// override this to write them in fewer round trips.
+    fn insert_records(&mut self, records: &[(Record, String)]) -> Result<(), StoreError> {
+        for (rec, line) in records {
+            self.insert_record(rec, line)?;
+        }
+        Ok(())
+    }
+}
+
+/// A bundle HQ published for one van (`target` = van id) or every van (`target` = "*").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedBundle {
+    /// The cursor: ascending in publication order.
+    pub id: u64,
+    /// Van id, or `*` for every van.
+    pub target: String,
+    /// `bookings`, `roster`, `schedule`, `blocklist`, …
+    pub kind: String,
+    /// The bundle's own version.
+    pub version: u64,
+    /// The bundle bytes as published.
+    pub body: Vec<u8>,
+    /// When (µs since the epoch).
+    pub published_at: i64,
+}
+
+/// What [`Store::publish_bundle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// Stored under this id.
+    Stored(u64),
+    /// The same bytes were already stored under this id (a no-op).
+    AlreadyStored(u64),
 }
 
 /// HQ's storage.
@@ -130,8 +141,17 @@ pub trait Store: Send + Sync + 'static {
     fn vans(&self) -> Result<Vec<VanRow>, StoreError>;
     /// A van's alarms, oldest first.
     fn alarms(&self, van: &str) -> Result<Vec<Alarm>, StoreError>;
-    /// Publishes a bundle for `target` (a van id or `*`); unique on (target, kind, version): the
-    /// same bytes again are [`PublishOutcome::AlreadyStored`], other bytes [`StoreError::Conflict`].
+    /// Up to `limit` stored (seq, hash, line) of a van from `from_seq` on, ascending.
+    fn records(
+        &self,
+        van: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, [u8; 32], String)>, StoreError>;
+
+    /// Publishes a bundle for `target` (a van id or `*`). The same bytes under the same (target,
+    /// kind, version) again: [`PublishOutcome::AlreadyStored`]; different bytes:
+    /// [`StoreError::Conflict`].
     fn publish_bundle(
         &self,
         target: &str,
@@ -140,7 +160,7 @@ pub trait Store: Send + Sync + 'static {
         body: &[u8],
         at_us: i64,
     ) -> Result<PublishOutcome, StoreError>;
-    /// Up to `limit` bundles for `van` (its own and every van's) with id above `after_id`,
+    /// Up to `limit` bundles for `van` (its own and those for every van) with id > `after_id`,
     /// ascending by id.
     fn bundles_after(
         &self,
@@ -148,17 +168,10 @@ pub trait Store: Send + Sync + 'static {
         after_id: u64,
         limit: usize,
     ) -> Result<Vec<PublishedBundle>, StoreError>;
-    /// Stores (replacing) the dossier JSON of a citizen.
+    /// Stores (replacing) the dossier of a national id.
     fn put_dossier(&self, national_id: &str, dossier_json: &str, at_us: i64) -> Result<(), StoreError>;
-    /// A citizen's dossier JSON, if HQ holds one.
+    /// The dossier of a national id, if HQ holds one.
     fn dossier(&self, national_id: &str) -> Result<Option<String>, StoreError>;
-    /// Up to `limit` stored (seq, hash, line) of a van from `from_seq` on, ascending.
-    fn records(
-        &self,
-        van: &str,
-        from_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, [u8; 32], String)>, StoreError>;
 }
 
 /// The verifier state as stored (`vans.chain_state_json`).

@@ -1,4 +1,5 @@
-//! The `van-hq` binary: keygen, pubkey, enroll, serve, vans, verify, publish, dossiers import.
+//! The `van-hq` binary: keygen, pubkey, enroll, serve, vans, verify, publish, dossiers import;
+//! with `--db PATH` (SQLite) and with `--database postgres://…` on a real PostgreSQL.
 
 mod common;
 
@@ -6,7 +7,7 @@ use std::io::BufRead;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
-use common::{Van, auth, batch, http, nonce, now_text};
+use common::{Backend, Van, auth, batch, http, nonce, now_text, on_both_stores};
 
 fn van_hq(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_van-hq")).args(args).output().unwrap()
@@ -16,12 +17,16 @@ fn text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-#[test]
-fn keygen_enroll_serve_upload_vans_and_verify() {
+fn keygen_enroll_serve_upload_vans_and_verify(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("hq.key");
-    let db = dir.path().join("hq.db");
-    let (k, d) = (key.to_str().unwrap(), db.to_str().unwrap());
+    let k = key.to_str().unwrap();
+    // SQLite through the historical `--db PATH`, PostgreSQL through `--database URL`.
+    let (opt, spec) = match b {
+        Backend::Sqlite => ("--db", dir.path().join("hq.db").to_str().unwrap().to_owned()),
+        Backend::Postgres => ("--database", common::pg::fresh_database()),
+    };
+    let d = spec.as_str();
     let out = van_hq(&["keygen", "--key", k]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
@@ -33,11 +38,11 @@ fn keygen_enroll_serve_upload_vans_and_verify() {
 
     let mut van = Van::new("MTU-CAI-0001", 1);
     van.append_n(30);
-    let out = van_hq(&["enroll", "--db", d, "--van", &van.id, "--public-key", &van.public_hex()]);
+    let out = van_hq(&["enroll", opt, d, "--van", &van.id, "--public-key", &van.public_hex()]);
     assert!(out.status.success(), "{}", text(&out));
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_van-hq"))
-        .args(["serve", "--db", d, "--key", k, "--listen", "127.0.0.1:0"])
+        .args(["serve", opt, d, "--key", k, "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -54,26 +59,24 @@ fn keygen_enroll_serve_upload_vans_and_verify() {
     let ack = van_hq::protocol::verify_ack(a.body.to_string().as_bytes(), &hq_pub).unwrap();
     assert_eq!(ack.seq, 31);
 
-    let out = van_hq(&["vans", "--db", d, "--json"]);
+    let out = van_hq(&["vans", opt, d, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let vans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(vans[0]["van"], "MTU-CAI-0001");
     assert_eq!(vans[0]["last_seq"], 31);
     assert!(vans[0]["last_ack"].is_string());
-    let out = van_hq(&["vans", "--db", d]);
+    let out = van_hq(&["vans", opt, d]);
     assert!(text(&out).contains("MTU-CAI-0001"), "{}", text(&out));
 
-    let out = van_hq(&["verify", "--db", d, "MTU-CAI-0001"]);
+    let out = van_hq(&["verify", opt, d, "MTU-CAI-0001"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("31 records verified"), "{}", text(&out));
     // An altered stored record fails verification, naming it.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute(
+    common::execute_sql(
+        &spec,
         "UPDATE records SET line = replace(line, '\"boot_us\":7000', '\"boot_us\":7001') WHERE seq = 7",
-        [],
-    )
-    .unwrap();
-    let out = van_hq(&["verify", "--db", d, "MTU-CAI-0001"]);
+    );
+    let out = van_hq(&["verify", opt, d, "MTU-CAI-0001"]);
     assert!(!out.status.success());
     assert!(text(&out).contains("stored record 7"), "{}", text(&out));
 }
@@ -112,3 +115,33 @@ fn publish_and_dossier_import_from_the_command_line() {
     assert_eq!(store.dossier("29001011234567").unwrap().as_deref(), Some(r#"{"citizen":{}}"#));
     assert_eq!(store.bundles_after("MTU-CAI-0001", 0, 10).unwrap().len(), 2);
 }
+
+/// `--database PATH` is SQLite too, and the two options exclude each other.
+#[test]
+fn database_option_takes_a_sqlite_path_and_excludes_db() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hq.db");
+    let d = db.to_str().unwrap();
+    let van = Van::new("MTU-CAI-0002", 2);
+    let out = van_hq(&["enroll", "--database", d, "--van", &van.id, "--public-key", &van.public_hex()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = van_hq(&["vans", "--db", d, "--json"]);
+    let vans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vans[0]["van"], "MTU-CAI-0002");
+    let out = van_hq(&["vans", "--db", d, "--database", d]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("cannot be used with"), "{}", text(&out));
+    let out = van_hq(&["vans"]);
+    assert!(!out.status.success());
+    // A PostgreSQL server that is not there: a clear error naming host, port and database, never
+    // the password.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://hq:s3cret@127.0.0.1:{port}/fleet");
+    let out = van_hq(&["vans", "--database", &url]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains(&format!("127.0.0.1:{port}/fleet")), "{t}");
+    assert!(!t.contains("s3cret"), "{t}");
+}
+
+on_both_stores!(keygen_enroll_serve_upload_vans_and_verify);

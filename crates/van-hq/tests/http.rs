@@ -1,8 +1,9 @@
-//! Protocol v1 over real HTTP on 127.0.0.1:0: request authentication, uploads, acknowledgements.
+//! Protocol v1 over real HTTP on 127.0.0.1:0: request authentication, uploads, acknowledgements;
+//! each test on SQLite and on a real PostgreSQL.
 
 mod common;
 
-use common::{Van, auth, batch, hq, http, nonce, now_text, serve};
+use common::{Backend, Van, auth, batch, hq_on, http, nonce, now_text, on_both_stores, serve};
 use van_hq::ingest::enroll;
 use van_hq::protocol::{SignedAck, verify_ack};
 
@@ -12,17 +13,25 @@ fn upload(addr: std::net::SocketAddr, van: &Van, body: &[u8]) -> common::Answer 
     http(addr, "POST", "/v1/records", &h, body)
 }
 
-fn setup(van: &Van) -> (std::net::SocketAddr, ed25519_dalek::VerifyingKey, tempfile::TempDir) {
-    let hq = hq();
-    enroll(&hq.store, &van.id, &van.public_hex(), common::NOW).unwrap();
-    serve(hq)
+fn setup(b: Backend, van: &Van) -> (std::net::SocketAddr, ed25519_dalek::VerifyingKey, tempfile::TempDir) {
+    setup_with_spec(b, van).0
 }
 
-#[test]
-fn upload_is_acknowledged_and_the_ack_verifies_with_hqs_public_key() {
+/// [`setup`], also giving the database spec.
+fn setup_with_spec(
+    b: Backend,
+    van: &Van,
+) -> ((std::net::SocketAddr, ed25519_dalek::VerifyingKey, tempfile::TempDir), String) {
+    let hq = hq_on(b);
+    enroll(&hq.store, &van.id, &van.public_hex(), common::NOW).unwrap();
+    let spec = hq.spec.clone();
+    (serve(hq), spec)
+}
+
+fn upload_is_acknowledged_and_the_ack_verifies_with_hqs_public_key(b: Backend) {
     let mut van = Van::new("MTU-CAI-0001", 1);
     van.append_n(20);
-    let (addr, hq_pub, _dir) = setup(&van);
+    let (addr, hq_pub, _dir) = setup(b, &van);
     let a = upload(addr, &van, &batch(&van.records));
     assert_eq!(a.status, 200, "{}", a.body);
     let ack = verify_ack(a.body.to_string().as_bytes(), &hq_pub).unwrap();
@@ -46,11 +55,10 @@ fn upload_is_acknowledged_and_the_ack_verifies_with_hqs_public_key() {
     assert_eq!((a.status, &a.body["ack"]["seq"]), (200, &serde_json::json!(21)), "{}", a.body);
 }
 
-#[test]
-fn gap_and_bad_record_answers_carry_their_details() {
+fn gap_and_bad_record_answers_carry_their_details(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(5);
-    let (addr, _, _dir) = setup(&van);
+    let (addr, _, _dir) = setup(b, &van);
     let a = upload(addr, &van, &batch(&van.records[2..]));
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (409, Some("sync.gap")), "{}", a.body);
     assert_eq!(a.body["error"]["details"]["expected_seq"], 1);
@@ -71,11 +79,10 @@ fn gap_and_bad_record_answers_carry_their_details() {
     assert_eq!((a.status, a.body["error"]["code"].as_str()), (415, Some("sync.bad_batch")), "{}", a.body);
 }
 
-#[test]
-fn bad_signature_is_refused() {
+fn bad_signature_is_refused(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(2);
-    let (addr, _, _dir) = setup(&van);
+    let (addr, _, _dir) = setup(b, &van);
     let body = batch(&van.records);
     // Signed by another key.
     let impostor =
@@ -114,10 +121,9 @@ fn bad_signature_is_refused() {
     assert_eq!((a.status, &a.body["ack"]["seq"]), (200, &serde_json::json!(3)), "{}", a.body);
 }
 
-#[test]
-fn stale_request_is_refused() {
+fn stale_request_is_refused(b: Backend) {
     let van = Van::new("V1", 1);
-    let (addr, _, _dir) = setup(&van);
+    let (addr, _, _dir) = setup(b, &van);
     let body = batch(&van.records);
     for offset_s in [-301i64, 301] {
         let t = van_hq::protocol::format_time_us(van_hq::ingest::now_us() + offset_s * 1_000_000);
@@ -137,11 +143,10 @@ fn stale_request_is_refused() {
     assert_eq!(http(addr, "POST", "/v1/records", &h, &body).status, 200);
 }
 
-#[test]
-fn replayed_nonce_is_refused() {
+fn replayed_nonce_is_refused(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(1);
-    let (addr, _, _dir) = setup(&van);
+    let (addr, _, _dir) = setup(b, &van);
     let body = batch(&van.records);
     let mut h = auth(&van, "POST", "/v1/records", &now_text(), nonce(), &body);
     h.push(("Content-Encoding", "zstd".into()));
@@ -161,11 +166,10 @@ fn replayed_nonce_is_refused() {
 
 /// Eight uploaders of one van at once, with overlapping batches and retries from the expected
 /// seq: every record is stored exactly once, in order, and HQ's head verifies.
-#[test]
-fn concurrent_overlapping_uploads_store_each_record_once() {
+fn concurrent_overlapping_uploads_store_each_record_once(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(199);
-    let (addr, hq_pub, dir) = setup(&van);
+    let ((addr, hq_pub, _dir), spec) = setup_with_spec(b, &van);
     let van = std::sync::Arc::new(van);
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -196,7 +200,7 @@ fn concurrent_overlapping_uploads_store_each_record_once() {
     for t in threads {
         t.join().unwrap();
     }
-    let store = van_hq::sqlite::SqliteStore::open(&dir.path().join("hq.db")).unwrap();
+    let store = van_hq::database::Database::open(&spec).unwrap();
     let seqs: Vec<u64> =
         van_hq::store::Store::records(&store, "V1", 1, 1000).unwrap().into_iter().map(|r| r.0).collect();
     assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
@@ -207,11 +211,10 @@ fn concurrent_overlapping_uploads_store_each_record_once() {
 /// After a key rotation the van signs with its new key: HQ accepts that signature for the upload
 /// that carries the rotation (and only once its chain verifies), then holds the new key. A
 /// rotation forged by someone else, signed with their own key, stores nothing.
-#[test]
-fn an_upload_carrying_the_key_rotation_may_be_signed_with_the_new_key() {
+fn an_upload_carrying_the_key_rotation_may_be_signed_with_the_new_key(b: Backend) {
     let mut van = Van::new("MTU-CAI-0003", 3);
     van.append_n(3);
-    let (addr, _hq_pub, _dir) = setup(&van);
+    let (addr, _hq_pub, _dir) = setup(b, &van);
     assert_eq!(upload(addr, &van, &batch(&van.records)).status, 200);
     let stored = van.records.len();
     // A forger's rotation: signed by the forger's key (not the van's), request signed by the forger.
@@ -234,3 +237,13 @@ fn an_upload_carrying_the_key_rotation_may_be_signed_with_the_new_key() {
     let h = auth(&van, "GET", "/v1/ack", &now_text(), nonce(), b"");
     assert_eq!(http(addr, "GET", "/v1/ack", &h, b"").status, 200);
 }
+
+on_both_stores!(
+    upload_is_acknowledged_and_the_ack_verifies_with_hqs_public_key,
+    gap_and_bad_record_answers_carry_their_details,
+    bad_signature_is_refused,
+    stale_request_is_refused,
+    replayed_nonce_is_refused,
+    concurrent_overlapping_uploads_store_each_record_once,
+    an_upload_carrying_the_key_rotation_may_be_signed_with_the_new_key,
+);

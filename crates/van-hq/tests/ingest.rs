@@ -1,16 +1,16 @@
-//! The ingest logic over the SQLite store, without HTTP: every acceptance and refusal of
-//! docs/sync.md's `POST /v1/records` and `POST /v1/checkpoint`.
+//! The ingest logic over each store (SQLite and a real PostgreSQL), without HTTP: every acceptance
+//! and refusal of docs/sync.md's `POST /v1/records` and `POST /v1/checkpoint`.
 
 mod common;
 
-use common::{NOW, Van, hq, lines, reseal};
+use common::{Backend, NOW, Van, hq_on, lines, on_both_stores, reseal};
 use ed25519_dalek::SigningKey;
 use van_hq::audit;
 use van_hq::ingest::{self, checkpoint, current_ack, enroll, ingest};
 use van_hq::store::Store;
 
-fn enrolled(van: &Van) -> common::Hq {
-    let hq = hq();
+fn enrolled(b: Backend, van: &Van) -> common::Hq {
+    let hq = hq_on(b);
     enroll(&hq.store, &van.id, &van.public_hex(), NOW).unwrap();
     hq
 }
@@ -19,11 +19,10 @@ fn stored(hq: &common::Hq, van: &str) -> Vec<u64> {
     hq.store.records(van, 1, 10_000).unwrap().into_iter().map(|r| r.0).collect()
 }
 
-#[test]
-fn batch_is_stored_and_acknowledged_with_hqs_signature() {
+fn batch_is_stored_and_acknowledged_with_hqs_signature(b: Backend) {
     let mut van = Van::new("MTU-CAI-0001", 1);
     van.append_n(9);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let ack = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     assert_eq!(ack.ack.seq, 10);
     assert_eq!(ack.ack.head_hash, van.records[9].hash);
@@ -36,11 +35,10 @@ fn batch_is_stored_and_acknowledged_with_hqs_signature() {
     assert_eq!(audit::verify_van(&hq.store, &van.id, 3).unwrap(), 10);
 }
 
-#[test]
-fn duplicate_batch_gets_the_same_ack_and_stores_nothing_twice() {
+fn duplicate_batch_gets_the_same_ack_and_stores_nothing_twice(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(4);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let first = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     let again = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     assert_eq!(first, again);
@@ -51,11 +49,10 @@ fn duplicate_batch_gets_the_same_ack_and_stores_nothing_twice() {
     assert_eq!(stored(&hq, &van.id), (1..=8).collect::<Vec<_>>());
 }
 
-#[test]
-fn gap_is_refused_with_the_expected_seq() {
+fn gap_is_refused_with_the_expected_seq(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(6);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[..3]), NOW).unwrap();
     let err = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[4..]), NOW).unwrap_err();
     assert_eq!((err.status, err.code), (409, "sync.gap"));
@@ -63,11 +60,10 @@ fn gap_is_refused_with_the_expected_seq() {
     assert_eq!(stored(&hq, &van.id), vec![1, 2, 3]);
 }
 
-#[test]
-fn changed_record_at_a_stored_seq_is_a_fork_alarm_and_nothing_is_stored() {
+fn changed_record_at_a_stored_seq_is_a_fork_alarm_and_nothing_is_stored(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(4);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[..3]), NOW).unwrap();
     // The van's journal was rewritten from record 3 on (validly signed, different content).
     let mut forked = van.records[..2].to_vec();
@@ -89,11 +85,10 @@ fn changed_record_at_a_stored_seq_is_a_fork_alarm_and_nothing_is_stored() {
     assert_eq!(audit::vans(&hq.store, NOW).unwrap()[0].last_alarm.as_deref(), Some("fork"));
 }
 
-#[test]
-fn altered_payload_under_an_unchanged_hash_field_is_a_fork_not_a_duplicate() {
+fn altered_payload_under_an_unchanged_hash_field_is_a_fork_not_a_duplicate(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(2);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     let mut altered = van.records.clone();
     altered[1].payload = b"{\"n\":99}".to_vec();
@@ -101,11 +96,10 @@ fn altered_payload_under_an_unchanged_hash_field_is_a_fork_not_a_duplicate() {
     assert_eq!((err.code, err.details.unwrap()["seq"].as_u64()), ("sync.fork", Some(2)));
 }
 
-#[test]
-fn forged_signature_is_refused_naming_the_seq_and_nothing_is_stored() {
+fn forged_signature_is_refused_naming_the_seq_and_nothing_is_stored(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(5);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let mut recs = van.records.clone();
     recs[3].sig[10] ^= 1;
     let err = ingest(&hq.store, &hq.key, &van.id, &lines(&recs), NOW).unwrap_err();
@@ -116,12 +110,11 @@ fn forged_signature_is_refused_naming_the_seq_and_nothing_is_stored() {
     assert!(stored(&hq, &van.id).is_empty(), "records 1–3 of a refused batch must not be stored");
 }
 
-#[test]
-fn record_resigned_with_another_vans_key_is_refused() {
+fn record_resigned_with_another_vans_key_is_refused(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(3);
     let other = Van::new("V2", 2);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     enroll(&hq.store, &other.id, &other.public_hex(), NOW).unwrap();
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[..2]), NOW).unwrap();
     let resigned = reseal(&van.records[2], &other.key);
@@ -131,17 +124,16 @@ fn record_resigned_with_another_vans_key_is_refused() {
     assert!(err.message.contains("key"), "{}", err.message);
     // A genesis record naming another key than the enrolled one is refused too.
     let impostor = Van::new("V1", 9);
-    let hq2 = enrolled(&van);
+    let hq2 = enrolled(b, &van);
     let err = ingest(&hq2.store, &hq2.key, &van.id, &lines(&impostor.records), NOW).unwrap_err();
     assert_eq!((err.code, err.details.unwrap()["seq"].as_u64()), ("sync.bad_record", Some(1)));
     assert_eq!(stored(&hq, &van.id), vec![1, 2]);
 }
 
-#[test]
-fn reordered_records_are_refused_naming_the_seq() {
+fn reordered_records_are_refused_naming_the_seq(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(4);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let mut recs = van.records.clone();
     recs.swap(2, 3);
     let err = ingest(&hq.store, &hq.key, &van.id, &lines(&recs), NOW).unwrap_err();
@@ -150,20 +142,18 @@ fn reordered_records_are_refused_naming_the_seq() {
     assert!(stored(&hq, &van.id).is_empty());
 }
 
-#[test]
-fn records_of_another_van_in_the_batch_are_refused() {
+fn records_of_another_van_in_the_batch_are_refused(b: Backend) {
     let van = Van::new("V1", 1);
     let other = Van::new("V2", 2);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let err = ingest(&hq.store, &hq.key, &van.id, &lines(&other.records), NOW).unwrap_err();
     assert_eq!((err.status, err.code), (422, "sync.bad_record"));
 }
 
-#[test]
-fn uploads_after_a_key_rotation_verify_from_the_stored_state() {
+fn uploads_after_a_key_rotation_verify_from_the_stored_state(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(3);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     van.rotate(SigningKey::from_bytes(&[77; 32]));
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[4..]), NOW).unwrap();
@@ -175,10 +165,9 @@ fn uploads_after_a_key_rotation_verify_from_the_stored_state() {
     assert_eq!(audit::verify_van(&hq.store, &van.id, 2).unwrap(), 8);
 }
 
-#[test]
-fn malformed_and_oversized_batches_are_refused() {
+fn malformed_and_oversized_batches_are_refused(b: Backend) {
     let mut van = Van::new("V1", 1);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let err = ingest(&hq.store, &hq.key, &van.id, b"{not json}\n", NOW).unwrap_err();
     assert_eq!((err.status, err.code), (400, "sync.bad_batch"));
     assert!(err.message.contains("line 1"), "{}", err.message);
@@ -193,11 +182,10 @@ fn malformed_and_oversized_batches_are_refused() {
     assert!(stored(&hq, &van.id).is_empty());
 }
 
-#[test]
-fn checkpoints_note_staleness_and_raise_rollback_alarms() {
+fn checkpoints_note_staleness_and_raise_rollback_alarms(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(4);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
     let cp = |seq: u64, hash: [u8; 32]| {
         serde_json::json!({"van": "V1", "seq": seq, "head_hash": hex::encode(hash), "time": "2026-11-18T08:35:00Z"})
@@ -225,22 +213,21 @@ fn checkpoints_note_staleness_and_raise_rollback_alarms() {
     assert_eq!(current_ack(&hq.store, &hq.key, &van.id, NOW).unwrap().ack.seq, 5);
 }
 
-#[test]
-fn verify_finds_a_record_altered_in_hqs_database() {
+fn verify_finds_a_record_altered_in_hqs_database(b: Backend) {
     let mut van = Van::new("V1", 1);
     van.append_n(5);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     ingest(&hq.store, &hq.key, &van.id, &lines(&van.records), NOW).unwrap();
-    let db = rusqlite::Connection::open(hq.dir.path().join("hq.db")).unwrap();
-    db.execute("UPDATE records SET line = replace(line, '{\\\"n\\\":4}', '{\\\"n\\\":5}') WHERE seq = 4", [])
-        .unwrap();
+    common::execute_sql(
+        &hq.spec,
+        "UPDATE records SET line = replace(line, '{\\\"n\\\":4}', '{\\\"n\\\":5}') WHERE seq = 4",
+    );
     let err = audit::verify_van(&hq.store, &van.id, 100).unwrap_err();
     assert!(matches!(err, audit::AuditError::Bad { seq: 4, .. }), "{err}");
 }
 
-#[test]
-fn enrolment_checks_the_van_id_and_key() {
-    let hq = hq();
+fn enrolment_checks_the_van_id_and_key(b: Backend) {
+    let hq = hq_on(b);
     let van = Van::new("V1", 1);
     assert!(enroll(&hq.store, "bad id", &van.public_hex(), NOW).is_err());
     assert!(enroll(&hq.store, "V1", "00", NOW).is_err());
@@ -250,13 +237,66 @@ fn enrolment_checks_the_van_id_and_key() {
     assert!(enroll(&hq.store, "V1", &van.public_hex(), NOW).is_err());
 }
 
-#[test]
-fn record_zero_is_a_bad_record_not_a_storage_fault() {
+fn record_zero_is_a_bad_record_not_a_storage_fault(b: Backend) {
     let van = Van::new("V1", 1);
-    let hq = enrolled(&van);
+    let hq = enrolled(b, &van);
     let mut rec = van.records[0].clone();
     rec.seq = 0;
     let err = ingest(&hq.store, &hq.key, &van.id, &lines(&[rec]), NOW).unwrap_err();
     assert_eq!((err.status, err.code), (422, "sync.bad_record"), "{err}");
     assert_eq!(err.details.unwrap()["seq"], 0);
 }
+
+/// A large batch is verified and stored chunk by chunk at once; a bad record in a later chunk,
+/// after earlier chunks went to the store, still leaves nothing of the batch stored and the head
+/// where it was.
+fn bad_record_after_stored_chunks_rolls_the_whole_batch_back(b: Backend) {
+    let mut van = Van::new("V1", 1);
+    van.append_n(359);
+    let hq = enrolled(b, &van);
+    ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[..10]), NOW).unwrap();
+    let mut recs = van.records[10..].to_vec();
+    recs[290].sig[5] ^= 4; // seq 301
+    let err = ingest(&hq.store, &hq.key, &van.id, &lines(&recs), NOW).unwrap_err();
+    assert_eq!((err.status, err.code), (422, "sync.bad_record"), "{err}");
+    assert_eq!(err.details.unwrap()["seq"], 301);
+    assert_eq!(stored(&hq, &van.id), (1..=10).collect::<Vec<_>>());
+    assert_eq!(hq.store.vans().unwrap()[0].chain.seq, 10);
+    assert!(hq.store.alarms(&van.id).unwrap().is_empty());
+    // The honest batch then goes in whole.
+    let ack = ingest(&hq.store, &hq.key, &van.id, &lines(&van.records[10..]), NOW).unwrap();
+    assert_eq!(ack.ack.seq, 360);
+    assert_eq!(stored(&hq, &van.id), (1..=360).collect::<Vec<_>>());
+    assert_eq!(audit::verify_van(&hq.store, &van.id, 1000).unwrap(), 360);
+    // A bad record in the very last chunk, and in the first.
+    van.append_n(300);
+    for bad in [299usize, 0] {
+        let mut recs = van.records[360..].to_vec();
+        recs[bad].payload = b"{\"n\":-1}".to_vec();
+        let err = ingest(&hq.store, &hq.key, &van.id, &lines(&recs), NOW).unwrap_err();
+        assert_eq!(
+            (err.code, err.details.unwrap()["seq"].as_u64()),
+            ("sync.bad_record", Some(361 + bad as u64))
+        );
+        assert_eq!(stored(&hq, &van.id).len(), 360);
+    }
+}
+
+on_both_stores!(
+    bad_record_after_stored_chunks_rolls_the_whole_batch_back,
+    batch_is_stored_and_acknowledged_with_hqs_signature,
+    duplicate_batch_gets_the_same_ack_and_stores_nothing_twice,
+    gap_is_refused_with_the_expected_seq,
+    changed_record_at_a_stored_seq_is_a_fork_alarm_and_nothing_is_stored,
+    altered_payload_under_an_unchanged_hash_field_is_a_fork_not_a_duplicate,
+    forged_signature_is_refused_naming_the_seq_and_nothing_is_stored,
+    record_resigned_with_another_vans_key_is_refused,
+    reordered_records_are_refused_naming_the_seq,
+    records_of_another_van_in_the_batch_are_refused,
+    uploads_after_a_key_rotation_verify_from_the_stored_state,
+    malformed_and_oversized_batches_are_refused,
+    checkpoints_note_staleness_and_raise_rollback_alarms,
+    verify_finds_a_record_altered_in_hqs_database,
+    enrolment_checks_the_van_id_and_key,
+    record_zero_is_a_bad_record_not_a_storage_fault,
+);

@@ -9,7 +9,33 @@ use std::sync::Arc;
 use ed25519_dalek::{Signer, SigningKey};
 use mtu_journal::record::rotation_proof_bytes;
 use mtu_journal::{Draft, Record, kinds};
-use van_hq::sqlite::SqliteStore;
+use van_hq::database::Database;
+
+pub mod pg;
+
+/// Which store a test runs on: every store test runs on both (see [`on_both_stores`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the test's temp dir.
+    Sqlite,
+    /// A fresh database on the test binary's throwaway PostgreSQL server.
+    Postgres,
+}
+
+/// Runs each named `fn name(b: Backend)` as two tests, `sqlite::name` and `postgres::name`.
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Sqlite) } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() { super::$name($crate::common::Backend::Postgres) } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
 
 /// A van's journal, sealed the way the van seals it.
 pub struct Van {
@@ -115,14 +141,35 @@ pub fn reseal(rec: &Record, key: &SigningKey) -> Record {
 /// HQ on a temp database, with one key.
 pub struct Hq {
     pub dir: tempfile::TempDir,
-    pub store: SqliteStore,
+    pub store: Database,
     pub key: SigningKey,
+    /// What `van-hq --database` takes for this store (a file path or a postgres:// URL).
+    pub spec: String,
 }
 
+/// HQ on a SQLite file.
 pub fn hq() -> Hq {
+    hq_on(Backend::Sqlite)
+}
+
+/// HQ on a fresh database of `backend`.
+pub fn hq_on(backend: Backend) -> Hq {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("hq.db")).unwrap();
-    Hq { dir, store, key: SigningKey::from_bytes(&[0x42; 32]) }
+    let spec = match backend {
+        Backend::Sqlite => dir.path().join("hq.db").to_str().unwrap().to_owned(),
+        Backend::Postgres => pg::fresh_database(),
+    };
+    let store = Database::open(&spec).unwrap();
+    Hq { dir, store, key: SigningKey::from_bytes(&[0x42; 32]), spec }
+}
+
+/// Runs SQL on the database behind `spec` (a test altering what HQ stores).
+pub fn execute_sql(spec: &str, sql: &str) {
+    if van_hq::database::is_postgres_url(spec) {
+        pg::execute(spec, sql);
+    } else {
+        rusqlite::Connection::open(spec).unwrap().execute_batch(sql).unwrap();
+    }
 }
 
 pub const NOW: i64 = 1_795_000_500_000_000;
@@ -131,7 +178,7 @@ pub const NOW: i64 = 1_795_000_500_000_000;
 pub fn serve(hq: Hq) -> (SocketAddr, ed25519_dalek::VerifyingKey, tempfile::TempDir) {
     let (tx, rx) = std::sync::mpsc::channel();
     let pubkey = hq.key.verifying_key();
-    let Hq { dir, store, key } = hq;
+    let Hq { dir, store, key, .. } = hq;
     std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
