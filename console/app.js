@@ -395,7 +395,7 @@ function askReason(titleKey, ok, extra) {
   const box = errorBox();
   const reason = el('textarea', { name: 'reason', rows: 2, required: true });
   const dlg = el('dialog', { class: 'card', 'data-dialog': 'reason' });
-  const form = el('form', { method: 'dialog' },
+  const form = el('form', { method: 'dialog', novalidate: true },
     el('h2', {}, t(titleKey)), extra || null,
     el('div', { class: 'field' }, el('label', {}, t('reason.label')), reason, el('div', { class: 'field-error', 'data-for': 'reason', hidden: true })),
     box,
@@ -654,7 +654,7 @@ async function receiptPreview(v) {
     el('h2', {}, t('receipt.title')),
     el('dl', {},
       el('dt', {}, t('receipt.number')), el('dd', {}, ltr(v.receipt_no, 'receipt-no')),
-      el('dt', {}, t('receipt.completed_at')), el('dd', {}, when(v.completed_at, true)),
+      v.completed_at ? [el('dt', {}, t('receipt.completed_at')), el('dd', {}, when(v.completed_at, true))] : null,
       el('dt', {}, t('txn.total')), el('dd', {}, money(v.quote?.total || 0))),
     frame);
   try {

@@ -143,6 +143,8 @@ fn http_raw(port: u16, path: &str) -> (String, Vec<u8>) {
 
 fn shots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("console-screenshots");
+    // This run's screens only.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -222,11 +224,25 @@ impl Page {
     /// A real mouse click in the middle of the first element matching `sel` (scrolled into
     /// view); buttons must be touch-sized (at least 44 × 44 CSS pixels).
     fn click(&mut self, sel: &str) {
-        self.wait(&format!("document.querySelector({sel:?})"));
-        let r = self.eval(&format!(
-            "(() => {{ const e = document.querySelector({sel:?}); e.scrollIntoView({{block: 'center'}});
-               const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2, r.width, r.height, e.tagName]; }})()"
-        ));
+        // The element must be the one under the pointer (not covered, not being replaced).
+        let started = Instant::now();
+        let r = loop {
+            self.wait(&format!("document.querySelector({sel:?})"));
+            let r = self.eval(&format!(
+                "(() => {{ const e = document.querySelector({sel:?}); e.scrollIntoView({{block: 'center'}});
+                   const r = e.getBoundingClientRect(); const x = r.x + r.width / 2, y = r.y + r.height / 2;
+                   const h = document.elementFromPoint(x, y);
+                   return [x, y, r.width, r.height, e.tagName, !!h && (h === e || e.contains(h)) && !e.disabled]; }})()"
+            ));
+            if r[5] == json!(true) {
+                break r;
+            }
+            if started.elapsed() > WAIT {
+                self.shot("FAILED");
+                panic!("{sel} never became clickable: {r}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         let (x, y, w, h) =
             (r[0].as_f64().unwrap(), r[1].as_f64().unwrap(), r[2].as_f64().unwrap(), r[3].as_f64().unwrap());
         if r[4] == "BUTTON" {
@@ -264,7 +280,15 @@ impl Page {
     }
 
     fn shot(&mut self, name: &str) {
-        let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        // The whole page, not only the tablet's viewport.
+        let m = self.call("Page.getLayoutMetrics", json!({}));
+        let (w, h) =
+            (m["cssContentSize"]["width"].as_f64().unwrap(), m["cssContentSize"]["height"].as_f64().unwrap());
+        let r = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true,
+                   "clip": {"x": 0, "y": 0, "width": w.max(1280.0), "height": h.max(800.0), "scale": 1}}),
+        );
         let png = base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
@@ -545,7 +569,17 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.wait("document.querySelector('dialog[open]')");
     p.click("dialog [data-act=confirm]");
     p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden])')");
-    p.shots("16-void-reason");
+    // A modal dialog makes the page behind it inert: photograph it once per language.
+    p.shot("16-void-reason-ar");
+    p.click("dialog [data-act=dismiss]");
+    p.click_render("#lang");
+    p.click("[data-act=void]");
+    p.click("dialog [data-act=confirm]");
+    p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden])')");
+    p.shot("16-void-reason-en");
+    p.click("dialog [data-act=dismiss]");
+    p.click_render("#lang");
+    p.click("[data-act=void]");
     p.type_in("dialog textarea[name=reason]", "خطأ في بيانات المواطن");
     p.click("dialog [data-act=confirm]");
     p.wait("document.querySelector('[data-txn-state=reversed]') || document.querySelector('[data-txn-state=voided]')");
