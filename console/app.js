@@ -70,7 +70,10 @@ function el(tag, attrs, ...kids) {
   for (const k of kids.flat()) if (k !== null && k !== undefined && k !== false) e.append(k);
   return e;
 }
-/** A Latin run (plate, national ID, receipt number) isolated so it shows as typed inside Arabic. */
+/** An identifier (national ID, receipt number, masked card number) isolated and shown exactly
+ * in typed order. `isolate-override` (app.css) matters with Arabic-Indic digits: they are
+ * "Arabic numbers" to the bidi algorithm, so `411111******1010` would otherwise display as
+ * `1010******411111` even inside a left-to-right isolate. */
 function ltr(text, cls) { return el('bdi', { dir: 'ltr', class: 'ltr ' + (cls || '') }, dig(text)); }
 function btn(key, act, onclick, cls) { return el('button', { type: 'button', 'data-act': act, class: cls || '', onclick }, t(key)); }
 function chip(kind, key) { return el('span', { class: 'chip ' + kind, 'data-state': kind }, t(key)); }
@@ -176,7 +179,8 @@ const isSupervisor = () => S.officer?.role === 'supervisor';
 function setLive(state) {
   const l = document.getElementById('live');
   l.hidden = !state;
-  if (state) { l.textContent = t('live.' + state); l.dataset.state = state; }
+  if (state) l.dataset.state = state; else delete l.dataset.state;
+  if (state) l.textContent = t('live.' + state);
 }
 
 function connectEvents() {
@@ -235,6 +239,8 @@ function chrome() {
   const who = document.getElementById('who');
   who.replaceChildren();
   if (S.officer) who.append(S.lang === 'ar' ? S.officer.name_ar : S.officer.name_en, ' ', chip('role', 'role.' + S.officer.role));
+  const live = document.getElementById('live');
+  if (live.dataset.state) live.textContent = t('live.' + live.dataset.state);
   deviceIndicator();
 }
 
@@ -348,7 +354,11 @@ const VEHICLE_SERVICES = ['vehicle_licence_renewal', 'vehicle_licence_replacemen
 const LICENCE_SERVICES = ['driving_licence_renewal', 'driving_licence_replacement', 'driving_licence_update'];
 const ALL_SERVICES = [...VEHICLE_SERVICES.slice(0, 4), ...LICENCE_SERVICES, 'inspection', 'supplies'];
 
-function plateText(p) { return p ? `${p.letters} ${p.digits}` : ''; }
+/** A plate as Egyptian plates read: its Arabic letters right to left, then its number, each
+ * isolated so neither reorders the other or the text around them. */
+function plate(p) {
+  return el('bdi', { dir: 'rtl', class: 'plate' }, el('bdi', { dir: 'rtl' }, p.letters), ' ', ltr(p.digits, 'plate-digits'));
+}
 
 async function viewBookings() {
   const [bookings, shift, open] = await Promise.all([api('GET', '/bookings'), api('GET', '/shift'), api('GET', '/services?state=open')]);
@@ -372,12 +382,12 @@ async function viewBookings() {
       if (b.state === 'assigned') acts.append(btn('bookings.arrived', 'arrived', () => moveBooking(bk.id, 'arrived', null, box)));
       acts.append(btn('bookings.no_show', 'no-show', () => askReason('bookings.no_show_reason', (r) => moveBooking(bk.id, 'no_show', r, box))));
     }
-    const plate = bk.dossier?.vehicle?.plate;
+    const pl = bk.dossier?.vehicle?.plate;
     list.append(el('li', { class: 'item', 'data-booking': bk.id },
       el('div', { class: 'when' }, when(bk.slot.start)),
       el('div', { class: 'what' },
         el('div', { class: 'title' }, t('service.' + bk.service)),
-        el('div', {}, el('bdi', {}, bk.citizen.name_ar), ' · ', ltr(bk.citizen.national_id, 'nid'), plate ? [' · ', ltr(plateText(plate), 'plate')] : null),
+        el('div', {}, el('bdi', {}, bk.citizen.name_ar), ' · ', ltr(bk.citizen.national_id, 'nid'), pl ? [' · ', plate(pl)] : null),
         el('div', { class: 'sub' }, el('bdi', {}, bk.place.address_ar), ' · ', t('channel.' + bk.channel))),
       el('div', { class: 'state' }, chip(b.state, 'booking.' + b.state)),
       acts));
@@ -561,7 +571,7 @@ async function viewTxn(r) {
     el('h1', {}, t('service.' + v.service)),
     el('div', { class: 'row' }, ltr(v.txn, 'txn-id'), chip(v.state, 'state.' + v.state)),
     el('div', {}, el('bdi', { 'data-role': 'citizen-name' }, v.citizen.name_ar), ' · ', ltr(v.citizen.national_id, 'nid'),
-      v.vehicle ? [' · ', ltr(plateText(v.vehicle.plate), 'plate')] : null),
+      v.vehicle ? [' · ', plate(v.vehicle.plate)] : null),
     el('ol', { class: 'stages' }, ...stages.map((s) => el('li', { class: s === stage ? 'current' : (stages.indexOf(s) < stages.indexOf(stage) ? 'past' : '') }, t('stage.' + s)))));
   const body = el('div', { class: 'card', 'data-txn-state': v.state });
   const next = new Set(v.next);

@@ -446,6 +446,7 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.click_render("#digits");
     p.wait(&format!("!/[٠-٩]/.test(document.querySelector(\"{row} .nid\").innerText)"));
     p.assert_shows_as_typed(&format!("{row} .nid"), &nid);
+    p.assert_shows_as_typed(&format!("{row} .plate-digits"), &digits);
     assert!(p.text(&format!("{row} .plate")).ends_with(&digits));
     p.click_render("#digits");
     p.wait(&format!("/[٠-٩]/.test(document.querySelector(\"{row} .nid\").innerText)"));
@@ -524,6 +525,8 @@ fn the_console_serves_a_day_in_a_real_browser() {
     assert_eq!(steps, ["payment", "card"], "{v}");
     let receipt = v["receipt_no"].as_str().unwrap();
     p.assert_shows_as_typed("[data-role=receipt] .receipt-no", receipt);
+    // A masked card number between Arabic-Indic digits is the classic bidi trap.
+    p.assert_shows_as_typed("[data-role=steps] .pan", v["payment"]["masked_pan"].as_str().unwrap());
     // An officer is not offered the void.
     assert_eq!(p.eval("!!document.querySelector('[data-act=void]')"), json!(false));
     p.shots("12-done-receipt");
