@@ -295,6 +295,8 @@ async function renderOnce(fresh) {
   }
   document.body.dataset.screen = r.name;
   document.body.dataset.ready = String(++renders);
+  // How long the first screen took from navigation (printed by the browser test, not asserted).
+  if (renders === 1) document.body.dataset.firstScreenMs = String(Math.round(performance.now()));
 }
 
 // ---------- screens ----------

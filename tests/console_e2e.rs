@@ -405,6 +405,7 @@ fn the_console_serves_a_day_in_a_real_browser() {
     let mut p = browser.page();
     p.goto(&base);
     p.screen("login");
+    println!("first screen usable after {} ms", p.eval("document.body.dataset.firstScreenMs"));
     // Right to left by default.
     assert_eq!(
         p.eval("[document.documentElement.dir, document.documentElement.lang, getComputedStyle(document.body).direction]"),
@@ -450,6 +451,17 @@ fn the_console_serves_a_day_in_a_real_browser() {
     assert!(p.text(&format!("{row} .plate")).ends_with(&digits));
     p.click_render("#digits");
     p.wait(&format!("/[٠-٩]/.test(document.querySelector(\"{row} .nid\").innerText)"));
+    // The line reads name, then national ID: from the right in Arabic, from the left in English.
+    let order = format!(
+        "(() => {{ const x = (s) => document.querySelector(\"{row} \" + s).getBoundingClientRect().left;
+           return [x('.what bdi'), x('.nid')]; }})()"
+    );
+    let xs = p.eval(&order);
+    assert!(xs[0].as_f64() > xs[1].as_f64(), "Arabic line order: {xs}");
+    p.click_render("#lang");
+    let xs = p.eval(&order);
+    assert!(xs[0].as_f64() < xs[1].as_f64(), "English line order: {xs}");
+    p.click_render("#lang");
 
     // Open the shift: a count that is not a number is refused next to its field.
     p.click("[data-act=go-shift]");
@@ -529,6 +541,8 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.assert_shows_as_typed("[data-role=steps] .pan", v["payment"]["masked_pan"].as_str().unwrap());
     // An officer is not offered the void.
     assert_eq!(p.eval("!!document.querySelector('[data-act=void]')"), json!(false));
+    // Chromium's PDF viewer draws the receipt (with its QR code) a moment after the frame loads.
+    std::thread::sleep(Duration::from_millis(1500));
     p.shots("12-done-receipt");
 
     // Reload mid-service: the workflow lives in the daemon, the page picks it up again.
