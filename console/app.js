@@ -559,7 +559,9 @@ function stageOf(v) {
 async function viewTxn(r) {
   const v = await api('GET', `/services/${encodeURIComponent(r.arg)}`);
   const box = errorBox();
-  const act = (path, body) => async () => {
+  const act = (path, body) => async (ev) => {
+    // One request per tap: the button stays disabled until the van answers.
+    ev.currentTarget.disabled = true;
     try { await api('POST', `/services/${encodeURIComponent(v.txn)}/${path}`, body); await render(false); } catch (e) {
       // Re-read the transaction (the refusal may have changed it), then say why, in the API's words.
       await render(false);
@@ -670,10 +672,13 @@ async function receiptPreview(v) {
       el('dt', {}, t('txn.total')), el('dd', {}, money(v.quote?.total || 0))),
     frame);
   try {
-    const pdf = await api('GET', `/services/${encodeURIComponent(v.txn)}/receipt?format=roll80`);
+    // The van counts each receipt it hands out (a further copy is a supervisor's reprint), so the
+    // console fetches it once per transaction and keeps it for this page's life.
+    S.receipts ||= {};
+    const pdf = S.receipts[v.txn] ||= await api('GET', `/services/${encodeURIComponent(v.txn)}/receipt?format=roll80`);
     frame.src = URL.createObjectURL(pdf);
     wrap.dataset.pdfBytes = String(pdf.size);
-  } catch (e) { wrap.append(el('div', { class: 'error' }, errText(e))); }
+  } catch (e) { wrap.append(el('div', { class: 'notice', 'data-role': 'receipt-error' }, errText(e))); }
   return wrap;
 }
 

@@ -544,6 +544,11 @@ fn the_console_serves_a_day_in_a_real_browser() {
     // Chromium's PDF viewer draws the receipt (with its QR code) a moment after the frame loads.
     std::thread::sleep(Duration::from_millis(1500));
     p.shots("12-done-receipt");
+    // Re-drawing the screen (the language switch above) does not ask the van for a second copy.
+    assert_eq!(
+        p.eval("!!document.querySelector('[data-role=receipt] .error, [data-role=receipt] .notice')"),
+        json!(false)
+    );
 
     // Reload mid-service: the workflow lives in the daemon, the page picks it up again.
     // Booking 04, the same vehicle's e-sticker: the tag is encoded and its label printed.
