@@ -780,6 +780,15 @@ mod tests {
         assert_eq!(c.mode, Mode::Production);
     }
 
+    #[test]
+    fn production_template_journal_and_key_follow_state_dir() {
+        let text = include_str!("../config/vand.toml")
+            .replace("state_dir = \"/var/lib/mtu\"", "state_dir = \"/srv/van\"");
+        let c = Config::parse(&text, "config/vand.toml").unwrap();
+        assert_eq!(c.paths.journal_path(), PathBuf::from("/srv/van/journal.db"));
+        assert_eq!(c.paths.key_path(), PathBuf::from("/srv/van/van.key"));
+    }
+
     fn err(text: &str) -> (usize, String, String) {
         match Config::parse(text, "t.toml").unwrap_err() {
             ConfigError::Invalid { line, key, message, file, .. } => {

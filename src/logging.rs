@@ -1,4 +1,7 @@
-//! Logging with `tracing`: journald when run by systemd, readable lines in a terminal.
+//! Logging with `tracing`: journald when run by systemd, readable lines in a terminal, plain
+//! lines (no colour codes) when stderr is a file or a pipe.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
@@ -24,6 +27,11 @@ pub fn init(cfg: &LogConfig) {
     }
     let _ = tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .try_init();
 }

@@ -58,8 +58,9 @@ fn main() -> ExitCode {
     match runtime.block_on(mtu::daemon::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once: the log goes to stderr (text) or to the journal, which also collects stderr
+            // under systemd, so printing it as well would show every fatal error twice.
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
