@@ -202,6 +202,7 @@ function connectEvents() {
   });
   es.addEventListener('progress', (ev) => {
     const d = JSON.parse(ev.data);
+    document.body.dataset.progressEvents = String(Number(document.body.dataset.progressEvents || 0) + 1);
     (S.progress[d.txn] ||= {})[d.step] = d.text;
     const slot = document.querySelector(`[data-progress="${CSS.escape(d.step)}"]`);
     if (slot && S.view?.txn === d.txn) slot.textContent = d.text;
@@ -655,7 +656,7 @@ function stepsList(v) {
     }
     ul.append(li);
   }
-  if (v.payment) {
+  if (v.payment && v.state !== 'paying') {
     ul.append(el('li', { class: 'sub' }, t('payment.outcome.' + v.payment.outcome), ' · ', money(v.payment.amount),
       v.payment.card_name ? [' · ', el('bdi', {}, v.payment.card_name)] : null, v.payment.masked_pan ? [' ', ltr(v.payment.masked_pan, 'pan')] : null));
   }

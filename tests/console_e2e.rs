@@ -386,7 +386,8 @@ fn open_booking(p: &mut Page, nn: &str) -> String {
 
 #[test]
 fn the_console_serves_a_day_in_a_real_browser() {
-    let mut rig = Rig::new();
+    // Devices at a fifth of their real pace: payment prompts and print progress can be seen.
+    let mut rig = Rig::with_timing_scale("0.2");
     rig.start(None);
     let base = format!("http://127.0.0.1:{}/", rig.port);
 
@@ -553,12 +554,19 @@ fn the_console_serves_a_day_in_a_real_browser() {
     // Reload mid-service: the workflow lives in the daemon, the page picks it up again.
     // Booking 04, the same vehicle's e-sticker: the tag is encoded and its label printed.
     let txn_sticker = open_booking(&mut p, "04");
+    let seen = p.eval("Number(document.body.dataset.progressEvents || 0)").as_u64().unwrap();
     p.click("[data-act=proceed]");
+    // The terminal's prompts arrive over the event stream and are shown in the payment step.
+    p.wait("document.querySelector('[data-step=payment][data-step-state=running] [data-progress]')?.innerText.length > 0");
+    p.shots("13-payment-progress");
+    p.wait(&format!("Number(document.body.dataset.progressEvents || 0) > {seen}"));
     p.wait("document.querySelector('[data-txn-state=completed] [data-role=receipt][data-pdf-bytes]')");
     p.wait("document.querySelector('[data-step=tag][data-step-state=done]') && document.querySelector('[data-step=label][data-step-state=done]')");
     let v = rig.call("GET", &format!("/services/{txn_sticker}"), &t, None).1;
     assert_eq!(v["state"], "completed", "{v}");
-    p.shots("13-e-sticker-done");
+    p.shots("14-e-sticker-done");
+    let shown = p.eval("Number(document.body.dataset.progressEvents)").as_u64().unwrap();
+    assert!(shown > seen + 2, "progress events reached the page: {seen} then {shown}");
 
     // Booking 09, a technical inspection: the checklist, then the fees.
     let txn2 = open_booking(&mut p, "09");
@@ -577,10 +585,10 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.click("[data-nav=services]");
     p.screen("services");
     p.wait(&format!("document.querySelector('[data-txn=\"{txn}\"]')"));
-    p.shots("14-services");
+    p.shots("15-services");
     p.click("[data-nav=sync]");
     p.screen("sync");
-    p.shots("15-sync");
+    p.shots("16-sync");
 
     // A supervisor voids the first service; the refund follows live.
     logout(&mut p);
@@ -592,20 +600,20 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.click("dialog [data-act=confirm]");
     p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden])')");
     // A modal dialog makes the page behind it inert: photograph it once per language.
-    p.shot("16-void-reason-ar");
+    p.shot("17-void-reason-ar");
     p.click("dialog [data-act=dismiss]");
     p.click_render("#lang");
     p.click("[data-act=void]");
     p.click("dialog [data-act=confirm]");
     p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden])')");
-    p.shot("16-void-reason-en");
+    p.shot("17-void-reason-en");
     p.click("dialog [data-act=dismiss]");
     p.click_render("#lang");
     p.click("[data-act=void]");
     p.type_in("dialog textarea[name=reason]", "خطأ في بيانات المواطن");
     p.click("dialog [data-act=confirm]");
     p.wait("document.querySelector('[data-txn-state=reversed]') || document.querySelector('[data-txn-state=voided]')");
-    p.shots("17-voided");
+    p.shots("18-voided");
     let v = rig.call("GET", &format!("/services/{txn}"), &t, None).1;
     assert!(["reversed", "voided"].contains(&v["state"].as_str().unwrap()), "{v}");
 
@@ -617,5 +625,5 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.type_in("input[name=tags]", "48");
     p.click("[data-act=shift-close]");
     p.wait("document.querySelector('[data-role=report]')");
-    p.shots("18-shift-report");
+    p.shots("19-shift-report");
 }
