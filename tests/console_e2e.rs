@@ -464,6 +464,24 @@ fn the_console_serves_a_day_in_a_real_browser() {
     assert!(xs[0].as_f64() < xs[1].as_f64(), "English line order: {xs}");
     p.click_render("#lang");
 
+    // A citizen arrives; another does not come (a reason is asked for).
+    p.click("[data-booking$='-02'] [data-act=arrived]");
+    p.wait("document.querySelector(\"[data-booking$='-02'] [data-state=arrived]\")");
+    p.click("[data-booking$='-11'] [data-act=no-show]");
+    p.wait("document.querySelector('dialog[open] textarea[name=reason]')");
+    p.type_in("dialog textarea[name=reason]", "لم يحضر حتى نهاية الموعد");
+    p.click("dialog [data-act=confirm]");
+    p.wait("document.querySelector(\"[data-booking$='-11'] [data-state=no_show]\")");
+    let (_, b11) = rig.call("GET", "/bookings", &t, None);
+    let b11 = b11
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["booking"]["id"].as_str().unwrap().ends_with("-11"))
+        .unwrap()
+        .clone();
+    assert_eq!(b11["state"], "no_show", "{b11}");
+
     // Open the shift: a count that is not a number is refused next to its field.
     p.click("[data-act=go-shift]");
     p.screen("shift");
