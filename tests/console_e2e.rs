@@ -91,6 +91,9 @@ impl Browser {
         let mut p = Page { ws, next: 0, shots: shots_dir() };
         p.call("Page.enable", json!({}));
         p.call("Runtime.enable", json!({}));
+        // Every document of this tab records script errors and Content-Security-Policy violations
+        // in its session storage (which survives reloads); the test ends by reading them.
+        p.call("Page.addScriptToEvaluateOnNewDocument", json!({"source": PROBLEM_LOG}));
         p.call(
             "Emulation.setDeviceMetricsOverride",
             json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
@@ -98,6 +101,17 @@ impl Browser {
         p
     }
 }
+
+const PROBLEM_LOG: &str = "(() => {
+  const log = (kind, what) => { try {
+    const a = JSON.parse(sessionStorage.getItem('test.problems') || '[]');
+    a.push(kind + ': ' + what + ' @ ' + location.hash);
+    sessionStorage.setItem('test.problems', JSON.stringify(a));
+  } catch (e) { /* about:blank has no storage */ } };
+  document.addEventListener('securitypolicyviolation', (e) => log('csp', e.violatedDirective + ' ' + e.blockedURI));
+  window.addEventListener('error', (e) => log('error', e.message));
+  window.addEventListener('unhandledrejection', (e) => log('unhandled rejection', String(e.reason)));
+})()";
 
 impl Drop for Browser {
     fn drop(&mut self) {
@@ -644,4 +658,8 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.click("[data-act=shift-close]");
     p.wait("document.querySelector('[data-role=report]')");
     p.shots("19-shift-report");
+
+    // No script error and no Content-Security-Policy violation on any screen of the day.
+    let problems = p.eval("sessionStorage.getItem('test.problems') || '[]'");
+    assert_eq!(problems, json!("[]"), "the console logged problems");
 }
