@@ -649,6 +649,40 @@ fn the_console_serves_a_day_in_a_real_browser() {
     let v = rig.call("GET", &format!("/services/{txn}"), &t, None).1;
     assert!(["reversed", "voided"].contains(&v["state"].as_str().unwrap()), "{v}");
 
+    // Booking 02 owes fines: refused; the supervisor overrides each refusal with a reason, then
+    // the citizen leaves and the service is cancelled (with its reason).
+    p.click("[data-nav=bookings]");
+    p.screen("bookings");
+    p.click("[data-booking$='-02'] [data-act=serve]");
+    p.screen("new");
+    p.click("[data-act=open-service]");
+    p.wait("document.querySelector('[data-txn-state=refused] [data-refusal]')");
+    p.shots("19-refused");
+    while p.eval("!!document.querySelector('[data-act=override]')") == json!(true) {
+        let before = p.eval("document.querySelectorAll('[data-act=override]').length");
+        p.click("[data-act=override]");
+        p.type_in("dialog textarea[name=reason]", "سدد المخالفات في وحدة المرور (تدريب)");
+        p.click("dialog [data-act=confirm]");
+        p.wait(&format!("document.querySelectorAll('[data-act=override]').length < {before}"));
+    }
+    p.wait("document.querySelector('[data-txn-state=quoted]')");
+    p.click("[data-act=cancel]");
+    p.type_in("dialog textarea[name=reason]", "غادر المواطن");
+    p.click("dialog [data-act=confirm]");
+    p.wait("document.querySelector('[data-txn-state=cancelled]')");
+
+    // The e-sticker's receipt is printed again.
+    p.call("Page.navigate", json!({"url": format!("{base}#/txn/{txn_sticker}")}));
+    p.screen("txn");
+    p.click("[data-act=reprint]");
+    p.type_in("dialog textarea[name=reason]", "طلب المواطن نسخة");
+    p.click("dialog [data-act=confirm]");
+    p.wait("!document.querySelector('dialog[open]')");
+    let (_, records) = rig.call("GET", &format!("/services/{txn_sticker}/records"), &t, None);
+    let last = records.as_array().unwrap().last().unwrap();
+    assert_eq!(last["kind"], "receipt.print", "{last}");
+    assert!(last["payload"].as_str().unwrap().contains("\"officer\":\"9001\""), "{last}");
+
     // The supervisor closes the shift and sees the report.
     p.click("[data-nav=shift]");
     p.screen("shift");
@@ -657,7 +691,7 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.type_in("input[name=tags]", "48");
     p.click("[data-act=shift-close]");
     p.wait("document.querySelector('[data-role=report]')");
-    p.shots("19-shift-report");
+    p.shots("20-shift-report");
 
     // No script error and no Content-Security-Policy violation on any screen of the day.
     let problems = p.eval("sessionStorage.getItem('test.problems') || '[]'");
