@@ -294,15 +294,13 @@ impl Page {
     }
 
     fn shot(&mut self, name: &str) {
-        // The whole page, not only the tablet's viewport.
-        let m = self.call("Page.getLayoutMetrics", json!({}));
-        let (w, h) =
-            (m["cssContentSize"]["width"].as_f64().unwrap(), m["cssContentSize"]["height"].as_f64().unwrap());
-        let r = self.call(
-            "Page.captureScreenshot",
-            json!({"format": "png", "captureBeyondViewport": true,
-                   "clip": {"x": 0, "y": 0, "width": w.max(1280.0), "height": h.max(800.0), "scale": 1}}),
-        );
+        // The whole page: the window is made as tall as the page for the picture (capturing
+        // beyond the viewport draws right-to-left pages shifted), then set back to the tablet's.
+        let h = self.eval("document.documentElement.scrollHeight").as_f64().unwrap().max(800.0);
+        let metrics = |h: f64| json!({"width": 1280, "height": h, "deviceScaleFactor": 1, "mobile": false});
+        self.call("Emulation.setDeviceMetricsOverride", metrics(h));
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        self.call("Emulation.setDeviceMetricsOverride", metrics(800.0));
         let png = base64::engine::general_purpose::STANDARD.decode(r["data"].as_str().unwrap()).unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
@@ -311,12 +309,23 @@ impl Page {
     /// and returns to Arabic.
     fn shots(&mut self, name: &str) {
         self.wait("document.documentElement.lang === 'ar'");
+        self.assert_fits(name);
         self.shot(&format!("{name}-ar"));
         self.click_render("#lang");
         self.wait("document.documentElement.lang === 'en' && document.documentElement.dir === 'ltr'");
+        self.assert_fits(name);
         self.shot(&format!("{name}-en"));
         self.click_render("#lang");
         self.wait("document.documentElement.lang === 'ar' && document.documentElement.dir === 'rtl'");
+    }
+
+    /// Nothing sticks out sideways: the tablet never scrolls horizontally.
+    fn assert_fits(&mut self, name: &str) {
+        let w = self.eval("[document.documentElement.scrollWidth, window.innerWidth]");
+        if w[0].as_f64() > w[1].as_f64() {
+            self.shot(&format!("{name}-TOO-WIDE"));
+            panic!("{name}: the page is {} px wide in a {} px window", w[0], w[1]);
+        }
     }
 
     /// The characters of the first element matching `sel` appear left to right on screen in the
