@@ -774,16 +774,19 @@ function showReport(rep) {
 // ---------- sync ----------
 
 async function viewSync() {
-  let s;
-  try { s = await api('GET', '/sync'); } catch (e) {
-    if (e instanceof ApiError && e.status === 404) { show(heading('sync.title'), el('p', { class: 'notice', 'data-role': 'sync-unavailable' }, t('sync.unavailable'))); return; }
-    throw e;
+  // GET /sync answers what `vanctl sync status --json` shows (docs/api.md).
+  const s = await api('GET', '/sync');
+  if (!s.enabled) {
+    show(heading('sync.title'), el('p', { class: 'notice', 'data-role': 'sync-unavailable' }, t('sync.unavailable', { why: s.why || '' })));
+    return;
   }
   const kv = (key, val) => [el('dt', {}, t(key)), el('dd', {}, val)];
   show(heading('sync.title'), el('dl', { class: 'card', 'data-role': 'sync' },
-    kv('sync.pending', num(s.pending ?? s.records_pending ?? 0)),
-    kv('sync.last_sync', when(s.last_sync ?? s.last_success_at, true)),
-    kv('sync.last_error', s.last_error ? el('bdi', {}, typeof s.last_error === 'string' ? s.last_error : (s.last_error[S.lang] || s.last_error.en || JSON.stringify(s.last_error))) : t('sync.no_error'))));
+    kv('sync.pending', num(s.pending ?? 0)),
+    kv('sync.acked', s.acked_seq == null ? '—' : el('bdi', {}, num(s.acked_seq))),
+    kv('sync.last_sync', when(s.last_success, true)),
+    kv('sync.next_try', when(s.next_try, true)),
+    kv('sync.last_error', s.last_error ? el('bdi', {}, s.last_error) : t('sync.no_error'))));
 }
 
 // ---------- start ----------

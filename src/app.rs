@@ -143,7 +143,11 @@ impl App {
         if let Some(o) = self.office.clone() {
             extras.push(Arc::new(crate::office::front::OfficeExtra::new(o)));
         }
-        extras.push(Arc::new(crate::sync::SyncControl::new(self.sync.clone(), self.sync_why_not.clone())));
+        let sync = Arc::new(crate::sync::SyncControl::new(self.sync.clone(), self.sync_why_not.clone()));
+        if let Some(o) = &self.office {
+            o.set_sync_status(sync.clone());
+        }
+        extras.push(sync);
         let extra = Some(Arc::new(crate::control::Extras::new(extras)) as crate::control::Extra);
         if let Some(task) = self.sync_task.take() {
             sup.spawn("uplink", move |cancel| task.run(cancel));

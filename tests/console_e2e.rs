@@ -629,6 +629,9 @@ fn the_console_serves_a_day_in_a_real_browser() {
     p.shots("15-services");
     p.click("[data-nav=sync]");
     p.screen("sync");
+    // The training van syncs with its local HQ: the screen shows the uplink, not "unavailable".
+    p.wait("document.querySelector('[data-role=sync]')");
+    assert!(p.text("[data-role=sync]").len() > 10, "{}", p.text("[data-role=sync]"));
     p.shots("16-sync");
 
     // A supervisor voids the first service; the refund follows live.

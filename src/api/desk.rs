@@ -217,6 +217,10 @@ pub trait Desk: Send + Sync + 'static {
         who: &Session,
     ) -> impl Future<Output = Result<BTreeMap<String, DeviceView>, DeskError>> + Send;
 
+    /// The uplink to HQ as `vanctl sync status --json` shows it (`docs/api.md`, `GET /sync`):
+    /// `{"enabled": false, "why"}` when the van does not sync.
+    fn sync(&self, who: &Session) -> impl Future<Output = Result<serde_json::Value, DeskError>> + Send;
+
     /// A new subscription to the desk's events (progress, transaction states, device health).
     /// A receiver that falls behind loses the oldest events (`RecvError::Lagged`); clients then
     /// re-read the views they show.

@@ -252,6 +252,13 @@ pub async fn shift_report<D: Desk>(
     Ok(pdf(bytes, &format!("shift-{id}.pdf")))
 }
 
+pub async fn sync<D: Desk>(
+    State(st): State<ApiState<D>>,
+    Authed(who): Authed,
+) -> Reply<Json<serde_json::Value>> {
+    Ok(Json(st.desk.sync(&who).await?))
+}
+
 pub async fn devices<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,

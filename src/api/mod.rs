@@ -83,6 +83,7 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/shift/close", Access::Supervisor),
     r("GET", "/shift/{id}/report", Access::Officer),
     r("GET", "/devices", Access::Officer),
+    r("GET", "/sync", Access::Officer),
     r("GET", "/events", Access::Officer),
 ];
 
@@ -132,6 +133,7 @@ fn handler<D: Desk>(route: &Route) -> MethodRouter<ApiState<D>> {
         ("POST", "/shift/close") => post(h::close_shift::<D>),
         ("GET", "/shift/{id}/report") => get(h::shift_report::<D>),
         ("GET", "/devices") => get(h::devices::<D>),
+        ("GET", "/sync") => get(h::sync::<D>),
         ("GET", "/events") => get(sse::events::<D>),
         (m, p) => panic!("api::ROUTES lists {m} {p} but no handler is wired for it"),
     }

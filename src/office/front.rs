@@ -53,6 +53,8 @@ pub struct Office {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     me: std::sync::Weak<Office>,
     live: std::sync::OnceLock<Arc<dyn LiveDossiers>>,
+    /// The uplink's status for `GET /sync` (set once by vand; none: the van does not sync).
+    sync_status: std::sync::OnceLock<Arc<dyn SyncStatus>>,
 }
 
 /// How long a walk-up waits for HQ's live dossier answer before the desk says `hq.unreachable`.
@@ -67,6 +69,12 @@ pub trait LiveDossiers: Send + Sync {
     /// The dossier of a citizen (and vehicle, with a plate): `Ok(None)` when the source answers
     /// that it holds none, `Err` when it cannot be asked or its answer cannot be trusted.
     fn lookup<'a>(&'a self, national_id: &'a str, plate: Option<(&'a str, &'a str)>) -> LiveFuture<'a>;
+}
+
+/// The uplink's status as JSON (`vanctl sync status --json`), for the API's `GET /sync`.
+pub trait SyncStatus: Send + Sync {
+    /// The status now.
+    fn status(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send + '_>>;
 }
 
 /// What became of a bundle HQ sent (see [`Office::apply_hq_bundle`]).
@@ -402,6 +410,7 @@ impl Office {
             events,
             tasks,
             live: std::sync::OnceLock::new(),
+            sync_status: std::sync::OnceLock::new(),
         });
         office.reload_rules()?;
         Ok(office)
@@ -455,6 +464,11 @@ impl Office {
     /// false if one was set already.
     pub fn set_live_dossiers(&self, source: Arc<dyn LiveDossiers>) -> bool {
         self.live.set(source).is_ok()
+    }
+
+    /// Installs where `GET /sync` reads the uplink's status (once; false if already set).
+    pub fn set_sync_status(&self, source: Arc<dyn SyncStatus>) -> bool {
+        self.sync_status.set(source).is_ok()
     }
 
     /// Applies a bundle (from the API or the control socket): checked, journaled
@@ -1410,6 +1424,13 @@ impl api::Desk for Office {
             _ => return Err(DeskError::not_found("shift", id)),
         }
         self.shifts.report_pdf(&|o| self.officer_name(o)).map_err(from_shell)
+    }
+
+    async fn sync(&self, _who: &Session) -> Result<serde_json::Value, DeskError> {
+        Ok(match self.sync_status.get() {
+            Some(s) => s.status().await,
+            None => serde_json::json!({"enabled": false, "why": "sync with HQ is not configured"}),
+        })
     }
 
     async fn devices(&self, _who: &Session) -> Result<BTreeMap<String, DeviceView>, DeskError> {

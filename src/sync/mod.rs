@@ -146,6 +146,23 @@ impl SyncControl {
     }
 }
 
+impl SyncControl {
+    /// `vanctl sync status --json`'s answer: the running uplink's status, or why there is none.
+    pub async fn status(&self) -> Value {
+        match &self.handle {
+            Some(h) => h.status().await,
+            None => json!({"enabled": false, "why": self.why_not}),
+        }
+    }
+}
+
+/// The officers' API shows the same status (`GET /api/v1/sync`).
+impl crate::office::front::SyncStatus for SyncControl {
+    fn status(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Value> + Send + '_>> {
+        Box::pin(SyncControl::status(self))
+    }
+}
+
 impl crate::control::ControlExtra for SyncControl {
     fn commands(&self) -> &[&'static str] {
         &["sync_status", "sync_now"]
