@@ -339,7 +339,7 @@ async function viewLogin() {
     field('pin', 'login.pin', ltrInput({ type: 'password', 'data-path': 'pin', required: true })),
     box,
     el('button', { type: 'submit', class: 'primary', 'data-act': 'login' }, t('login.submit')),
-    el('p', { class: 'hint' }, t('login.sample')));
+    S.training ? el('p', { class: 'hint', 'data-role': 'sample-officers' }, t('login.sample')) : null);
   onSubmit(form, async (ev) => {
     ev.preventDefault();
     const fd = new FormData(form);
@@ -794,6 +794,8 @@ async function viewSync() {
 async function start() {
   const [ar, en] = await Promise.all(['ar', 'en'].map((l) => fetch(`/console/messages/${l}.json`).then((r) => r.json())));
   S.msgs = { ar, en };
+  // Only a training van's login screen lists the sample officers (GET /van is public).
+  try { S.training = (await api('GET', '/van')).training === true; } catch (e) { S.training = false; }
   document.getElementById('lang').addEventListener('click', () => {
     S.lang = S.lang === 'ar' ? 'en' : 'ar'; localStorage.setItem('console.lang', S.lang); render(false);
   });

@@ -127,6 +127,17 @@ fn request_for<'a>(route: &'a mtu::api::Route, path: &'a str) -> Req<'a> {
 }
 
 #[test]
+fn the_van_is_public_and_says_whether_it_trains() {
+    let srv = Running::start();
+    let route = ROUTES.iter().find(|r| r.path == "/van").expect("GET /van in the table");
+    assert_eq!(route.access, Access::Public);
+    let r = srv.send(request_for(route, "/van"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["training"], false);
+    assert_eq!(r.json()["van_id"], "MTU-TEST-0001");
+}
+
+#[test]
 fn every_endpoint_without_a_token_is_401() {
     let srv = Running::start();
     for route in ROUTES.iter().filter(|r| r.access != Access::Public) {

@@ -435,6 +435,8 @@ fn the_console_serves_a_day_in_a_real_browser() {
         p.eval("[document.documentElement.dir, document.documentElement.lang, getComputedStyle(document.body).direction]"),
         json!(["rtl", "ar", "rtl"])
     );
+    // A training van lists its sample officers on the login screen (GET /van says training).
+    p.wait("document.querySelector('[data-role=sample-officers]')");
     p.shots("01-login");
 
     // A wrong PIN: the API's own Arabic words, not a generic failure.

@@ -217,6 +217,10 @@ pub trait Desk: Send + Sync + 'static {
         who: &Session,
     ) -> impl Future<Output = Result<BTreeMap<String, DeviceView>, DeskError>> + Send;
 
+    /// What anyone who reaches the API may know before logging in (`GET /van`): the van's id and
+    /// whether it is a training van (the console shows the sample officers only then).
+    fn van(&self) -> serde_json::Value;
+
     /// The uplink to HQ as `vanctl sync status --json` shows it (`docs/api.md`, `GET /sync`):
     /// `{"enabled": false, "why"}` when the van does not sync.
     fn sync(&self, who: &Session) -> impl Future<Output = Result<serde_json::Value, DeskError>> + Send;

@@ -252,6 +252,10 @@ pub async fn shift_report<D: Desk>(
     Ok(pdf(bytes, &format!("shift-{id}.pdf")))
 }
 
+pub async fn van<D: Desk>(State(st): State<ApiState<D>>) -> Json<serde_json::Value> {
+    Json(st.desk.van())
+}
+
 pub async fn sync<D: Desk>(
     State(st): State<ApiState<D>>,
     Authed(who): Authed,

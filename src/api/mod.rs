@@ -57,6 +57,7 @@ const fn r(method: &'static str, path: &'static str, access: Access) -> Route {
 
 /// Every endpoint of the API. The router is built from this table.
 pub const ROUTES: &[Route] = &[
+    r("GET", "/van", Access::Public),
     r("POST", "/session", Access::Public),
     r("GET", "/session", Access::Officer),
     r("DELETE", "/session", Access::Officer),
@@ -133,6 +134,7 @@ fn handler<D: Desk>(route: &Route) -> MethodRouter<ApiState<D>> {
         ("POST", "/shift/close") => post(h::close_shift::<D>),
         ("GET", "/shift/{id}/report") => get(h::shift_report::<D>),
         ("GET", "/devices") => get(h::devices::<D>),
+        ("GET", "/van") => get(h::van::<D>),
         ("GET", "/sync") => get(h::sync::<D>),
         ("GET", "/events") => get(sse::events::<D>),
         (m, p) => panic!("api::ROUTES lists {m} {p} but no handler is wired for it"),

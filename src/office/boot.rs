@@ -82,6 +82,7 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     if config.mode == Mode::Simulation {
         seed_training_day(&office, &refdata, &config.van.id, &tz).await?;
+        office.mark_training();
         // PINs are never logged, not even the sample ones: the README lists them.
         let officers: Vec<String> =
             sample::OFFICERS.iter().map(|(id, _, role, ..)| format!("{id} ({role})")).collect();

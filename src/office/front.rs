@@ -55,6 +55,8 @@ pub struct Office {
     live: std::sync::OnceLock<Arc<dyn LiveDossiers>>,
     /// The uplink's status for `GET /sync` (set once by vand; none: the van does not sync).
     sync_status: std::sync::OnceLock<Arc<dyn SyncStatus>>,
+    /// A training van (simulation with the sample day): the console may show the sample officers.
+    training: std::sync::atomic::AtomicBool,
 }
 
 /// How long a walk-up waits for HQ's live dossier answer before the desk says `hq.unreachable`.
@@ -411,6 +413,7 @@ impl Office {
             tasks,
             live: std::sync::OnceLock::new(),
             sync_status: std::sync::OnceLock::new(),
+            training: std::sync::atomic::AtomicBool::new(false),
         });
         office.reload_rules()?;
         Ok(office)
@@ -464,6 +467,12 @@ impl Office {
     /// false if one was set already.
     pub fn set_live_dossiers(&self, source: Arc<dyn LiveDossiers>) -> bool {
         self.live.set(source).is_ok()
+    }
+
+    /// Marks this office as the training van's (`GET /van` says so; the console then shows the
+    /// sample officers on its login screen).
+    pub fn mark_training(&self) {
+        self.training.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Installs where `GET /sync` reads the uplink's status (once; false if already set).
@@ -1424,6 +1433,13 @@ impl api::Desk for Office {
             _ => return Err(DeskError::not_found("shift", id)),
         }
         self.shifts.report_pdf(&|o| self.officer_name(o)).map_err(from_shell)
+    }
+
+    fn van(&self) -> serde_json::Value {
+        serde_json::json!({
+            "van_id": self.shell.config().issuer.van_id,
+            "training": self.training.load(std::sync::atomic::Ordering::Relaxed),
+        })
     }
 
     async fn sync(&self, _who: &Session) -> Result<serde_json::Value, DeskError> {

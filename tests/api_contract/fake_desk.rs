@@ -809,6 +809,10 @@ impl Desk for Shared {
         ]))
     }
 
+    fn van(&self) -> serde_json::Value {
+        serde_json::json!({"van_id": "MTU-TEST-0001", "training": false})
+    }
+
     async fn sync(&self, _who: &Session) -> Result<serde_json::Value, DeskError> {
         Ok(serde_json::json!({"enabled": true, "pending": 3, "last_success": null, "last_error": "HQ down"}))
     }
