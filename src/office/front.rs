@@ -529,6 +529,18 @@ impl Office {
     ) -> Result<super::refdata::Applied, DeskError> {
         let prepared = self.refdata.prepare(bytes).map_err(from_refdata)?;
         let a = prepared.applied().clone();
+        if officer.is_some() && a.bundle == RdBundle::Settings {
+            // The tag profile, card colour and hours come from HQ or the technician, never the
+            // officers' console.
+            return Err(DeskError::bad_request(
+                Problem::new(
+                    "bundle.not_allowed",
+                    "ملف الإعدادات يأتي من الإدارة أو من الفني فقط",
+                    "a settings bundle arrives from HQ or through vanctl, not through the officers' API",
+                )
+                .with_field("bundle"),
+            ));
+        }
         // The typed parsers of schedule and block list check what refdata keeps as JSON.
         let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
             DeskError::bad_request(Problem::new(
@@ -562,6 +574,12 @@ impl Office {
         let applied = self.refdata.commit(&prepared, Timestamp::now()).map_err(from_refdata)?;
         if matches!(a.bundle, RdBundle::Schedule | RdBundle::Blocklist) {
             self.reload_rules()?;
+        }
+        if a.bundle == RdBundle::Settings {
+            tracing::info!(
+                version = a.version,
+                "settings bundle applied to office.db; it takes effect at the next start of vand"
+            );
         }
         if a.bundle == RdBundle::Roster {
             // Officers removed or deactivated lose their sessions at once.
@@ -914,6 +932,8 @@ impl api::Desk for Office {
                 RdBundle::Schedule => api::BundleKind::Schedule,
                 RdBundle::Roster => api::BundleKind::Roster,
                 RdBundle::Blocklist => api::BundleKind::Blocklist,
+                // Refused above for officers (apply_bundle_from).
+                RdBundle::Settings => return Err(internal("a settings bundle was imported through the API")),
             },
             version: a.version,
             items: a.items as u32,
