@@ -506,7 +506,16 @@ impl Office {
                 Err(e) => {
                     let code =
                         e.problems.first().map(|p| p.code.clone()).unwrap_or_else(|| "bundle.refused".into());
-                    let message = e.problems.iter().map(|p| p.en.clone()).collect::<Vec<_>>().join("; ");
+                    // Each problem with the JSON path it names, if any.
+                    let message = e
+                        .problems
+                        .iter()
+                        .map(|p| match p.field.as_deref() {
+                            Some(f) if !f.is_empty() && !p.en.starts_with(f) => format!("{f}: {}", p.en),
+                            _ => p.en.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     Some((code, message))
                 }
             }
