@@ -1470,6 +1470,7 @@ fn hq_unreachable() -> DeskError {
 pub struct OfficeExtra {
     office: Arc<Office>,
     lists: super::refdata::OfficeControl,
+    in_effect: Option<serde_json::Value>,
 }
 
 impl OfficeExtra {
@@ -1478,16 +1479,36 @@ impl OfficeExtra {
         let refusing: super::refdata::JournalHook =
             Arc::new(|_| Err("imports go through the office, not this hook".to_owned()));
         let lists = super::refdata::OfficeControl::new(office.refdata.clone(), refusing);
-        OfficeExtra { office, lists }
+        OfficeExtra { office, lists, in_effect: None }
+    }
+
+    /// The settings bundle this run of vand took at start (the `settings.effective` record's
+    /// payload; `None`: the configuration's values), for `{"cmd":"settings"}`.
+    pub fn with_settings_in_effect(mut self, record: Option<serde_json::Value>) -> OfficeExtra {
+        self.in_effect = record;
+        self
+    }
+
+    /// `{"settings": {"applied", "in_effect", "pending"}}`: the settings bundle applied last
+    /// (office.db), the one in effect since vand started, and whether a restart is needed to
+    /// take the applied one.
+    fn settings(&self) -> Result<serde_json::Value, String> {
+        let applied = self.office.refdata.settings().map_err(|e| e.to_string())?;
+        let in_effect_version = self.in_effect.as_ref().and_then(|r| r["version"].as_u64());
+        let pending = applied.as_ref().is_some_and(|a| Some(a.version) != in_effect_version);
+        Ok(json!({"settings": {"applied": applied, "in_effect": self.in_effect, "pending": pending}}))
     }
 }
 
 impl crate::control::ControlExtra for OfficeExtra {
     fn commands(&self) -> &[&'static str] {
-        &["import", "bookings", "officers"]
+        &["import", "bookings", "officers", "settings"]
     }
 
     fn handle(&self, request: serde_json::Value) -> crate::control::ExtraFuture<'_> {
+        if request.get("cmd").and_then(serde_json::Value::as_str) == Some("settings") {
+            return Box::pin(async move { self.settings() });
+        }
         if request.get("cmd").and_then(serde_json::Value::as_str) != Some("import") {
             return self.lists.handle(request);
         }
