@@ -1408,6 +1408,29 @@ mod tests {
         assert!(e.to_string().contains("settings.closes"), "{e}");
     }
 
+    proptest::proptest! {
+        /// Any values: an answer, never a panic; accepted exactly when each is in its range.
+        #[test]
+        fn any_settings_values_are_judged_by_their_ranges(
+            epc in proptest::option::of(-3i64..70),
+            words in proptest::option::of(-3i64..520),
+            hours in proptest::option::of(("[0-9:]{0,6}", "[0-9:]{0,6}")),
+        ) {
+            let mut body = serde_json::json!({"card_colour": true});
+            if let Some(e) = epc { body["epc_bytes"] = e.into(); }
+            if let Some(w) = words { body["user_words"] = w.into(); }
+            if let Some((o, c)) = &hours { body["opens"] = o.as_str().into(); body["closes"] = c.as_str().into(); }
+            let hours_ok = hours.as_ref().is_none_or(|(o, c)| {
+                matches!((crate::config::parse_hhmm(o), crate::config::parse_hhmm(c)), (Some(o), Some(c)) if c > o)
+            });
+            let ok = epc.is_none_or(|e| (2..=62).contains(&e) && e % 2 == 0)
+                && words.is_none_or(|w| (0..=512).contains(&w))
+                && hours_ok;
+            let r = parse(&settings_bundle(1, body));
+            proptest::prop_assert_eq!(r.is_ok(), ok, "{:?}", r.err());
+        }
+    }
+
     #[test]
     fn settings_are_stored_versioned_and_a_stale_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
