@@ -541,14 +541,14 @@ impl Office {
         if officer.is_some() && a.bundle == RdBundle::Settings {
             // The tag profile, card colour and hours come from HQ or the technician, never the
             // officers' console.
-            return Err(DeskError::bad_request(
+            return Err(DeskError::invalid_problems(vec![
                 Problem::new(
                     "bundle.not_allowed",
                     "ملف الإعدادات يأتي من الإدارة أو من الفني فقط",
                     "a settings bundle arrives from HQ or through vanctl, not through the officers' API",
                 )
                 .with_field("bundle"),
-            ));
+            ]));
         }
         // The typed parsers of schedule and block list check what refdata keeps as JSON.
         let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
