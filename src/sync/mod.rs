@@ -200,38 +200,10 @@ impl JournalView for JournalReader {
     }
 }
 
-/// A chain of `n` well-formed signed records of one van for tests (key seed 7; `test.note`
-/// payloads of about `payload_len` bytes). Record 1 is not a real genesis: the wire and the
-/// machine do not look inside records.
+/// A chain of `n` well-formed signed records of one van for tests (shared with HQ's tests).
 #[cfg(test)]
 pub(crate) fn test_chain(van: &str, n: u64, payload_len: usize) -> Vec<Record> {
-    use ed25519_dalek::{Signer, SigningKey};
-    use sha2::{Digest, Sha256};
-    let key = SigningKey::from_bytes(&[7u8; 32]);
-    let key_id = mtu_journal::keys::key_id_of(&key.verifying_key());
-    let mut prev = [0u8; 32];
-    (1..=n)
-        .map(|seq| {
-            let mut r = Record {
-                seq,
-                van_id: van.to_owned(),
-                key_id,
-                time_us: 1_764_000_000_000_000 + seq as i64,
-                boot_id: [1; 16],
-                boot_us: seq,
-                kind: "test.note".into(),
-                payload: format!("{{\"n\":{seq},\"x\":\"{}\"}}", "a".repeat(payload_len)).into_bytes(),
-                prev_hash: prev,
-                hash: [0; 32],
-                sig: [0; 64],
-            };
-            let body = r.signed_bytes();
-            r.hash = Sha256::digest(&body).into();
-            r.sig = key.sign(&body).to_bytes();
-            prev = r.hash;
-            r
-        })
-        .collect()
+    mtu_sync::testing::chain(van, n, payload_len)
 }
 
 #[cfg(test)]

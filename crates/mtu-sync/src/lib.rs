@@ -545,14 +545,17 @@ pub fn parse_error(body: &[u8]) -> Result<HqError, AckError> {
     Ok(HqError { code, message: json.error.message })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// Test material both sides' tests use (feature `testing`, on in the dev-dependencies only).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use ed25519_dalek::{Signer, SigningKey};
+    use mtu_journal::Record;
+    use sha2::{Digest, Sha256};
 
-    /// A chain of `n` signed records of van MTU-7 (key seed 7; `test.note` payloads of about
-    /// `payload_len` bytes). The wire does not look inside records.
-    fn chain(n: u64, payload_len: usize) -> Vec<Record> {
+    /// A chain of `n` well-formed signed records of `van` (key seed 7; `test.note` payloads of
+    /// about `payload_len` bytes). Record 1 is not a real genesis: the wire does not look inside
+    /// records.
+    pub fn chain(van: &str, n: u64, payload_len: usize) -> Vec<Record> {
         let key = SigningKey::from_bytes(&[7u8; 32]);
         let key_id = mtu_journal::keys::key_id_of(&key.verifying_key());
         let mut prev = [0u8; 32];
@@ -560,7 +563,7 @@ mod tests {
             .map(|seq| {
                 let mut r = Record {
                     seq,
-                    van_id: "MTU-7".to_owned(),
+                    van_id: van.to_owned(),
                     key_id,
                     time_us: 1_764_000_000_000_000 + seq as i64,
                     boot_id: [1; 16],
@@ -578,6 +581,16 @@ mod tests {
                 r
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn chain(n: u64, payload_len: usize) -> Vec<Record> {
+        crate::testing::chain("MTU-7", n, payload_len)
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn racing_stores_on_one_database_store_each_record_once(b: Backend) {
                     match ingest(&*store, &key, &van.id, &lines(&van.records[from..to]), NOW) {
                         Ok(ack) => {
                             let seq = ack.ack.seq as usize;
-                            acks.push((seq, ack.ack.head_hash.clone()));
+                            acks.push((seq, ack.ack.head_hash));
                             if seq == van.records.len() {
                                 return acks;
                             }
