@@ -9,6 +9,7 @@ pub mod bitmap;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod daemon;
 pub mod devices;

@@ -188,6 +188,8 @@ fn router_with<D: Desk>(state: ApiState<D>) -> Router {
         ROUTES.iter().fold(Router::new(), |router, route| router.route(route.path, handler::<D>(route)));
     Router::new()
         .nest(BASE, api)
+        // The officer console's page and assets (`/`, `/console/…`), on the same addresses.
+        .merge(crate::console::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
@@ -259,6 +261,7 @@ impl Server {
         let mut tasks = tokio::task::JoinSet::new();
         for (addr, listener) in self.listeners {
             tracing::info!(%addr, "API listening on http://{addr}{BASE}");
+            tracing::info!(%addr, "officer console on http://{addr}/");
             let mut closing = closing.clone();
             let serving = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
                 let _ = closing.wait_for(|c| *c).await;

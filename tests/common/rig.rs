@@ -27,7 +27,14 @@ pub fn free_port() -> u16 {
 }
 
 impl Rig {
+    /// A van whose simulated devices answer at once.
     pub fn new() -> Rig {
+        Rig::with_timing_scale("0")
+    }
+
+    /// A van whose simulated devices take `scale` × their realistic time (`[timing] scale` of a
+    /// van-sim scenario), so progress can be watched.
+    pub fn with_timing_scale(scale: &str) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let root = env!("CARGO_MANIFEST_DIR");
@@ -46,7 +53,7 @@ impl Rig {
         let scenario = dir.path().join("fast.toml");
         std::fs::write(
             &scenario,
-            "[timing]\nscale = 0\nreplug_after_s = 0\n[payment]\n[card]\n[sticker]\n[rfid]\n",
+            format!("[timing]\nscale = {scale}\nreplug_after_s = 0\n[payment]\n[card]\n[sticker]\n[rfid]\n"),
         )
         .unwrap();
         let sim = Command::new(env!("CARGO_BIN_EXE_van-sim"))
