@@ -141,7 +141,9 @@ impl App {
         let limits = crate::control::Limits::from(&self.config.control);
         let mut extras: Vec<crate::control::Extra> = Vec::new();
         if let Some(o) = self.office.clone() {
-            extras.push(Arc::new(crate::office::front::OfficeExtra::new(o)));
+            let in_effect = self.config.hq_settings.as_ref().map(|h| h.record());
+            extras
+                .push(Arc::new(crate::office::front::OfficeExtra::new(o).with_settings_in_effect(in_effect)));
         }
         let sync = Arc::new(crate::sync::SyncControl::new(self.sync.clone(), self.sync_why_not.clone()));
         if let Some(o) = &self.office {

@@ -75,6 +75,10 @@ pub struct Config {
     /// Where this configuration came from (file path or [`EMBEDDED_SIM_NAME`]); not a TOML key.
     #[serde(skip)]
     pub source: String,
+    /// The settings bundle from office.db put over this configuration at start
+    /// (`office::boot::with_applied_settings`); not a TOML key.
+    #[serde(skip)]
+    pub hq_settings: Option<crate::office::boot::HqSettings>,
 }
 
 /// Identity of the van.

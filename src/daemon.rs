@@ -75,6 +75,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ready"
     );
 
+    // Settings HQ sent (a `settings` bundle in office.db) take effect here, at a start, before
+    // the devices open: a transaction in flight keeps the profile its intents were made with.
+    let config =
+        tokio::task::spawn_blocking(move || crate::office::boot::with_applied_settings(config)).await?;
+    if let Some(h) = &config.hq_settings {
+        journal.append_async(crate::office::boot::SETTINGS_EFFECTIVE, &h.record()).await?;
+    }
+
     let mut simulators = None;
     if config.mode == Mode::Simulation {
         ensure_sim_tag_secret(&config)?;

@@ -1,6 +1,6 @@
 #![no_main]
-//! Reference data bundles from HQ (bookings, roster, schedule, block list) must be refused with an
-//! error, never panic, whatever the bytes; so must a session token of any text.
+//! Reference data bundles from HQ (bookings, roster, schedule, block list, settings) must be
+//! refused with an error, never panic, whatever the bytes; so must a session token of any text.
 use libfuzzer_sys::fuzz_target;
 use mtu::office::people::Sessions;
 use mtu::office::refdata::{ServiceHours, parse_bundle};

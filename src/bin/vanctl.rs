@@ -43,7 +43,8 @@ enum Command {
     /// The uplink to HQ: `now`, `status`.
     #[command(subcommand)]
     Sync(cli::sync::SyncCmd),
-    /// Reference data: `bookings`, `officers`, `blocklist`, `schedule` (import, list, hash-pin).
+    /// Reference data: `bookings`, `officers`, `blocklist`, `schedule`, `settings` (import, list,
+    /// hash-pin, show).
     #[command(flatten)]
     Office(cli::office::OfficeCmd),
 }

@@ -1,4 +1,4 @@
-//! `vanctl bookings|officers|blocklist|schedule …`: reference data imports and lists, sent to the
+//! `vanctl bookings|officers|blocklist|schedule|settings …`: reference data imports and lists, sent to the
 //! running vand over its control socket (vand journals each import as `refdata.applied` and owns
 //! `office.db`), and `vanctl officers hash-pin`.
 
@@ -26,6 +26,23 @@ pub enum OfficeCmd {
     /// The fee schedule.
     #[command(subcommand)]
     Schedule(ImportOnly),
+    /// Settings HQ may change (e-sticker profile, card colour, service hours): import a
+    /// settings bundle, show the applied one and the one in effect (taken at vand's start).
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+}
+
+/// `vanctl settings …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum SettingsCmd {
+    /// Sends a settings bundle to vand (it takes effect at vand's next start).
+    Import(ImportArgs),
+    /// The settings bundle applied last, the one in effect, and whether a restart is pending.
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `vanctl bookings …`.
@@ -89,6 +106,8 @@ pub fn run(cmd: &OfficeCmd, config: &Config) -> anyhow::Result<u8> {
         OfficeCmd::Officers(OfficersCmd::HashPin) => hash_pin(),
         OfficeCmd::Blocklist(ImportOnly::Import(a)) => import(config, "blocklist", a),
         OfficeCmd::Schedule(ImportOnly::Import(a)) => import(config, "schedule", a),
+        OfficeCmd::Settings(SettingsCmd::Import(a)) => import(config, "settings", a),
+        OfficeCmd::Settings(SettingsCmd::Show { json }) => show_settings(config, *json),
     }?;
     Ok(0)
 }
@@ -105,6 +124,7 @@ pub fn import_request(path: &Path, expected: &str) -> anyhow::Result<Value> {
             "roster" => "vanctl officers import",
             "blocklist" => "vanctl blocklist import",
             "schedule" => "vanctl schedule import",
+            "settings" => "vanctl settings import",
             _ => bail!(
                 "{}: field \"bundle\" must be \"{expected}\" (found {:?})",
                 path.display(),
@@ -143,6 +163,53 @@ fn import(config: &Config, expected: &str, a: &ImportArgs) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+fn show_settings(config: &Config, json_out: bool) -> anyhow::Result<()> {
+    let answer = send(config, &json!({"cmd": "settings"}))?;
+    let s = answer.get("settings").context("malformed answer from vand: no \"settings\"")?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(s)?);
+    } else {
+        print!("{}", settings_text(s));
+    }
+    Ok(())
+}
+
+/// `vanctl settings show` as text.
+pub fn settings_text(s: &Value) -> String {
+    let mut out = String::new();
+    match &s["in_effect"] {
+        Value::Null => out.push_str("in effect: the configuration's values (no settings bundle at start)\n"),
+        e => {
+            out.push_str(&format!(
+                "in effect since vand started: settings bundle version {}\n",
+                e["version"]
+            ));
+            for c in e["settings"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let was = if c["config"].is_null() { "default".to_owned() } else { c["config"].to_string() };
+                out.push_str(&format!(
+                    "  {} = {} (configuration: {was})\n",
+                    c["key"].as_str().unwrap_or("?"),
+                    c["hq"]
+                ));
+            }
+        }
+    }
+    match &s["applied"] {
+        Value::Null => out.push_str("applied: none\n"),
+        a => out.push_str(&format!(
+            "applied: version {} at {} (sha256 {}): {}\n",
+            a["version"],
+            a["applied_at"].as_str().unwrap_or("?"),
+            a["sha256"].as_str().unwrap_or("?"),
+            a["settings"]
+        )),
+    }
+    if s["pending"] == Value::Bool(true) {
+        out.push_str("pending: the applied settings take effect at the next start of vand\n");
+    }
+    out
 }
 
 fn list_bookings(config: &Config, date: Option<&str>, json_out: bool) -> anyhow::Result<()> {

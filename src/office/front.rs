@@ -529,7 +529,16 @@ impl Office {
                 Err(e) => {
                     let code =
                         e.problems.first().map(|p| p.code.clone()).unwrap_or_else(|| "bundle.refused".into());
-                    let message = e.problems.iter().map(|p| p.en.clone()).collect::<Vec<_>>().join("; ");
+                    // Each problem with the JSON path it names, if any.
+                    let message = e
+                        .problems
+                        .iter()
+                        .map(|p| match p.field.as_deref() {
+                            Some(f) if !f.is_empty() && !p.en.starts_with(f) => format!("{f}: {}", p.en),
+                            _ => p.en.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     Some((code, message))
                 }
             }
@@ -552,6 +561,18 @@ impl Office {
     ) -> Result<super::refdata::Applied, DeskError> {
         let prepared = self.refdata.prepare(bytes).map_err(from_refdata)?;
         let a = prepared.applied().clone();
+        if officer.is_some() && a.bundle == RdBundle::Settings {
+            // The tag profile, card colour and hours come from HQ or the technician, never the
+            // officers' console.
+            return Err(DeskError::invalid_problems(vec![
+                Problem::new(
+                    "bundle.not_allowed",
+                    "ملف الإعدادات يأتي من الإدارة أو من الفني فقط",
+                    "a settings bundle arrives from HQ or through vanctl, not through the officers' API",
+                )
+                .with_field("bundle"),
+            ]));
+        }
         // The typed parsers of schedule and block list check what refdata keeps as JSON.
         let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
             DeskError::bad_request(Problem::new(
@@ -585,6 +606,12 @@ impl Office {
         let applied = self.refdata.commit(&prepared, Timestamp::now()).map_err(from_refdata)?;
         if matches!(a.bundle, RdBundle::Schedule | RdBundle::Blocklist) {
             self.reload_rules()?;
+        }
+        if a.bundle == RdBundle::Settings {
+            tracing::info!(
+                version = a.version,
+                "settings bundle applied to office.db; it takes effect at the next start of vand"
+            );
         }
         if a.bundle == RdBundle::Roster {
             // Officers removed or deactivated lose their sessions at once.
@@ -937,6 +964,8 @@ impl api::Desk for Office {
                 RdBundle::Schedule => api::BundleKind::Schedule,
                 RdBundle::Roster => api::BundleKind::Roster,
                 RdBundle::Blocklist => api::BundleKind::Blocklist,
+                // Refused above for officers (apply_bundle_from).
+                RdBundle::Settings => return Err(internal("a settings bundle was imported through the API")),
             },
             version: a.version,
             items: a.items as u32,
@@ -1478,6 +1507,7 @@ fn hq_unreachable() -> DeskError {
 pub struct OfficeExtra {
     office: Arc<Office>,
     lists: super::refdata::OfficeControl,
+    in_effect: Option<serde_json::Value>,
 }
 
 impl OfficeExtra {
@@ -1486,16 +1516,36 @@ impl OfficeExtra {
         let refusing: super::refdata::JournalHook =
             Arc::new(|_| Err("imports go through the office, not this hook".to_owned()));
         let lists = super::refdata::OfficeControl::new(office.refdata.clone(), refusing);
-        OfficeExtra { office, lists }
+        OfficeExtra { office, lists, in_effect: None }
+    }
+
+    /// The settings bundle this run of vand took at start (the `settings.effective` record's
+    /// payload; `None`: the configuration's values), for `{"cmd":"settings"}`.
+    pub fn with_settings_in_effect(mut self, record: Option<serde_json::Value>) -> OfficeExtra {
+        self.in_effect = record;
+        self
+    }
+
+    /// `{"settings": {"applied", "in_effect", "pending"}}`: the settings bundle applied last
+    /// (office.db), the one in effect since vand started, and whether a restart is needed to
+    /// take the applied one.
+    fn settings(&self) -> Result<serde_json::Value, String> {
+        let applied = self.office.refdata.settings().map_err(|e| e.to_string())?;
+        let in_effect_version = self.in_effect.as_ref().and_then(|r| r["version"].as_u64());
+        let pending = applied.as_ref().is_some_and(|a| Some(a.version) != in_effect_version);
+        Ok(json!({"settings": {"applied": applied, "in_effect": self.in_effect, "pending": pending}}))
     }
 }
 
 impl crate::control::ControlExtra for OfficeExtra {
     fn commands(&self) -> &[&'static str] {
-        &["import", "bookings", "officers"]
+        &["import", "bookings", "officers", "settings"]
     }
 
     fn handle(&self, request: serde_json::Value) -> crate::control::ExtraFuture<'_> {
+        if request.get("cmd").and_then(serde_json::Value::as_str) == Some("settings") {
+            return Box::pin(async move { self.settings() });
+        }
         if request.get("cmd").and_then(serde_json::Value::as_str) != Some("import") {
             return self.lists.handle(request);
         }

@@ -6,11 +6,11 @@
 //! `{"bundle": "bookings"|"roster"|"schedule"|"blocklist", "version": <u64>, "van_id": "…",
 //! "issued_at": "<RFC 3339>", …}` and a body: `"items": [Booking…]` (bookings), `"officers":
 //! [RosterEntry…]` (roster), `"schedule": {…}` / `"blocklist": {…}` (kept as JSON here; typed by
-//! `office::schedule`).
+//! `office::schedule`), `"settings": {…}` (the few settings HQ may change, [`Settings`]).
 //!
 //! Rules, all checked before anything is written (a refused bundle changes nothing):
 //! - a bundle for another van is refused (`bundle.wrong_van`);
-//! - roster, schedule and block list: a version lower than or equal to the one applied is refused
+//! - roster, schedule, block list and settings: a version lower than or equal to the one applied is refused
 //!   (`bundle.stale_version`);
 //! - bookings: each booking has its own version. A booking with a higher version than the stored
 //!   one replaces its data but keeps the van's state and transaction for it; a lower or equal one
@@ -55,6 +55,8 @@ pub enum BundleKind {
     Schedule,
     /// The block list (`"blocklist"`).
     Blocklist,
+    /// Settings HQ may change on a van (`"settings"`, [`Settings`]).
+    Settings,
 }
 
 impl BundleKind {
@@ -65,14 +67,21 @@ impl BundleKind {
             BundleKind::Roster => "roster",
             BundleKind::Schedule => "schedule",
             BundleKind::Blocklist => "blocklist",
+            BundleKind::Settings => "settings",
         }
     }
 
     /// The kind of a wire name.
     pub fn parse(s: &str) -> Option<BundleKind> {
-        [BundleKind::Bookings, BundleKind::Roster, BundleKind::Schedule, BundleKind::Blocklist]
-            .into_iter()
-            .find(|k| k.name() == s)
+        [
+            BundleKind::Bookings,
+            BundleKind::Roster,
+            BundleKind::Schedule,
+            BundleKind::Blocklist,
+            BundleKind::Settings,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
     }
 }
 
@@ -220,6 +229,9 @@ pub enum RefDataError {
     /// Officers in a roster are unacceptable; nothing was applied.
     #[error("roster refused: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     BadRoster(Vec<FieldError>),
+    /// Values in a settings bundle are unacceptable; nothing was applied.
+    #[error("settings refused: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    BadSettings(Vec<FieldError>),
     /// No such booking.
     #[error("no booking {0:?}")]
     UnknownBooking(String),
@@ -268,6 +280,7 @@ impl RefDataError {
             RefDataError::StaleVersion { .. } => "bundle.stale_version",
             RefDataError::BadBookings(_) => "bundle.bad_bookings",
             RefDataError::BadRoster(_) => "bundle.bad_roster",
+            RefDataError::BadSettings(_) => "bundle.bad_settings",
             RefDataError::UnknownBooking(_) => "not_found.booking",
             RefDataError::WrongState { .. } => "state.booking_changed",
             RefDataError::NotAllowed { .. } => "state.booking_transition",
@@ -290,7 +303,7 @@ impl RefDataError {
                 one("version", format!("إصدار الملف {version} ليس أحدث من الإصدار المطبق {current}"))
             }
             RefDataError::BadBookings(v) => v.iter().map(|r| r.error.clone()).collect(),
-            RefDataError::BadRoster(v) => v.clone(),
+            RefDataError::BadRoster(v) | RefDataError::BadSettings(v) => v.clone(),
             RefDataError::UnknownBooking(id) => one("booking", format!("لا يوجد حجز رقم {id}")),
             RefDataError::WrongState { id, actual, .. } => {
                 one("booking", format!("تغيرت حالة الحجز {id} (الحالة الآن: {})", state_ar(*actual)))
@@ -385,6 +398,116 @@ struct RosterBody {
     officers: Vec<RosterEntry>,
 }
 
+#[derive(Deserialize)]
+struct SettingsBody {
+    settings: Settings,
+}
+
+/// The settings HQ may change on a van (a `settings` bundle's body). A whitelist: nothing secret
+/// (no tag passwords, no keys) and nothing about the devices' ports; any other field is refused.
+/// Every field is optional; one absent keeps the configuration's value. They take effect at the
+/// next start of vand (docs/reference-data.md, "Settings"), which reads the applied ones from
+/// office.db and puts them over the configuration ([`crate::office::boot::apply_settings`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// E-sticker profile: EPC length in bytes (even, 2 … 62, as `[devices.rfid.options]
+    /// epc_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epc_bytes: Option<i64>,
+    /// E-sticker profile: user memory words written (0 … 512, as `[devices.rfid.options]
+    /// user_words`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_words: Option<i64>,
+    /// Print licence cards in colour (YMCKO ribbon); false for black only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card_colour: Option<bool>,
+    /// Service hours: opening, local `HH:MM` in the service time zone (Africa/Cairo). Given
+    /// together with `closes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens: Option<String>,
+    /// Service hours: closing, local `HH:MM`, later than `opens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes: Option<String>,
+}
+
+impl Settings {
+    /// Every problem with the values, each naming its JSON path (`settings.epc_bytes`).
+    pub fn problems(&self) -> Vec<FieldError> {
+        let mut bad = Vec::new();
+        if self == &Settings::default() {
+            bad.push(FieldError::new(
+                "settings",
+                "settings.empty",
+                "ملف الإعدادات لا يحتوي على أي إعداد",
+                "the settings object names no setting",
+            ));
+        }
+        let mut push = |field: &str, ar: String, en: String| {
+            bad.push(FieldError::new(format!("settings.{field}"), "settings.bad_value", ar, en));
+        };
+        if let Some(v) = self.epc_bytes
+            && !((2..=62).contains(&v) && v % 2 == 0)
+        {
+            push(
+                "epc_bytes",
+                format!("طول EPC ‏{v} غير مقبول (عدد زوجي من ٢ إلى ٦٢)"),
+                format!("{v}: must be an even number from 2 to 62 (the EPC is written in 16-bit words)"),
+            );
+        }
+        if let Some(v) = self.user_words
+            && !(0..=512).contains(&v)
+        {
+            push(
+                "user_words",
+                format!("عدد كلمات ذاكرة المستخدم {v} غير مقبول (من ٠ إلى ٥١٢)"),
+                format!("{v} is outside 0 … 512"),
+            );
+        }
+        fn time(v: Option<&str>) -> Option<(&str, Option<u32>)> {
+            v.map(|t| (t, crate::config::parse_hhmm(t)))
+        }
+        let (opens, closes) = (time(self.opens.as_deref()), time(self.closes.as_deref()));
+        for (field, v) in [("opens", opens), ("closes", closes)] {
+            if let Some((t, None)) = v {
+                push(field, format!("الوقت {t:?} ليس بصيغة HH:MM"), format!("{t:?} is not a time HH:MM"));
+            }
+        }
+        match (opens, closes) {
+            (Some((_, Some(o))), Some((_, Some(c)))) if c <= o => push(
+                "closes",
+                "وقت الإغلاق يجب أن يكون بعد وقت الفتح".into(),
+                "must be later than settings.opens".into(),
+            ),
+            (Some(_), None) => push(
+                "closes",
+                "يجب إرسال وقت الإغلاق مع وقت الفتح".into(),
+                "missing: opens and closes are given together".into(),
+            ),
+            (None, Some(_)) => push(
+                "opens",
+                "يجب إرسال وقت الفتح مع وقت الإغلاق".into(),
+                "missing: opens and closes are given together".into(),
+            ),
+            _ => {}
+        }
+        bad
+    }
+}
+
+/// The settings bundle applied last (kept in office.db).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedSettings {
+    /// The bundle's version.
+    pub version: u64,
+    /// SHA-256 of the bundle file, hex.
+    pub sha256: String,
+    /// When it was applied (RFC 3339).
+    pub applied_at: String,
+    /// The settings.
+    pub settings: Settings,
+}
+
 fn from_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RefDataError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -429,6 +552,8 @@ pub enum BundleBody {
     Roster(Vec<RosterEntry>),
     /// The schedule or block list object, as compact JSON.
     Raw(String),
+    /// Settings, checked by [`Settings::problems`].
+    Settings(Settings),
 }
 
 /// Parses and checks a bundle for van `van_id` on its own: the header, the van, the body's shape
@@ -440,7 +565,7 @@ pub fn parse_bundle(bytes: &[u8], van_id: &str, hours: &ServiceHours) -> Result<
         return Err(RefDataError::Malformed {
             path: "bundle".into(),
             detail: format!(
-                "unknown bundle {:?} (known: bookings, roster, schedule, blocklist)",
+                "unknown bundle {:?} (known: bookings, roster, schedule, blocklist, settings)",
                 header.bundle
             ),
             booking: None,
@@ -483,6 +608,14 @@ pub fn parse_bundle(bytes: &[u8], van_id: &str, hours: &ServiceHours) -> Result<
                 return Err(RefDataError::BadRoster(bad));
             }
             BundleBody::Roster(parsed.officers)
+        }
+        BundleKind::Settings => {
+            let parsed: SettingsBody = from_json(bytes)?;
+            let bad = parsed.settings.problems();
+            if !bad.is_empty() {
+                return Err(RefDataError::BadSettings(bad));
+            }
+            BundleBody::Settings(parsed.settings)
         }
         BundleKind::Schedule | BundleKind::Blocklist => {
             let v: Value = from_json(bytes)?;
@@ -693,6 +826,9 @@ impl RefData {
                 (Body::Roster(officers), n, 0)
             }
             BundleBody::Raw(body) => (Body::Raw(body), 1, 0),
+            BundleBody::Settings(s) => {
+                (Body::Raw(serde_json::to_string(&s).map_err(|e| self.storage(e))?), 1, 0)
+            }
         };
         Ok(Prepared {
             applied: Applied { bundle: kind, version: parsed.version, sha256: parsed.sha256, items, skipped },
@@ -854,6 +990,27 @@ impl RefData {
     /// The current block list JSON and its version.
     pub fn blocklist_json(&self) -> Result<Option<(u64, String)>, RefDataError> {
         self.current(BundleKind::Blocklist)
+    }
+
+    /// The settings bundle applied last (`None`: never), read back and checked again.
+    pub fn settings(&self) -> Result<Option<AppliedSettings>, RefDataError> {
+        let Some((version, body)) = self.current(BundleKind::Settings)? else {
+            return Ok(None);
+        };
+        let settings: Settings =
+            serde_json::from_str(&body).map_err(|e| self.storage(format!("stored settings: {e}")))?;
+        if let Some(p) = settings.problems().first() {
+            return Err(self.storage(format!("stored settings: {p}")));
+        }
+        let (sha256, applied_at): (String, String) = self
+            .lock()
+            .query_row(
+                "SELECT sha256, applied_at FROM bundles WHERE kind = ?1 AND version = ?2 ORDER BY rowid DESC LIMIT 1",
+                params![BundleKind::Settings.name(), version as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.storage(e))?;
+        Ok(Some(AppliedSettings { version, sha256, applied_at, settings }))
     }
 
     fn current(&self, kind: BundleKind) -> Result<Option<(u64, String)>, RefDataError> {
@@ -1161,5 +1318,144 @@ impl crate::control::ControlExtra for OfficeControl {
                 .await
                 .map_err(|e| format!("office command failed: {e}"))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VAN: &str = "MTU-T";
+
+    fn settings_bundle(version: u64, settings: Value) -> Vec<u8> {
+        serde_json::json!({"bundle": "settings", "version": version, "van_id": VAN,
+                           "issued_at": "2026-12-01T05:00:00Z", "settings": settings})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Bundle, RefDataError> {
+        parse_bundle(bytes, VAN, &ServiceHours::cairo_default())
+    }
+
+    #[test]
+    fn a_settings_bundle_parses_into_its_whitelist() {
+        let b = parse(&settings_bundle(
+            3,
+            serde_json::json!({"epc_bytes": 16, "user_words": 0, "card_colour": false,
+                               "opens": "09:00", "closes": "17:30"}),
+        ))
+        .unwrap();
+        assert_eq!(b.kind, BundleKind::Settings);
+        assert_eq!(b.version, 3);
+        let BundleBody::Settings(s) = b.body else { panic!("{:?}", b.body) };
+        assert_eq!(
+            s,
+            Settings {
+                epc_bytes: Some(16),
+                user_words: Some(0),
+                card_colour: Some(false),
+                opens: Some("09:00".into()),
+                closes: Some("17:30".into()),
+            }
+        );
+        // Each field is optional.
+        assert!(parse(&settings_bundle(1, serde_json::json!({"card_colour": true}))).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_or_secret_field_is_refused_by_name() {
+        for field in ["tag_password", "password_file", "path", "baud"] {
+            let e = parse(&settings_bundle(1, serde_json::json!({"epc_bytes": 12, field: "x"}))).unwrap_err();
+            assert_eq!(e.code(), "bundle.malformed", "{field}");
+            assert!(e.to_string().contains(field), "{field}: {e}");
+            assert!(e.to_string().contains("settings"), "{field}: {e}");
+        }
+        // A wrong type names its path.
+        let e = parse(&settings_bundle(1, serde_json::json!({"epc_bytes": "twelve"}))).unwrap_err();
+        assert!(matches!(&e, RefDataError::Malformed { path, .. } if path == "settings.epc_bytes"), "{e:?}");
+        // No body, or an empty one.
+        let mut no_body: Value = serde_json::from_slice(&settings_bundle(1, Value::Null)).unwrap();
+        no_body.as_object_mut().unwrap().remove("settings");
+        assert_eq!(parse(no_body.to_string().as_bytes()).unwrap_err().code(), "bundle.malformed");
+        let e = parse(&settings_bundle(1, serde_json::json!({}))).unwrap_err();
+        assert_eq!(e.code(), "bundle.bad_settings");
+    }
+
+    #[test]
+    fn out_of_range_values_are_each_named_with_their_path() {
+        let e = parse(&settings_bundle(
+            1,
+            serde_json::json!({"epc_bytes": 13, "user_words": 513, "opens": "25:00", "closes": "10:00"}),
+        ))
+        .unwrap_err();
+        let RefDataError::BadSettings(bad) = &e else { panic!("{e:?}") };
+        let fields: Vec<&str> = bad.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["settings.epc_bytes", "settings.user_words", "settings.opens"], "{e}");
+        assert_eq!(e.code(), "bundle.bad_settings");
+        for (v, ok) in [(0, false), (2, true), (62, true), (64, false), (-2, false), (12, true)] {
+            let r = parse(&settings_bundle(1, serde_json::json!({"epc_bytes": v})));
+            assert_eq!(r.is_ok(), ok, "epc_bytes {v}: {r:?}");
+        }
+        for (v, ok) in [(0, true), (512, true), (-1, false), (513, false)] {
+            let r = parse(&settings_bundle(1, serde_json::json!({"user_words": v})));
+            assert_eq!(r.is_ok(), ok, "user_words {v}: {r:?}");
+        }
+        let e =
+            parse(&settings_bundle(1, serde_json::json!({"opens": "18:00", "closes": "09:00"}))).unwrap_err();
+        assert!(e.to_string().contains("settings.closes"), "{e}");
+        let e = parse(&settings_bundle(1, serde_json::json!({"opens": "09:00"}))).unwrap_err();
+        assert!(e.to_string().contains("settings.closes"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any values: an answer, never a panic; accepted exactly when each is in its range.
+        #[test]
+        fn any_settings_values_are_judged_by_their_ranges(
+            epc in proptest::option::of(-3i64..70),
+            words in proptest::option::of(-3i64..520),
+            hours in proptest::option::of(("[0-9:]{0,6}", "[0-9:]{0,6}")),
+        ) {
+            let mut body = serde_json::json!({"card_colour": true});
+            if let Some(e) = epc { body["epc_bytes"] = e.into(); }
+            if let Some(w) = words { body["user_words"] = w.into(); }
+            if let Some((o, c)) = &hours { body["opens"] = o.as_str().into(); body["closes"] = c.as_str().into(); }
+            let hours_ok = hours.as_ref().is_none_or(|(o, c)| {
+                matches!((crate::config::parse_hhmm(o), crate::config::parse_hhmm(c)), (Some(o), Some(c)) if c > o)
+            });
+            let ok = epc.is_none_or(|e| (2..=62).contains(&e) && e % 2 == 0)
+                && words.is_none_or(|w| (0..=512).contains(&w))
+                && hours_ok;
+            let r = parse(&settings_bundle(1, body));
+            proptest::prop_assert_eq!(r.is_ok(), ok, "{:?}", r.err());
+        }
+    }
+
+    #[test]
+    fn settings_are_stored_versioned_and_a_stale_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = RefData::open(&dir.path().join("office.db"), VAN, ServiceHours::cairo_default()).unwrap();
+        assert_eq!(db.settings().unwrap(), None);
+        let bytes = settings_bundle(5, serde_json::json!({"epc_bytes": 16, "card_colour": false}));
+        let a = db.apply(&bytes, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!((a.bundle, a.version, a.items), (BundleKind::Settings, 5, 1));
+        let s = db.settings().unwrap().unwrap();
+        assert_eq!(s.version, 5);
+        assert_eq!(s.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(s.settings.epc_bytes, Some(16));
+        assert_eq!(s.settings.card_colour, Some(false));
+        for stale in [5, 4] {
+            let e = db
+                .apply(&settings_bundle(stale, serde_json::json!({"epc_bytes": 12})), Timestamp::UNIX_EPOCH);
+            assert!(
+                matches!(e, Err(RefDataError::StaleVersion { version, current: 5, .. }) if version == stale),
+                "{e:?}"
+            );
+        }
+        assert_eq!(db.settings().unwrap().unwrap().settings.epc_bytes, Some(16));
+        // A newer one replaces the old one wholly.
+        db.apply(&settings_bundle(6, serde_json::json!({"user_words": 8})), Timestamp::UNIX_EPOCH).unwrap();
+        let s = db.settings().unwrap().unwrap();
+        assert_eq!((s.version, s.settings.epc_bytes, s.settings.user_words), (6, None, Some(8)));
     }
 }

@@ -122,7 +122,7 @@ fn signed(domain: &[u8], message: Vec<u8>) -> Vec<u8> {
 pub struct BundleEntryJson {
     /// HQ's id of the published bundle: the van's cursor.
     pub id: u64,
-    /// Bundle kind (`bookings`, `roster`, `schedule`, `blocklist`).
+    /// Bundle kind (`bookings`, `roster`, `schedule`, `blocklist`, `settings`).
     pub kind: String,
     /// The bundle's version.
     pub version: u64,

@@ -15,11 +15,12 @@ use crate::ingest::Rejection;
 use crate::store::{PublishOutcome, PublishedBundle, Store, StoreError};
 
 /// The bundle kinds a van applies, with the body field each must carry and its JSON type.
-pub const KINDS: [(&str, &str, bool); 4] = [
+pub const KINDS: [(&str, &str, bool); 5] = [
     ("bookings", "items", true),
     ("roster", "officers", true),
     ("schedule", "schedule", false),
     ("blocklist", "blocklist", false),
+    ("settings", "settings", false),
 ];
 
 /// Target of a bundle for every van.
@@ -43,7 +44,9 @@ pub fn check_bundle(bytes: &[u8], van: Option<&str>) -> Result<(String, u64), St
     let obj = v.as_object().ok_or("not a JSON object")?;
     let kind = obj.get("bundle").and_then(Value::as_str).ok_or("field \"bundle\" missing or not a string")?;
     let Some((_, body, is_array)) = KINDS.iter().find(|k| k.0 == kind) else {
-        return Err(format!("unknown bundle {kind:?} (known: bookings, roster, schedule, blocklist)"));
+        return Err(format!(
+            "unknown bundle {kind:?} (known: bookings, roster, schedule, blocklist, settings)"
+        ));
     };
     let version = obj
         .get("version")

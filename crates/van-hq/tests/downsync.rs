@@ -34,6 +34,9 @@ fn publishing_checks_shape_and_is_idempotent_on_target_kind_version() {
     ));
     // The same version for every van is another key.
     assert_eq!(downsync::publish(&hq.store, &roster("*", 3), None, NOW).unwrap(), PublishOutcome::Stored(2));
+    // Settings (the van checks the values; HQ the shape).
+    let settings = br#"{"bundle":"settings","version":1,"van_id":"*","issued_at":"2026-12-01T08:00:00Z","settings":{"card_colour":false}}"#;
+    assert!(matches!(downsync::publish(&hq.store, settings, None, NOW).unwrap(), PublishOutcome::Stored(3)));
     for (bad, why) in [
         (&b"not json"[..], "not JSON"),
         (br#"{"bundle":"fees","version":1,"van_id":"MTU-1","issued_at":"2026-12-01T08:00:00Z"}"#, "unknown bundle"),
@@ -41,6 +44,7 @@ fn publishing_checks_shape_and_is_idempotent_on_target_kind_version() {
         (br#"{"bundle":"roster","version":1,"van_id":"MTU-1","issued_at":"yesterday","officers":[]}"#, "issued_at"),
         (br#"{"bundle":"schedule","version":1,"van_id":"MTU-1","issued_at":"2026-12-01T08:00:00Z","schedule":[]}"#, "an object"),
         (br#"{"bundle":"roster","version":1,"van_id":"MTU-2","issued_at":"2026-12-01T08:00:00Z","officers":[]}"#, "MTU-2"),
+        (br#"{"bundle":"settings","version":1,"van_id":"MTU-1","issued_at":"2026-12-01T08:00:00Z","settings":[]}"#, "an object"),
     ] {
         let e = downsync::publish(&hq.store, bad, Some("MTU-1"), NOW).unwrap_err();
         assert!(e.to_string().contains(why), "{e} lacks {why:?}");
