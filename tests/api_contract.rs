@@ -131,7 +131,7 @@ fn the_van_is_public_and_says_whether_it_trains() {
     let srv = Running::start();
     let route = ROUTES.iter().find(|r| r.path == "/van").expect("GET /van in the table");
     assert_eq!(route.access, Access::Public);
-    let r = srv.send(request_for(route, "/van"));
+    let r = srv.send(request_for(route, &concrete(route.path)));
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["training"], false);
     assert_eq!(r.json()["van_id"], "MTU-TEST-0001");
