@@ -146,3 +146,78 @@ fn no_text_lives_in_the_markup_or_the_script() {
         js.lines().filter(|l| l.chars().any(|c| ('\u{0621}'..='\u{064A}').contains(&c))).collect();
     assert!(arabic.is_empty(), "Arabic text in app.js belongs in the catalogue: {arabic:?}");
 }
+
+/// The ranges `tools/make-console-font` keeps (its `ranges`): Basic Latin, Latin-1, Arabic,
+/// Arabic Supplement, joiners and marks, punctuation, bidi controls, presentation forms.
+const UNICODE_RANGES: &[(u32, u32)] = &[
+    (0x0020, 0x007E),
+    (0x00A0, 0x00FF),
+    (0x0600, 0x06FF),
+    (0x0750, 0x077F),
+    (0x200C, 0x200F),
+    (0x2010, 0x2027),
+    (0x202A, 0x202E),
+    (0x2066, 0x2069),
+    (0xFB50, 0xFDFF),
+    (0xFE70, 0xFEFF),
+];
+
+/// The web font read back by fontTools (an outside reader of WOFF2): it is a real WOFF2 with
+/// Arabic shaping tables, and its character map covers every character of both catalogues and
+/// every Arabic letter and digit an officer may type, as far as Amiri itself has them.
+#[test]
+fn the_web_font_covers_the_catalogues_and_the_arabic_an_officer_types() {
+    let font = ASSETS.iter().find(|a| a.name == "fonts/amiri-console.woff2").expect("the WOFF2 is embedded");
+    assert_eq!(&font.bytes[..4], b"wOF2", "not a WOFF2 file");
+    let css = asset_text("app.css");
+    assert!(css.contains("/console/fonts/amiri-console.woff2"), "app.css does not load the WOFF2");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.woff2");
+    std::fs::write(&path, font.bytes).unwrap();
+    let script = r#"
+import sys, json
+from fontTools.ttLib import TTFont
+f = TTFont(sys.argv[1])
+print(json.dumps({"flavor": f.flavor, "tables": sorted(f.keys()), "cmap": sorted(f.getBestCmap().keys())}))
+"#;
+    let py = std::env::var("MTU_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&py).args(["-c", script]).arg(&path).output().unwrap_or_else(|e| {
+        panic!("{py}: {e}: run tools/test, which installs fontTools (tools/test-requirements.txt)")
+    });
+    assert!(
+        out.status.success(),
+        "fontTools could not read the font (run tools/test, which installs fonttools and brotli): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flavor"], "woff2");
+    let tables: Vec<&str> = v["tables"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    for t in ["GSUB", "GPOS", "cmap", "glyf"] {
+        assert!(tables.contains(&t), "the subset lost its {t} table: {tables:?}");
+    }
+    let cmap: std::collections::BTreeSet<u32> =
+        v["cmap"].as_array().unwrap().iter().filter_map(|c| c.as_u64()).map(|c| c as u32).collect();
+    // Every character of every message, both languages.
+    for name in ["messages/ar.json", "messages/en.json"] {
+        for (k, text) in catalogue(name) {
+            for c in text.chars().filter(|c| !c.is_control() && !matches!(c, '{' | '}')) {
+                assert!(
+                    cmap.contains(&(c as u32)),
+                    "{name} {k}: {c:?} (U+{:04X}) is not in the font",
+                    c as u32
+                );
+            }
+        }
+    }
+    // Every Arabic letter (U+0621–U+064A) and both digit sets, whatever a citizen's name holds.
+    for c in (0x0621..=0x064A).chain(0x0660..=0x0669).chain(0x0030..=0x0039) {
+        assert!(cmap.contains(&c), "U+{c:04X} is not in the font");
+    }
+    // Nothing outside the ranges the script keeps.
+    for c in &cmap {
+        assert!(
+            UNICODE_RANGES.iter().any(|(a, b)| (a..=b).contains(&c)),
+            "U+{c:04X} is outside the kept ranges"
+        );
+    }
+}
