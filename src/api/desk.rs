@@ -225,6 +225,12 @@ pub trait Desk: Send + Sync + 'static {
     /// `{"enabled": false, "why"}` when the van does not sync.
     fn sync(&self, who: &Session) -> impl Future<Output = Result<serde_json::Value, DeskError>> + Send;
 
+    /// What the daemon knows about itself for `GET /healthz` and `GET /metrics` (no personal
+    /// data). `None` (the default): this desk cannot tell, and `/healthz` answers 503.
+    fn ops(&self) -> impl Future<Output = Option<super::ops::OpsSnapshot>> + Send {
+        async { None }
+    }
+
     /// A new subscription to the desk's events (progress, transaction states, device health).
     /// A receiver that falls behind loses the oldest events (`RecvError::Lagged`); clients then
     /// re-read the views they show.

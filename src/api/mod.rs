@@ -9,6 +9,7 @@ pub mod desk;
 pub mod error;
 pub mod extract;
 mod handlers;
+pub mod ops;
 pub mod sse;
 
 use std::future::Future;
@@ -194,6 +195,8 @@ fn router_with<D: Desk>(state: ApiState<D>) -> Router {
         .nest(BASE, api)
         // The officer console's page and assets (`/`, `/console/…`), on the same addresses.
         .merge(crate::console::router())
+        // Health and metrics (`/healthz`, `/metrics`): no session, no personal data.
+        .merge(ops::router::<D>())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

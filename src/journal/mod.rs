@@ -13,6 +13,6 @@ pub mod store;
 pub use record::Record;
 pub use store::{
     Appended, FirstStart, Journal, JournalError, JournalOptions, JournalOwner, JournalReader, OpenReport,
-    VanFacts, VanVerified,
+    VanFacts, VanVerified, WriterHealth,
 };
 pub use verify::{ChainState, ChainVerifier, VerifyError};

@@ -340,6 +340,19 @@ impl StatusFile {
     }
 }
 
+/// The writer's state ([`Journal::writer_health`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriterHealth {
+    /// The writer is open (false once closed).
+    pub open: bool,
+    /// The last record committed (`None` once closed).
+    pub head_seq: Option<u64>,
+    /// Appends that failed and are not on record yet (a full disk, an I/O error).
+    pub failed_appends: u64,
+    /// The first of those failures' error.
+    pub first_error: Option<String>,
+}
+
 /// A record written: its place in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -995,6 +1008,21 @@ impl Journal {
     /// The database path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The writer's state for health checks and metrics (`GET /healthz`, `GET /metrics`): open
+    /// or closed, the last record committed, and the appends that failed and are not on record.
+    pub fn writer_health(&self) -> WriterHealth {
+        let guard = lock(&self.shared.writer);
+        match guard.as_ref() {
+            None => WriterHealth { open: false, head_seq: None, failed_appends: 0, first_error: None },
+            Some(w) => WriterHealth {
+                open: true,
+                head_seq: Some(w.tail.seq),
+                failed_appends: w.failed.as_ref().map_or(0, |f| f.count),
+                first_error: w.failed.as_ref().filter(|f| f.count > 0).map(|f| f.first_error.clone()),
+            },
+        }
     }
 
     /// Runs `f` on the writer after committing what is queued; `Closed` once closed.

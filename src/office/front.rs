@@ -1491,6 +1491,32 @@ impl api::Desk for Office {
     fn events(&self) -> broadcast::Receiver<DeskEvent> {
         self.events.subscribe()
     }
+
+    async fn ops(&self) -> Option<crate::api::ops::OpsSnapshot> {
+        let sync = match self.sync_status.get() {
+            Some(s) => s.status().await,
+            None => serde_json::json!({"enabled": false}),
+        };
+        let devices = self
+            .shell
+            .manager()
+            .health()
+            .iter()
+            .map(|(d, h)| (d.name().to_owned(), h.state_name().to_owned()))
+            .collect();
+        let mut services = BTreeMap::new();
+        for t in self.shell.txns(|_| true) {
+            let kind = serde_json::to_value(t.service()).ok().and_then(|v| v.as_str().map(str::to_owned));
+            let key = (kind.unwrap_or_else(|| "unknown".into()), txn_state(&t).name().to_owned());
+            *services.entry(key).or_insert(0u64) += 1;
+        }
+        Some(crate::api::ops::OpsSnapshot {
+            journal: self.shell.journal().writer_health(),
+            sync,
+            devices,
+            services,
+        })
+    }
 }
 
 fn hq_unreachable() -> DeskError {
