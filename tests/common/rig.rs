@@ -87,6 +87,35 @@ impl Rig {
         let lines = BufReader::new(vand.stderr.take().unwrap()).lines();
         std::thread::spawn(move || lines.for_each(drop));
         self.vand = Some(vand);
+        self.wait_up();
+    }
+
+    /// Starts vand with its log (stderr) going to `log`, without `RUST_LOG` (the configured
+    /// level rules), and waits until its API answers.
+    pub fn start_logged(&mut self, log: &Path) {
+        let file = std::fs::File::create(log).unwrap();
+        let vand = Command::new(env!("CARGO_BIN_EXE_vand"))
+            .args(["--config", self.config.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        self.vand = Some(vand);
+        self.wait_up();
+    }
+
+    /// vand's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.vand.as_ref().map(Child::id)
+    }
+
+    /// Whether vand is still running.
+    pub fn running(&mut self) -> bool {
+        self.vand.as_mut().is_some_and(|v| v.try_wait().unwrap().is_none())
+    }
+
+    fn wait_up(&mut self) {
         let started = Instant::now();
         loop {
             if let Ok((200, _)) =

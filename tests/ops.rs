@@ -1,0 +1,180 @@
+//! Running the van: `GET /healthz` and `GET /metrics` of a real vand (the metrics page parsed by
+//! Python's `prometheus_client`, an outside parser, and checked against the journal and the
+//! API), its log at debug level free of national IDs, PINs and session tokens, and SIGHUP
+//! reloading the configuration (a good file applied, a bad one refused, each logged once).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::rig::Rig;
+use mtu::journal::JournalReader;
+use serde_json::{Value, json};
+
+/// `GET path` outside `/api/v1`: status, headers (lower-cased names), body.
+fn get(port: u16, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8(resp).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), body.to_owned())
+}
+
+fn python() -> String {
+    std::env::var("MTU_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The metrics page parsed by `prometheus_client.parser`: every sample as
+/// `{"family", "type", "name", "labels", "value"}`.
+fn parse_with_prometheus_client(text: &str) -> Vec<Value> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        out.append({"family": fam.name, "type": fam.type, "name": s.name, "labels": s.labels, "value": s.value})
+print(json.dumps(out))
+"#;
+    let mut child = Command::new(python())
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{}: {e}; run tools/test, which installs python3 and prometheus-client", python())
+        });
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse the page ({}); if it is missing, run tools/test, which \
+         installs prometheus-client:\n{}\n---\n{text}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][k] == *v))
+        .and_then(|s| s["value"].as_f64())
+}
+
+fn journal_head(rig: &Rig) -> u64 {
+    JournalReader::open(&rig.var().join("journal.db")).unwrap().tail().unwrap().map_or(0, |r| r.seq)
+}
+
+/// The metrics page when the journal's head stays the same around it, parsed, with that head.
+fn settled_metrics(rig: &Rig) -> (Vec<Value>, u64) {
+    let started = Instant::now();
+    loop {
+        let before = journal_head(rig);
+        let (code, head, body) = get(rig.port, "/metrics");
+        assert_eq!(code, 200, "{body}");
+        assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"), "{head}");
+        if journal_head(rig) == before {
+            return (parse_with_prometheus_client(&body), before);
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the journal never settled");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn set_log_level(config: &Path, level: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("[log]\nlevel = \"").expect("the rig's config has a [log] level") + 15;
+    let end = start + text[start..].find('"').unwrap();
+    std::fs::write(config, format!("{}{level}{}", &text[..start], &text[end..])).unwrap();
+}
+
+#[test]
+fn health_metrics_and_a_log_without_ids_pins_or_tokens() {
+    let mut rig = Rig::new();
+    set_log_level(&rig.config, "debug");
+    let log = rig.dir.path().join("vand.log");
+    rig.start_logged(&log);
+
+    let (code, head, body) = get(rig.port, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"status": "ok"}));
+
+    let (before, _) = settled_metrics(&rig);
+    let t = rig.login("1001", "1234");
+    rig.ensure_shift(&t);
+    let (_, bookings) = rig.call("GET", "/bookings", &t, None);
+    let booking = bookings[0]["booking"].clone();
+    let national_id = booking["citizen"]["national_id"].as_str().unwrap().to_owned();
+    let service = booking["service"].as_str().unwrap().to_owned();
+    let txn = rig.try_open_booking(&t, 1).unwrap();
+    let done = rig.finish(&t, &txn);
+    let state = done["state"].as_str().unwrap().to_owned();
+    // Look the citizen up too (the dossier is keyed by the national ID, in the query).
+    let (code, _) = rig.call("GET", &format!("/dossier?national_id={national_id}"), &t, None);
+    assert!(code < 500, "dossier lookup: {code}");
+
+    let (after, head) = settled_metrics(&rig);
+    assert_eq!(value(&after, "mtu_journal_head_seq", &[]), Some(head as f64), "head seq = the journal's");
+    let outcome = [("service", service.as_str()), ("state", state.as_str())];
+    assert_eq!(value(&before, "mtu_services", &outcome).unwrap_or(0.0), 0.0);
+    assert_eq!(value(&after, "mtu_services", &outcome), Some(1.0), "{service} {state} counted: {after:?}");
+    assert_eq!(value(&after, "mtu_healthy", &[]), Some(1.0));
+    assert_eq!(value(&after, "mtu_journal_failed_appends", &[]), Some(0.0));
+    // Device states: one gauge per device and state, exactly one of them 1, as GET /devices says.
+    let (_, devices) = rig.call("GET", "/devices", &t, None);
+    for (name, view) in devices.as_object().unwrap() {
+        let ones: Vec<_> = after
+            .iter()
+            .filter(|s| s["name"] == "mtu_device_state" && s["labels"]["device"] == *name)
+            .filter(|s| s["value"] == 1.0)
+            .map(|s| s["labels"]["state"].clone())
+            .collect();
+        assert_eq!(ones, vec![view["state"].clone()], "{name}");
+    }
+    // Sync as GET /sync reports it (the training van syncs with its in-process HQ): unsynced
+    // records are the journal's head minus what HQ acknowledged.
+    let (_, sync) = rig.call("GET", "/sync", &t, None);
+    let enabled = sync["enabled"].as_bool().unwrap();
+    assert_eq!(value(&after, "mtu_sync_enabled", &[]), Some(if enabled { 1.0 } else { 0.0 }), "{sync}");
+    if enabled {
+        let acked = value(&after, "mtu_sync_acked_seq", &[]).unwrap();
+        assert!(acked <= head as f64, "acked {acked} > head {head}");
+        assert_eq!(value(&after, "mtu_sync_unsynced_records", &[]), Some(head as f64 - acked), "{sync}");
+        if let Some(t) = sync["last_success"].as_str() {
+            let at = value(&after, "mtu_sync_last_success_timestamp_seconds", &[]).expect("last sync time");
+            let ts: jiff::Timestamp = t.parse().unwrap();
+            assert!(at <= ts.as_second() as f64 + 1.0 && at > 1.7e9, "{at} vs {t}");
+        }
+    }
+    assert!(value(&after, "mtu_build_info", &[("version", env!("CARGO_PKG_VERSION"))]) == Some(1.0));
+    assert!(value(&after, "process_start_time_seconds", &[]).is_some());
+    // Nothing personal on the page.
+    let (_, _, page) = get(rig.port, "/metrics");
+    assert!(!page.contains(&national_id) && !page.contains(&txn), "{page}");
+
+    rig.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEBUG"), "the log is at debug level:\n{text}");
+    assert!(text.contains("api request"), "requests are logged:\n{text}");
+    assert!(!text.contains(&national_id), "the log holds the national ID {national_id}:\n{text}");
+    let tail = &national_id[national_id.len() - 4..];
+    assert!(
+        !text.contains(&format!("**********{tail}")),
+        "a national ID reached the log and only the safety net masked it:\n{text}"
+    );
+    assert!(!text.contains(&t), "the log holds the session token:\n{text}");
+    let words = text.split(|c: char| !c.is_ascii_digit());
+    assert!(!words.clone().any(|w| w == "1234"), "the log holds the PIN 1234:\n{text}");
+}
