@@ -219,7 +219,7 @@ pub enum Parity {
 }
 
 /// Serial line settings shared by all devices.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SerialConfig {
     /// Device path: a udev symlink (`/dev/van/payment`) or `/dev/serial/by-id/…`.
     pub path: PathBuf,
@@ -249,7 +249,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 /// One device section: its driver name, serial settings and driver-specific options.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(from = "RawDeviceConfig")]
 pub struct DeviceConfig {
     /// Driver name: `zvt` (payment), `evolis` (card), `zpl` (sticker), `mercury` (rfid).
@@ -369,7 +369,7 @@ fn default_debounce_ms() -> u64 {
 }
 
 /// One GPIO line.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GpioLine {
     /// BCM pin number.

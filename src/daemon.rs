@@ -75,6 +75,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "ready"
     );
 
+    // SIGHUP reads this file again (not HQ's settings put over it below).
+    let reloader = crate::reload::Reloader::new(&config, (*journal).clone());
+
     // Settings HQ sent (a `settings` bundle in office.db) take effect here, at a start, before
     // the devices open: a transaction in flight keeps the profile its intents were made with.
     let config =
@@ -110,7 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app.manager.set_output(Output::ReadyLed, true);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-    let reason = signals.wait_for_stop(power_rx).await;
+    let reason = signals.wait_for_stop(power_rx, reloader).await;
     let stop_started = std::time::Instant::now();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!(reason = reason.as_str(), budget_ms = budget.as_millis() as u64, "stopping");
@@ -143,10 +146,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, caught from start-up on.
+/// SIGTERM and SIGINT (stop) and SIGHUP (reload the configuration), caught from start-up on.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -155,13 +159,18 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         })
     }
 
     /// Waits for SIGTERM, SIGINT or another stop reason (UPS power failure), sending watchdog
-    /// pings meanwhile when systemd asks for them.
-    async fn wait_for_stop(self, mut other: tokio::sync::mpsc::Receiver<&'static str>) -> StopReason {
-        let Signals { mut term, mut int } = self;
+    /// pings meanwhile when systemd asks for them, and reloading the configuration on SIGHUP.
+    async fn wait_for_stop(
+        self,
+        mut other: tokio::sync::mpsc::Receiver<&'static str>,
+        mut reloader: crate::reload::Reloader,
+    ) -> StopReason {
+        let Signals { mut term, mut int, mut hup } = self;
         let watchdog_timeout = sd_notify::watchdog_enabled();
         let watchdog = watchdog_timeout.is_some();
         let period = watchdog_timeout.unwrap_or(Duration::from_secs(2)).max(Duration::from_millis(200)) / 2;
@@ -172,6 +181,11 @@ impl Signals {
                 _ = int.recv() => return StopReason::Sigint,
                 // The only other stop request is the UPS power-fail input's.
                 Some(_) = other.recv() => return StopReason::PowerFail,
+                _ = hup.recv() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                    reloader.reload().await;
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                }
                 _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
             }
         }

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod keys;
 pub mod logging;
 pub mod office;
+pub mod reload;
 pub mod render;
 pub mod sim;
 pub mod sync;

@@ -178,3 +178,105 @@ fn health_metrics_and_a_log_without_ids_pins_or_tokens() {
     let words = text.split(|c: char| !c.is_ascii_digit());
     assert!(!words.clone().any(|w| w == "1234"), "the log holds the PIN 1234:\n{text}");
 }
+
+fn wait_for_log(log: &Path, what: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap();
+        if text.contains(what) {
+            return text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no {what:?} in the log:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hup(rig: &Rig) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(rig.pid().unwrap() as i32, libc::SIGHUP) };
+}
+
+/// The payloads of the journal's records of `kind`.
+fn records(rig: &Rig, kind: &str) -> Vec<Value> {
+    let reader = JournalReader::open(&rig.var().join("journal.db")).unwrap();
+    let mut out = Vec::new();
+    reader
+        .for_each(1, u64::MAX, |r| {
+            if r.kind == kind {
+                out.push(serde_json::from_slice(&r.payload).unwrap());
+            }
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn sighup_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
+    let mut rig = Rig::new();
+    let log = rig.dir.path().join("vand.log");
+    rig.start_logged(&log);
+    let t = rig.login("1001", "1234");
+    let (code, _) = rig.call("GET", "/shift", &t, None);
+    assert_eq!(code, 200);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("api request"), "info level logs no requests:\n{text}");
+
+    // A good file: the log level applies at once; a session limit waits for a restart.
+    set_log_level(&rig.config, "debug");
+    let good = std::fs::read_to_string(&rig.config).unwrap().replacen(
+        "[api]\n",
+        "[api]\nsession_idle_minutes = 29\n",
+        1,
+    );
+    std::fs::write(&rig.config, &good).unwrap();
+    mtu::config::Config::load(&rig.config).expect("the good file is valid");
+    hup(&rig);
+    let text = wait_for_log(&log, "configuration reloaded from");
+    assert_eq!(text.matches("need a restart").count(), 1, "{text}");
+    let restart_line = text.lines().find(|l| l.contains("need a restart")).unwrap();
+    assert!(
+        restart_line.contains("api.session_idle_minutes") && !restart_line.contains("log.level"),
+        "{text}"
+    );
+    let (code, _) = rig.call("GET", "/shift", &t, None);
+    assert_eq!(code, 200);
+    wait_for_log(&log, "api request");
+    let reloaded = records(&rig, "config.reloaded");
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert_eq!(reloaded[0]["applied"], json!(["log.level"]));
+    assert_eq!(reloaded[0]["restart_needed"], json!(["api.session_idle_minutes"]));
+    assert_eq!(reloaded[0]["file"], rig.config.display().to_string());
+
+    // A bad file: refused, logged once with its line and key, the old configuration stays.
+    let bad = good.replace("level = \"debug\"", "level = 5");
+    assert_ne!(bad, good);
+    let bad_line = bad.lines().position(|l| l == "level = 5").unwrap() + 1;
+    std::fs::write(&rig.config, &bad).unwrap();
+    hup(&rig);
+    wait_for_log(&log, "configuration not reloaded");
+    // Give a second line, if any were written, the time to show.
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refused: Vec<_> = text.lines().filter(|l| l.contains("configuration not reloaded")).collect();
+    assert_eq!(refused.len(), 1, "{text}");
+    assert!(refused[0].contains(&format!(":{bad_line}:")) && refused[0].contains("log.level"), "{refused:?}");
+    assert!(rig.running(), "vand keeps running");
+    let (code, _, body) = get(rig.port, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    let before = text.matches("api request").count();
+    let (code, _) = rig.call("GET", "/shift", &t, None);
+    assert_eq!(code, 200, "vand keeps serving");
+    let started = Instant::now();
+    while std::fs::read_to_string(&log).unwrap().matches("api request").count() <= before {
+        assert!(started.elapsed() < Duration::from_secs(10), "debug level kept after the refused reload");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = records(&rig, "config.refused");
+    assert_eq!(
+        refused,
+        vec![json!({"file": rig.config.display().to_string(), "line": bad_line, "key": "log.level"})]
+    );
+    assert_eq!(records(&rig, "config.reloaded").len(), 1);
+    rig.stop();
+}
