@@ -367,6 +367,20 @@ fn wrong_state_is_409_saying_the_state_and_what_is_allowed() {
 }
 
 #[test]
+fn healthz_is_503_naming_the_desk_when_the_desk_cannot_tell_and_metrics_stay_up() {
+    // The fake desk keeps `Desk::ops`'s default (no snapshot): the daemon cannot vouch for itself.
+    let srv = Running::start();
+    let r = srv.send(Req::new("GET", "/healthz"));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["status"], "unhealthy");
+    assert_eq!(r.json()["failing"][0]["part"], "desk", "{}", r.json());
+    let r = srv.send(Req::new("GET", "/metrics"));
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    assert!(text.lines().any(|l| l == "mtu_healthy 0"), "{text}");
+}
+
+#[test]
 fn unknown_routes_and_methods_answer_json() {
     let srv = Running::start();
     let r = srv.send(Req::new("GET", "/api/v1/nothing"));

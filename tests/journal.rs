@@ -261,9 +261,27 @@ fn disk_full_reports_and_loses_nothing_acknowledged() {
     assert!(err.to_string().contains("NOT written"), "{err}");
     // Another failed attempt, then space is freed: the next record is a storage-fault marker.
     assert!(j.append("test.append", &serde_json::json!({"n": "lost", "pad": big})).is_err());
+    // Meanwhile the daemon is unhealthy (GET /healthz answers 503 naming the journal).
+    let h = j.writer_health();
+    assert_eq!((h.open, h.head_seq, h.failed_appends), (true, acked.last().copied(), 2), "{h:?}");
+    let snapshot = |journal| mtu::api::ops::OpsSnapshot {
+        journal,
+        sync: serde_json::json!({"enabled": false}),
+        devices: Default::default(),
+        services: Default::default(),
+    };
+    let failing = mtu::api::ops::failing(Some(&snapshot(h)));
+    assert_eq!(failing.len(), 1, "{failing:?}");
+    assert_eq!(failing[0].part, "journal");
+    assert!(failing[0].why.contains("2 journal appends failed"), "{failing:?}");
     j.set_max_pages(None).unwrap();
     let next = j.append("test.append", &serde_json::json!({"n": "after"})).unwrap();
+    let h = j.writer_health();
+    assert_eq!((h.head_seq, h.failed_appends), (Some(next.seq), 0), "recorded and healthy again: {h:?}");
+    assert!(mtu::api::ops::failing(Some(&snapshot(h))).is_empty());
+    let handle = (*j).clone();
     j.close();
+    assert!(!handle.writer_health().open, "closed");
     let reader = JournalReader::open(&path).unwrap();
     reader.verify_all(None).unwrap();
     let marker = reader.get(next.seq - 1).unwrap();
