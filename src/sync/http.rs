@@ -195,10 +195,10 @@ impl HqClient {
         if !body.is_empty() {
             rb = rb.body(body.to_vec());
         }
-        let mut resp = rb.send().await.map_err(|e| describe(&e))?;
+        let mut resp = rb.send().await.map_err(transport_error)?;
         let status = resp.status().as_u16();
         let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
             if out.len() + chunk.len() > MAX_ANSWER {
                 return Err(format!("HQ's answer is larger than {MAX_ANSWER} bytes"));
             }
@@ -206,6 +206,12 @@ impl HqClient {
         }
         Ok((status, out))
     }
+}
+
+/// A transport error as logged and shown: without the URL, whose query may hold a citizen's
+/// national ID (the down-sync's dossier lookup), and with its causes.
+fn transport_error(e: reqwest::Error) -> String {
+    describe(&e.without_url())
 }
 
 /// A transport error with its causes (reqwest's top-level text alone says little).
@@ -218,4 +224,26 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transport_errors_do_not_carry_the_query() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/v1/dossier?national_id=29001011234567");
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let client = reqwest::Client::builder().tls_backend_preconfigured(tls).build().unwrap();
+        let e = rt.block_on(client.get(&url).send()).expect_err("nothing listens");
+        assert!(super::describe(&e).contains("29001011234567"), "reqwest's own text names the URL");
+        let text = super::transport_error(e);
+        assert!(!text.contains("29001011234567") && !text.contains("national_id"), "{text}");
+    }
 }
