@@ -334,4 +334,16 @@ mod tests {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
         assert!(t <= now + 1.0 && t > now - 86_400.0 * 365.0, "{t} vs {now}");
     }
+
+    #[test]
+    fn docs_list_every_metric_with_its_type() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+        let text = render(Some(&snapshot()), &Process { version: "1", start_time: Some(1.0) });
+        let families: Vec<_> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
+        assert!(families.len() >= 12, "{families:?}");
+        for f in families {
+            let (name, kind) = f.split_once(' ').unwrap();
+            assert!(doc.contains(&format!("| `{name}` | {kind} |")), "docs/api.md lacks {name} ({kind})");
+        }
+    }
 }
