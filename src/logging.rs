@@ -1,5 +1,5 @@
-//! Logging with `tracing`: journald when run by systemd, readable lines in a terminal, plain
-//! lines (no colour codes) when stderr is a file or a pipe.
+//! Logging with `tracing`: lines with their syslog priority for journald when run by systemd,
+//! readable lines in a terminal, plain lines (no colour codes) when stderr is a file or a pipe.
 //!
 //! A safety net masks national IDs in every text line ([`MaskingWriter`]); the code does not
 //! log IDs, PINs, tokens or keys in the first place. The filter can be changed at run time
@@ -33,23 +33,54 @@ pub fn init(cfg: &LogConfig) {
         LogFormat::Text => false,
         LogFormat::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
     };
-    if journald && let Ok(layer) = tracing_journald::layer() {
-        if tracing_subscriber::registry().with(filter).with(layer).try_init().is_ok() {
-            let _ = FILTER.set((handle, overridden));
-        }
-        return;
-    }
-    let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(MaskingWriter::new(std::io::stderr))
-                .with_target(false)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .try_init();
+    // For the journal: one line per event on stderr, led by its syslog priority (`<3>` … `<7>`,
+    // which journald reads as the entry's PRIORITY) and without a timestamp (journald stamps
+    // each entry). Going through stderr, like the terminal's lines, every line passes the
+    // national-ID mask.
+    let layer = tracing_subscriber::fmt::layer().with_target(false);
+    let installed = if journald {
+        let layer = layer
+            .without_time()
+            .with_ansi(false)
+            .event_format(SyslogPriority(tracing_subscriber::fmt::format().without_time().with_target(false)))
+            .with_writer(MaskingWriter::new(std::io::stderr));
+        tracing_subscriber::registry().with(filter).with(layer).try_init()
+    } else {
+        let layer =
+            layer.with_writer(MaskingWriter::new(std::io::stderr)).with_ansi(std::io::stderr().is_terminal());
+        tracing_subscriber::registry().with(filter).with(layer).try_init()
+    };
     if installed.is_ok() {
         let _ = FILTER.set((handle, overridden));
+    }
+}
+
+/// An event format that leads each line with the event's syslog priority in the `<N>` form
+/// systemd reads on a service's stderr (`SyslogLevelPrefix=`, on by default).
+#[derive(Debug, Clone)]
+pub struct SyslogPriority<F>(pub F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for SyslogPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        // sd-daemon(3): 3 err, 4 warning, 6 info, 7 debug.
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
     }
 }
 
@@ -228,5 +259,33 @@ mod tests {
         assert!(text.contains("national_id=\"**********4567\""), "{text}");
         assert!(text.contains("dossier for **********٤٥٦٧"), "{text}");
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn journald_lines_carry_their_priority_and_are_masked() {
+        let sink = Sink::default();
+        let make = {
+            let sink = sink.clone();
+            move || sink.clone()
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(MaskingWriter::new(make))
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .event_format(SyslogPriority(tracing_subscriber::fmt::format().without_time().with_target(false)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!("e 29001011234567");
+            tracing::warn!("w");
+            tracing::info!("i");
+            tracing::debug!("d");
+        });
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        for (line, p) in lines.iter().zip(["<3>", "<4>", "<6>", "<7>"]) {
+            assert!(line.starts_with(p), "{line:?} should start with {p}");
+        }
+        assert!(lines[0].ends_with("e **********4567"), "{text}");
     }
 }
