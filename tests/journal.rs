@@ -269,6 +269,7 @@ fn disk_full_reports_and_loses_nothing_acknowledged() {
         sync: serde_json::json!({"enabled": false}),
         devices: Default::default(),
         services: Default::default(),
+        outcomes: Default::default(),
     };
     let failing = mtu::api::ops::failing(Some(&snapshot(h)));
     assert_eq!(failing.len(), 1, "{failing:?}");

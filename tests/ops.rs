@@ -130,6 +130,12 @@ fn health_metrics_and_a_log_without_ids_pins_or_tokens() {
     let outcome = [("service", service.as_str()), ("state", state.as_str())];
     assert_eq!(value(&before, "mtu_services", &outcome).unwrap_or(0.0), 0.0);
     assert_eq!(value(&after, "mtu_services", &outcome), Some(1.0), "{service} {state} counted: {after:?}");
+    // The outcome counter moved by one for this service.
+    let counted = [("service", service.as_str()), ("outcome", "completed")];
+    assert_eq!(state, "completed", "{done}");
+    assert_eq!(value(&before, "mtu_service_outcomes_total", &counted).unwrap_or(0.0), 0.0);
+    assert_eq!(value(&after, "mtu_service_outcomes_total", &counted), Some(1.0), "{after:?}");
+    assert!(after.iter().any(|s| s["family"] == "mtu_service_outcomes" && s["type"] == "counter"));
     assert_eq!(value(&after, "mtu_healthy", &[]), Some(1.0));
     assert_eq!(value(&after, "mtu_journal_failed_appends", &[]), Some(0.0));
     // Device states: one gauge per device and state, exactly one of them 1, as GET /devices says.

@@ -37,6 +37,9 @@ pub struct OpsSnapshot {
     pub devices: BTreeMap<String, String>,
     /// Transactions by (service kind, state name), counted over the journal's transactions.
     pub services: BTreeMap<(String, String), u64>,
+    /// Transactions by (service kind, outcome) for each outcome the journal records once and for
+    /// good (`completed`, `cancelled`, `voided`): a completed service voided later counts in both.
+    pub outcomes: BTreeMap<(String, String), u64>,
 }
 
 /// Why the daemon is unhealthy: the part that fails, and in what way.
@@ -257,6 +260,15 @@ pub fn render(snapshot: Option<&OpsSnapshot>, process: &Process) -> String {
     }
 
     o.family(
+        "mtu_service_outcomes_total",
+        "counter",
+        "Services that reached an outcome (completed, cancelled, voided), by service kind; a void counts after the completion.",
+    );
+    for ((service, outcome), n) in &s.outcomes {
+        o.sample("mtu_service_outcomes_total", &[("service", service), ("outcome", outcome)], *n as f64);
+    }
+
+    o.family(
         "mtu_services",
         "gauge",
         "Transactions in the journal by service kind and current state (completed, cancelled, voided, …).",
@@ -280,6 +292,7 @@ mod tests {
             }),
             devices: [("card".to_owned(), "fault".to_owned())].into(),
             services: [(("inspection".to_owned(), "completed".to_owned()), 3)].into(),
+            outcomes: [(("inspection".to_owned(), "completed".to_owned()), 4)].into(),
         }
     }
 
@@ -311,6 +324,8 @@ mod tests {
             "mtu_device_state{device=\"card\",state=\"fault\"} 1",
             "mtu_device_state{device=\"card\",state=\"connected\"} 0",
             "mtu_services{service=\"inspection\",state=\"completed\"} 3",
+            "# TYPE mtu_service_outcomes_total counter",
+            "mtu_service_outcomes_total{service=\"inspection\",outcome=\"completed\"} 4",
             "mtu_build_info{version=\"1.2.3\"} 1",
             "process_start_time_seconds 1.5",
             "mtu_healthy 1",

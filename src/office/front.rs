@@ -1504,17 +1504,26 @@ impl api::Desk for Office {
             .iter()
             .map(|(d, h)| (d.name().to_owned(), h.state_name().to_owned()))
             .collect();
-        let mut services = BTreeMap::new();
+        let (mut services, mut outcomes) = (BTreeMap::new(), BTreeMap::new());
         for t in self.shell.txns(|_| true) {
             let kind = serde_json::to_value(t.service()).ok().and_then(|v| v.as_str().map(str::to_owned));
-            let key = (kind.unwrap_or_else(|| "unknown".into()), txn_state(&t).name().to_owned());
-            *services.entry(key).or_insert(0u64) += 1;
+            let kind = kind.unwrap_or_else(|| "unknown".into());
+            *services.entry((kind.clone(), txn_state(&t).name().to_owned())).or_insert(0u64) += 1;
+            let reached = [
+                ("completed", t.complete.is_some()),
+                ("cancelled", t.cancelled.is_some()),
+                ("voided", t.void.is_some()),
+            ];
+            for (outcome, _) in reached.into_iter().filter(|(_, r)| *r) {
+                *outcomes.entry((kind.clone(), outcome.to_owned())).or_insert(0u64) += 1;
+            }
         }
         Some(crate::api::ops::OpsSnapshot {
             journal: self.shell.journal().writer_health(),
             sync,
             devices,
             services,
+            outcomes,
         })
     }
 }
