@@ -195,6 +195,12 @@ fn check_control(deb: &Path) {
     let enable = postinst.find("deb-systemd-helper enable vand.service").expect("enable");
     let keygen = postinst.find("elif keygen; then").expect("keygen");
     assert!(sysusers < enable && enable < keygen, "the user exists before the key is made");
+    // Upgrades restart a running vand (no stop in prerm then); removal stops it; purge forgets it.
+    assert!(postinst.contains("deb-systemd-invoke try-restart vand.service"));
+    let prerm = std::fs::read_to_string(dir.path().join("prerm")).unwrap();
+    assert!(prerm.contains("[ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop vand.service"), "{prerm}");
+    let postrm = std::fs::read_to_string(dir.path().join("postrm")).unwrap();
+    assert!(postrm.contains("deb-systemd-helper purge vand.service"), "{postrm}");
 }
 
 #[test]
