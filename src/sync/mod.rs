@@ -99,6 +99,9 @@ pub async fn start(config: &Config, journal: &crate::journal::Journal) -> anyhow
         return Ok(None);
     }
     let (url, hq_key, ca_file, training) = match &s.training_hq {
+        #[cfg(not(feature = "training-hq"))]
+        Some(_) => return Err(no_training_hq(&config.source)),
+        #[cfg(feature = "training-hq")]
         Some(t) => {
             let hq = training::TrainingHq::start(t, &config.van.id, &config.paths.journal_path()).await?;
             tracing::info!(
@@ -130,6 +133,17 @@ pub async fn start(config: &Config, journal: &crate::journal::Journal) -> anyhow
         Some(&config.paths.state_dir),
     );
     Ok(Some(Started { task, handle, training, client, hq_key }))
+}
+
+/// The error of a build without the `training-hq` feature (the van's package) given a config with
+/// `[sync.training_hq]`: names the file and the key, says why and what to do.
+pub fn no_training_hq(source: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{source}: sync.training_hq: this build of vand has no training HQ (built without the \
+         `training-hq` feature, as the van's package is); remove [sync.training_hq] and set sync.url, \
+         sync.hq_public_key and sync.ca_file to the real HQ, or run the training van from a default \
+         build (`cargo run --bin vand`)"
+    )
 }
 
 /// `vanctl sync status|now` on the control socket.
@@ -246,5 +260,13 @@ mod tests {
         for h in [&a, &b] {
             assert!(wire::verify_request(&key.verifying_key(), "GET", wire::PATH_ACK, h, b""));
         }
+    }
+
+    #[test]
+    fn a_build_without_training_hq_names_the_file_the_key_and_why() {
+        let e = no_training_hq("/etc/mtu/vand.toml").to_string();
+        assert!(e.starts_with("/etc/mtu/vand.toml: sync.training_hq: "), "{e}");
+        assert!(e.contains("this build of vand has no training HQ"), "{e}");
+        assert!(e.contains("`training-hq` feature"), "{e}");
     }
 }
