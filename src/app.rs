@@ -494,12 +494,13 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The tamper alarm's outputs: fault LED and buzzer (steady; the buzzer module sounds its own
-/// pattern).
+/// The tamper alarm's outputs: fault LED and buzzer, steady until a supervisor clears the alarm
+/// (an active buzzer module sounds on its own; a steady line needs no timing from vand).
 pub fn tamper_outputs(manager: &Manager, on: bool) {
     use crate::devices::gpio::Output;
     manager.set_output(Output::Buzzer, on);
-    manager.set_output(Output::FaultLed, on);
+    // The fault LED follows device health; the alarm holds it on.
+    manager.set_alarm(on);
 }
 
 async fn power_action(journal: &Journal, duties: &GpioDuties, action: crate::power::PowerAction) {
