@@ -126,6 +126,13 @@ fn power_failure_drains_refuses_new_services_and_stops_cleanly_within_the_hold_u
     let results = of_txn.iter().filter(|k| **k == "payment.result").count();
     assert!(intents >= 1, "the payment had started: {of_txn:?}");
     assert_eq!(intents, results, "a payment intent without its result: {of_txn:?}");
+    // …and it was in flight: its intent before the failure, its result after.
+    let seq_of = |kind: &str| recs.iter().find(|(_, k, p)| k == kind && p["txn"] == txn.as_str()).unwrap().0;
+    let fail_seq = recs[fail].0;
+    assert!(
+        seq_of("payment.intent") < fail_seq && fail_seq < seq_of("payment.result"),
+        "the payment was not in flight when mains went: {of_txn:?}"
+    );
     vanctl_verify(&rig);
     // No WAL left behind for the next boot to replay.
     for db in ["journal.db-wal", "office.db-wal"] {
