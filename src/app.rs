@@ -428,31 +428,38 @@ async fn record_gpio(
     if duties.office.as_ref().is_some_and(|o| o.tamper_latched().is_some()) {
         tamper_outputs(&duties.manager, true);
     }
+    // An input already active before this recorder subscribed (mains lost or the box open at
+    // start) is acted on now; its event, if it comes as well, changes nothing more.
+    let mut first: Option<Vec<GpioEvent>> = Some(active_levels(&state));
     loop {
         if let Some(h) = &duties.heartbeat {
             h.beat();
         }
         let wake = duties.power.deadline().map(tokio::time::Instant::from_std);
-        let batch: Vec<GpioEvent> = tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => vec![e],
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!("{n} GPIO events were skipped (the recorder fell behind): recording current levels");
-                    let inputs = state().map(|s| s.inputs).unwrap_or_default();
-                    inputs
-                        .iter()
-                        .filter_map(|(name, active)| match name.as_str() {
-                            "tamper" => Some(GpioEvent::Tamper { active: *active }),
-                            "power_fail" => Some(GpioEvent::PowerFail { active: *active }),
-                            _ => None,
-                        })
-                        .collect()
-                }
-                Err(_) => return,
-            },
-            _ = sleep_until_some(wake) => Vec::new(),
-            _ = tokio::time::sleep(GPIO_TICK) => Vec::new(),
-            _ = until(&mut cancel) => return,
+        let batch: Vec<GpioEvent> = if let Some(b) = first.take() {
+            b
+        } else {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => vec![e],
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::error!("{n} GPIO events were skipped (the recorder fell behind): recording current levels");
+                        let inputs = state().map(|s| s.inputs).unwrap_or_default();
+                        inputs
+                            .iter()
+                            .filter_map(|(name, active)| match name.as_str() {
+                                "tamper" => Some(GpioEvent::Tamper { active: *active }),
+                                "power_fail" => Some(GpioEvent::PowerFail { active: *active }),
+                                _ => None,
+                            })
+                            .collect()
+                    }
+                    Err(_) => return,
+                },
+                _ = sleep_until_some(wake) => Vec::new(),
+                _ = tokio::time::sleep(GPIO_TICK) => Vec::new(),
+                _ = until(&mut cancel) => return,
+            }
         };
         for event in batch {
             let (kind, active) = match event {
@@ -484,6 +491,20 @@ async fn record_gpio(
             let _ = stop.send("power-fail").await;
         }
     }
+}
+
+/// The inputs that are active now, as events.
+fn active_levels(state: &impl Fn() -> Option<crate::devices::gpio::GpioState>) -> Vec<GpioEvent> {
+    let inputs = state().map(|s| s.inputs).unwrap_or_default();
+    inputs
+        .iter()
+        .filter(|(_, active)| **active)
+        .filter_map(|(name, _)| match name.as_str() {
+            "tamper" => Some(GpioEvent::Tamper { active: true }),
+            "power_fail" => Some(GpioEvent::PowerFail { active: true }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Sleeps until `at`, or for ever without one.

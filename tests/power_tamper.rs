@@ -266,3 +266,22 @@ fn an_opened_box_latches_an_alarm_that_only_a_supervisor_clears_once_it_is_close
     assert_eq!(cleared.2["raised_seq"], raised);
     vanctl_verify(&rig);
 }
+
+#[test]
+fn inputs_already_active_at_start_are_acted_on() {
+    let mut rig = rig("0", 10, 3);
+    // The box is open and mains is lost before vand starts.
+    gpio(&rig, Input::Tamper, true);
+    gpio(&rig, Input::PowerFail, true);
+    rig.start(None);
+    let t = rig.login(OFFICER.0, OFFICER.1);
+    let (_, a) = rig.call("GET", "/alarms", &t, None);
+    assert_eq!(a["power_failing"], true, "{a}");
+    assert_eq!(a["tamper"]["latched"], true, "{a}");
+    assert_eq!(a["tamper"]["switch_open"], true, "{a}");
+    let status = rig.wait_exit(Duration::from_secs(10)).expect("vand stopped within the hold-up time");
+    assert!(status.success(), "{status}");
+    let recs = records(&rig);
+    assert_eq!(recs.last().unwrap().2["reason"], "power-fail");
+    vanctl_verify(&rig);
+}
