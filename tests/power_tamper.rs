@@ -237,6 +237,15 @@ fn an_opened_box_latches_an_alarm_that_only_a_supervisor_clears_once_it_is_close
     assert_eq!(a["tamper"]["switch_open"], false, "{a}");
     let (code, v) = import_empty(&rig, &sup);
     assert_eq!((code, v["error"]["code"].as_str()), (409, Some("tamper.latched")), "{v}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vanctl"))
+        .arg("--config")
+        .arg(&rig.config)
+        .args(["alarms", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown, a, "vanctl alarms shows what GET /alarms does");
     wait_for("alarm outputs on after the restart", Duration::from_secs(3), || {
         let lines = gpio_lines(&rig);
         lines.iter().any(|l| l == "buzzer: on") && lines.iter().any(|l| l == "fault_led: on")

@@ -1701,12 +1701,19 @@ impl OfficeExtra {
 
 impl crate::control::ControlExtra for OfficeExtra {
     fn commands(&self) -> &[&'static str] {
-        &["import", "bookings", "officers", "settings"]
+        &["import", "bookings", "officers", "settings", "alarms"]
     }
 
     fn handle(&self, request: serde_json::Value) -> crate::control::ExtraFuture<'_> {
         if request.get("cmd").and_then(serde_json::Value::as_str) == Some("settings") {
             return Box::pin(async move { self.settings() });
+        }
+        if request.get("cmd").and_then(serde_json::Value::as_str) == Some("alarms") {
+            return Box::pin(async move {
+                serde_json::to_value(self.office.alarm_view())
+                    .map(|a| json!({ "alarms": a }))
+                    .map_err(|e| e.to_string())
+            });
         }
         if request.get("cmd").and_then(serde_json::Value::as_str) != Some("import") {
             return self.lists.handle(request);
