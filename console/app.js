@@ -171,6 +171,7 @@ function forget() {
   sessionStorage.removeItem('console.officer');
   if (S.es) { S.es.close(); S.es = null; }
   setLive(null);
+  showAlarm(null);
 }
 const isSupervisor = () => S.officer?.role === 'supervisor';
 
@@ -181,6 +182,22 @@ function setLive(state) {
   l.hidden = !state;
   if (state) l.dataset.state = state; else delete l.dataset.state;
   if (state) l.textContent = t('live.' + state);
+}
+
+/** The power-fail and tamper alarms (GET /alarms, `alarm` events) above every screen. */
+function showAlarm(a) {
+  const box = document.getElementById('alarm');
+  const kids = [];
+  if (a?.power_failing) kids.push(el('p', { 'data-alarm': 'power' }, t('alarm.power_failing')));
+  if (a?.tamper?.latched) {
+    kids.push(el('p', { 'data-alarm': 'tamper' }, t('alarm.tamper')));
+    if (a.tamper.switch_open) kids.push(el('p', { 'data-alarm': 'tamper-open' }, t('alarm.tamper_open')));
+    else if (isSupervisor()) {
+      kids.push(btn('alarm.tamper_clear', 'tamper-clear', () => askReason('alarm.tamper_clear_title', (reason) => api('POST', '/tamper/clear', { reason }).then(showAlarm))));
+    }
+  }
+  box.replaceChildren(...kids);
+  box.hidden = !kids.length;
 }
 
 function connectEvents() {
@@ -213,6 +230,7 @@ function connectEvents() {
     deviceIndicator();
     if (S.view?.name === 'devices') refreshSoon();
   });
+  es.addEventListener('alarm', (ev) => showAlarm(JSON.parse(ev.data).alarm));
   es.addEventListener('lagged', () => refreshSoon());
 }
 
@@ -286,6 +304,7 @@ async function renderOnce(fresh) {
   chrome();
   if (S.token) {
     connectEvents();
+    api('GET', '/alarms').then(showAlarm).catch(() => {});
     if (!Object.keys(S.devices).length) api('GET', '/devices').then((d) => { Object.assign(S.devices, d); deviceIndicator(); }).catch(() => {});
   }
   try {

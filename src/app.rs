@@ -133,8 +133,14 @@ impl App {
         Ok(())
     }
 
-    /// Starts the daemon's services under one cancellation.
-    pub fn run_services(&mut self, power_fail: mpsc::Sender<&'static str>) -> Supervisor {
+    /// Starts the daemon's services under one cancellation. `power_fail` gets `"power-fail"` when
+    /// the daemon must stop for a power failure; loops that matter beat `liveness` (when given,
+    /// each must beat within `max_silence`).
+    pub fn run_services(
+        &mut self,
+        power_fail: mpsc::Sender<&'static str>,
+        liveness: Option<(&crate::watchdog::Liveness, Duration)>,
+    ) -> Supervisor {
         let mut sup = Supervisor::new();
         let socket = crate::control::socket_path(&self.config.paths.state_dir);
         let manager = self.manager.clone();
@@ -178,7 +184,47 @@ impl App {
         let (journal, events, manager) =
             (self.journal.clone(), self.manager.gpio_events(), self.manager.clone());
         let state = move || manager.gpio_state();
-        sup.spawn("gpio recorder", move |cancel| record_gpio(journal, events, state, power_fail, cancel));
+        let duties = GpioDuties {
+            office: self.office.clone(),
+            power: crate::power::PowerMonitor::new(self.config.power.ride_through),
+            manager: self.manager.clone(),
+            heartbeat: liveness.map(|(l, max)| l.heartbeat("gpio recorder", max)),
+        };
+        sup.spawn("gpio recorder", move |cancel| {
+            record_gpio(journal, events, state, duties, power_fail, cancel)
+        });
+        if let Some((live, max)) = liveness {
+            let every = (max / 4).max(Duration::from_millis(100));
+            let journal = self.journal.clone();
+            let beat = live.heartbeat("journal writer", max);
+            sup.spawn("journal probe", move |cancel| {
+                probe_loop(
+                    beat,
+                    every,
+                    move || {
+                        let j = journal.clone();
+                        async move {
+                            let _ = tokio::task::spawn_blocking(move || j.probe_writer()).await;
+                        }
+                    },
+                    cancel,
+                )
+            });
+            if let Some(office) = self.office.clone() {
+                let beat = live.heartbeat("service desk", max);
+                sup.spawn("desk probe", move |cancel| {
+                    probe_loop(
+                        beat,
+                        every,
+                        move || {
+                            let o = office.clone();
+                            async move { o.probe().await }
+                        },
+                        cancel,
+                    )
+                });
+            }
+        }
         sup
     }
 
@@ -349,36 +395,71 @@ async fn record_health(
     }
 }
 
-/// Records tamper and power-fail inputs (`gpio.tamper`, `power.fail`); a power failure asks the
-/// daemon to stop cleanly while the UPS still holds. Inputs are levels: if the recorder ever falls
-/// behind the event queue, it records the inputs' current levels instead of the missed edges.
+/// What the GPIO recorder acts on besides the journal.
+pub struct GpioDuties {
+    /// The service desk (drained on a power failure; holds the tamper latch).
+    pub office: Option<Arc<crate::office::front::Office>>,
+    /// The power-fail decisions (`[power] ride_through_s`).
+    pub power: crate::power::PowerMonitor,
+    /// The LEDs and buzzer.
+    pub manager: Arc<Manager>,
+    /// Beaten each time round the loop (the watchdog's "gpio recorder").
+    pub heartbeat: Option<crate::watchdog::Heartbeat>,
+}
+
+/// How often the GPIO recorder goes round its loop when nothing happens (its heartbeat).
+const GPIO_TICK: Duration = Duration::from_millis(500);
+
+/// Records tamper and power-fail inputs (`gpio.tamper`, `power.fail`) and acts on them: a
+/// power failure drains the desk at once and asks the daemon to stop once it outlasts the
+/// ride-through time (`power.restored` when mains is back in time); an opened case latches the
+/// tamper alarm (fault LED and buzzer on). Inputs are levels: if the recorder ever falls behind
+/// the event queue, it records the inputs' current levels instead of the missed edges.
 async fn record_gpio(
     journal: Journal,
     events: Option<tokio::sync::broadcast::Receiver<GpioEvent>>,
     state: impl Fn() -> Option<crate::devices::gpio::GpioState> + Send,
+    mut duties: GpioDuties,
     stop: mpsc::Sender<&'static str>,
     mut cancel: watch::Receiver<bool>,
 ) {
     let Some(mut events) = events else { return };
+    // A latch from before a restart lights the alarm again.
+    if duties.office.as_ref().is_some_and(|o| o.tamper_latched().is_some()) {
+        tamper_outputs(&duties.manager, true);
+    }
+    // An input already active before this recorder subscribed (mains lost or the box open at
+    // start) is acted on now; its event, if it comes as well, changes nothing more.
+    let mut first: Option<Vec<GpioEvent>> = Some(active_levels(&state));
     loop {
-        let batch: Vec<GpioEvent> = tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => vec![e],
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!("{n} GPIO events were skipped (the recorder fell behind): recording current levels");
-                    let inputs = state().map(|s| s.inputs).unwrap_or_default();
-                    inputs
-                        .iter()
-                        .filter_map(|(name, active)| match name.as_str() {
-                            "tamper" => Some(GpioEvent::Tamper { active: *active }),
-                            "power_fail" => Some(GpioEvent::PowerFail { active: *active }),
-                            _ => None,
-                        })
-                        .collect()
-                }
-                Err(_) => return,
-            },
-            _ = until(&mut cancel) => return,
+        if let Some(h) = &duties.heartbeat {
+            h.beat();
+        }
+        let wake = duties.power.deadline().map(tokio::time::Instant::from_std);
+        let batch: Vec<GpioEvent> = if let Some(b) = first.take() {
+            b
+        } else {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => vec![e],
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::error!("{n} GPIO events were skipped (the recorder fell behind): recording current levels");
+                        let inputs = state().map(|s| s.inputs).unwrap_or_default();
+                        inputs
+                            .iter()
+                            .filter_map(|(name, active)| match name.as_str() {
+                                "tamper" => Some(GpioEvent::Tamper { active: *active }),
+                                "power_fail" => Some(GpioEvent::PowerFail { active: *active }),
+                                _ => None,
+                            })
+                            .collect()
+                    }
+                    Err(_) => return,
+                },
+                _ = sleep_until_some(wake) => Vec::new(),
+                _ = tokio::time::sleep(GPIO_TICK) => Vec::new(),
+                _ = until(&mut cancel) => return,
+            }
         };
         for event in batch {
             let (kind, active) = match event {
@@ -388,10 +469,117 @@ async fn record_gpio(
             if active {
                 tracing::warn!("{kind}: active");
             }
-            append(&journal, kind, &InputChange { active }).await;
-            if matches!(event, GpioEvent::PowerFail { active: true }) {
-                let _ = stop.send("power-fail").await;
+            let seq = append_seq(&journal, kind, &InputChange { active }).await;
+            match event {
+                GpioEvent::Tamper { active } => {
+                    if let Some(o) = &duties.office {
+                        o.tamper_switch(active, seq).await;
+                    }
+                    if active {
+                        tamper_outputs(&duties.manager, true);
+                    }
+                }
+                GpioEvent::PowerFail { active } => {
+                    let action = duties.power.input(active, std::time::Instant::now());
+                    power_action(&journal, &duties, action).await;
+                }
             }
+        }
+        let action = duties.power.poll(std::time::Instant::now());
+        if action == crate::power::PowerAction::Stop {
+            power_action(&journal, &duties, action).await;
+            let _ = stop.send("power-fail").await;
+        }
+    }
+}
+
+/// The inputs that are active now, as events.
+fn active_levels(state: &impl Fn() -> Option<crate::devices::gpio::GpioState>) -> Vec<GpioEvent> {
+    let inputs = state().map(|s| s.inputs).unwrap_or_default();
+    inputs
+        .iter()
+        .filter(|(_, active)| **active)
+        .filter_map(|(name, _)| match name.as_str() {
+            "tamper" => Some(GpioEvent::Tamper { active: true }),
+            "power_fail" => Some(GpioEvent::PowerFail { active: true }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The tamper alarm's outputs: fault LED and buzzer, steady until a supervisor clears the alarm
+/// (an active buzzer module sounds on its own; a steady line needs no timing from vand).
+pub fn tamper_outputs(manager: &Manager, on: bool) {
+    use crate::devices::gpio::Output;
+    manager.set_output(Output::Buzzer, on);
+    // The fault LED follows device health; the alarm holds it on.
+    manager.set_alarm(on);
+}
+
+async fn power_action(journal: &Journal, duties: &GpioDuties, action: crate::power::PowerAction) {
+    use crate::power::PowerAction;
+    match action {
+        PowerAction::None => {}
+        PowerAction::Drain => {
+            if let Some(o) = &duties.office {
+                o.set_power_failing(true);
+            }
+            tracing::warn!("mains lost: running on the UPS; no new service starts");
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(
+                "mains lost: on UPS, taking no new services",
+            )]);
+        }
+        PowerAction::Restore { away } => {
+            let away_ms = away.as_millis() as u64;
+            append(journal, kinds::POWER_RESTORED, &kinds::PowerRestored { away_ms }).await;
+            if let Some(o) = &duties.office {
+                o.set_power_failing(false);
+            }
+            tracing::warn!(away_ms, "mains restored within the ride-through time: taking services again");
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status("running")]);
+        }
+        PowerAction::Stop => {
+            tracing::warn!("mains did not return within the ride-through time: stopping while the UPS holds");
+        }
+    }
+}
+
+/// Like [`append`], returning the record's sequence number (0 when it could not be written).
+async fn append_seq<T: serde::Serialize>(journal: &Journal, kind: &str, payload: &T) -> u64 {
+    let value = serde_json::to_value(payload).unwrap_or(serde_json::Value::Null);
+    match journal.append_async(kind, &value).await {
+        Ok(a) => a.seq,
+        Err(e) => {
+            tracing::error!(error = %e, %kind, "could not journal");
+            0
+        }
+    }
+}
+
+/// Probes a shared resource every `every`, beating `heartbeat` after each probe that returns.
+async fn probe_loop<F, Fut>(
+    heartbeat: crate::watchdog::Heartbeat,
+    every: Duration,
+    probe: F,
+    mut cancel: watch::Receiver<bool>,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        probe().await;
+        heartbeat.beat();
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = until(&mut cancel) => return,
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct Config {
     pub journal: JournalConfig,
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// What the UPS gives on a power failure (docs/hardware.md, "Power failure").
+    #[serde(default)]
+    pub power: PowerConfig,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
@@ -165,6 +168,58 @@ impl From<RawDaemonConfig> for DaemonConfig {
         DaemonConfig { shutdown_budget: std::time::Duration::from_millis(r.shutdown_budget_ms) }
     }
 }
+
+/// The UPS behind the van's box: how long it holds after mains is lost, and how long a
+/// mains glitch may last without stopping the van.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, from = "RawPowerConfig")]
+pub struct PowerConfig {
+    /// The UPS's rated hold-up time (`hold_up_s`, default 60): vand must have stopped before it
+    /// ends.
+    pub hold_up: std::time::Duration,
+    /// A mains loss shorter than this (`ride_through_s`, default 10) is a glitch: services are
+    /// refused meanwhile and taken again when mains returns; a longer one stops the van.
+    pub ride_through: std::time::Duration,
+}
+
+impl PowerConfig {
+    /// The budget of a power-fail stop: `[daemon] shutdown_budget_ms`, but never more than what
+    /// is left of the hold-up time once the ride-through has passed.
+    pub fn stop_budget(&self, daemon: &DaemonConfig) -> std::time::Duration {
+        daemon.shutdown_budget.min(self.hold_up.saturating_sub(self.ride_through))
+    }
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        RawPowerConfig::default().into()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPowerConfig {
+    hold_up_s: u64,
+    ride_through_s: u64,
+}
+
+impl Default for RawPowerConfig {
+    fn default() -> Self {
+        RawPowerConfig { hold_up_s: 60, ride_through_s: 10 }
+    }
+}
+
+impl From<RawPowerConfig> for PowerConfig {
+    fn from(r: RawPowerConfig) -> Self {
+        PowerConfig {
+            hold_up: std::time::Duration::from_secs(r.hold_up_s),
+            ride_through: std::time::Duration::from_secs(r.ride_through_s),
+        }
+    }
+}
+
+/// The least time a power-fail stop gets (the stop records, the WAL checkpoints).
+pub const MIN_POWER_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
@@ -641,6 +696,7 @@ impl Config {
         if self.journal.checkpoint_every == 0 {
             return Err(("journal.checkpoint_every".into(), "must be at least 1".into()));
         }
+        self.validate_power()?;
         if jiff::tz::TimeZone::get(&self.service.timezone).is_err() {
             return Err((
                 "service.timezone".into(),
@@ -740,6 +796,29 @@ impl Config {
                     format!("BCM pin {} does not exist", line.pin),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_power(&self) -> Result<(), (String, String)> {
+        let p = &self.power;
+        if p.hold_up.is_zero() || p.hold_up > std::time::Duration::from_secs(3600) {
+            return Err((
+                "power.hold_up_s".into(),
+                "must be 1 … 3600 seconds (the UPS's rated hold-up time)".into(),
+            ));
+        }
+        if p.hold_up.saturating_sub(p.ride_through) < MIN_POWER_STOP {
+            return Err((
+                "power.ride_through_s".into(),
+                format!(
+                    "{} s leaves less than {} s of the {} s hold-up time for a clean stop; make it at most {} s",
+                    p.ride_through.as_secs(),
+                    MIN_POWER_STOP.as_secs(),
+                    p.hold_up.as_secs(),
+                    p.hold_up.saturating_sub(MIN_POWER_STOP).as_secs()
+                ),
+            ));
         }
         Ok(())
     }
@@ -943,6 +1022,24 @@ mod tests {
         assert_eq!(line, 2);
         let (_, key, msg) = err("mode = \"simulation\"\n[paths]\nstate_dir=\"v\"\n");
         assert!(msg.contains("van"), "{key}: {msg}");
+    }
+
+    #[test]
+    fn power_section_is_checked_and_its_stop_budget_fits_the_hold_up_time() {
+        let c = Config::parse(BASE, "t.toml").unwrap();
+        assert_eq!((c.power.hold_up.as_secs(), c.power.ride_through.as_secs()), (60, 10));
+        // 15 s of [daemon] budget fits in the 50 s left after the ride-through.
+        assert_eq!(c.power.stop_budget(&c.daemon).as_secs(), 15);
+        let c =
+            Config::parse(&format!("{BASE}[power]\nhold_up_s = 20\nride_through_s = 8\n"), "t.toml").unwrap();
+        assert_eq!(c.power.stop_budget(&c.daemon).as_secs(), 12);
+        let (line, key, msg) = err(&format!("{BASE}[power]\nhold_up_s = 20\nride_through_s = 16\n"));
+        assert_eq!((line, key.as_str()), (8, "power.ride_through_s"), "{msg}");
+        assert!(msg.contains("at most 15 s"), "{msg}");
+        let (line, key, _) = err(&format!("{BASE}[power]\nhold_up_s = 0\n"));
+        assert_eq!((line, key.as_str()), (7, "power.hold_up_s"));
+        let (line, key, _) = err(&format!("{BASE}[power]\nhold_up = 30\n"));
+        assert_eq!(line, 7, "{key}");
     }
 
     #[test]

@@ -109,16 +109,54 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     app.start_office().await.context("starting the service desk")?;
     app.start_sync().await;
     let (power_tx, power_rx) = tokio::sync::mpsc::channel(1);
-    let services = app.run_services(power_tx);
+    // systemd's watchdog: the loops that matter beat within half its timeout; pings go out at
+    // half of it, and only while none of them is stalled.
+    let watchdog = sd_notify::watchdog_enabled().map(|timeout| (crate::watchdog::Liveness::new(), timeout));
+    let services = app.run_services(power_tx, watchdog.as_ref().map(|(l, t)| (l, allowed_silence(*t))));
     app.manager.set_output(Output::ReadyLed, true);
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("running")]);
 
-    let reason = signals.wait_for_stop(power_rx, reloader).await;
+    let reason = signals.wait_for_stop(power_rx, watchdog, reloader).await;
     let stop_started = std::time::Instant::now();
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // A power-fail stop must end while the UPS holds: its budget is what the hold-up time
+    // leaves after the ride-through ([power], docs/hardware.md).
+    let budget = match reason {
+        StopReason::PowerFail => config.power.stop_budget(&config.daemon),
+        _ => budget,
+    };
+    let status = match reason {
+        StopReason::PowerFail => format!(
+            "stopping: mains lost for {} s (UPS holds {} s); clean stop within {} ms",
+            config.power.ride_through.as_secs(),
+            config.power.hold_up.as_secs(),
+            budget.as_millis()
+        ),
+        r => format!("stopping: {}", r.as_str()),
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status(&status)]);
     tracing::info!(reason = reason.as_str(), budget_ms = budget.as_millis() as u64, "stopping");
     app.manager.set_output(Output::ReadyLed, false);
+    // No transaction starts another device step from here on; the step under way reaches its
+    // end (its result journaled) or its device job is interrupted by the stop below.
+    if let Some(o) = &app.office {
+        o.shell().set_draining(true);
+    }
     let interrupted = app.stop(services, budget).await;
+    if let Some(o) = &app.office {
+        // The workflow journals the result of the step it was in (done or interrupted).
+        let left = budget.saturating_sub(stop_started.elapsed()).max(Duration::from_millis(200));
+        if !o.shell().wait_idle(left).await {
+            tracing::error!("a service step was still running at the end of the stop budget");
+        }
+        if reason == StopReason::PowerFail {
+            let o = o.clone();
+            match tokio::task::spawn_blocking(move || o.checkpoint_storage()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("office.db WAL checkpoint: {e}"),
+                Err(e) => tracing::error!("office.db WAL checkpoint: {e}"),
+            }
+        }
+    }
     if let Some(sim) = simulators {
         let _ = std::fs::remove_file(&config.simulation.control);
         tokio::task::spawn_blocking(move || sim.shutdown()).await?;
@@ -164,17 +202,19 @@ impl Signals {
     }
 
     /// Waits for SIGTERM, SIGINT or another stop reason (UPS power failure), sending watchdog
-    /// pings meanwhile when systemd asks for them, and reloading the configuration on SIGHUP.
+    /// pings meanwhile when systemd asks for them, only while every watched loop is alive, and
+    /// reloading the configuration on SIGHUP.
     async fn wait_for_stop(
         self,
         mut other: tokio::sync::mpsc::Receiver<&'static str>,
+        liveness: Option<(crate::watchdog::Liveness, Duration)>,
         mut reloader: crate::reload::Reloader,
     ) -> StopReason {
         let Signals { mut term, mut int, mut hup } = self;
-        let watchdog_timeout = sd_notify::watchdog_enabled();
-        let watchdog = watchdog_timeout.is_some();
-        let period = watchdog_timeout.unwrap_or(Duration::from_secs(2)).max(Duration::from_millis(200)) / 2;
+        let watchdog = liveness.is_some();
+        let period = liveness.as_ref().map_or(Duration::from_secs(2), |(_, t)| ping_period(*t));
         let mut tick = tokio::time::interval(period);
+        let mut pinger = crate::watchdog::Pinger::default();
         loop {
             tokio::select! {
                 _ = term.recv() => return StopReason::Sigterm,
@@ -186,9 +226,35 @@ impl Signals {
                     reloader.reload().await;
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 }
-                _ = tick.tick(), if watchdog => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                _ = tick.tick(), if watchdog => {
+                    if let Some((live, _)) = &liveness {
+                        ping(&mut pinger, live);
+                    }
+                }
             }
         }
+    }
+}
+
+/// How long a watched loop may stay silent under systemd's watchdog `timeout`.
+fn allowed_silence(timeout: Duration) -> Duration {
+    (timeout / 2).max(Duration::from_secs(1))
+}
+
+/// How often the watchdog is pinged: half its timeout, as systemd advises (a stalled loop
+/// stops the pings within the allowed silence).
+fn ping_period(timeout: Duration) -> Duration {
+    (timeout / 2).max(Duration::from_millis(100))
+}
+
+/// One watchdog tick: `WATCHDOG=1` if every loop is alive; a stall is logged once.
+fn ping(pinger: &mut crate::watchdog::Pinger, live: &crate::watchdog::Liveness) {
+    let tick = pinger.tick(&live.check());
+    if let Some(line) = tick.log {
+        if tick.ping { tracing::info!("{line}") } else { tracing::error!("{line}") }
+    }
+    if tick.ping {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
     }
 }
 

@@ -225,6 +225,18 @@ pub trait Desk: Send + Sync + 'static {
     /// `{"enabled": false, "why"}` when the van does not sync.
     fn sync(&self, who: &Session) -> impl Future<Output = Result<serde_json::Value, DeskError>> + Send;
 
+    /// The van's alarms: power failure (draining on the UPS) and the latched tamper alarm.
+    fn alarms(&self, who: &Session) -> impl Future<Output = Result<AlarmView, DeskError>> + Send;
+
+    /// Clears the latched tamper alarm (supervisor; journals `tamper.cleared` with who and why).
+    /// Errors: 403 `auth.role`, 409 `tamper.switch_open` while the case is still open,
+    /// 409 `tamper.not_latched`, 422 `tamper.reason_required`.
+    fn clear_tamper(
+        &self,
+        who: &Session,
+        req: ReasonRequest,
+    ) -> impl Future<Output = Result<AlarmView, DeskError>> + Send;
+
     /// What the daemon knows about itself for `GET /healthz` and `GET /metrics` (no personal
     /// data). `None` (the default): this desk cannot tell, and `/healthz` answers 503.
     fn ops(&self) -> impl Future<Output = Option<super::ops::OpsSnapshot>> + Send {
@@ -541,7 +553,31 @@ pub struct OverrideRequest {
     pub reason: String,
 }
 
-/// `POST /services/{txn}/cancel` and `/void`.
+/// The van's alarms (`GET /alarms`, and the `alarm` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmView {
+    /// Mains is lost and the van runs on its UPS (or is stopping): new services are refused
+    /// with 503 `power.failing`.
+    pub power_failing: bool,
+    /// The tamper alarm.
+    pub tamper: TamperView,
+}
+
+/// The tamper alarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TamperView {
+    /// Latched (since the case was opened, until a supervisor clears it): supervisor
+    /// functions are refused with 409 `tamper.latched`.
+    pub latched: bool,
+    /// When it was latched (UTC), if latched.
+    pub since: Option<String>,
+    /// The `gpio.tamper` record that latched it, if latched.
+    pub raised_seq: Option<u64>,
+    /// Whether the tamper switch is open now (the alarm cannot be cleared while it is).
+    pub switch_open: bool,
+}
+
+/// `POST /services/{txn}/cancel` and `/void`, `POST /tamper/clear`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
@@ -1117,6 +1153,11 @@ pub enum DeskEvent {
         /// Its new state.
         state: TxnState,
     },
+    /// The van's alarms changed (power failure, tamper).
+    Alarm {
+        /// The alarms now.
+        alarm: AlarmView,
+    },
     /// A device's health changed.
     Device {
         /// Device name.
@@ -1133,6 +1174,7 @@ impl DeskEvent {
             DeskEvent::Progress { .. } => "progress",
             DeskEvent::Txn { .. } => "txn",
             DeskEvent::Device { .. } => "device",
+            DeskEvent::Alarm { .. } => "alarm",
         }
     }
 

@@ -269,3 +269,15 @@ pub async fn devices<D: Desk>(
 ) -> Reply<Json<std::collections::BTreeMap<String, DeviceView>>> {
     Ok(Json(st.desk.devices(&who).await?))
 }
+
+pub async fn alarms<D: Desk>(State(st): State<ApiState<D>>, Authed(who): Authed) -> Reply<Json<AlarmView>> {
+    Ok(Json(st.desk.alarms(&who).await?))
+}
+
+pub async fn clear_tamper<D: Desk>(
+    State(st): State<ApiState<D>>,
+    Supervisor(who): Supervisor,
+    JsonBody(req): JsonBody<ReasonRequest>,
+) -> Reply<Json<AlarmView>> {
+    Ok(Json(st.desk.clear_tamper(&who, req).await?))
+}

@@ -87,6 +87,8 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/devices", Access::Officer),
     r("GET", "/sync", Access::Officer),
     r("GET", "/events", Access::Officer),
+    r("GET", "/alarms", Access::Officer),
+    r("POST", "/tamper/clear", Access::Supervisor),
 ];
 
 /// What every handler shares: the desk, and the server's closing signal (which ends event
@@ -138,6 +140,8 @@ fn handler<D: Desk>(route: &Route) -> MethodRouter<ApiState<D>> {
         ("GET", "/van") => get(h::van::<D>),
         ("GET", "/sync") => get(h::sync::<D>),
         ("GET", "/events") => get(sse::events::<D>),
+        ("GET", "/alarms") => get(h::alarms::<D>),
+        ("POST", "/tamper/clear") => post(h::clear_tamper::<D>),
         (m, p) => panic!("api::ROUTES lists {m} {p} but no handler is wired for it"),
     }
 }

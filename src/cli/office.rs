@@ -30,6 +30,13 @@ pub enum OfficeCmd {
     /// settings bundle, show the applied one and the one in effect (taken at vand's start).
     #[command(subcommand)]
     Settings(SettingsCmd),
+    /// The van's alarms: power failure (on the UPS) and the latched tamper alarm. A supervisor
+    /// clears the tamper alarm from the console or `POST /api/v1/tamper/clear` (it names who).
+    Alarms {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `vanctl settings …`.
@@ -108,6 +115,7 @@ pub fn run(cmd: &OfficeCmd, config: &Config) -> anyhow::Result<u8> {
         OfficeCmd::Schedule(ImportOnly::Import(a)) => import(config, "schedule", a),
         OfficeCmd::Settings(SettingsCmd::Import(a)) => import(config, "settings", a),
         OfficeCmd::Settings(SettingsCmd::Show { json }) => show_settings(config, *json),
+        OfficeCmd::Alarms { json } => show_alarms(config, *json),
     }?;
     Ok(0)
 }
@@ -161,6 +169,29 @@ fn import(config: &Config, expected: &str, a: &ImportArgs) -> anyhow::Result<()>
             r["skipped"],
             r["sha256"].as_str().unwrap_or("?")
         );
+    }
+    Ok(())
+}
+
+fn show_alarms(config: &Config, json_out: bool) -> anyhow::Result<()> {
+    let answer = send(config, &json!({"cmd": "alarms"}))?;
+    let a = answer.get("alarms").context("malformed answer from vand: no \"alarms\"")?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(a)?);
+        return Ok(());
+    }
+    let power = if a["power_failing"] == true { "MAINS LOST (on the UPS; no new service)" } else { "mains" };
+    println!("power: {power}");
+    let t = &a["tamper"];
+    let switch = if t["switch_open"] == true { "open" } else { "closed" };
+    if t["latched"] == true {
+        println!(
+            "tamper: LATCHED since {} (record {}); switch {switch}; supervisor functions blocked until a supervisor clears it",
+            t["since"].as_str().unwrap_or("?"),
+            t["raised_seq"]
+        );
+    } else {
+        println!("tamper: clear; switch {switch}");
     }
     Ok(())
 }

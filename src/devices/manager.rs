@@ -611,6 +611,8 @@ pub struct Manager {
     gpio: Mutex<Option<GpioService>>,
     gpio_health: Health,
     gpio_debounce: Duration,
+    /// An alarm (the tamper latch) that keeps the fault LED on whatever the devices' health.
+    alarm: watch::Sender<bool>,
     options: ManagerOptions,
     van_id: String,
 }
@@ -684,9 +686,10 @@ impl Manager {
         let state_file = config.paths.state_dir.join("gpio-sim.json");
         let (gpio, gpio_health) = start_gpio(config, &state_file);
         publisher.set(DeviceId::Gpio, gpio_health.clone());
+        let (alarm, alarm_rx) = watch::channel(false);
         if let Some(g) = &gpio {
             if config.gpio.lines.contains_key(Output::FaultLed.name()) {
-                fault_led_follower(g.outputs(), publisher.board.subscribe());
+                fault_led_follower(g.outputs(), publisher.board.subscribe(), alarm_rx);
             }
         }
         Manager {
@@ -699,6 +702,7 @@ impl Manager {
             gpio: Mutex::new(gpio),
             gpio_health,
             gpio_debounce: Duration::from_millis(config.gpio.debounce_ms),
+            alarm,
             options,
             van_id: config.van.id.clone(),
         }
@@ -745,6 +749,12 @@ impl Manager {
     /// Debounced GPIO inputs and last-set outputs; `None` without GPIO.
     pub fn gpio_state(&self) -> Option<super::gpio::GpioState> {
         self.gpio.lock().ok()?.as_ref().map(|g| g.state())
+    }
+
+    /// Holds the fault LED on (`true`, a latched alarm such as tamper) whatever the devices'
+    /// health, or lets it follow their health again.
+    pub fn set_alarm(&self, on: bool) {
+        self.alarm.send_replace(on);
     }
 
     /// Switches a GPIO output (LED, buzzer); ignored without GPIO.
@@ -795,6 +805,8 @@ impl Manager {
                 lines.extend(
                     s.inputs.iter().map(|(k, v)| format!("{k}: {}", if *v { "ACTIVE" } else { "inactive" })),
                 );
+                lines
+                    .extend(s.outputs.iter().map(|(k, v)| format!("{k}: {}", if *v { "on" } else { "off" })));
                 SelfTestReport { device: "gpio".into(), ok: true, lines }
             }
             (None, Health::Absent) => SelfTestReport {
@@ -914,15 +926,20 @@ pub fn any_fault(map: &BTreeMap<DeviceId, Health>) -> bool {
 }
 
 /// Keeps the fault LED in step with device health, on a small thread that ends with the manager.
-fn fault_led_follower(leds: super::gpio::OutputHandle, mut board: watch::Receiver<HealthBoard>) {
+fn fault_led_follower(
+    leds: super::gpio::OutputHandle,
+    mut board: watch::Receiver<HealthBoard>,
+    mut alarm: watch::Receiver<bool>,
+) {
     let spawned = std::thread::Builder::new().name("fault-led".into()).spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().build() else { return };
         rt.block_on(async move {
             loop {
-                let fault = any_fault(&board.borrow_and_update().devices);
+                let fault = any_fault(&board.borrow_and_update().devices) || *alarm.borrow_and_update();
                 leds.set(Output::FaultLed, fault);
-                if board.changed().await.is_err() {
-                    break;
+                tokio::select! {
+                    changed = board.changed() => if changed.is_err() { break },
+                    changed = alarm.changed() => if changed.is_err() { break },
                 }
             }
         });

@@ -1097,6 +1097,12 @@ impl Journal {
         })
     }
 
+    /// Takes and releases the writer (after committing what is queued): returns once the writer
+    /// is free, so a writer stuck in I/O keeps it from returning (the daemon's watchdog probe).
+    pub fn probe_writer(&self) -> Result<(), JournalError> {
+        self.with_writer(|_| Ok(()))
+    }
+
     /// Async form of [`Journal::checkpoint`].
     pub async fn checkpoint_async(&self) -> Result<u64, JournalError> {
         let journal = self.clone();

@@ -11,7 +11,7 @@
 //! officer proceeds.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -208,6 +208,8 @@ pub struct Desk {
     cfg: DeskConfig,
     txns: Mutex<BTreeMap<String, Txn>>,
     running: Mutex<BTreeSet<String>>,
+    /// Stopping or on UPS power: no new physical step starts (see [`Desk::set_draining`]).
+    draining: AtomicBool,
     serial: AtomicU64,
     recorded: AtomicU64,
     open_lock: tokio::sync::Mutex<()>,
@@ -251,6 +253,7 @@ impl Desk {
             cfg,
             txns: Mutex::new(txns),
             running: Mutex::new(BTreeSet::new()),
+            draining: AtomicBool::new(false),
             serial: AtomicU64::new(ids.len() as u64),
             recorded: AtomicU64::new(0),
             open_lock: tokio::sync::Mutex::new(()),
@@ -291,6 +294,36 @@ impl Desk {
     /// Whether a driver is working on `id` now.
     pub fn is_running(&self, id: &str) -> bool {
         lock(&self.running).contains(id)
+    }
+
+    /// Drains the desk (`true`): a step under way goes on to its end and is journaled, but no
+    /// transaction starts another device step (payment, card, tag, label, reversal, or a
+    /// recovery query) until draining ends; `proceed` stops where it is and the officer (or
+    /// the next start) proceeds again. Set on a power failure and when vand stops.
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether the desk is draining.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether no transaction is running a step.
+    pub fn idle(&self) -> bool {
+        lock(&self.running).is_empty()
+    }
+
+    /// Waits until no transaction runs a step, at most `within`; whether it is idle.
+    pub async fn wait_idle(&self, within: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + within;
+        while !self.idle() {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Journals a record of `txn` and folds it in. The record is durable when this returns.
@@ -568,6 +601,13 @@ impl Desk {
         let _c = self.claim(id)?;
         loop {
             let t = self.txn(id)?;
+            if self.draining()
+                && !matches!(t.next(), Next::Wait(_) | Next::Inspect | Next::Abandon | Next::Complete)
+            {
+                // The step before this one is journaled (a payment's result included): a safe point.
+                tracing::info!(txn = %id, "draining: the next step waits");
+                break;
+            }
             let go_on = match t.next() {
                 Next::Wait(_) | Next::Inspect => break,
                 Next::Pay { attempt, amount } => self.pay(&t, actor, attempt, amount).await?,

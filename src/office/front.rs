@@ -57,7 +57,12 @@ pub struct Office {
     sync_status: std::sync::OnceLock<Arc<dyn SyncStatus>>,
     /// A training van (simulation with the sample day): the console may show the sample officers.
     training: std::sync::atomic::AtomicBool,
+    /// Whether the tamper switch is open now (the latch itself is in `office.db`).
+    tamper_open: std::sync::atomic::AtomicBool,
 }
+
+/// The latched tamper alarm's name in `office.db`.
+const TAMPER_ALARM: &str = "tamper";
 
 /// How long a walk-up waits for HQ's live dossier answer before the desk says `hq.unreachable`.
 pub const LIVE_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -414,9 +419,91 @@ impl Office {
             live: std::sync::OnceLock::new(),
             sync_status: std::sync::OnceLock::new(),
             training: std::sync::atomic::AtomicBool::new(false),
+            tamper_open: std::sync::atomic::AtomicBool::new(false),
         });
         office.reload_rules()?;
         Ok(office)
+    }
+
+    /// Mains lost (`true`, the UPS holds): new services and further steps are refused with 503
+    /// `power.failing` and the desk drains; `false` when mains is back within the ride-through.
+    pub fn set_power_failing(&self, on: bool) {
+        self.shell.set_draining(on);
+        let _ = self.events.send(DeskEvent::Alarm { alarm: self.alarm_view() });
+    }
+
+    /// Whether the van runs on its UPS (or is stopping) and takes no new service.
+    pub fn power_failing(&self) -> bool {
+        self.shell.draining()
+    }
+
+    /// Checkpoints `office.db`'s write-ahead log into the database (before a power-fail stop).
+    pub fn checkpoint_storage(&self) -> Result<(), String> {
+        self.refdata.checkpoint_wal().map_err(|e| e.to_string())
+    }
+
+    /// Takes the desk's and `office.db`'s locks once (the daemon's watchdog probe: a desk stuck
+    /// holding them stops the pings).
+    pub async fn probe(&self) {
+        let _ = self.shell.idle();
+        let refdata = self.refdata.clone();
+        let _ = tokio::task::spawn_blocking(move || refdata.alarm(TAMPER_ALARM)).await;
+    }
+
+    /// The tamper switch changed (`open`: the case was opened), journaled as record `seq`.
+    /// Opening latches the tamper alarm in `office.db`; it stays latched (across restarts) until
+    /// a supervisor clears it with the switch closed.
+    pub async fn tamper_switch(&self, open: bool, seq: u64) {
+        self.tamper_open.store(open, std::sync::atomic::Ordering::SeqCst);
+        if open {
+            let since = Timestamp::now().to_string();
+            let refdata = self.refdata.clone();
+            match tokio::task::spawn_blocking(move || refdata.latch_alarm(TAMPER_ALARM, &since, seq)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!("tamper alarm not latched in office.db: {e}"),
+                Err(e) => tracing::error!("tamper alarm not latched in office.db: {e}"),
+            }
+        }
+        let _ = self.events.send(DeskEvent::Alarm { alarm: self.alarm_view() });
+    }
+
+    /// The latched tamper alarm: when it was raised and by which record.
+    pub fn tamper_latched(&self) -> Option<(String, u64)> {
+        self.refdata.alarm(TAMPER_ALARM).unwrap_or_else(|e| {
+            // Unreadable: count it as latched (fail closed).
+            tracing::error!("reading the tamper alarm from office.db: {e}");
+            Some((String::new(), 0))
+        })
+    }
+
+    /// The alarms as the API shows them (`GET /alarms`, `GET /van`).
+    pub fn alarm_view(&self) -> api::AlarmView {
+        let latched = self.tamper_latched();
+        api::AlarmView {
+            power_failing: self.power_failing(),
+            tamper: api::TamperView {
+                latched: latched.is_some(),
+                since: latched.as_ref().map(|l| l.0.clone()).filter(|s| !s.is_empty()),
+                raised_seq: latched.map(|l| l.1),
+                switch_open: self.tamper_open.load(std::sync::atomic::Ordering::SeqCst),
+            },
+        }
+    }
+
+    /// 409 `tamper.latched` while the tamper alarm is latched: supervisor functions wait for a
+    /// supervisor to clear it.
+    fn check_tamper(&self) -> Result<(), DeskError> {
+        match self.tamper_latched() {
+            None => Ok(()),
+            Some((since, seq)) => Err(DeskError::conflict(
+                Problem::new(
+                    "tamper.latched",
+                    "تم فتح صندوق الجهاز؛ وظائف المشرف موقوفة حتى يفحصه المشرف ويلغي الإنذار",
+                    "the box was opened (tamper alarm); supervisor functions are blocked until a supervisor checks it and clears the alarm",
+                )
+                .with_details(json!({"since": since, "raised_seq": seq})),
+            )),
+        }
     }
 
     /// The workflow shell.
@@ -957,6 +1044,7 @@ impl api::Desk for Office {
         if !who.is_supervisor() {
             return Err(DeskError::supervisor_only("import reference data"));
         }
+        self.check_tamper()?;
         let a = self.apply_bundle(Some(&who.officer.id), &bytes).await?;
         Ok(ImportReport {
             bundle: match a.bundle {
@@ -1036,6 +1124,9 @@ impl api::Desk for Office {
     }
 
     async fn open_service(&self, who: &Session, req: ServiceRequest) -> Result<TxnView, DeskError> {
+        if self.power_failing() {
+            return Err(power_failing());
+        }
         if self.shifts.current().is_none() {
             return Err(DeskError::conflict(Problem::new(
                 "state.no_shift",
@@ -1315,6 +1406,7 @@ impl api::Desk for Office {
         txn: &str,
         req: OverrideRequest,
     ) -> Result<TxnView, DeskError> {
+        self.check_tamper()?;
         let t = self
             .shell
             .override_refusal(txn, &actor(who), &req.code, &req.reason)
@@ -1324,6 +1416,9 @@ impl api::Desk for Office {
     }
 
     async fn proceed(&self, who: &Session, txn: &str) -> Result<TxnView, DeskError> {
+        if self.power_failing() {
+            return Err(power_failing());
+        }
         let t = self.shell.txn(txn).map_err(from_shell)?;
         let state = txn_state(&t);
         let view = self.view(&t, who);
@@ -1382,6 +1477,7 @@ impl api::Desk for Office {
         if !who.is_supervisor() {
             return Err(DeskError::supervisor_only("void a transaction"));
         }
+        self.check_tamper()?;
         let t = self.shell.void(txn, &actor(who), &req.reason).await.map_err(from_shell)?;
         self.settle_booking(&t, &who.officer.id).await;
         Ok(self.view(&t, who))
@@ -1398,6 +1494,7 @@ impl api::Desk for Office {
                 Ok(self.view(&self.shell.txn(txn).map_err(from_shell)?, who))
             }
             ReprintWhat::Card | ReprintWhat::Label => {
+                self.check_tamper()?;
                 let what = if req.what == ReprintWhat::Card { "card" } else { "label" };
                 let t = self.shell.reprint(txn, &a, what, &req.reason).await.map_err(from_shell)?;
                 Ok(self.view(&t, who))
@@ -1445,6 +1542,9 @@ impl api::Desk for Office {
     }
 
     async fn close_shift(&self, who: &Session, req: ShiftCloseRequest) -> Result<ShiftReportView, DeskError> {
+        if who.is_supervisor() {
+            self.check_tamper()?;
+        }
         let counted = super::shift::StockCounts {
             cards: req.counted.cards,
             labels: req.counted.labels,
@@ -1468,6 +1568,8 @@ impl api::Desk for Office {
         serde_json::json!({
             "van_id": self.shell.config().issuer.van_id,
             "training": self.training.load(std::sync::atomic::Ordering::Relaxed),
+            "power_failing": self.power_failing(),
+            "tamper_latched": self.tamper_latched().is_some(),
         })
     }
 
@@ -1486,6 +1588,57 @@ impl api::Desk for Office {
             .iter()
             .map(|(d, h)| (d.name().to_owned(), DeviceView::from(h)))
             .collect())
+    }
+
+    async fn alarms(&self, _who: &Session) -> Result<api::AlarmView, DeskError> {
+        Ok(self.alarm_view())
+    }
+
+    async fn clear_tamper(&self, who: &Session, req: ReasonRequest) -> Result<api::AlarmView, DeskError> {
+        if !who.is_supervisor() {
+            return Err(DeskError::supervisor_only("clear the tamper alarm"));
+        }
+        let reason = req.reason.trim();
+        if reason.is_empty() {
+            return Err(DeskError::invalid_problems(vec![
+                Problem::new(
+                    "tamper.reason_required",
+                    "اكتب ما وجدته عند فحص الصندوق",
+                    "a reason (what the check of the box found) is required",
+                )
+                .with_field("reason"),
+            ]));
+        }
+        let Some((_, raised_seq)) = self.tamper_latched() else {
+            return Err(DeskError::conflict(Problem::new(
+                "tamper.not_latched",
+                "لا يوجد إنذار فتح صندوق لإلغائه",
+                "no tamper alarm is latched",
+            )));
+        };
+        if self.tamper_open.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(DeskError::conflict(Problem::new(
+                "tamper.switch_open",
+                "الصندوق ما زال مفتوحًا؛ أغلقه ثم ألغِ الإنذار",
+                "the tamper switch is still open; close the box, then clear the alarm",
+            )));
+        }
+        let record = crate::journal::kinds::TamperCleared {
+            officer: who.officer.id.clone(),
+            reason: reason.chars().take(500).collect(),
+            raised_seq,
+        };
+        let payload = serde_json::to_value(&record).map_err(internal)?;
+        self.append(crate::journal::kinds::TAMPER_CLEARED, payload).await?;
+        let refdata = self.refdata.clone();
+        tokio::task::spawn_blocking(move || refdata.clear_alarm(TAMPER_ALARM))
+            .await
+            .map_err(internal)?
+            .map_err(from_refdata)?;
+        crate::app::tamper_outputs(self.shell.manager(), false);
+        let view = self.alarm_view();
+        let _ = self.events.send(DeskEvent::Alarm { alarm: view.clone() });
+        Ok(view)
     }
 
     fn events(&self) -> broadcast::Receiver<DeskEvent> {
@@ -1526,6 +1679,15 @@ impl api::Desk for Office {
             outcomes,
         })
     }
+}
+
+/// 503 `power.failing`: the van runs on its UPS; nothing new starts until mains is back.
+fn power_failing() -> DeskError {
+    DeskError::unavailable(Problem::new(
+        "power.failing",
+        "انقطعت الكهرباء والوحدة تعمل على البطارية؛ لا تبدأ خدمة جديدة حتى تعود الكهرباء",
+        "mains power is lost and the van runs on its UPS; no new service or step starts until mains returns",
+    ))
 }
 
 fn hq_unreachable() -> DeskError {
@@ -1574,12 +1736,19 @@ impl OfficeExtra {
 
 impl crate::control::ControlExtra for OfficeExtra {
     fn commands(&self) -> &[&'static str] {
-        &["import", "bookings", "officers", "settings"]
+        &["import", "bookings", "officers", "settings", "alarms"]
     }
 
     fn handle(&self, request: serde_json::Value) -> crate::control::ExtraFuture<'_> {
         if request.get("cmd").and_then(serde_json::Value::as_str) == Some("settings") {
             return Box::pin(async move { self.settings() });
+        }
+        if request.get("cmd").and_then(serde_json::Value::as_str) == Some("alarms") {
+            return Box::pin(async move {
+                serde_json::to_value(self.office.alarm_view())
+                    .map(|a| json!({ "alarms": a }))
+                    .map_err(|e| e.to_string())
+            });
         }
         if request.get("cmd").and_then(serde_json::Value::as_str) != Some("import") {
             return self.lists.handle(request);

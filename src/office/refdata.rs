@@ -724,6 +724,10 @@ fn migrations() -> Migrations<'static> {
         ),
         // Down-sync: the id of the last HQ bundle the van dealt with (applied or refused).
         M::up("CREATE TABLE down_sync (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;"),
+        // Latched alarms (the tamper alarm): a row while latched, removed when a supervisor clears it.
+        M::up(
+            "CREATE TABLE alarms (name TEXT PRIMARY KEY, since TEXT NOT NULL, seq INTEGER NOT NULL) STRICT;",
+        ),
     ])
 }
 
@@ -787,6 +791,48 @@ impl RefData {
 
     fn storage(&self, e: impl std::fmt::Display) -> RefDataError {
         RefDataError::Storage { path: self.path.clone(), detail: e.to_string() }
+    }
+
+    /// Merges the write-ahead log into the database and empties it (`wal_checkpoint(TRUNCATE)`),
+    /// so a power loss right after leaves nothing in the `-wal` file.
+    pub fn checkpoint_wal(&self) -> Result<(), RefDataError> {
+        let conn = self.lock();
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .map_err(|e| self.storage(e))?;
+        if busy != 0 {
+            return Err(self.storage("the WAL checkpoint was blocked by a reader"));
+        }
+        Ok(())
+    }
+
+    /// A latched alarm: when it was raised and the journal record that raised it.
+    pub fn alarm(&self, name: &str) -> Result<Option<(String, u64)>, RefDataError> {
+        self.lock()
+            .query_row("SELECT since, seq FROM alarms WHERE name = ?1", [name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Latches alarm `name` (kept if already latched: the first raise counts).
+    pub fn latch_alarm(&self, name: &str, since: &str, seq: u64) -> Result<(), RefDataError> {
+        self.lock()
+            .execute(
+                "INSERT INTO alarms (name, since, seq) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+                params![name, since, seq as i64],
+            )
+            .map(drop)
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Clears alarm `name`; whether it was latched.
+    pub fn clear_alarm(&self, name: &str) -> Result<bool, RefDataError> {
+        self.lock()
+            .execute("DELETE FROM alarms WHERE name = ?1", [name])
+            .map(|n| n > 0)
+            .map_err(|e| self.storage(e))
     }
 
     /// Checks a bundle (the file's bytes) against the rules and the stored data, without writing.

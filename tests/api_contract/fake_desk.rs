@@ -817,6 +817,21 @@ impl Desk for Shared {
         Ok(serde_json::json!({"enabled": true, "pending": 3, "last_success": null, "last_error": "HQ down"}))
     }
 
+    async fn alarms(&self, _who: &Session) -> Result<AlarmView, DeskError> {
+        Ok(AlarmView {
+            power_failing: false,
+            tamper: TamperView { latched: false, since: None, raised_seq: None, switch_open: false },
+        })
+    }
+
+    async fn clear_tamper(&self, _who: &Session, _req: ReasonRequest) -> Result<AlarmView, DeskError> {
+        Err(DeskError::conflict(Problem::new(
+            "tamper.not_latched",
+            "لا يوجد إنذار",
+            "no tamper alarm is latched",
+        )))
+    }
+
     fn events(&self) -> broadcast::Receiver<DeskEvent> {
         self.0.events.subscribe()
     }

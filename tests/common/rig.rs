@@ -78,10 +78,17 @@ impl Rig {
     }
 
     pub fn start_env(&mut self, kill: Option<(&str, u64)>) {
+        let vars: Vec<(String, String)> =
+            kill.map(|(v, k)| (v.to_owned(), k.to_string())).into_iter().collect();
+        self.start_with_env(&vars);
+    }
+
+    /// Starts vand with these environment variables and waits until its API answers.
+    pub fn start_with_env(&mut self, vars: &[(String, String)]) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vand"));
         cmd.args(["--config", self.config.to_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped());
-        if let Some((var, k)) = kill {
-            cmd.env(var, k.to_string());
+        for (var, value) in vars {
+            cmd.env(var, value);
         }
         let mut vand = cmd.spawn().unwrap();
         let lines = BufReader::new(vand.stderr.take().unwrap()).lines();
@@ -144,6 +151,27 @@ impl Rig {
         let _ = v.kill();
         let _ = v.wait();
         false
+    }
+
+    /// Waits for vand to exit by itself within `within`: its exit status, or `None` (then it is
+    /// killed).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut v = self.vand.take()?;
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = v.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = v.kill();
+        let _ = v.wait();
+        None
+    }
+
+    /// vand's process id, while it runs.
+    pub fn vand_pid(&self) -> Option<u32> {
+        self.vand.as_ref().map(Child::id)
     }
 
     pub fn kill(&mut self) {

@@ -34,6 +34,10 @@ pub const DEVICES_HEALTH: &str = "devices.health";
 pub const GPIO_TAMPER: &str = "gpio.tamper";
 /// The UPS power-fail input changed.
 pub const POWER_FAIL: &str = "power.fail";
+/// Mains came back within the ride-through time: the van takes services again.
+pub const POWER_RESTORED: &str = "power.restored";
+/// A supervisor cleared the latched tamper alarm.
+pub const TAMPER_CLEARED: &str = "tamper.cleared";
 
 /// `journal.genesis`: always record 1, and only record 1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +290,24 @@ pub struct InputChange {
     pub active: bool,
 }
 
+/// `power.restored`: mains came back before the ride-through time ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PowerRestored {
+    /// How long mains was away, in milliseconds.
+    pub away_ms: u64,
+}
+
+/// `tamper.cleared`: a supervisor cleared the tamper alarm (the switch was closed again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TamperCleared {
+    /// The supervisor's officer id.
+    pub officer: String,
+    /// Why it is safe (what was found), as typed.
+    pub reason: String,
+    /// The sequence number of the `gpio.tamper` record that raised the alarm.
+    pub raised_seq: u64,
+}
+
 /// A typed payload of a catalogued kind.
 pub trait Payload: Serialize + DeserializeOwned {
     /// The kind this payload goes with.
@@ -315,6 +337,12 @@ impl Payload for DevicesHealth {
 }
 impl Payload for DeviceJob {
     const KIND: &'static str = DEVICE_JOB;
+}
+impl Payload for PowerRestored {
+    const KIND: &'static str = POWER_RESTORED;
+}
+impl Payload for TamperCleared {
+    const KIND: &'static str = TAMPER_CLEARED;
 }
 
 /// One catalogued kind.
@@ -354,6 +382,8 @@ pub const CATALOGUE: &[KindSpec] = &[
     spec::<DeviceJob>(DEVICE_JOB),
     spec::<InputChange>(GPIO_TAMPER),
     spec::<InputChange>(POWER_FAIL),
+    spec::<PowerRestored>(POWER_RESTORED),
+    spec::<TamperCleared>(TAMPER_CLEARED),
 ];
 
 /// The catalogue entry of `kind`, if it is catalogued.
