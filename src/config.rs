@@ -838,6 +838,17 @@ impl Config {
                 return Err((key.into(), format!("must be {lo} … {hi}, not {v}")));
             }
         }
+        if s.training_hq.is_some() && !cfg!(feature = "training-hq") {
+            // The van's package is built without it (docs/install.md): refuse at start, and in
+            // `vand check-config`, rather than run a van that can never sync.
+            return Err((
+                "sync.training_hq".into(),
+                "this build of vand has no training HQ (the van's package is built without the \
+                 `training-hq` feature): remove [sync.training_hq] and set sync.url, \
+                 sync.hq_public_key and sync.ca_file to the real HQ"
+                    .into(),
+            ));
+        }
         if s.training_hq.is_some() && self.mode != Mode::Simulation {
             return Err((
                 "sync.training_hq".into(),
@@ -1068,7 +1079,13 @@ mod tests {
         let training = format!(
             "{BASE}[sync]\nenabled = true\n[sync.training_hq]\ndir = \"var/hq\"\nlisten = \"127.0.0.1:0\"\n"
         );
-        assert!(Config::parse(&training, "t.toml").is_ok(), "simulation may run a training HQ");
+        if cfg!(feature = "training-hq") {
+            assert!(Config::parse(&training, "t.toml").is_ok(), "simulation may run a training HQ");
+        } else {
+            let (_, k, msg) = err(&training);
+            assert_eq!(k, "sync.training_hq", "{msg}");
+            assert!(msg.contains("no training HQ"), "{msg}");
+        }
         let (_, k, msg) = err(&training.replace("mode = \"simulation\"", "mode = \"production\""));
         assert_eq!(k, "sync.training_hq", "{msg}");
     }
