@@ -171,7 +171,7 @@ impl From<RawDaemonConfig> for DaemonConfig {
 
 /// The UPS behind the van's box: how long it holds after mains is lost, and how long a
 /// mains glitch may last without stopping the van.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, from = "RawPowerConfig")]
 pub struct PowerConfig {
     /// The UPS's rated hold-up time (`hold_up_s`, default 60): vand must have stopped before it

@@ -41,6 +41,26 @@ impl ConfigDiff {
 /// The keys (`section.key`, or a whole device section) whose values differ between `old` and
 /// `new`, in file order.
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
+    // Every section is named here: a new one does not compile until its keys are compared below.
+    let Config {
+        mode: _,
+        van: _,
+        paths: _,
+        journal: _,
+        daemon: _,
+        power: crate::config::PowerConfig { hold_up: _, ride_through: _ },
+        log: _,
+        service: _,
+        devices: _,
+        gpio: _,
+        documents: _,
+        simulation: _,
+        control: _,
+        api: _,
+        sync: _,
+        source: _,
+        hq_settings: _,
+    } = old;
     let mut out = Vec::new();
     macro_rules! keys {
         ($($name:literal => $($field:ident).+;)*) => {
@@ -57,6 +77,8 @@ pub fn changed_keys(old: &Config, new: &Config) -> Vec<&'static str> {
         "paths.key_file" => paths.key_file;
         "journal.checkpoint_every" => journal.checkpoint_every;
         "daemon.shutdown_budget_ms" => daemon.shutdown_budget;
+        "power.hold_up_s" => power.hold_up;
+        "power.ride_through_s" => power.ride_through;
         "log.level" => log.level;
         "log.format" => log.format;
         "service.timezone" => service.timezone;
