@@ -76,7 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     // SIGHUP reads this file again (not HQ's settings put over it below).
-    let reloader = crate::reload::Reloader::new(&config, (*journal).clone());
+    let mut reloader = crate::reload::Reloader::new(&config, (*journal).clone());
 
     // Settings HQ sent (a `settings` bundle in office.db) take effect here, at a start, before
     // the devices open: a transaction in flight keeps the profile its intents were made with.
@@ -108,6 +108,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut app = crate::app::App::start(config.clone(), (*journal).clone());
     app.start_office().await.context("starting the service desk")?;
     app.start_sync().await;
+    // A reload hands its live keys to the desk and the uplink; HQ's hours keep winning.
+    reloader.attach(crate::reload::Targets {
+        office: app.office.clone(),
+        uplink: app.sync.clone(),
+        in_force: crate::reload::InForce { hq_sets_hours: crate::office::boot::hq_sets_hours(&config) },
+    });
     let (power_tx, power_rx) = tokio::sync::mpsc::channel(1);
     // systemd's watchdog: the loops that matter beat within half its timeout; pings go out at
     // half of it, and only while none of them is stalled.

@@ -163,6 +163,26 @@ pub fn with_applied_settings(config: Config) -> Config {
     }
 }
 
+/// The desk's login lockout and session limits from `[api]` (at start, and on a reload).
+pub fn limits(a: &crate::config::ApiConfig) -> (LockoutPolicy, SessionPolicy) {
+    (
+        LockoutPolicy {
+            max_failures: a.max_pin_failures,
+            lock_for: jiff::SignedDuration::from_mins(i64::from(a.lockout_minutes)),
+        },
+        SessionPolicy {
+            idle: jiff::SignedDuration::from_mins(i64::from(a.session_idle_minutes)),
+            absolute: jiff::SignedDuration::from_hours(i64::from(a.session_max_hours)),
+        },
+    )
+}
+
+/// Whether HQ's settings bundle in effect for this run set the service hours (then they win
+/// over the file's `[service] opens/closes`, at start and on a reload).
+pub fn hq_sets_hours(config: &Config) -> bool {
+    config.hq_settings.as_ref().is_some_and(|h| h.choices.iter().any(|c| c.key == "service.opens"))
+}
+
 /// Opens `office.db`, builds the shell and the office, resolves what a crash left open (in the
 /// background: a payment recovery waits for the terminal), and in simulation seeds the day.
 pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> anyhow::Result<Arc<Office>> {
@@ -179,18 +199,12 @@ pub async fn start(config: &Config, journal: Journal, manager: Arc<Manager>) -> 
         cfg.kill_in_payment = env("MTU_TEST_KILL_IN_PAYMENT");
     }
     let shell = Desk::new(journal, manager, cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let a = &config.api;
+    let (lockout, sessions) = limits(&config.api);
     let office = Office::new(OfficeParts {
         shell: shell.clone(),
         refdata: refdata.clone(),
-        lockout: LockoutPolicy {
-            max_failures: a.max_pin_failures,
-            lock_for: jiff::SignedDuration::from_mins(i64::from(a.lockout_minutes)),
-        },
-        sessions: SessionPolicy {
-            idle: jiff::SignedDuration::from_mins(i64::from(a.session_idle_minutes)),
-            absolute: jiff::SignedDuration::from_hours(i64::from(a.session_max_hours)),
-        },
+        lockout,
+        sessions,
         tz: tz.clone(),
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -437,6 +437,19 @@ impl Office {
         self.shell.draining()
     }
 
+    /// The login lockout and session limits in force.
+    pub fn limits(&self) -> (LockoutPolicy, SessionPolicy) {
+        (self.people.policy(), self.sessions.policy())
+    }
+
+    /// Replaces the login lockout and session limits (a configuration reload of `[api]`). The
+    /// next login attempt and the next request of each session use them; what they do to locks
+    /// and sessions already running is in [`People::set_policy`] and [`Sessions`].
+    pub fn set_limits(&self, lockout: LockoutPolicy, sessions: SessionPolicy) {
+        self.people.set_policy(lockout);
+        self.sessions.set_policy(sessions);
+    }
+
     /// Checkpoints `office.db`'s write-ahead log into the database (before a power-fail stop).
     pub fn checkpoint_storage(&self) -> Result<(), String> {
         self.refdata.checkpoint_wal().map_err(|e| e.to_string())

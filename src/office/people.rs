@@ -21,7 +21,7 @@
 //! (default 12 hours).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -389,13 +389,27 @@ fn dummy_hash() -> &'static str {
 #[derive(Debug, Clone)]
 pub struct People {
     refdata: Arc<RefData>,
-    policy: LockoutPolicy,
+    /// Shared by the clones: [`People::set_policy`] (a configuration reload) reaches them all.
+    policy: Arc<RwLock<LockoutPolicy>>,
 }
 
 impl People {
     /// Logins against `refdata`'s roster with a lockout policy.
     pub fn new(refdata: Arc<RefData>, policy: LockoutPolicy) -> People {
-        People { refdata, policy }
+        People { refdata, policy: Arc::new(RwLock::new(policy)) }
+    }
+
+    /// The lockout policy in force.
+    pub fn policy(&self) -> LockoutPolicy {
+        *self.policy.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the lockout policy (a configuration reload). It applies from the next login
+    /// attempt: a lock already set keeps the end it was given (it is stored in `office.db`), and
+    /// the failures counted so far count against the new limit (with a lower limit, the next
+    /// wrong PIN of an id already past it locks).
+    pub fn set_policy(&self, policy: LockoutPolicy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     /// Checks an officer id and PIN at `now`. Blocking (Argon2, about 0.1 s on a Pi): run it with
@@ -431,9 +445,11 @@ impl People {
             return Ok(officer);
         }
         let failures = failures.saturating_add(1);
-        let max = self.policy.max_failures.max(1);
+        // One read: a reload during this attempt cannot mix two policies.
+        let policy = self.policy();
+        let max = policy.max_failures.max(1);
         let next = if failures >= max {
-            let until = now.checked_add(self.policy.lock_for).unwrap_or(Timestamp::MAX);
+            let until = now.checked_add(policy.lock_for).unwrap_or(Timestamp::MAX);
             LoginCounter { failures: 0, locked_until: Some(until) }
         } else {
             LoginCounter { failures, locked_until: None }
@@ -495,15 +511,33 @@ impl Default for SessionPolicy {
 #[derive(Debug, Clone)]
 struct Session {
     officer: Officer,
+    /// Login time: the absolute limit in force counts from here.
+    since: Timestamp,
+    /// The end of the idle window given at the last use (what the client was told).
     idle_until: Timestamp,
-    absolute_until: Timestamp,
+}
+
+impl Session {
+    fn absolute_until(&self, policy: &SessionPolicy) -> Timestamp {
+        self.since.checked_add(policy.absolute).unwrap_or(Timestamp::MAX)
+    }
+
+    fn live(&self, policy: &SessionPolicy, now: Timestamp) -> bool {
+        now < self.idle_until && now < self.absolute_until(policy)
+    }
 }
 
 /// Login sessions, in memory. Tokens are kept only as SHA-256 digests, so the map (or a memory
 /// dump of it) holds nothing that authenticates.
+///
+/// The policy can change while sessions run ([`Sessions::set_policy`], a configuration reload):
+/// the idle window a session was given at its last use (the `expires_at` its client was told)
+/// ends as told, and its next use opens a window of the new idle limit; the absolute limit in
+/// force counts from each session's login, so a shorter one ends sessions already older than it
+/// at their next use.
 #[derive(Debug, Default)]
 pub struct Sessions {
-    policy: SessionPolicy,
+    policy: RwLock<SessionPolicy>,
     map: Mutex<HashMap<[u8; 32], Session>>,
 }
 
@@ -515,7 +549,18 @@ fn digest(token: &str) -> Option<[u8; 32]> {
 impl Sessions {
     /// Sessions with an expiry policy.
     pub fn new(policy: SessionPolicy) -> Sessions {
-        Sessions { policy, map: Mutex::new(HashMap::new()) }
+        Sessions { policy: RwLock::new(policy), map: Mutex::new(HashMap::new()) }
+    }
+
+    /// The expiry policy in force.
+    pub fn policy(&self) -> SessionPolicy {
+        *self.policy.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the expiry policy (a configuration reload); see [`Sessions`] for what it does to
+    /// the sessions already running.
+    pub fn set_policy(&self, policy: SessionPolicy) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
@@ -529,11 +574,12 @@ impl Sessions {
         OsRng.fill_bytes(raw.as_mut());
         let token = URL_SAFE_NO_PAD.encode(raw.as_ref());
         let key: [u8; 32] = Sha256::digest(raw.as_ref()).into();
-        let absolute_until = now.checked_add(self.policy.absolute).unwrap_or(Timestamp::MAX);
-        let idle_until = now.checked_add(self.policy.idle).unwrap_or(Timestamp::MAX).min(absolute_until);
+        let policy = self.policy();
+        let absolute_until = now.checked_add(policy.absolute).unwrap_or(Timestamp::MAX);
+        let idle_until = now.checked_add(policy.idle).unwrap_or(Timestamp::MAX).min(absolute_until);
         let mut map = self.lock();
-        map.retain(|_, s| s.idle_until > now);
-        map.insert(key, Session { officer, idle_until, absolute_until });
+        map.retain(|_, s| s.live(&policy, now));
+        map.insert(key, Session { officer, since: now, idle_until });
         (token, idle_until)
     }
 
@@ -541,20 +587,22 @@ impl Sessions {
     /// unknown, malformed or expired token (an expired one is forgotten).
     pub fn check(&self, token: &str, now: Timestamp) -> Option<Officer> {
         let key = digest(token)?;
+        let policy = self.policy();
         let mut map = self.lock();
         let s = map.get_mut(&key)?;
-        if now >= s.idle_until || now >= s.absolute_until {
+        if !s.live(&policy, now) {
             map.remove(&key);
             return None;
         }
-        s.idle_until = now.checked_add(self.policy.idle).unwrap_or(Timestamp::MAX).min(s.absolute_until);
+        s.idle_until = now.checked_add(policy.idle).unwrap_or(Timestamp::MAX).min(s.absolute_until(&policy));
         Some(s.officer.clone())
     }
 
     /// When a live token expires if unused from now on (`None` if not live).
     pub fn expires_at(&self, token: &str) -> Option<Timestamp> {
         let key = digest(token)?;
-        self.lock().get(&key).map(|s| s.idle_until)
+        let policy = self.policy();
+        self.lock().get(&key).map(|s| s.idle_until.min(s.absolute_until(&policy)))
     }
 
     /// Ends a session (logout); whether it existed.
@@ -583,6 +631,7 @@ impl Sessions {
 
     /// Live sessions at `now` (for status displays).
     pub fn count(&self, now: Timestamp) -> usize {
-        self.lock().values().filter(|s| s.idle_until > now && s.absolute_until > now).count()
+        let policy = self.policy();
+        self.lock().values().filter(|s| s.live(&policy, now)).count()
     }
 }

@@ -738,7 +738,8 @@ pub struct RefData {
     import: Mutex<()>,
     path: PathBuf,
     van_id: String,
-    hours: ServiceHours,
+    /// Replaced by [`RefData::set_hours`] (a configuration reload); read once per import.
+    hours: std::sync::RwLock<ServiceHours>,
 }
 
 impl std::fmt::Debug for RefData {
@@ -775,13 +776,22 @@ impl RefData {
             import: Mutex::new(()),
             path: path.to_owned(),
             van_id: van_id.to_owned(),
-            hours,
+            hours: std::sync::RwLock::new(hours),
         })
     }
 
     /// The service hours bookings are checked against.
-    pub fn hours(&self) -> &ServiceHours {
-        &self.hours
+    pub fn hours(&self) -> ServiceHours {
+        self.hours.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the opening and closing times (minutes after local midnight, `closes_min` later;
+    /// a configuration reload). The time zone stays. Only the checks of bundles imported from
+    /// now on use them: bookings already stored are not checked again.
+    pub fn set_hours(&self, opens_min: u32, closes_min: u32) {
+        let mut h = self.hours.write().unwrap_or_else(|p| p.into_inner());
+        h.opens_min = opens_min;
+        h.closes_min = closes_min;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -837,7 +847,7 @@ impl RefData {
 
     /// Checks a bundle (the file's bytes) against the rules and the stored data, without writing.
     pub fn prepare(&self, bytes: &[u8]) -> Result<Prepared, RefDataError> {
-        let parsed = parse_bundle(bytes, &self.van_id, &self.hours)?;
+        let parsed = parse_bundle(bytes, &self.van_id, &self.hours())?;
         let conn = self.lock();
         let kind = parsed.kind;
         if kind != BundleKind::Bookings {
@@ -893,6 +903,7 @@ impl RefData {
         let kind = a.bundle.name();
         match &prepared.body {
             Body::Bookings(items) => {
+                let tz = self.hours().tz;
                 for (b, was) in items {
                     let stored: Option<u32> = tx
                         .query_row("SELECT version FROM bookings WHERE id = ?1", [&b.id], |r| r.get(0))
@@ -902,7 +913,7 @@ impl RefData {
                         return Err(RefDataError::Changed);
                     }
                     let data = serde_json::to_string(b).map_err(|e| self.storage(e))?;
-                    let day = b.slot.start.to_zoned_datetime(self.hours.tz.clone()).date().to_string();
+                    let day = b.slot.start.to_zoned_datetime(tz.clone()).date().to_string();
                     let start = b.slot.start.as_second();
                     if stored.is_some() {
                         tx.execute(
@@ -1331,9 +1342,7 @@ impl OfficeControl {
             }
             Some("bookings") => {
                 let date = match request.get("date") {
-                    None | Some(Value::Null) => {
-                        Timestamp::now().to_zoned_datetime(refdata.hours.tz.clone()).date()
-                    }
+                    None | Some(Value::Null) => Timestamp::now().to_zoned_datetime(refdata.hours().tz).date(),
                     Some(Value::String(d)) => {
                         d.parse::<Date>().map_err(|e| format!("date {d:?} is not YYYY-MM-DD: {e}"))?
                     }

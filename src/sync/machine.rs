@@ -383,6 +383,24 @@ impl Uplink {
         self.checkpoint_due = self.checkpoint_due.min(now);
     }
 
+    /// Takes new pacing tunables while running (a configuration reload): `cfg`'s batch limits,
+    /// backoff delays and checkpoint interval; its `request_timeout` is not taken (the HTTP
+    /// client holds its own, so the two stay equal until a restart). A request in flight keeps
+    /// its deadline; the next batch uses the new limits (a batch limit HQ made the van halve
+    /// stays halved unless `max_records` itself changed); a backoff or checkpoint wait under way
+    /// is cut to the new longest delay or interval from `now`, never made longer; the next
+    /// failure backs off with the new delays.
+    pub fn set_pacing(&mut self, now: Instant, cfg: &UplinkConfig) {
+        if cfg.max_records != self.cfg.max_records {
+            self.max_records = cfg.max_records.max(1);
+        }
+        self.cfg = UplinkConfig { request_timeout: self.cfg.request_timeout, ..cfg.clone() };
+        if let Some(t) = self.retry_at {
+            self.retry_at = Some(t.min(now + self.cfg.backoff_max));
+        }
+        self.checkpoint_due = self.checkpoint_due.min(now + self.cfg.checkpoint_every);
+    }
+
     /// The next event for the shell.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()

@@ -54,6 +54,8 @@ struct Core {
     state_path: Option<PathBuf>,
     last_success_us: Option<i64>,
     sessions: u64,
+    /// How often an idle uplink looks for new records ([`UplinkHandle::set_pacing`] changes it).
+    poll_interval: Duration,
 }
 
 impl Core {
@@ -170,6 +172,19 @@ impl UplinkHandle {
         self.wake.notify_one();
     }
 
+    /// Takes new pacing tunables while running (a configuration reload of `[sync]`): the poll
+    /// interval from the next idle wait on, the rest as [`Uplink::set_pacing`] says (the request
+    /// timeout is not taken: it stays until a restart). Wakes the task so a shorter wait applies
+    /// at once.
+    pub fn set_pacing(&self, cfg: &ShellConfig) {
+        {
+            let mut c = self.core.lock().unwrap_or_else(|p| p.into_inner());
+            c.up.set_pacing(Instant::now(), &cfg.uplink);
+            c.poll_interval = cfg.poll_interval;
+        }
+        self.wake.notify_one();
+    }
+
     /// Asks for a sync now and waits (up to `wait`) until it has caught up or failed; then the
     /// status.
     pub async fn sync_now_and_wait(&self, wait: Duration) -> Value {
@@ -217,7 +232,14 @@ impl UplinkTask {
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
         let up =
             Uplink::new(cfg.uplink.clone(), van, hq_key, resume, Instant::now(), u64::from_le_bytes(seed));
-        let core = Core { up, reader, state_path, last_success_us: None, sessions: 0 };
+        let core = Core {
+            up,
+            reader,
+            state_path,
+            last_success_us: None,
+            sessions: 0,
+            poll_interval: cfg.poll_interval,
+        };
         let handle = UplinkHandle {
             core: Arc::new(Mutex::new(core)),
             wake: Arc::new(Notify::new()),
@@ -276,14 +298,14 @@ impl UplinkTask {
             if *cancel.borrow() {
                 return;
             }
-            let Some((req, next, clean)) = self
+            let Some((req, next, clean, poll_interval)) = self
                 .with_core(&worker, |c| {
                     let now = Instant::now();
                     c.up.handle_timeout(now);
                     let req = c.up.poll_request(now, crate::clock::now_utc_us(), &c.reader);
                     c.drain_events();
                     let s = c.up.status();
-                    (req, c.up.poll_timeout(), s.last_error.is_none() && !s.in_flight)
+                    (req, c.up.poll_timeout(), s.last_error.is_none() && !s.in_flight, c.poll_interval)
                 })
                 .await
             else {
@@ -328,7 +350,7 @@ impl UplinkTask {
                 }
             }
             let now = Instant::now();
-            let poll = now + self.cfg.poll_interval;
+            let poll = now + poll_interval;
             let until = next.map_or(poll, |t| t.min(poll)).max(now);
             tokio::select! {
                 _ = tokio::time::sleep_until(until.into()) => {}
