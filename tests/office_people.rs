@@ -517,6 +517,96 @@ fn sessions_expire_when_idle_and_absolutely() {
     }
 }
 
+#[test]
+fn a_new_lockout_policy_applies_from_the_next_attempt_and_a_lock_keeps_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open(dir.path()));
+    db.apply(&bytes(&cheap_roster()), now()).unwrap();
+    let people = People::new(db.clone(), LockoutPolicy::default());
+    // The API logs in on a clone (on a blocking thread): it must see a policy set later.
+    let clone = people.clone();
+    let mins = |m: i64| now().checked_add(SignedDuration::from_mins(m)).unwrap();
+    for left in [4, 3] {
+        assert_eq!(people.login("1001", "0000", now()), Err(LoginError::BadPin { attempts_left: left }));
+    }
+    // 9001 locked under a policy of one failure and 15 minutes.
+    people.set_policy(LockoutPolicy { max_failures: 1, lock_for: SignedDuration::from_mins(15) });
+    assert_eq!(clone.login("9001", "0000", now()), Err(LoginError::LockedOut { until: mins(15) }));
+    // The reload: 3 failures, 5 minutes. 1001 has 2 failures counted: the next one locks.
+    let policy = LockoutPolicy { max_failures: 3, lock_for: SignedDuration::from_mins(5) };
+    people.set_policy(policy);
+    assert_eq!(clone.policy(), policy);
+    assert_eq!(clone.login("1001", "0000", now()), Err(LoginError::LockedOut { until: mins(5) }));
+    // 9001's lock keeps the end it was given.
+    assert_eq!(clone.login("9001", "9999", mins(6)), Err(LoginError::LockedOut { until: mins(15) }));
+    assert!(clone.login("9001", "9999", mins(15)).is_ok());
+    assert!(clone.login("1001", "1234", mins(5)).is_ok());
+    assert_eq!(clone.login("1001", "0000", mins(5)), Err(LoginError::BadPin { attempts_left: 2 }));
+}
+
+#[test]
+fn new_session_limits_apply_from_each_sessions_next_request() {
+    let s = Sessions::new(SessionPolicy::default());
+    let officer = mtu::office::people::Officer {
+        id: "1001".into(),
+        name_ar: "أحمد".into(),
+        name_en: "Ahmed".into(),
+        role: Role::Officer,
+        active: true,
+    };
+    let t0 = now();
+    let mins = |m: i64| t0.checked_add(SignedDuration::from_mins(m)).unwrap();
+    let (a, expires) = s.create(officer.clone(), t0);
+    assert_eq!(expires, mins(30));
+    let (b, _) = s.create(officer.clone(), t0);
+    let (old, _) = s.create(officer.clone(), t0);
+    assert!(s.check(&old, mins(25)).is_some());
+    // The reload at 26 min: 10 minutes idle, 1 hour at most.
+    s.set_policy(SessionPolicy {
+        idle: SignedDuration::from_mins(10),
+        absolute: SignedDuration::from_hours(1),
+    });
+    // The window each client was told ends as told...
+    assert_eq!(s.expires_at(&a), Some(mins(30)));
+    assert!(s.check(&a, mins(29)).is_some());
+    // ...and its next one is the new idle limit.
+    assert_eq!(s.expires_at(&a), Some(mins(39)));
+    assert!(s.check(&a, mins(39)).is_none());
+    assert!(s.check(&b, mins(29)).is_some());
+    for m in [38, 47, 56] {
+        assert!(s.check(&b, mins(m)).is_some(), "at {m} min");
+    }
+    // The shorter maximum counts from the login: at 60 min b ends, busy or not.
+    assert_eq!(s.expires_at(&b), Some(mins(60)));
+    assert!(s.check(&b, mins(60)).is_none());
+    // Used at 25 min under the old limit: its window runs to 55 as told, then ends (1 h max).
+    assert_eq!(s.expires_at(&old), Some(mins(55)));
+    assert!(s.check(&old, mins(54)).is_some());
+    assert!(s.check(&old, mins(60)).is_none());
+    // A new login gets the new limits.
+    let (c, expires) = s.create(officer, mins(61));
+    assert_eq!(expires, mins(71));
+    assert!(s.check(&c, mins(70)).is_some());
+}
+
+#[test]
+fn new_service_hours_check_the_bookings_imported_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let mut v = sample_bookings();
+    // 08:30–09:00 Cairo: before the default 10:00.
+    v["items"][0]["slot"] = json!({"start": "2026-12-01T06:30:00Z", "end": "2026-12-01T07:00:00Z"});
+    let Err(RefDataError::BadBookings(bad)) = db.apply(&bytes(&v), now()) else { panic!("accepted") };
+    assert_eq!(bad[0].error.code, "booking.outside_hours");
+    db.set_hours(8 * 60, 21 * 60);
+    assert_eq!((db.hours().opens_min, db.hours().closes_min), (480, 1260));
+    assert_eq!(db.hours().tz, cairo(), "the time zone stays");
+    db.apply(&bytes(&v), now()).unwrap();
+    // Stored bookings are not checked again when the hours narrow.
+    db.set_hours(11 * 60, 21 * 60);
+    assert_eq!(db.bookings_on(today()).unwrap().len(), 11);
+}
+
 fn argon2_cli(pin: &str, salt: &str, t: u32, m_kib: u32, p: u32) -> String {
     let mut child = Command::new("argon2")
         .args([salt, "-id", "-t", &t.to_string(), "-k", &m_kib.to_string(), "-p", &p.to_string(), "-l", "32", "-e"])

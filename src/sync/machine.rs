@@ -653,4 +653,59 @@ mod tests {
         assert_eq!(next.kind, RequestKind::Upload { first_seq: 3, last_seq: 10 });
         assert_eq!(up.pending(10), 8);
     }
+    #[test]
+    fn new_pacing_applies_to_the_next_batch_wait_and_checkpoint_and_spares_the_request_in_flight() {
+        let j = Mem(crate::sync::test_chain("V-1", 10, 5), false);
+        let t0 = Instant::now();
+        let mut up = Uplink::new(UplinkConfig::default(), "V-1", hq().verifying_key(), None, t0, 9);
+        let cp = up.poll_request(t0, 0, &j).unwrap();
+        // A reload while the checkpoint is in flight: it keeps its deadline (60 s at start).
+        let paced = UplinkConfig {
+            max_records: 3,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(4),
+            checkpoint_every: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(5),
+            ..UplinkConfig::default()
+        };
+        up.set_pacing(t0, &paced);
+        assert_eq!(up.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+        up.handle_response(t0, cp.id, &ack(&j, 2, 10), &j);
+        // The next batch: 3 records; its deadline keeps the timeout vand started with.
+        let t1 = t0 + Duration::from_secs(1);
+        let upload = up.poll_request(t1, 0, &j).unwrap();
+        assert_eq!(upload.kind, RequestKind::Upload { first_seq: 3, last_seq: 5 });
+        assert_eq!(up.poll_timeout(), Some(t1 + Duration::from_secs(60)));
+        // The next failures back off with the new delays (capped at 4 s, half of it jitter).
+        up.handle_transport_error(t1, upload.id, "reset");
+        let retry = up.status().retry_at.unwrap();
+        assert!(
+            retry >= t1 + Duration::from_millis(500) && retry <= t1 + Duration::from_secs(1),
+            "{:?}",
+            retry - t1
+        );
+        for _ in 0..5 {
+            let t = up.status().retry_at.unwrap();
+            let r = up.poll_request(t, 0, &j).unwrap();
+            up.handle_transport_error(t, r.id, "reset");
+            assert!(up.status().retry_at.unwrap() <= t + Duration::from_secs(4));
+        }
+        // Caught up: the checkpoint comes at the new interval.
+        let t = up.status().retry_at.unwrap();
+        let r = up.poll_request(t, 0, &j).unwrap();
+        assert_eq!(r.kind, RequestKind::Upload { first_seq: 3, last_seq: 5 });
+        up.handle_response(t, r.id, &ack(&j, 5, 11), &j);
+        let r = up.poll_request(t, 0, &j).unwrap();
+        up.handle_response(t, r.id, &ack(&j, 8, 12), &j);
+        let r = up.poll_request(t, 0, &j).unwrap();
+        assert_eq!(r.kind, RequestKind::Upload { first_seq: 9, last_seq: 10 });
+        up.handle_response(t, r.id, &ack(&j, 10, 13), &j);
+        assert!(up.poll_request(t, 0, &j).is_none());
+        assert_eq!(up.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        // A long wait under way is cut to a shorter new limit, never lengthened.
+        up.set_pacing(t, &UplinkConfig { checkpoint_every: Duration::from_secs(2), ..paced.clone() });
+        assert_eq!(up.poll_timeout(), Some(t + Duration::from_secs(2)));
+        up.set_pacing(t, &UplinkConfig { checkpoint_every: Duration::from_secs(3600), ..paced });
+        assert_eq!(up.poll_timeout(), Some(t + Duration::from_secs(2)));
+    }
 }
