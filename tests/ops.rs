@@ -197,6 +197,23 @@ fn wait_for_log(log: &Path, what: &str) -> String {
     }
 }
 
+/// A bookings bundle with one booking tomorrow 08:30–09:00 Cairo (before the default opening).
+fn early_booking() -> Value {
+    let cairo = jiff::tz::TimeZone::get("Africa/Cairo").unwrap();
+    let now = jiff::Timestamp::now();
+    let tomorrow = now.to_zoned_datetime(cairo.clone()).date().tomorrow().unwrap();
+    let mut b = mtu::office::sample::bookings("MTU-SIM-0001", tomorrow, &cairo, now);
+    let at = |h: i8, m: i8| {
+        tomorrow.at(h, m, 0, 0).to_zoned_datetime(cairo.clone()).unwrap().timestamp().to_string()
+    };
+    let mut item = b["items"][0].clone();
+    item["slot"] = json!({"start": at(8, 30), "end": at(9, 0)});
+    b["items"] = json!([item]);
+    // Newer than the training day's bundle for today.
+    b["version"] = json!(tomorrow.strftime("%Y%m%d").to_string().parse::<u64>().unwrap());
+    b
+}
+
 fn hup(rig: &Rig) {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(rig.pid().unwrap() as i32, libc::SIGHUP) };
@@ -228,31 +245,60 @@ fn sighup_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains("api request"), "info level logs no requests:\n{text}");
 
-    // A good file: the log level applies at once; a session limit waits for a restart.
+    // Before the reload: two wrong PINs leave attempts, and a booking at 08:30 is outside hours.
+    let login = |id: &str, pin: &str| {
+        rig.http("POST", "/session", None, Some(&json!({"officer_id": id, "pin": pin}))).unwrap()
+    };
+    for left in [4, 3] {
+        let (code, v) = login("1002", "0000");
+        assert_eq!(code, 401, "{v}");
+        assert!(v.to_string().contains(&format!("({left} attempts left)")), "{v}");
+    }
+    let sup = rig.login("9001", "9999");
+    let early = early_booking();
+    let (code, v) = rig.call("POST", "/import", &sup, Some(&early));
+    assert_eq!(code, 422, "{v}");
+    assert!(v.to_string().contains("booking.outside_hours"), "{v}");
+
+    // A good file: the log level, the lockout limit and the opening time apply at once; a
+    // second listening address waits for a restart.
     set_log_level(&rig.config, "debug");
-    let good = std::fs::read_to_string(&rig.config).unwrap().replacen(
-        "[api]\n",
-        "[api]\nsession_idle_minutes = 29\n",
-        1,
-    );
+    let spare = common::rig::free_port();
+    let good = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replacen("[api]\n", "[api]\nmax_pin_failures = 2\n", 1)
+        .replacen("opens = \"10:00\"", "opens = \"08:00\"", 1)
+        .replacen(
+            &format!("listen = [\"127.0.0.1:{}\"]", rig.port),
+            &format!("listen = [\"127.0.0.1:{}\", \"127.0.0.1:{spare}\"]", rig.port),
+            1,
+        );
+    assert!(good.contains("opens = \"08:00\"") && good.contains(&spare.to_string()), "{good}");
     std::fs::write(&rig.config, &good).unwrap();
     mtu::config::Config::load(&rig.config).expect("the good file is valid");
     hup(&rig);
     let text = wait_for_log(&log, "configuration reloaded from");
     assert_eq!(text.matches("need a restart").count(), 1, "{text}");
     let restart_line = text.lines().find(|l| l.contains("need a restart")).unwrap();
-    assert!(
-        restart_line.contains("api.session_idle_minutes") && !restart_line.contains("log.level"),
-        "{text}"
-    );
+    assert!(restart_line.contains("api.listen") && !restart_line.contains("log.level"), "{text}");
     let (code, _) = rig.call("GET", "/shift", &t, None);
     assert_eq!(code, 200);
     wait_for_log(&log, "api request");
     let reloaded = records(&rig, "config.reloaded");
     assert_eq!(reloaded.len(), 1, "{reloaded:?}");
-    assert_eq!(reloaded[0]["applied"], json!(["log.level"]));
-    assert_eq!(reloaded[0]["restart_needed"], json!(["api.session_idle_minutes"]));
+    assert_eq!(reloaded[0]["applied"], json!(["log.level", "service.opens", "api.max_pin_failures"]));
+    assert_eq!(reloaded[0]["restart_needed"], json!(["api.listen"]));
+    assert_eq!(reloaded[0]["kept_by_hq"], json!([]));
     assert_eq!(reloaded[0]["file"], rig.config.display().to_string());
+    // In force: the two failures counted lock 1002 at the next wrong PIN (the limit is now 2)...
+    let (code, v) = login("1002", "0000");
+    assert_eq!(code, 423, "{v}");
+    assert!(v.to_string().contains("auth.locked_out"), "{v}");
+    // ...the early booking is inside the new hours...
+    let (code, v) = rig.call("POST", "/import", &sup, Some(&early));
+    assert_eq!(code, 200, "{v}");
+    // ...and the second address is not served before a restart.
+    assert!(TcpStream::connect(("127.0.0.1", spare)).is_err(), "api.listen applied without a restart");
 
     // A bad file: refused, logged once with its line and key, the old configuration stays.
     let bad = good.replace("level = \"debug\"", "level = 5");

@@ -318,6 +318,7 @@ mod tests {
                 .unwrap();
         assert_eq!((profile.epc_bytes.0, profile.user_words.0), (16, 8));
         assert_eq!((c.service.opens.as_str(), c.service.closes.as_str()), ("08:30", "16:00"));
+        assert!(hq_sets_hours(&c), "a reload keeps HQ's hours");
         let h = ServiceHours::from_config(&c.service).unwrap();
         assert_eq!((h.opens_min, h.closes_min), (8 * 60 + 30, 16 * 60));
         // Which source won, and what it replaced.
@@ -348,6 +349,8 @@ mod tests {
         let d = desk_config(&c);
         assert_eq!((d.epc_bytes, d.user_words, d.card_colour), (12, 4, true));
         assert_eq!((c.service.opens.as_str(), c.service.closes.as_str()), ("10:00", "22:00"));
+        assert!(!hq_sets_hours(&c), "a reload may apply the file's hours");
+        assert!(!hq_sets_hours(&config(RFID)));
         // Without a reader there is no profile to replace.
         let c = apply_settings(config(""), applied(Settings { epc_bytes: Some(16), ..Settings::default() }));
         assert!(c.hq_settings.unwrap().choices.is_empty());
