@@ -332,3 +332,50 @@ fn sighup_applies_a_good_file_and_keeps_the_old_config_on_a_bad_one() {
     assert_eq!(records(&rig, "config.reloaded").len(), 1);
     rig.stop();
 }
+
+#[test]
+fn on_sighup_the_service_hours_of_hqs_settings_keep_winning_over_the_file() {
+    let mut rig = Rig::new();
+    // HQ's settings bundle (as the down-sync or `vanctl settings import` stores it) sets 09:00–21:00.
+    let db = mtu::office::refdata::RefData::open(
+        &rig.var().join("office.db"),
+        "MTU-SIM-0001",
+        mtu::office::refdata::ServiceHours::cairo_default(),
+    )
+    .unwrap();
+    let settings = json!({"bundle": "settings", "version": 3, "van_id": "MTU-SIM-0001",
+                          "issued_at": "2026-12-01T05:00:00Z",
+                          "settings": {"opens": "09:00", "closes": "21:00"}});
+    db.apply(settings.to_string().as_bytes(), jiff::Timestamp::now()).unwrap();
+    drop(db);
+    let log = rig.dir.path().join("vand.log");
+    rig.start_logged(&log);
+    assert_eq!(records(&rig, "settings.effective").len(), 1);
+    let sup = rig.login("9001", "9999");
+    let early = early_booking();
+    let (code, v) = rig.call("POST", "/import", &sup, Some(&early));
+    assert_eq!(code, 422, "{v}");
+
+    // The file opens at 08:00 now and locks after 3 wrong PINs: the lockout applies, the hours
+    // stay HQ's.
+    let text = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replacen("opens = \"10:00\"", "opens = \"08:00\"", 1)
+        .replacen("[api]\n", "[api]\nmax_pin_failures = 3\n", 1);
+    std::fs::write(&rig.config, &text).unwrap();
+    hup(&rig);
+    let text = wait_for_log(&log, "configuration reloaded from");
+    assert!(
+        text.contains("HQ's settings bundle sets these and stays in force over the file: service.opens"),
+        "{text}"
+    );
+    let reloaded = records(&rig, "config.reloaded");
+    assert_eq!(reloaded.len(), 1, "{reloaded:?}");
+    assert_eq!(reloaded[0]["applied"], json!(["api.max_pin_failures"]));
+    assert_eq!(reloaded[0]["kept_by_hq"], json!(["service.opens"]));
+    assert_eq!(reloaded[0]["restart_needed"], json!([]));
+    let (code, v) = rig.call("POST", "/import", &sup, Some(&early));
+    assert_eq!(code, 422, "HQ's 09:00 opening stays in force: {v}");
+    assert!(v.to_string().contains("09:00"), "{v}");
+    rig.stop();
+}
