@@ -2,7 +2,9 @@
 //! driven over the DevTools protocol, against the real `vand` and `van-sim`: log in, open the
 //! shift, serve a booked vehicle licence renewal with its inspection and e-sticker, meet a card
 //! printer fault injected with `van-sim ctl fault` and recover, reload mid-service and continue,
-//! a supervisor voids a service and closes the shift. Every screen is photographed in Arabic and
+//! meet a mains loss and an opened equipment box (the simulated GPIO's state file) with their
+//! live banners, refusals and the supervisor's clear, a supervisor voids a service and closes
+//! the shift. Every screen is photographed in Arabic and
 //! English under `target/console-screenshots/`; right-to-left layout and the display order of
 //! national IDs, plates and transaction numbers are checked in the rendered page.
 //!
