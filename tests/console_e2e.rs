@@ -762,27 +762,32 @@ fn the_console_serves_a_day_in_a_real_browser() {
     let void = json!({"reason": "خطأ في بيانات المواطن"});
     let (code, latched) = rig.call("POST", &format!("/services/{txn}/void"), &sup, Some(&void));
     assert_eq!((code, latched["error"]["code"].as_str()), (409, Some("tamper.latched")), "{latched}");
-    p.click("[data-act=void]");
-    p.type_in("dialog textarea[name=reason]", "خطأ في بيانات المواطن");
-    p.click("dialog [data-act=confirm]");
-    p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden]) .code')");
-    let shown = latin_digits(&p.text("dialog[open] [data-role=error]"));
-    let said = latched["error"]["ar"].as_str().unwrap();
-    assert!(shown.contains(said) && shown.contains("tamper.latched"), "{shown:?} vs {said:?}");
-    p.shot_checked("17b-tamper-void-refused-ar");
-    p.click("dialog [data-act=dismiss]");
     let clear = json!({"reason": "الختم سليم"});
     let (code, open) = rig.call("POST", "/tamper/clear", &sup, Some(&clear));
     assert_eq!((code, open["error"]["code"].as_str()), (409, Some("tamper.switch_open")), "{open}");
-    p.click("#alarm [data-act=tamper-clear]");
-    p.type_in("dialog textarea[name=reason]", "الختم سليم");
-    p.click("dialog [data-act=confirm]");
-    p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden]) .code')");
-    let shown = latin_digits(&p.text("dialog[open] [data-role=error]"));
-    let said = open["error"]["ar"].as_str().unwrap();
-    assert!(shown.contains(said) && shown.contains("tamper.switch_open"), "{shown:?} vs {said:?}");
-    p.shot_checked("17c-tamper-clear-open-ar");
-    p.click("dialog [data-act=dismiss]");
+    // Each refusal in the dialog, in the van's words, in Arabic then English.
+    let refused = |p: &mut Page, tap: &str, name: &str, refusal: &Value| {
+        for lang in ["ar", "en"] {
+            if lang == "en" {
+                p.click_render("#lang");
+                p.wait("document.documentElement.lang === 'en' && document.documentElement.dir === 'ltr'");
+            }
+            p.click(tap);
+            p.type_in("dialog textarea[name=reason]", "الختم سليم");
+            p.click("dialog [data-act=confirm]");
+            p.wait("document.querySelector('dialog[open] [data-role=error]:not([hidden]) .code')");
+            let shown = latin_digits(&p.text("dialog[open] [data-role=error]"));
+            let said = refusal["error"][lang].as_str().unwrap();
+            let code = refusal["error"]["code"].as_str().unwrap();
+            assert!(shown.contains(said) && shown.contains(code), "{lang}: {shown:?} vs {said:?}");
+            p.shot_checked(&format!("{name}-{lang}"));
+            p.click("dialog [data-act=dismiss]");
+        }
+        p.click_render("#lang");
+        p.wait("document.documentElement.lang === 'ar' && document.documentElement.dir === 'rtl'");
+    };
+    refused(&mut p, "[data-act=void]", "17b-tamper-void-refused", &latched);
+    refused(&mut p, "#alarm [data-act=tamper-clear]", "17c-tamper-clear-open", &open);
     // The box is closed: the banner says so live; the supervisor clears the alarm with what the
     // check found, and the banner goes.
     gpio(&rig, Input::Tamper, false);
