@@ -171,7 +171,7 @@ function forget() {
   sessionStorage.removeItem('console.officer');
   if (S.es) { S.es.close(); S.es = null; }
   setLive(null);
-  showAlarm(null);
+  alarmEvent(null);
 }
 const isSupervisor = () => S.officer?.role === 'supervisor';
 
@@ -184,20 +184,30 @@ function setLive(state) {
   if (state) l.textContent = t('live.' + state);
 }
 
-/** The power-fail and tamper alarms (GET /alarms, `alarm` events) above every screen. */
+/** The power-fail and tamper alarms (GET /alarms, `alarm` events) above every screen. Kept in
+ * `S.alarm` so a language switch redraws them at once. A supervisor is offered the clear action
+ * while the alarm is latched, also with the box still open: the van then answers why not
+ * (`tamper.switch_open`, "close the box first") in the dialog. */
 function showAlarm(a) {
+  S.alarm = a || null;
   const box = document.getElementById('alarm');
   const kids = [];
   if (a?.power_failing) kids.push(el('p', { 'data-alarm': 'power' }, t('alarm.power_failing')));
   if (a?.tamper?.latched) {
     kids.push(el('p', { 'data-alarm': 'tamper' }, t('alarm.tamper')));
     if (a.tamper.switch_open) kids.push(el('p', { 'data-alarm': 'tamper-open' }, t('alarm.tamper_open')));
-    else if (isSupervisor()) {
-      kids.push(btn('alarm.tamper_clear', 'tamper-clear', () => askReason('alarm.tamper_clear_title', (reason) => api('POST', '/tamper/clear', { reason }).then(showAlarm))));
+    if (isSupervisor()) {
+      kids.push(btn('alarm.tamper_clear', 'tamper-clear', () => askReason('alarm.tamper_clear_title', (reason) => api('POST', '/tamper/clear', { reason }).then(alarmEvent))));
     }
   }
   box.replaceChildren(...kids);
   box.hidden = !kids.length;
+}
+/** An alarm state newer than any `GET /alarms` still on its way (whose answer is then dropped). */
+function alarmEvent(a) { S.alarmSeq = (S.alarmSeq || 0) + 1; showAlarm(a); }
+function readAlarms() {
+  const n = S.alarmSeq = (S.alarmSeq || 0) + 1;
+  api('GET', '/alarms').then((a) => { if (n === S.alarmSeq) showAlarm(a); }).catch(() => {});
 }
 
 function connectEvents() {
@@ -230,7 +240,7 @@ function connectEvents() {
     deviceIndicator();
     if (S.view?.name === 'devices') refreshSoon();
   });
-  es.addEventListener('alarm', (ev) => showAlarm(JSON.parse(ev.data).alarm));
+  es.addEventListener('alarm', (ev) => alarmEvent(JSON.parse(ev.data).alarm));
   es.addEventListener('lagged', () => refreshSoon());
 }
 
@@ -261,6 +271,7 @@ function chrome() {
   const live = document.getElementById('live');
   if (live.dataset.state) live.textContent = t('live.' + live.dataset.state);
   deviceIndicator();
+  showAlarm(S.alarm);
 }
 
 function deviceIndicator() {
@@ -304,7 +315,7 @@ async function renderOnce(fresh) {
   chrome();
   if (S.token) {
     connectEvents();
-    api('GET', '/alarms').then(showAlarm).catch(() => {});
+    readAlarms();
     if (!Object.keys(S.devices).length) api('GET', '/devices').then((d) => { Object.assign(S.devices, d); deviceIndicator(); }).catch(() => {});
   }
   try {
