@@ -601,7 +601,9 @@ impl Config {
     pub fn load_or_embedded(path: Option<&Path>) -> Result<Config, ConfigError> {
         match path {
             Some(p) => Self::load(p),
-            None => Ok(Self::embedded_sim()),
+            // Not `embedded_sim()`: a build without the training HQ (the van's package) has no
+            // embedded van to run, and says so as a config error rather than a panic.
+            None => Self::parse(EMBEDDED_SIM, EMBEDDED_SIM_NAME),
         }
     }
 

@@ -380,7 +380,8 @@ fn release_package_without_the_training_hq() {
     let default_build = std::fs::read(env!("CARGO_BIN_EXE_vand")).unwrap();
     assert!(default_build.windows(14).any(|w| w == b"crates/van-hq/"), "the check above cannot fail");
 
-    // The embedded simulation config has [sync.training_hq]: this vand says it has none.
+    // The embedded simulation config has [sync.training_hq]: this vand refuses it, naming the key,
+    // and does not start (an error, not a panic).
     let work = tempfile::tempdir().unwrap();
     let mut child = Command::new(&vand)
         .current_dir(work.path())
@@ -409,6 +410,8 @@ fn release_package_without_the_training_hq() {
         }
     };
     let _ = child.kill();
-    let _ = child.wait();
+    let status = child.wait().unwrap();
     assert!(found, "no training-HQ error from the package's vand:\n{}", seen.join("\n"));
+    assert_eq!(status.code(), Some(2), "the package's vand must stop with an error: {status:?}");
+    assert!(!seen.iter().any(|l| l.contains("panicked")), "{}", seen.join("\n"));
 }
