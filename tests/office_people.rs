@@ -457,13 +457,7 @@ async fn async_callers_log_in_on_a_blocking_thread() {
 #[test]
 fn sessions_expire_when_idle_and_absolutely() {
     let s = Sessions::new(SessionPolicy::default());
-    let officer = mtu::office::people::Officer {
-        id: "1001".into(),
-        name_ar: "أحمد".into(),
-        name_en: "Ahmed".into(),
-        role: Role::Officer,
-        active: true,
-    };
+    let officer = officer_1001();
     let t0 = now();
     let mins = |m: i64| t0.checked_add(SignedDuration::from_mins(m)).unwrap();
     let (token, expires) = s.create(officer.clone(), t0);
@@ -547,13 +541,7 @@ fn a_new_lockout_policy_applies_from_the_next_attempt_and_a_lock_keeps_its_end()
 #[test]
 fn new_session_limits_apply_from_each_sessions_next_request() {
     let s = Sessions::new(SessionPolicy::default());
-    let officer = mtu::office::people::Officer {
-        id: "1001".into(),
-        name_ar: "أحمد".into(),
-        name_en: "Ahmed".into(),
-        role: Role::Officer,
-        active: true,
-    };
+    let officer = officer_1001();
     let t0 = now();
     let mins = |m: i64| t0.checked_add(SignedDuration::from_mins(m)).unwrap();
     let (a, expires) = s.create(officer.clone(), t0);
@@ -728,4 +716,15 @@ fn docs_list_every_reference_data_and_login_code() {
     assert!(codes.len() >= 15, "{codes:?}");
     let missing: Vec<_> = codes.iter().filter(|c| !doc.contains(&format!("`{c}`"))).collect();
     assert!(missing.is_empty(), "docs/reference-data.md lacks {missing:?}");
+}
+
+/// Officer 1001 of the sample roster, as the session tests log in.
+fn officer_1001() -> mtu::office::people::Officer {
+    mtu::office::people::Officer {
+        id: "1001".into(),
+        name_ar: "أحمد".into(),
+        name_en: "Ahmed".into(),
+        role: Role::Officer,
+        active: true,
+    }
 }
