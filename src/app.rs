@@ -263,15 +263,24 @@ async fn until(cancel: &mut watch::Receiver<bool>) {
 }
 
 async fn append<T: serde::Serialize>(journal: &Journal, kind: &str, payload: &T) {
+    append_seq(journal, kind, payload).await;
+}
+
+/// Like [`append`], returning the record's sequence number (0 when it could not be written).
+async fn append_seq<T: serde::Serialize>(journal: &Journal, kind: &str, payload: &T) -> u64 {
     let value = match serde_json::to_value(payload) {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(%kind, "cannot serialise a record payload: {e}");
-            return;
+            return 0;
         }
     };
-    if let Err(e) = journal.append_async(kind, &value).await {
-        tracing::error!(error = %e, %kind, "could not journal");
+    match journal.append_async(kind, &value).await {
+        Ok(a) => a.seq,
+        Err(e) => {
+            tracing::error!(error = %e, %kind, "could not journal");
+            0
+        }
     }
 }
 
@@ -430,7 +439,7 @@ async fn record_gpio(
     }
     // An input already active before this recorder subscribed (mains lost or the box open at
     // start) is acted on now; its event, if it comes as well, changes nothing more.
-    let mut first: Option<Vec<GpioEvent>> = Some(active_levels(&state));
+    let mut first: Option<Vec<GpioEvent>> = Some(levels(&state, true));
     loop {
         if let Some(h) = &duties.heartbeat {
             h.beat();
@@ -444,15 +453,7 @@ async fn record_gpio(
                     Ok(e) => vec![e],
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::error!("{n} GPIO events were skipped (the recorder fell behind): recording current levels");
-                        let inputs = state().map(|s| s.inputs).unwrap_or_default();
-                        inputs
-                            .iter()
-                            .filter_map(|(name, active)| match name.as_str() {
-                                "tamper" => Some(GpioEvent::Tamper { active: *active }),
-                                "power_fail" => Some(GpioEvent::PowerFail { active: *active }),
-                                _ => None,
-                            })
-                            .collect()
+                        levels(&state, false)
                     }
                     Err(_) => return,
                 },
@@ -493,16 +494,14 @@ async fn record_gpio(
     }
 }
 
-/// The inputs that are active now, as events.
-fn active_levels(state: &impl Fn() -> Option<crate::devices::gpio::GpioState>) -> Vec<GpioEvent> {
+/// The inputs' current levels as events (only the active ones with `active_only`).
+fn levels(state: &impl Fn() -> Option<crate::devices::gpio::GpioState>, active_only: bool) -> Vec<GpioEvent> {
     let inputs = state().map(|s| s.inputs).unwrap_or_default();
     inputs
         .iter()
-        .filter(|(_, active)| **active)
-        .filter_map(|(name, _)| match name.as_str() {
-            "tamper" => Some(GpioEvent::Tamper { active: true }),
-            "power_fail" => Some(GpioEvent::PowerFail { active: true }),
-            _ => None,
+        .filter(|(_, active)| **active || !active_only)
+        .filter_map(|(name, active)| {
+            crate::devices::gpio::Input::from_name(name).map(|i| GpioEvent::new(i, *active))
         })
         .collect()
 }
@@ -548,18 +547,6 @@ async fn power_action(journal: &Journal, duties: &GpioDuties, action: crate::pow
         }
         PowerAction::Stop => {
             tracing::warn!("mains did not return within the ride-through time: stopping while the UPS holds");
-        }
-    }
-}
-
-/// Like [`append`], returning the record's sequence number (0 when it could not be written).
-async fn append_seq<T: serde::Serialize>(journal: &Journal, kind: &str, payload: &T) -> u64 {
-    let value = serde_json::to_value(payload).unwrap_or(serde_json::Value::Null);
-    match journal.append_async(kind, &value).await {
-        Ok(a) => a.seq,
-        Err(e) => {
-            tracing::error!(error = %e, %kind, "could not journal");
-            0
         }
     }
 }

@@ -82,7 +82,8 @@ pub enum GpioEvent {
 }
 
 impl GpioEvent {
-    fn new(input: Input, active: bool) -> GpioEvent {
+    /// The event of `input` at level `active`.
+    pub fn new(input: Input, active: bool) -> GpioEvent {
         match input {
             Input::Tamper => GpioEvent::Tamper { active },
             Input::PowerFail => GpioEvent::PowerFail { active },
